@@ -1,0 +1,274 @@
+"""Byte-block readers for plain and gzip-compressed input, path or file object.
+
+The ConceptNet dump is ~10 GB unzipped, so nothing here ever holds a whole file:
+input is read in blocks of whole lines. For gzip input the inflating runs in a
+background thread (ISA-L's inflate releases the GIL), so decompression on one
+core overlaps with parsing on the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator, Union
+
+PathOrFile = Union[str, os.PathLike, BinaryIO]
+
+_GZIP_MAGIC = b"\x1f\x8b"
+BLOCK_SIZE = 1 << 23  # 8 MiB of decompressed text per block
+_RAW_READ = 1 << 20
+
+
+class InputError(ValueError):
+    """Bad input: names the source, and the line where that is known."""
+
+
+@dataclass
+class ReadStats:
+    """Running counters a reader updates as it goes (read by progress bars)."""
+
+    raw_bytes: int = 0  # bytes read from the underlying file (compressed if gzip)
+    text_bytes: int = 0  # bytes of text handed out
+    total_raw: int | None = None  # file size when known
+    sha256: str | None = None  # hash of the raw bytes, set when fully read
+
+
+def source_name(src: PathOrFile) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return os.fspath(src)
+    return getattr(src, "name", None) or "<stream>"
+
+
+def _open_raw(src: PathOrFile) -> tuple[BinaryIO, bool, int | None]:
+    """Open ``src`` for binary reading; returns (file, we_own_it, size)."""
+    if isinstance(src, (str, os.PathLike)):
+        p = Path(src)
+        if p.is_dir():
+            raise InputError(f"{p}: is a directory, expected a file")
+        if not p.exists():
+            raise InputError(f"{p}: no such file")
+        try:
+            f = open(p, "rb")
+        except OSError as e:
+            raise InputError(f"{p}: cannot open: {e.strerror or e}") from e
+        return f, True, p.stat().st_size
+    if isinstance(src, io.TextIOBase):
+        raise InputError(f"{source_name(src)}: open the file in binary mode ('rb')")
+    size = None
+    try:
+        size = os.fstat(src.fileno()).st_size
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        pass
+    return src, False, size
+
+
+class _RawCounter:
+    """File wrapper that counts and hashes the raw bytes read through it."""
+
+    def __init__(self, f: BinaryIO, stats: ReadStats):
+        self._f = f
+        self._stats = stats
+        self._hash = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        b = self._f.read(n)
+        self._stats.raw_bytes += len(b)
+        self._hash.update(b)
+        return b
+
+    def readinto(self, buf) -> int:  # used by some gzip readers
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def finish(self) -> None:
+        # Hash whatever the decompressor did not consume (gzip trailer slack).
+        while True:
+            b = self._f.read(_RAW_READ)
+            if not b:
+                break
+            self._stats.raw_bytes += len(b)
+            self._hash.update(b)
+        self._stats.sha256 = self._hash.hexdigest()
+
+
+def _gzip_reader(raw: _RawCounter):
+    try:
+        from isal import igzip
+
+        return igzip.GzipFile(fileobj=raw, mode="rb")
+    except ImportError:  # pragma: no cover - isal is a core dependency
+        import gzip
+
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+
+
+def _decode_errors():
+    import gzip
+    import zlib
+
+    errs: list[type[BaseException]] = [EOFError, zlib.error, gzip.BadGzipFile, OSError]
+    try:
+        from isal import isal_zlib
+
+        errs.append(isal_zlib.error)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errs)
+
+
+def iter_blocks(
+    src: PathOrFile,
+    stats: ReadStats | None = None,
+    block_size: int = BLOCK_SIZE,
+    threaded: bool = True,
+) -> Iterator[bytes]:
+    """Yield blocks of whole lines (each ends with ``\\n`` except maybe the last).
+
+    Raises:
+        InputError: a directory, a missing or empty file, a truncated or corrupt gzip.
+    """
+    name = source_name(src)
+    stats = stats if stats is not None else ReadStats()
+    f, owned, size = _open_raw(src)
+    stats.total_raw = size
+    try:
+        head = f.read(2)
+        if hasattr(f, "seek") and f.seekable():
+            f.seek(0)
+            prefix = b""
+        else:
+            prefix = head
+        if not head:
+            raise InputError(f"{name}: the file is empty")
+        raw = _RawCounter(f, stats)
+        if prefix:
+            stats.raw_bytes += len(prefix)
+            raw._hash.update(prefix)
+            raw = _PrefixedRaw(prefix, raw)
+        gz = head == _GZIP_MAGIC
+        reader = _gzip_reader(raw) if gz else raw
+        gen = _threaded_reads(reader, block_size, name, gz) if threaded else _plain_reads(reader, block_size, name, gz)
+        pending = b""
+        any_text = False
+        for chunk in gen:
+            any_text = any_text or bool(chunk)
+            data = pending + chunk if pending else chunk
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                pending = data
+                continue
+            pending = data[cut:]
+            block = data[:cut] if pending else data
+            stats.text_bytes += len(block)
+            yield block
+        if pending:
+            stats.text_bytes += len(pending)
+            yield pending
+        if not any_text:
+            raise InputError(f"{name}: the file is empty" + (" (gzip with no content)" if gz else ""))
+        raw.finish()
+    finally:
+        if owned:
+            f.close()
+
+
+class _PrefixedRaw:
+    """Re-inserts bytes already consumed from a non-seekable stream."""
+
+    def __init__(self, prefix: bytes, inner: _RawCounter):
+        self._prefix = prefix
+        self._inner = inner
+
+    def read(self, n: int = -1) -> bytes:
+        if self._prefix:
+            p, self._prefix = self._prefix, b""
+            if n is None or n < 0:
+                return p + self._inner.read()
+            return p + self._inner.read(max(0, n - len(p)))
+        return self._inner.read(n)
+
+    def readable(self) -> bool:
+        return True
+
+    def finish(self) -> None:
+        self._inner.finish()
+
+
+def _wrap_decode_error(name: str, gz: bool, e: BaseException) -> InputError:
+    if isinstance(e, EOFError) or "end-of-stream" in str(e) or "truncated" in str(e).lower():
+        return InputError(f"{name}: truncated gzip: the compressed stream ends before its end marker")
+    kind = "corrupt gzip" if gz else "read error"
+    return InputError(f"{name}: {kind}: {e}")
+
+
+def _plain_reads(reader, block_size: int, name: str, gz: bool) -> Iterator[bytes]:
+    errs = _decode_errors()
+    while True:
+        try:
+            chunk = reader.read(block_size)
+        except errs as e:
+            raise _wrap_decode_error(name, gz, e) from e
+        if not chunk:
+            return
+        yield chunk
+
+
+def _threaded_reads(reader, block_size: int, name: str, gz: bool) -> Iterator[bytes]:
+    """Read (and inflate) in a background thread, two blocks ahead."""
+    q: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    errs = _decode_errors()
+
+    def work():
+        try:
+            while not stop.is_set():
+                chunk = reader.read(block_size)
+                if not chunk:
+                    break
+                q.put(chunk)
+            q.put(None)
+        except errs as e:
+            q.put(_wrap_decode_error(name, gz, e))
+        except BaseException as e:  # surfaced in the consumer thread
+            q.put(e)
+
+    t = threading.Thread(target=work, name="kg-ingest-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        # Drain so the worker is never blocked on a full queue.
+        while t.is_alive():
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        t.join()
+
+
+def iter_lines(src: PathOrFile, stats: ReadStats | None = None) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line_number, line_bytes)`` (1-based, without the newline)."""
+    lineno = 0
+    for block in iter_blocks(src, stats, threaded=False):
+        lines = block.split(b"\n")
+        if block.endswith(b"\n"):
+            lines.pop()
+        for line in lines:
+            lineno += 1
+            yield lineno, line.rstrip(b"\r")

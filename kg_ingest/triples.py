@@ -1,0 +1,104 @@
+"""Plain triple files: CN-100K (``Relation \\t head \\t tail [\\t weight]``), FVQA facts, TSV.
+
+Column order is configurable (``order="rht"`` for relation-head-tail, the
+CN-100K and FVQA layout; ``"hrt"`` for head-relation-tail). Concept names
+are normalised to ConceptNet terms (``"rest area"`` -> ``rest_area``). A first
+line naming the columns (``relation head tail``) is recognised and skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator
+
+from ._io import InputError, PathOrFile, ReadStats, iter_lines, source_name
+from .records import Assertion, IngestStats
+from .store import normalize_concept
+
+_HEADER_WORDS = {"relation", "rel", "predicate", "head", "tail", "subject", "object", "weight", "h", "r", "t"}
+
+
+def iter_triples(
+    src: PathOrFile,
+    order: str = "rht",
+    stats: IngestStats | None = None,
+    read_stats: ReadStats | None = None,
+    strict: bool = False,
+    on_block: Callable[[], None] | None = None,
+    batch_size: int = 50_000,
+) -> Iterator[list[Assertion]]:
+    """Parse a tab-separated triple file, yielding lists of :class:`Assertion`.
+
+    Args:
+        src: path or binary file object (``.gz`` detected).
+        order: ``"rht"`` or ``"hrt"``: where the relation, head and tail columns are.
+        strict: raise on the first malformed line instead of counting it.
+        batch_size: records per yielded list.
+
+    Raises:
+        InputError: unreadable input; a malformed line when ``strict``; a file with no valid line.
+    """
+    if sorted(order) != ["h", "r", "t"]:
+        raise ValueError(f"order: expected a permutation of 'rht' such as 'rht' or 'hrt', found {order!r}")
+    ri, hi, ti = order.index("r"), order.index("h"), order.index("t")
+    stats = stats if stats is not None else IngestStats()
+    name = source_name(src)
+    stats.source = stats.source or name
+    batch: list[Assertion] = []
+
+    def bad(lineno, reason, detail):
+        msg = f"{name}:{lineno}: {detail}"
+        if strict:
+            raise InputError(msg)
+        stats.malformed(reason, msg)
+
+    n = 0
+    for lineno, raw in iter_lines(src, read_stats):
+        n = lineno
+        stats.lines_read = lineno
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            bad(lineno, "invalid UTF-8", f"invalid UTF-8 at byte {e.start}")
+            continue
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) not in (3, 4):
+            if lineno == 1 and len(cols) == 1 and ("," in line or " " in line.strip()):
+                raise InputError(f"{name}:1: expected tab-separated columns (relation, head, tail[, weight]), "
+                                 f"found {line[:80]!r}")
+            bad(lineno, "column count", f"expected 3 or 4 tab-separated columns (relation, head, tail[, weight]), "
+                                        f"found {len(cols)}")
+            continue
+        if lineno == 1 and {c.strip().lower() for c in cols} <= _HEADER_WORDS:
+            continue  # a header row
+        rel, head, tail = cols[ri].strip(), normalize_concept(cols[hi]), normalize_concept(cols[ti])
+        if not rel or not head or not tail:
+            which = "relation" if not rel else "head" if not head else "tail"
+            bad(lineno, "empty field", f"empty {which} column")
+            continue
+        w = 1.0
+        if len(cols) == 4:
+            try:
+                w = float(cols[3])
+            except ValueError:
+                bad(lineno, "bad weight", f"expected a number in the weight column, found {cols[3][:40]!r}")
+                continue
+            if not math.isfinite(w):
+                bad(lineno, "bad weight", f"expected a finite weight, found {cols[3][:40]!r}")
+                continue
+        batch.append(Assertion(rel, head, tail, w, None, lineno))
+        if len(batch) >= batch_size:
+            stats.records += len(batch)
+            yield batch
+            batch = []
+            if on_block is not None:
+                on_block()
+    if batch:
+        stats.records += len(batch)
+        yield batch
+    if on_block is not None:
+        on_block()
+    if n and stats.records == 0 and stats.n_malformed:
+        raise InputError(f"{name}: no valid triple in {n} lines; first problem: {stats.malformed_samples[0]}")
