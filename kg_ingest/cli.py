@@ -34,8 +34,8 @@ def _fmt_int(n) -> str:
     return f"{n:,}"
 
 
-def print_summary(kg: KnowledgeGraph, stats: IngestStats, out, file=sys.stdout) -> None:
-    w = file.write
+def print_summary(kg: KnowledgeGraph, stats: IngestStats, out, file=None) -> None:
+    w = (file or sys.stdout).write
     secs = max(stats.seconds, 1e-9)
     w("\n== ingest summary ==\n")
     w(f"source            {stats.source}\n")
@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kg-ingest: interrupted; no store was written or replaced", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `kg-ingest neighbors ... | head`
+        sys.stderr.close()
+        return 0
     except OSError as e:
         print(f"kg-ingest: error: {e}", file=sys.stderr)
         return 1

@@ -42,7 +42,7 @@ def _progress(read_stats: ReadStats, stats: IngestStats, enabled: bool, desc: st
     from tqdm import tqdm
 
     bar = tqdm(total=read_stats.total_raw, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-               file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+               file=sys.stderr, dynamic_ncols=True, mininterval=0.5, disable=None)  # None: off when not a tty
     last = [0, 0.0]
 
     def update():

@@ -75,8 +75,9 @@ def iter_triples(
             continue  # a header row
         rel, head, tail = cols[ri].strip(), normalize_concept(cols[hi]), normalize_concept(cols[ti])
         if not rel or not head or not tail:
-            which = "relation" if not rel else "head" if not head else "tail"
-            bad(lineno, "empty field", f"empty {which} column")
+            which, raw_val = (("relation", cols[ri]) if not rel else ("head", cols[hi]) if not head
+                              else ("tail", cols[ti]))
+            bad(lineno, "empty concept", f"the {which} column {raw_val!r} is empty after normalisation")
             continue
         w = 1.0
         if len(cols) == 4:
