@@ -12,10 +12,11 @@ import hashlib
 import io
 import os
 import queue
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Union
+from typing import Any, BinaryIO, Callable, Iterator, Union
 
 PathOrFile = Union[str, os.PathLike, BinaryIO]
 
@@ -130,8 +131,14 @@ def iter_blocks(
     stats: ReadStats | None = None,
     block_size: int = BLOCK_SIZE,
     threaded: bool = True,
-) -> Iterator[bytes]:
+    analyze: Callable[[bytes], Any] | None = None,
+) -> Iterator[Any]:
     """Yield blocks of whole lines (each ends with ``\\n`` except maybe the last).
+
+    With ``threaded=True`` reading, inflating and ``analyze(block)`` run in a
+    background thread, two blocks ahead of the consumer; with ``analyze`` the
+    items are ``(block, analyze(block))``. ``analyze`` should spend its time in
+    code that releases the GIL (numpy) to overlap with the consumer.
 
     Raises:
         InputError: a directory, a missing or empty file, a truncated or corrupt gzip.
@@ -142,43 +149,49 @@ def iter_blocks(
     stats.total_raw = size
     try:
         head = f.read(2)
-        if hasattr(f, "seek") and f.seekable():
-            f.seek(0)
-            prefix = b""
-        else:
-            prefix = head
         if not head:
             raise InputError(f"{name}: the file is empty")
         raw = _RawCounter(f, stats)
-        if prefix:
-            stats.raw_bytes += len(prefix)
-            raw._hash.update(prefix)
-            raw = _PrefixedRaw(prefix, raw)
+        if hasattr(f, "seekable") and f.seekable():
+            f.seek(0)
+        else:
+            stats.raw_bytes += len(head)
+            raw._hash.update(head)
+            raw = _PrefixedRaw(head, raw)
         gz = head == _GZIP_MAGIC
         reader = _gzip_reader(raw) if gz else raw
-        gen = _threaded_reads(reader, block_size, name, gz) if threaded else _plain_reads(reader, block_size, name, gz)
-        pending = b""
-        any_text = False
-        for chunk in gen:
-            any_text = any_text or bool(chunk)
-            data = pending + chunk if pending else chunk
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                pending = data
-                continue
-            pending = data[cut:]
-            block = data[:cut] if pending else data
-            stats.text_bytes += len(block)
-            yield block
-        if pending:
-            stats.text_bytes += len(pending)
-            yield pending
-        if not any_text:
-            raise InputError(f"{name}: the file is empty" + (" (gzip with no content)" if gz else ""))
-        raw.finish()
+
+        def produce():
+            any_text = False
+            for block in _aligned(_plain_reads(reader, block_size, name, gz), stats):
+                any_text = True
+                yield (block, analyze(block)) if analyze is not None else block
+            if not any_text:
+                raise InputError(f"{name}: the file is empty" + (" (gzip with no content)" if gz else ""))
+            raw.finish()
+
+        yield from (_in_thread(produce) if threaded else produce())
     finally:
         if owned:
             f.close()
+
+
+def _aligned(chunks: Iterator[bytes], stats: ReadStats) -> Iterator[bytes]:
+    """Re-cut raw chunks at line ends."""
+    pending = b""
+    for chunk in chunks:
+        data = pending + chunk if pending else chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            pending = data
+            continue
+        pending = data[cut:]
+        block = data[:cut] if pending else data
+        stats.text_bytes += len(block)
+        yield block
+    if pending:
+        stats.text_bytes += len(pending)
+        yield pending
 
 
 class _PrefixedRaw:
@@ -222,34 +235,36 @@ def _plain_reads(reader, block_size: int, name: str, gz: bool) -> Iterator[bytes
         yield chunk
 
 
-def _threaded_reads(reader, block_size: int, name: str, gz: bool) -> Iterator[bytes]:
-    """Read (and inflate) in a background thread, two blocks ahead."""
+def _in_thread(produce: Callable[[], Iterator[Any]]) -> Iterator[Any]:
+    """Run a generator in a background thread, two items ahead; errors re-raised here."""
     q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
-    errs = _decode_errors()
+    done = object()
 
     def work():
         try:
-            while not stop.is_set():
-                chunk = reader.read(block_size)
-                if not chunk:
-                    break
-                q.put(chunk)
-            q.put(None)
-        except errs as e:
-            q.put(_wrap_decode_error(name, gz, e))
+            for item in produce():
+                if stop.is_set():
+                    return
+                q.put((None, item))
+            q.put((None, done))
         except BaseException as e:  # surfaced in the consumer thread
-            q.put(e)
+            q.put((e, None))
 
     t = threading.Thread(target=work, name="kg-ingest-reader", daemon=True)
+    # The worker spends its time in GIL-free C (inflate, numpy) but must take the
+    # GIL back between calls; with the default 5 ms switch interval it would wait
+    # behind the consumer's pure-Python loop for most of that time.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, 0.0002))
     t.start()
     try:
         while True:
-            item = q.get()
-            if item is None:
+            err, item = q.get()
+            if err is not None:
+                raise err
+            if item is done:
                 return
-            if isinstance(item, BaseException):
-                raise item
             yield item
     finally:
         stop.set()
@@ -260,6 +275,7 @@ def _threaded_reads(reader, block_size: int, name: str, gz: bool) -> Iterator[by
             except queue.Empty:
                 pass
         t.join()
+        sys.setswitchinterval(interval)
 
 
 def iter_lines(src: PathOrFile, stats: ReadStats | None = None) -> Iterator[tuple[int, bytes]]:

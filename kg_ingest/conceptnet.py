@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+import numpy as np
+
 from ._io import InputError, PathOrFile, ReadStats, iter_blocks, source_name
 from .records import Assertion, IngestStats
 
@@ -160,11 +162,55 @@ class _LineParser:
         return Assertion(relation, head, tail, float(weight), surface if isinstance(surface, str) else None, lineno)
 
 
-def _candidate_regex(languages: tuple[str, ...]) -> re.Pattern:
-    alt = b"|".join(re.escape(l.encode()) for l in languages)
-    if len(languages) == 1:
-        return re.compile(rb"\t/c/" + alt + rb"/[^\t\n]*\t/c/" + alt + rb"/")
-    return re.compile(rb"\t/c/(?:" + alt + rb")/[^\t\n]*\t/c/(?:" + alt + rb")/")
+class _BlockIndex:
+    """Per-block line/column positions, computed with numpy in the reader thread.
+
+    ``tabs`` is (lines, 4): the four tab positions of each line; ``ends`` the
+    line ends; ``cand`` the indices of lines whose start and end URIs carry one
+    of the wanted language prefixes. ``tabs is None`` when some line has not
+    exactly four tabs (the block then goes through the line-by-line parser).
+    """
+
+    __slots__ = ("n_lines", "tabs", "ends", "cand")
+
+    def __init__(self, n_lines, tabs=None, ends=None, cand=None):
+        self.n_lines, self.tabs, self.ends, self.cand = n_lines, tabs, ends, cand
+
+
+def _make_indexer(languages: tuple[str, ...] | None):
+    prefixes = [b"/c/" + l.encode() + b"/" for l in languages] if languages is not None else [b"/c/"]
+
+    def has_prefix(a: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        hit = np.zeros(len(pos), dtype=bool)
+        last = len(a) - 1
+        for p in prefixes:
+            m = np.ones(len(pos), dtype=bool)
+            for k, byte in enumerate(p):
+                m &= a[np.minimum(pos + k, last)] == byte
+            hit |= m
+        return hit
+
+    def index(block: bytes) -> _BlockIndex:
+        a = np.frombuffer(block, dtype=np.uint8)
+        ctrl = np.flatnonzero(a < 11)  # tabs and newlines in one pass over the block
+        kind = a[ctrl]
+        ends = ctrl[kind == 10]
+        tabs = ctrl[kind == 9]
+        if not block.endswith(b"\n"):
+            ends = np.append(ends, len(block))
+        n = len(ends)
+        if len(tabs) != 4 * n:
+            return _BlockIndex(n)
+        tabs = tabs.reshape(n, 4)
+        starts = np.empty(n, dtype=np.int64)
+        starts[0] = 0
+        starts[1:] = ends[:-1] + 1
+        if not (np.all(tabs[:, 0] >= starts) and np.all(tabs[:, 3] < ends)):
+            return _BlockIndex(n)  # some line has too many tabs, another too few
+        cand = np.flatnonzero(has_prefix(a, tabs[:, 1] + 1) & has_prefix(a, tabs[:, 2] + 1))
+        return _BlockIndex(n, tabs[cand].tolist(), ends[cand].tolist(), cand.tolist())
+
+    return index
 
 
 def iter_assertions(
@@ -192,29 +238,17 @@ def iter_assertions(
     name = source_name(src)
     stats.source = stats.source or name
     lp = _LineParser(name, opts, stats)
-    cand = _candidate_regex(opts.languages) if opts.languages is not None else None
+    fast = _fast_parser(lp)
+    skip_reason = "language" if opts.languages is not None else "non-concept end"
     base = 0  # lines before the current block
     checked_format = False
-    for block in iter_blocks(src, read_stats):
-        n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    for block, idx in iter_blocks(src, read_stats, analyze=_make_indexer(opts.languages)):
         out: list[Assertion] = []
-        if cand is not None and block.count(b"\t") == 4 * n_lines:
-            # Fast path: the block's column counts are right; parse only candidates.
-            n_cand = 0
-            last_pos, last_line = 0, base
-            for m in cand.finditer(block):
-                s = m.start()
-                ls = block.rfind(b"\n", 0, s) + 1
-                le = block.find(b"\n", s)
-                if le < 0:
-                    le = len(block)
-                lineno = last_line + block.count(b"\n", last_pos, ls) + 1
-                last_pos, last_line = ls, lineno - 1
-                n_cand += 1
-                rec = lp.parse(block[ls:le], lineno)
-                if rec is not None:
-                    out.append(rec)
-            stats.skipped["language"] += n_lines - n_cand
+        if idx.tabs is not None:
+            # Every line has five columns; parse only the candidate lines.
+            fast(block, idx, base, out)
+            # Lines whose ends are not concepts of the wanted languages.
+            stats.skipped[skip_reason] += idx.n_lines - len(idx.cand)
         else:
             lines = block.split(b"\n")
             if block.endswith(b"\n"):
@@ -223,7 +257,7 @@ def iter_assertions(
                 rec = lp.parse(line, base + i + 1)
                 if rec is not None:
                     out.append(rec)
-        base += n_lines
+        base += idx.n_lines
         stats.lines_read = base
         if not checked_format:
             checked_format = True
@@ -233,6 +267,70 @@ def iter_assertions(
             yield out
         if on_block is not None:
             on_block()
+
+
+def _fast_parser(lp: _LineParser):
+    """The hot loop for candidate lines of a well-formed block.
+
+    Handles the common shape (one language, plain JSON weight) inline and hands
+    anything unusual to the full line parser, so both paths give the same records.
+    """
+    opts = lp.opts
+    single = opts.languages is not None and len(opts.languages) == 1 and not (opts.keep_pos or opts.keep_sense)
+    plen = len(opts.languages[0]) + 4 if single else 0  # len("/c/en/")
+    keep_surface = opts.keep_surface
+    rel_cache: dict[bytes, str] = {}
+    loads = _loads
+    errors = _JSONError
+
+    def run(block: bytes, idx: _BlockIndex, base: int, out: list) -> None:
+        append = out.append
+        if not single:
+            for i, (t0, _t1, _t2, _t3), le in zip(idx.cand, idx.tabs, idx.ends):
+                ls = block.rfind(b"\n", 0, t0) + 1
+                rec = lp.parse(block[ls:le], base + i + 1)
+                if rec is not None:
+                    append(rec)
+            return
+        for i, (t0, t1, t2, t3), le in zip(idx.cand, idx.tabs, idx.ends):
+            start = block[t1 + 1 + plen:t2]
+            end = block[t2 + 1 + plen:t3]
+            j = start.find(b"/")
+            if j >= 0:
+                start = start[:j]
+            j = end.find(b"/")
+            if j >= 0:
+                end = end[:j]
+            rel = rel_cache.get(block[t0 + 1:t1])
+            info = block[t3 + 1:le]
+            meta = None
+            if start and end and rel is not None:
+                try:
+                    meta = loads(info)
+                except errors:
+                    meta = None
+            w = meta.get("weight", 1.0) if type(meta) is dict else None
+            if type(w) is not float:
+                # Unusual line (int weight, bad JSON, empty term, new relation, ...):
+                # the full parser decides and reports.
+                ls = block.rfind(b"\n", 0, t0) + 1
+                rec = lp.parse(block[ls:le], base + i + 1)
+                if rec is not None:
+                    append(rec)
+                    rb = block[t0 + 1:t1]
+                    if rb.startswith(b"/r/") and len(rb) > 3:
+                        rel_cache[rb] = rec.relation
+                continue
+            try:
+                h, t = start.decode(), end.decode()
+            except UnicodeDecodeError:
+                ls = block.rfind(b"\n", 0, t0) + 1
+                lp.parse(block[ls:le], base + i + 1)  # reports the bad bytes
+                continue
+            surface = meta.get("surfaceText") if keep_surface else None
+            append(Assertion(rel, h, t, w, surface if type(surface) is str else None, base + i + 1))
+
+    return run
 
 
 def _check_looks_like_conceptnet(block: bytes, name: str, stats: IngestStats) -> None:
