@@ -101,6 +101,11 @@ def _iter_jsonl(src: Source) -> Iterable[tuple[str, int, Any]]:
             raise ValueError(f"{name}: line {lineno}: malformed JSON at column {e.colno}: {e.msg}") from e
 
 
+def _split_from_name(name: str) -> str:
+    m = re.search(r"(?<![a-z])(train|dev|valid|val|test)(?![a-z])", name.lower())
+    return m.group(1) if m else "unknown"
+
+
 def _field(rec: Any, key: str, where: str, types: type | tuple[type, ...] = str) -> Any:
     if not isinstance(rec, Mapping):
         raise ValueError(f"{where}: expected a JSON object, found {type(rec).__name__}")
@@ -267,9 +272,9 @@ def load_fvqa(
     supporting fact's visual concept plus ``distractors`` distractor concepts, drawn
     without replacement from the visual concepts of the other loaded questions (or
     from ``concept_vocab``), never equal to either end of the fact, with a generator
-    seeded by ``(seed, question id)``; the entity order is shuffled by that generator,
-    so the result does not depend on which other records were loaded alongside only
-    through the pool. The visual end of the fact is the end matching the answer when
+    seeded by ``(seed, question id)``, which also shuffles the entity order (so the
+    true concept is not always first); loading the same records again gives the same
+    entities. The visual end of the fact is the end matching the answer when
     ``ans_source`` is ``image`` and the other end when it is ``kb``.
 
     Args:
@@ -284,8 +289,8 @@ def load_fvqa(
         distractors: distractor image entities per question (>= 0).
         seed: seed of the distractor draw.
         concept_vocab: concept names to draw distractors from instead of the questions.
-        split: split name; default: the file name's leading ``train``/``test``/``val``,
-            else ``"unknown"``.
+        split: split name; default: the word ``train``/``val``/``test`` in the file
+            name (``train_split0_questions.json`` -> ``"train"``), else ``"unknown"``.
 
     Returns:
         One :class:`VQARecord` per question, in file order. ``answers`` is the raw
@@ -303,8 +308,7 @@ def load_fvqa(
     qname, qdata = _as_mapping(questions, "questions")
     tname, tdata = (None, None) if fact_triples is None else _as_mapping(fact_triples, "fact_triples")
     if split is None:
-        m = re.match(r"(train|test|val)", qname)
-        split = m.group(1) if m else "unknown"
+        split = _split_from_name(qname)
 
     kb: set[Fact] | None = None
     if kb_facts is not None:
@@ -629,8 +633,9 @@ def load_csqa(path: Source, *, split: str | None = None) -> list[VQARecord]:
 
     Args:
         path: the JSONL file (path or file object).
-        split: split name; default: the file name up to its first ``.`` or ``_``
-            (``train.jsonl`` -> ``"train"``, ``dev_rand_split.jsonl`` -> ``"dev"``).
+        split: split name; default: the word ``train``/``dev``/``valid``/``val``/``test``
+            in the file name (``train.jsonl`` -> ``"train"``, ``dev_rand_split.jsonl`` ->
+            ``"dev"``), else ``"unknown"``.
 
     Returns:
         Text-only records: ``choices``, ``correct_choice``, ``answers`` (the correct
@@ -643,7 +648,7 @@ def load_csqa(path: Source, *, split: str | None = None) -> list[VQARecord]:
             line and record).
     """
     if split is None:
-        split = re.split(r"[._]", _source_name(path), maxsplit=1)[0] or "unknown"
+        split = _split_from_name(_source_name(path))
     records = []
     labelled: bool | None = None
     for name, lineno, rec in _iter_jsonl(path):

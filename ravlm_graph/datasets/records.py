@@ -20,6 +20,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from kg_ingest.relations import CONCEPTNET_RELATIONS
+from kg_ingest.store import normalize_concept as _normalize_term
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -32,26 +35,16 @@ __all__ = [
     "normalize_concept",
 ]
 
-# ConceptNet 5 relation names (CamelCase, without the /r/ prefix).
-CONCEPTNET_RELATIONS: tuple[str, ...] = (
-    "RelatedTo", "FormOf", "IsA", "PartOf", "HasA", "UsedFor", "CapableOf", "AtLocation",
-    "Causes", "HasSubevent", "HasFirstSubevent", "HasLastSubevent", "HasPrerequisite",
-    "HasProperty", "MotivatedByGoal", "ObstructedBy", "Desires", "CreatedBy", "Synonym",
-    "Antonym", "DistinctFrom", "DerivedFrom", "SymbolOf", "DefinedAs", "MannerOf",
-    "LocatedNear", "HasContext", "SimilarTo", "EtymologicallyRelatedTo",
-    "EtymologicallyDerivedFrom", "CausesDesire", "MadeOf", "ReceivesAction", "InstanceOf",
-    "Entails", "NotDesires", "NotUsedFor", "NotCapableOf", "NotHasProperty", "NotIsA",
-    "NotHasA", "NotMadeOf", "NotPartOf",
-)
 _RELATION_BY_KEY = {r.lower(): r for r in CONCEPTNET_RELATIONS}
 
 ENTITY_ORIGINS: tuple[str, ...] = ("image", "question")
 
-# Verbalisation templates: {h} and {t} are the head and tail with underscores as spaces.
+# Verbalisation templates: {h} and {t} are the head and tail with underscores as spaces,
+# {a} the indefinite article for the tail ("a"/"an" by its first letter).
 _TEMPLATES: dict[str, str] = {
     "RelatedTo": "{h} is related to {t}",
     "FormOf": "{h} is a form of {t}",
-    "IsA": "{h} is a {t}",
+    "IsA": "{h} is {a} {t}",
     "PartOf": "{h} is part of {t}",
     "HasA": "{h} has {t}",
     "UsedFor": "{h} is used for {t}",
@@ -88,7 +81,7 @@ _TEMPLATES: dict[str, str] = {
     "NotUsedFor": "{h} is not used for {t}",
     "NotCapableOf": "{h} cannot {t}",
     "NotHasProperty": "{h} is not {t}",
-    "NotIsA": "{h} is not a {t}",
+    "NotIsA": "{h} is not {a} {t}",
     "NotHasA": "{h} does not have {t}",
     "NotMadeOf": "{h} is not made of {t}",
     "NotPartOf": "{h} is not part of {t}",
@@ -130,9 +123,7 @@ def normalize_concept(text: str) -> str:
     s = text.strip()
     if _CONCEPT_URI.match(s):
         s = s.split("/")[3]
-    s = s.lower()
-    s = re.sub(r"[\s_]+", "_", s)
-    return s.strip("_")
+    return _normalize_term(s.replace("_", " "))
 
 
 def _concept_words(name: str) -> str:
@@ -169,7 +160,7 @@ class Fact:
         h, t = _concept_words(self.head), _concept_words(self.tail)
         template = _TEMPLATES.get(self.relation)
         if template is not None:
-            return template.format(h=h, t=t)
+            return template.format(h=h, t=t, a="an" if t[:1].lower() in "aeiou" else "a")
         m = _COMPARATIVE.match(self.relation)
         if m:
             return f"{h} is {m.group(1).lower()} {_concept_words(_split_camel(m.group(2)))} than {t}"

@@ -1,0 +1,10 @@
+"""Knowledge-VQA datasets: one record type, loaders for standard formats."""
+
+from .loaders import (FVQA_DBPEDIA_RELATIONS, fvqa_relation, load_aokvqa, load_csqa, load_fvqa, load_fvqa_kb_facts,
+                      load_lxmert, load_vqa)
+from .records import (CONCEPTNET_RELATIONS, ENTITY_ORIGINS, Entity, Fact, VQARecord, canonical_relation,
+                      normalize_concept)
+
+__all__ = ["CONCEPTNET_RELATIONS", "ENTITY_ORIGINS", "Entity", "Fact", "VQARecord", "canonical_relation",
+           "normalize_concept", "FVQA_DBPEDIA_RELATIONS", "fvqa_relation", "load_aokvqa", "load_csqa",
+           "load_fvqa", "load_fvqa_kb_facts", "load_lxmert", "load_vqa"]
