@@ -42,7 +42,7 @@ def test_to_rdflib_uses_conceptnet_iris_and_turtle_round_trips(tiny_kg, tmp_path
     back, _ = ingest_rdf(ttl)
     assert edge_set(back) == edge_set(tiny_kg)
     nt = tmp_path / "g.nt"
-    g.serialize(nt, format="nt")
+    g.serialize(nt, format="nt", encoding="utf-8")
     back_nt, stats = ingest_rdf(nt)  # the streaming N-Triples path
     assert edge_set(back_nt) == edge_set(tiny_kg) and stats.lines_read >= 6
 
