@@ -12,6 +12,7 @@ For each scale, in one run:
     networkx on the MultiDiGraph of the same store (``kg.to_networkx()``);
     node sets must be identical; speed-ups "node set only" and "with edges";
 (e) linear scaling: ingest time per line at the largest scale / at the smallest;
+    also with the fixed cost of one ingest (a 1,000-line dump) taken off both;
 (f) optional (``--baseline``): QA-GNN-style preprocessing in plain Python
     (``qagnn_style_baseline.py``), wall time and peak RSS.
 
@@ -367,6 +368,10 @@ def report(results: dict) -> str:
     if sc:
         rows.append((sc["scales"], "scaling ratio (time/line)", f"{sc['ratio']:.2f}",
                      f"~1 (<= {TARGETS['scaling_ratio']})", _verdict(sc["ratio"] <= TARGETS["scaling_ratio"])))
+        rows.append((sc["scales"], "  fixed cost (1,000-line ingest)", f"{sc['fixed_cost_s']:.2f} s", "", "-"))
+        rows.append((sc["scales"], "  ratio without the fixed cost", f"{sc['ratio_minus_fixed_cost']:.2f}",
+                     f"~1 (<= {TARGETS['scaling_ratio']})",
+                     _verdict(sc["ratio_minus_fixed_cost"] <= TARGETS["scaling_ratio"])))
     w = [max(len(str(row[i])) for row in rows + [("scale", "figure", "value", "target", "verdict")])
          for i in range(5)]
     lines = []
@@ -436,11 +441,21 @@ def main(argv=None) -> int:
         results["scales"][key] = r
 
     if len(scales) >= 2:
+        # Fixed cost of one ingest (interpreter start, imports, store write): a
+        # 1,000-line dump, median of 3. Reported to read the scaling ratio.
+        tiny = work / f"conceptnet-synth-1000-seed{a.seed}.csv.gz"
+        synth_conceptnet.generate(str(tiny), 1000, seed=a.seed)  # 0.1 s; never stale
+        log("[fixed cost] ingest of a 1,000-line dump x3 ...")
+        fixed = statistics.median(
+            measure_ingest(tiny, 1000, work / "store-1000", work, "1000")["wall_s"] for _ in range(3))
         lo, hi = results["scales"][f"{scales[0]:g}"], results["scales"][f"{scales[-1]:g}"]
         per_lo = lo["ingest"]["wall_s"] / lo["lines"]
         per_hi = hi["ingest"]["wall_s"] / hi["lines"]
+        net_lo = max(lo["ingest"]["wall_s"] - fixed, 1e-9) / lo["lines"]
+        net_hi = max(hi["ingest"]["wall_s"] - fixed, 1e-9) / hi["lines"]
         results["scaling"] = {"scales": f"{scales[-1]:g}/{scales[0]:g}", "ratio": per_hi / per_lo,
-                              "s_per_mline_lo": per_lo * 1e6, "s_per_mline_hi": per_hi * 1e6}
+                              "s_per_mline_lo": per_lo * 1e6, "s_per_mline_hi": per_hi * 1e6,
+                              "fixed_cost_s": fixed, "ratio_minus_fixed_cost": net_hi / net_lo}
 
     print()
     print(report(results))

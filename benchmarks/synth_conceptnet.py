@@ -55,7 +55,6 @@ Library use: ``generate(path, lines, seed=0, level=6) -> dict`` (summary).
 from __future__ import annotations
 
 import argparse
-import bisect
 import math
 import os
 import queue
@@ -910,7 +909,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ap.add_argument("--level", type=int, default=6,
                     help="gzip level (default 6, zlib); 0-3 use python-isal when installed (much faster)")
-    ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    ap.add_argument("--quiet", action="store_true", help="nothing on stderr")
     a = ap.parse_args(argv)
     n = a.lines if a.lines is not None else lines_for_scale(a.scale)
     if n < 1:
@@ -918,8 +917,9 @@ def main(argv=None) -> int:
     if not 0 <= a.level <= 9:
         ap.error("--level must be 0-9")
     info = generate(a.out, n, a.seed, a.level, progress=not a.quiet)
-    print(f"wrote {info['lines']:,} lines to {a.out}: {info['uncompressed_bytes'] / 1e6:,.1f} MB uncompressed, "
-          f"{info['file_bytes'] / 1e6:,.1f} MB on disk, {info['seconds']:.1f} s", file=sys.stderr)
+    if not a.quiet:
+        print(f"wrote {info['lines']:,} lines to {a.out}: {info['uncompressed_bytes'] / 1e6:,.1f} MB "
+              f"uncompressed, {info['file_bytes'] / 1e6:,.1f} MB on disk, {info['seconds']:.1f} s", file=sys.stderr)
     return 0
 
 

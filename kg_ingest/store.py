@@ -346,17 +346,26 @@ class KnowledgeGraph:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise ValueError(f"k: expected a non-negative integer number of hops, found {k!r}")
         ids = self._seed_ids(seeds)
-        visited = np.zeros(self.num_nodes, dtype=bool)
+        n = self.num_nodes
+        visited = np.zeros(n, dtype=bool)
         visited[ids] = True
         frontier = ids
-        for _ in range(int(k)):
+        for hop in range(int(k)):
             if not len(frontier):
                 break
             nb = self._gather(frontier, direction, max_degree)
-            nb = nb[~visited[nb]]
-            if not len(nb):
+            if hop == k - 1:
+                visited[nb] = True  # the last hop needs no frontier
                 break
-            frontier = np.unique(nb)
+            if len(nb) > n >> 4:
+                # Large expansions: a mask over all nodes beats sorting millions of ids.
+                new = np.zeros(n, dtype=bool)
+                new[nb] = True
+                new &= ~visited
+                frontier = np.flatnonzero(new)
+            else:
+                nb = nb[~visited[nb]]
+                frontier = np.unique(nb)
             visited[frontier] = True
         return np.flatnonzero(visited)
 
