@@ -2,9 +2,13 @@
 
 from .loaders import (FVQA_DBPEDIA_RELATIONS, fvqa_relation, load_aokvqa, load_csqa, load_fvqa, load_fvqa_kb_facts,
                       load_lxmert, load_vqa)
+from .builtin import BUILTIN_SPLITS, BuildConfig, BuiltinRecord, build_builtin, load_builtin, read_manifest
+from .emoji_concepts import candidate_concepts, link_emoji
 from .records import (CONCEPTNET_RELATIONS, ENTITY_ORIGINS, Entity, Fact, VQARecord, canonical_relation,
                       normalize_concept)
 
 __all__ = ["CONCEPTNET_RELATIONS", "ENTITY_ORIGINS", "Entity", "Fact", "VQARecord", "canonical_relation",
            "normalize_concept", "FVQA_DBPEDIA_RELATIONS", "fvqa_relation", "load_aokvqa", "load_csqa",
-           "load_fvqa", "load_fvqa_kb_facts", "load_lxmert", "load_vqa"]
+           "load_fvqa", "load_fvqa_kb_facts", "load_lxmert", "load_vqa",
+           "BUILTIN_SPLITS", "BuildConfig", "BuiltinRecord", "build_builtin", "load_builtin", "read_manifest",
+           "link_emoji", "candidate_concepts"]
