@@ -1,0 +1,352 @@
+"""Graph encoders: ConceptNet subgraph -> node states and one vector per graph.
+
+A :class:`GraphEncoder` reads a PyG ``Data``/``Batch`` whose nodes carry the text embedding
+of their concept name (``x``), where they came from (``origin``: 0 other, 1 question,
+2 image, 3 both) and how relevant retrieval found them (``node_relevance``). It stacks
+``num_layers`` relational message-passing layers of one kind, chosen by
+:attr:`GNNConfig.kind`:
+
+* ``"rgcn"`` — :class:`torch_geometric.nn.RGCNConv`, one weight per relation (with basis or
+  block-diagonal decomposition), Schlichtkrull et al. 2018, https://arxiv.org/abs/1703.06103
+* ``"gatv2"`` — :class:`torch_geometric.nn.GATv2Conv` with relation embeddings as edge
+  features, Brody et al. 2022, https://arxiv.org/abs/2105.14491
+* ``"transformer"`` — :class:`torch_geometric.nn.TransformerConv` with relation embeddings
+  as edge features, Shi et al. 2021, https://arxiv.org/abs/2009.03509
+
+Each layer is ``h <- LayerNorm(h + Dropout(GELU(conv(h))))``. Graphs are pooled with
+attention (a learned score per node, softmax within each graph). All three convolutions
+run on plain PyTorch: neither ``pyg-lib`` nor ``torch-scatter`` is needed (``RGCNConv``
+then loops over relations instead of using ``segment_matmul``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+__all__ = ["GNN_KINDS", "GNNConfig", "GraphEncoder", "GraphEncoderOutput"]
+
+#: Convolution kinds of :class:`GNNConfig`.
+GNN_KINDS: tuple[str, ...] = ("rgcn", "gatv2", "transformer")
+
+
+def _check_int(owner: str, name: str, value: Any, lo: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{owner}.{name}: expected an integer, found {value!r}")
+    if value < lo:
+        raise ValueError(f"{owner}.{name}: expected an integer >= {lo}, found {value!r}")
+
+
+@dataclass(frozen=True)
+class GNNConfig:
+    """Graph encoder (subgraph -> node states).
+
+    Args:
+        kind (str): ``"rgcn"``, ``"gatv2"`` or ``"transformer"`` (default ``"gatv2"``).
+        in_dim (int): width of the node-name text embeddings ``x`` (default 384, MiniLM).
+        hidden_dim (int): node-state width H (default 256).
+        num_layers (int): message-passing layers (default 2; 0 keeps the input projection only).
+        num_relations (int): relation types; ``edge_type`` values lie in ``[0, num_relations)``
+            (default 64).
+        num_origins (int): node origins: 0 other, 1 question, 2 image, 3 both (default 4).
+        heads (int): attention heads of ``gatv2``/``transformer``; must divide ``hidden_dim``
+            (default 4; unused by ``rgcn``).
+        dropout (float): dropout on features and attention weights (default 0.1).
+        use_relevance (bool): add a learned feature of ``node_relevance`` to the input
+            (default True).
+        reverse_edges (bool): also pass messages against each edge, as a separate relation
+            type ``r + num_relations`` (the inverse relations of R-GCN; default True).
+        num_bases (int | None): ``rgcn`` basis decomposition (default None).
+        num_blocks (int | None): ``rgcn`` block-diagonal decomposition; must divide
+            ``hidden_dim`` (default None). At most one of ``num_bases``/``num_blocks``.
+        relation_dim (int | None): width of the relation embeddings used as edge features
+            by ``gatv2``/``transformer`` (default None: ``hidden_dim``).
+    """
+
+    kind: str = "gatv2"
+    in_dim: int = 384
+    hidden_dim: int = 256
+    num_layers: int = 2
+    num_relations: int = 64
+    num_origins: int = 4
+    heads: int = 4
+    dropout: float = 0.1
+    use_relevance: bool = True
+    reverse_edges: bool = True
+    num_bases: int | None = None
+    num_blocks: int | None = None
+    relation_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        o = "GNNConfig"
+        if self.kind not in GNN_KINDS:
+            raise ValueError(f"{o}.kind: expected one of {GNN_KINDS}, found {self.kind!r}")
+        _check_int(o, "in_dim", self.in_dim, 1)
+        _check_int(o, "hidden_dim", self.hidden_dim, 1)
+        _check_int(o, "num_layers", self.num_layers, 0)
+        _check_int(o, "num_relations", self.num_relations, 1)
+        _check_int(o, "num_origins", self.num_origins, 1)
+        _check_int(o, "heads", self.heads, 1)
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
+                or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"{o}.dropout: expected a number in [0, 1), found {self.dropout!r}")
+        for name in ("use_relevance", "reverse_edges"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{o}.{name}: expected a bool, found {getattr(self, name)!r}")
+        if self.kind in ("gatv2", "transformer") and self.hidden_dim % self.heads:
+            raise ValueError(f"{o}.heads: expected a divisor of hidden_dim={self.hidden_dim} "
+                             f"(each head gets hidden_dim // heads channels), found {self.heads}")
+        for name in ("num_bases", "num_blocks", "relation_dim"):
+            if getattr(self, name) is not None:
+                _check_int(o, name, getattr(self, name), 1)
+        if self.num_bases is not None and self.num_blocks is not None:
+            raise ValueError(f"{o}: expected at most one of num_bases / num_blocks, found "
+                             f"num_bases={self.num_bases} and num_blocks={self.num_blocks}")
+        if self.num_blocks is not None and self.hidden_dim % self.num_blocks:
+            raise ValueError(f"{o}.num_blocks: expected a divisor of hidden_dim={self.hidden_dim}, "
+                             f"found {self.num_blocks}")
+
+    @property
+    def total_relations(self) -> int:
+        """Relation types seen by the convolutions (doubled with ``reverse_edges``)."""
+        return self.num_relations * (2 if self.reverse_edges else 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GNNConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"GNNConfig: unknown fields {unknown}; expected some of {sorted(names)}")
+        return cls(**data)
+
+
+@dataclass
+class GraphEncoderOutput:
+    """Output of :meth:`GraphEncoder.forward`.
+
+    Fields:
+        node_states (N, H) float: the last layer's node states.
+        graph_state (B, H) float: attention-pooled state per graph (zeros for an empty graph).
+        batch (N,) long: graph of each node.
+        pool_weights (N,) float: attention-pooling weight of each node (sums to 1 per
+            non-empty graph); a per-node attribution of ``graph_state``.
+    """
+
+    node_states: torch.Tensor
+    graph_state: torch.Tensor
+    batch: torch.Tensor
+    pool_weights: torch.Tensor
+
+
+# ----------------------------------------------------------------------- layer factory
+
+
+def _rgcn(config: GNNConfig) -> tuple[nn.Module, str]:
+    from torch_geometric.nn import RGCNConv
+
+    h = config.hidden_dim
+    conv = RGCNConv(h, h, config.total_relations, num_bases=config.num_bases, num_blocks=config.num_blocks)
+    return conv, "type"
+
+
+def _gatv2(config: GNNConfig) -> tuple[nn.Module, str]:
+    from torch_geometric.nn import GATv2Conv
+
+    h = config.hidden_dim
+    conv = GATv2Conv(h, h // config.heads, heads=config.heads, concat=True, dropout=config.dropout,
+                     edge_dim=config.relation_dim or h, add_self_loops=True, fill_value="mean")
+    return conv, "attr"
+
+
+def _transformer(config: GNNConfig) -> tuple[nn.Module, str]:
+    from torch_geometric.nn import TransformerConv
+
+    h = config.hidden_dim
+    conv = TransformerConv(h, h // config.heads, heads=config.heads, concat=True, dropout=config.dropout,
+                           edge_dim=config.relation_dim or h, root_weight=True)
+    return conv, "attr"
+
+
+# kind -> builder returning (conv, what the conv reads per edge: "type" ids or "attr" vectors)
+_CONV_BUILDERS: Mapping[str, Callable[[GNNConfig], tuple[nn.Module, str]]] = MappingProxyType(
+    {"rgcn": _rgcn, "gatv2": _gatv2, "transformer": _transformer})
+
+
+class _ConvBlock(nn.Module):
+    """One layer: ``h <- LayerNorm(h + Dropout(GELU(conv(h, edges))))``."""
+
+    def __init__(self, conv: nn.Module, edge_input: str, hidden_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.conv = conv
+        self.edge_input = edge_input
+        self.norm = nn.LayerNorm(hidden_dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def reset_parameters(self) -> None:
+        self.conv.reset_parameters()
+        self.norm.reset_parameters()
+
+    def forward(self, h: torch.Tensor, edge_index: torch.Tensor, edge_type: torch.Tensor,
+                edge_attr: torch.Tensor | None) -> torch.Tensor:
+        edges = edge_type if self.edge_input == "type" else edge_attr
+        m = self.conv(h, edge_index, edges)  # (N, H)
+        return self.norm(h + self.dropout(nn.functional.gelu(m)))  # (N, H)
+
+    def __repr__(self) -> str:
+        return f"_ConvBlock({self.conv})"
+
+
+# ----------------------------------------------------------------------- the encoder
+
+
+class GraphEncoder(nn.Module):
+    r"""Relational GNN over a retrieved subgraph, with attention pooling per graph.
+
+    Input features: ``h0 = LayerNorm(W x + E_origin[origin] + w · relevance)``; then
+    ``num_layers`` blocks of the chosen convolution (see the module docstring for the
+    papers), each with a residual connection and LayerNorm; then attention pooling
+    ``graph_state_b = sum_{i in b} softmax_b(a · h_i) h_i``.
+
+    Args:
+        config (GNNConfig): the configuration.
+
+    Shapes:
+        input: ``data.x`` (N, in_dim) float; ``data.edge_index`` (2, E) long;
+        ``data.edge_type`` (E,) long; ``data.origin`` (N,) long; ``data.node_relevance``
+        (N,) float, optional; ``data.batch`` (N,) long, optional (one graph without it).
+        output: :class:`GraphEncoderOutput` with ``node_states`` (N, H), ``graph_state`` (B, H).
+    """
+
+    def __init__(self, config: GNNConfig) -> None:
+        super().__init__()
+        if not isinstance(config, GNNConfig):
+            raise TypeError(f"GraphEncoder: expected a GNNConfig, found {type(config).__name__}")
+        self.config = config
+        h = config.hidden_dim
+        self.input_proj = nn.Linear(config.in_dim, h)
+        self.origin_emb = nn.Embedding(config.num_origins, h)
+        self.relevance_proj = nn.Linear(1, h) if config.use_relevance else None
+        self.input_norm = nn.LayerNorm(h)
+        self.dropout = nn.Dropout(config.dropout)
+        builder = _CONV_BUILDERS[config.kind]
+        blocks = []
+        for _ in range(config.num_layers):
+            conv, edge_input = builder(config)
+            blocks.append(_ConvBlock(conv, edge_input, h, config.dropout))
+        self.layers = nn.ModuleList(blocks)
+        needs_attr = any(b.edge_input == "attr" for b in blocks)
+        # One relation table shared by all layers; each conv has its own edge projection.
+        self.relation_emb = nn.Embedding(config.total_relations, config.relation_dim or h) if needs_attr else None
+        self.pool_gate = nn.Linear(h, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.input_proj.reset_parameters()
+        nn.init.normal_(self.origin_emb.weight, std=0.02)
+        if self.relevance_proj is not None:
+            self.relevance_proj.reset_parameters()
+        self.input_norm.reset_parameters()
+        for block in self.layers:
+            block.reset_parameters()
+        if self.relation_emb is not None:
+            nn.init.normal_(self.relation_emb.weight, std=1.0 / math.sqrt(self.relation_emb.embedding_dim))
+        self.pool_gate.reset_parameters()
+
+    def forward(self, data, num_graphs: int | None = None) -> GraphEncoderOutput:
+        """Encode a graph or a batch of graphs.
+
+        Args:
+            data (torch_geometric.data.Data | Batch): the graph(s); see the class docstring.
+            num_graphs (int | None): B; default ``data.num_graphs`` for a ``Batch``, else
+                ``batch.max() + 1`` (give it when trailing graphs may be empty).
+        """
+        x, edge_index, edge_type, origin, relevance, batch, b = self._read(data, num_graphs)
+        h = self.input_proj(x) + self.origin_emb(origin)  # (N, H)
+        if self.relevance_proj is not None:
+            h = h + self.relevance_proj(relevance.unsqueeze(-1).to(h.dtype))  # (N, H)
+        h = self.dropout(self.input_norm(h))  # (N, H)
+        if self.config.reverse_edges:
+            edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)  # (2, 2E)
+            edge_type = torch.cat([edge_type, edge_type + self.config.num_relations])  # (2E,)
+        edge_attr = self.relation_emb(edge_type) if self.relation_emb is not None else None  # (E', R)
+        for block in self.layers:
+            h = block(h, edge_index, edge_type, edge_attr)  # (N, H)
+        graph_state, weights = self._pool(h, batch, b)
+        return GraphEncoderOutput(node_states=h, graph_state=graph_state, batch=batch, pool_weights=weights)
+
+    def _pool(self, h: torch.Tensor, batch: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from torch_geometric.utils import scatter, softmax
+
+        score = self.pool_gate(h).squeeze(-1)  # (N,)
+        weights = softmax(score, batch, num_nodes=b)  # (N,)
+        # scatter with dim_size=B leaves zeros for graphs without nodes.
+        pooled = scatter(h * weights.unsqueeze(-1), batch, dim=0, dim_size=b, reduce="sum")  # (B, H)
+        return pooled, weights
+
+    def _read(self, data, num_graphs: int | None):
+        cfg = self.config
+        x = getattr(data, "x", None)
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != cfg.in_dim:
+            found = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"GraphEncoder: expected data.x of shape (N, in_dim={cfg.in_dim}), found {found}")
+        n, dev = x.shape[0], x.device
+        edge_index = getattr(data, "edge_index", None)
+        if edge_index is None:
+            edge_index = torch.empty(2, 0, dtype=torch.long, device=dev)
+        if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+            raise ValueError(f"GraphEncoder: expected data.edge_index of shape (2, E), found {tuple(edge_index.shape)}")
+        e = edge_index.shape[1]
+        edge_type = getattr(data, "edge_type", None)
+        if edge_type is None:
+            if e:
+                raise ValueError(f"GraphEncoder: expected data.edge_type (E,) long for the {e} edges, found none")
+            edge_type = torch.empty(0, dtype=torch.long, device=dev)
+        if edge_type.shape != (e,):
+            raise ValueError(f"GraphEncoder: expected data.edge_type of shape ({e},), found {tuple(edge_type.shape)}")
+        if e and (int(edge_type.min()) < 0 or int(edge_type.max()) >= cfg.num_relations):
+            raise ValueError(f"GraphEncoder: expected edge_type values in [0, {cfg.num_relations}), found "
+                             f"[{int(edge_type.min())}, {int(edge_type.max())}]")
+        if e and (int(edge_index.min()) < 0 or int(edge_index.max()) >= n):
+            raise ValueError(f"GraphEncoder: expected edge_index values in [0, {n}), found "
+                             f"[{int(edge_index.min())}, {int(edge_index.max())}]")
+        origin = getattr(data, "origin", None)
+        if origin is None or origin.shape != (n,):
+            found = tuple(origin.shape) if isinstance(origin, torch.Tensor) else origin
+            raise ValueError(f"GraphEncoder: expected data.origin of shape ({n},) long "
+                             f"(0 other, 1 question, 2 image, 3 both), found {found}")
+        if n and (int(origin.min()) < 0 or int(origin.max()) >= cfg.num_origins):
+            raise ValueError(f"GraphEncoder: expected origin values in [0, {cfg.num_origins}), found "
+                             f"[{int(origin.min())}, {int(origin.max())}]")
+        relevance = getattr(data, "node_relevance", None)
+        if relevance is None:
+            relevance = torch.zeros(n, device=dev)
+        elif relevance.shape != (n,):
+            raise ValueError(f"GraphEncoder: expected data.node_relevance of shape ({n},), found "
+                             f"{tuple(relevance.shape)}")
+        batch = getattr(data, "batch", None)
+        if batch is None:
+            batch = torch.zeros(n, dtype=torch.long, device=dev)
+        elif batch.shape != (n,):
+            raise ValueError(f"GraphEncoder: expected data.batch of shape ({n},), found {tuple(batch.shape)}")
+        if num_graphs is None:
+            from torch_geometric.data import Batch
+
+            num_graphs = data.num_graphs if isinstance(data, Batch) else None
+        if num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if n else 1
+        if n and int(batch.max()) >= num_graphs:
+            raise ValueError(f"GraphEncoder: expected batch values in [0, {num_graphs}), found {int(batch.max())}")
+        return x, edge_index.long(), edge_type.long(), origin.long(), relevance, batch.long(), int(num_graphs)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"{type(self).__name__}({c.in_dim}, {c.hidden_dim}, kind={c.kind!r}, "
+                f"num_layers={c.num_layers}, num_relations={c.num_relations})")

@@ -1,0 +1,353 @@
+"""Fusion: graph-token selection and injection, gated adapters, classic fusions, copying."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torch_geometric")
+
+from torch import nn  # noqa: E402
+
+from ravlm_graph.fusion import (  # noqa: E402
+    ClassicFusion,
+    CopyGate,
+    CopyGateOutput,
+    FusionConfig,
+    GatedCrossAttentionAdapter,
+    GraphTokenFusion,
+    GraphTokenProjector,
+    GraphTokens,
+    InjectedGraphTokens,
+    PointerHead,
+    build_fusion,
+    inject_graph_tokens,
+)
+
+H, D = 16, 32
+KG = 99
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# --------------------------------------------------------------------------- projector
+
+
+def _nodes():
+    """Two graphs: 6 nodes (two seeds) and 3 nodes (no seeds)."""
+    torch.manual_seed(0)
+    states = torch.randn(9, H)
+    batch = torch.tensor([0] * 6 + [1] * 3)
+    relevance = torch.tensor([0.1, 0.9, 0.5, 0.2, 0.8, 0.3, 0.4, 0.7, 0.4])
+    origin = torch.tensor([0, 0, 1, 0, 0, 2, 0, 0, 0])
+    return states, batch, relevance, origin
+
+
+def test_projector_selects_seeds_then_relevance():
+    states, batch, rel, origin = _nodes()
+    torch.manual_seed(0)
+    proj = GraphTokenProjector(H, D, num_tokens=4)
+    out = proj(states, batch, rel, origin)
+    assert isinstance(out, GraphTokens)
+    assert out.tokens.shape == (2, 4, D) and out.mask.dtype == torch.bool and out.node_index.dtype == torch.long
+    # graph 0: seeds first by relevance, 2 (0.5) and 5 (0.3); then 1 (0.9), 4 (0.8)
+    assert out.node_index.tolist() == [[2, 5, 1, 4], [7, 6, 8, -1]]  # ties (6, 8) by node order
+    assert out.mask.tolist() == [[True] * 4, [True, True, True, False]]
+    torch.testing.assert_close(out.tokens[0, 0], proj.mlp(states[2]))
+    torch.testing.assert_close(out.tokens[1, 2], proj.mlp(states[8]))
+    assert torch.equal(out.tokens[1, 3], torch.zeros(D))
+
+
+def test_projector_small_graphs_empty_graphs_and_pooled():
+    states, batch, rel, origin = _nodes()
+    proj = GraphTokenProjector(H, D, num_tokens=32)
+    out = proj(states, batch, rel, origin, num_graphs=3)  # a third, empty graph
+    assert out.tokens.shape == (3, 6, D)  # T = the largest graph
+    assert out.mask.sum(1).tolist() == [6, 3, 0] and out.node_index[2].tolist() == [-1] * 6
+    assert torch.equal(out.tokens[2], torch.zeros(6, D))
+    empty = proj(torch.empty(0, H), torch.empty(0, dtype=torch.long), num_graphs=2)
+    assert empty.tokens.shape == (2, 1, D) and not empty.mask.any()
+    pooled = GraphTokenProjector(H, D, pooled=True)(states, batch, num_graphs=3)
+    assert pooled.tokens.shape == (3, 1, D) and pooled.mask.tolist() == [[True], [True], [False]]
+    assert pooled.node_index.tolist() == [[-1]] * 3
+    assert torch.equal(pooled.tokens[2, 0], torch.zeros(D))
+
+
+def test_projector_pooled_uses_mean_of_nodes():
+    states, batch, _, _ = _nodes()
+    proj = GraphTokenProjector(H, D, pooled=True)
+    out = proj(states, batch)
+    torch.testing.assert_close(out.tokens[1, 0], proj.mlp(states[6:].mean(0)))
+    gs = torch.randn(2, H)
+    torch.testing.assert_close(proj(states, batch, graph_state=gs).tokens[:, 0], proj.mlp(gs))
+
+
+# --------------------------------------------------------------------------- injection
+
+
+def _prompt():
+    """Two prompts of length 6, <kg> at positions 2 and 4."""
+    ids = torch.tensor([[1, 2, KG, 3, 4, 5], [1, 6, 7, 8, KG, 9]])
+    embeds = torch.randn(2, 6, D)
+    return ids, embeds
+
+
+def test_injection_exact_positions_and_values():
+    ids, embeds = _prompt()
+    tokens = torch.randn(2, 3, D)
+    out = inject_graph_tokens(embeds, ids, KG, GraphTokens(tokens, torch.ones(2, 3, dtype=torch.bool),
+                                                           torch.zeros(2, 3, dtype=torch.long)))
+    assert isinstance(out, InjectedGraphTokens)
+    e, m, pos = out  # unpacks like a tuple
+    assert e.shape == (2, 8, D) and m.shape == (2, 8) and pos.tolist() == [[2, 3, 4], [4, 5, 6]]
+    assert torch.equal(e[0, 2:5], tokens[0]) and torch.equal(e[1, 4:7], tokens[1])
+    assert torch.equal(e[0, :2], embeds[0, :2]) and torch.equal(e[0, 5:], embeds[0, 3:])
+    assert torch.equal(e[1, :4], embeds[1, :4]) and torch.equal(e[1, 7:], embeds[1, 5:])
+    assert m.tolist() == [[1] * 8, [1] * 8]
+
+
+def test_injection_padding_goes_right_and_is_masked():
+    ids, embeds = _prompt()
+    tokens = torch.randn(2, 3, D)
+    mask = torch.tensor([[True, False, True], [False, False, False]])
+    attn = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]])  # row 0: one text pad at the end
+    e, m, pos = inject_graph_tokens(embeds, ids, KG, GraphTokens(tokens, mask, torch.zeros(2, 3, dtype=torch.long)),
+                                    attention_mask=attn)
+    # row 0: [1 2 | g0 g2 | 3 4 5(pad) | g1(pad)]; row 1: [1 6 7 8 | 9 | g0 g1 g2 (pad)]
+    assert pos.tolist() == [[2, 7, 3], [5, 6, 7]]
+    assert torch.equal(e[0, 2], tokens[0, 0]) and torch.equal(e[0, 3], tokens[0, 2])
+    assert torch.equal(e[0, 4:7], embeds[0, 3:]) and torch.equal(e[0, :2], embeds[0, :2])
+    assert torch.equal(e[1, :4], embeds[1, :4]) and torch.equal(e[1, 4], embeds[1, 5])
+    for b in range(2):
+        assert torch.equal(e[b, pos[b]], tokens[b])  # every token sits at its position
+    assert m.tolist() == [[1, 1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0, 0, 0]]
+    assert m.dtype == torch.long
+
+
+def test_injection_from_projector_keeps_gradients():
+    states, batch, rel, origin = _nodes()
+    states.requires_grad_(True)
+    g = GraphTokenProjector(H, D, num_tokens=4)(states, batch, rel, origin)
+    ids, embeds = _prompt()
+    e, m, pos = inject_graph_tokens(embeds, ids, KG, g)
+    assert e.shape == (2, 9, D) and m[1].tolist() == [1] * 8 + [0]
+    e.sum().backward()
+    assert states.grad[[1, 2, 4, 5, 6, 7, 8]].abs().sum(1).gt(0).all() and states.grad[[0, 3]].eq(0).all()
+
+
+@pytest.mark.parametrize("row, match", [
+    (torch.tensor([1, 2, 3, 4, 5, 6]), r"input_ids row 1: expected exactly one <kg> placeholder \(id 99\), found 0"),
+    (torch.tensor([1, KG, 3, KG, 5, 6]), r"input_ids row 1: expected exactly one <kg> placeholder \(id 99\), found 2"),
+])
+def test_injection_placeholder_errors(row, match):
+    ids, embeds = _prompt()
+    ids[1] = row
+    g = GraphTokens(torch.randn(2, 3, D), torch.ones(2, 3, dtype=torch.bool), torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=match):
+        inject_graph_tokens(embeds, ids, KG, g)
+
+
+def test_injection_count_and_width_errors():
+    ids, embeds = _prompt()
+    g3 = GraphTokens(torch.randn(3, 2, D), torch.ones(3, 2, dtype=torch.bool), torch.zeros(3, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"expected graph tokens for 2 sequences \(one graph each\), found 3"):
+        inject_graph_tokens(embeds, ids, KG, g3)
+    gw = GraphTokens(torch.randn(2, 2, D + 1), torch.ones(2, 2, dtype=torch.bool), torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"expected graph tokens of width D=32 \(the embedding size\), found 33"):
+        inject_graph_tokens(embeds, ids, KG, gw)
+    gm = GraphTokens(torch.randn(2, 2, D), torch.ones(2, 3, dtype=torch.bool), torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"expected graph_tokens.mask of shape \(2, 2\), found \(2, 3\)"):
+        inject_graph_tokens(embeds, ids, KG, gm)
+
+
+# --------------------------------------------------------------------------- gated adapter
+
+
+class _TinyDecoder(nn.Module):
+    """Two causal transformer layers, with optional adapters before each."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.TransformerEncoderLayer(D, 4, 64, dropout=0.0, batch_first=True)
+                                    for _ in range(2))
+        self.adapters = None
+
+    def forward(self, x, graph=None, graph_mask=None):
+        causal = nn.Transformer.generate_square_subsequent_mask(x.shape[1])
+        for i, layer in enumerate(self.layers):
+            if self.adapters is not None:
+                x = self.adapters[i](x, graph, graph_mask)
+            x = layer(x, src_mask=causal, is_causal=True)
+        return x
+
+
+@torch.no_grad()
+def test_gated_adapter_is_identity_at_init():
+    torch.manual_seed(0)
+    dec = _TinyDecoder().eval()
+    x, graph = torch.randn(2, 7, D), torch.randn(2, 3, D)
+    mask = torch.tensor([[True, True, False], [False, False, False]])  # row 1: no graph at all
+    before = dec(x)
+    dec.adapters = nn.ModuleList(GatedCrossAttentionAdapter(D, heads=4) for _ in range(2)).eval()
+    assert torch.equal(dec(x, graph, mask), before)
+    adapter = dec.adapters[0]
+    assert torch.equal(adapter(x, graph, mask), x)
+    # opened gates: the graph is read, padded tokens are not, a row without graph is untouched
+    adapter.attn_gate.fill_(0.5)
+    y = adapter(x, graph, mask)
+    assert not torch.allclose(y[0], x[0])
+    assert torch.isfinite(y).all()
+    moved = graph.clone()
+    moved[0, 2] += 100.0
+    moved[1] += 100.0
+    y2 = adapter(x, moved, mask)
+    torch.testing.assert_close(y2, y)
+    torch.testing.assert_close(y[1], x[1])
+
+
+def test_gated_adapter_gate_gets_gradient_and_resets():
+    torch.manual_seed(0)
+    adapter = GatedCrossAttentionAdapter(D, kv_dim=H, heads=4)
+    x, graph = torch.randn(2, 5, D), torch.randn(2, 3, H)
+    adapter(x, graph).pow(2).sum().backward()
+    assert adapter.attn_gate.grad.abs().item() > 0  # the gate can open
+    with torch.no_grad():
+        adapter.attn_gate.fill_(1.0)
+    adapter.reset_parameters()
+    assert adapter.attn_gate.item() == 0.0 and adapter.ff_gate.item() == 0.0
+    with pytest.raises(ValueError, match=r"expected graph_tokens of shape \(2, T, 16\), found \(2, 3, 32\)"):
+        adapter(x, torch.randn(2, 3, D))
+    assert repr(adapter) == "GatedCrossAttentionAdapter(32, kv_dim=16, heads=4)"
+
+
+# --------------------------------------------------------------------------- classic fusions
+
+
+@pytest.mark.parametrize("kind", ["concat", "product", "attention", "none"])
+def test_classic_fusion_shapes_and_graph_use(kind):
+    torch.manual_seed(0)
+    f = ClassicFusion(kind, image_dim=8, text_dim=12, graph_dim=H, out_dim=D).eval()
+    img, txt, g = torch.randn(3, 8), torch.randn(3, 12), torch.randn(3, H)
+    out = f(img, txt, g)
+    assert out.shape == (3, D) and torch.isfinite(out).all()
+    changed = f(img, txt, g + 1.0)
+    if kind == "none":
+        assert torch.equal(changed, out) and torch.equal(f(img, txt, None), out)
+    else:
+        assert not torch.allclose(changed, out)
+        torch.testing.assert_close(f(img, txt, None), f(img, txt, torch.zeros(3, H)))
+
+
+def test_attention_fusion_weights():
+    f = ClassicFusion("attention", 8, 8, 8, D)
+    w = f.modality_weights(torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 8))
+    assert w.shape == (4, 3) and torch.allclose(w.sum(1), torch.ones(4))
+    with pytest.raises(ValueError, match=r"expected kind 'attention', found 'concat'"):
+        ClassicFusion("concat", 8, 8, 8, D).modality_weights(torch.randn(4, 8), torch.randn(4, 8))
+    with pytest.raises(ValueError, match=r"expected graph of shape \(4, 8\), found \(4, 9\)"):
+        f(torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 9))
+    with pytest.raises(ValueError, match=r"expected kind in"):
+        ClassicFusion("sum", 8, 8, 8, D)
+
+
+def test_build_fusion_switch():
+    base = dict(model_dim=D, graph_dim=H, num_graph_tokens=4)
+    tokens = build_fusion(FusionConfig(kind="graph_tokens", **base))
+    assert isinstance(tokens, GraphTokenFusion) and len(tokens.adapters) == 0
+    assert FusionConfig(kind="graph_tokens", **base).injects_tokens
+    xattn_cfg = FusionConfig(kind="graph_tokens", gated_xattn=True, num_xattn_layers=2, **base)
+    xattn = build_fusion(xattn_cfg)
+    assert len(xattn.adapters) == 2 and not xattn_cfg.injects_tokens
+    states, batch, rel, origin = _nodes()
+    assert xattn(states, batch, rel, origin).tokens.shape == (2, 4, D)
+    pooled = build_fusion(FusionConfig(kind="graph_tokens", pooled=True, **base))
+    assert pooled(states, batch).tokens.shape == (2, 1, D)
+    for kind in ("concat", "product", "attention", "none"):
+        # flags of other kinds are ignored: one change of `kind` is a valid ablation
+        f = build_fusion(FusionConfig(kind=kind, pooled=True, gated_xattn=True, image_dim=8, **base))
+        assert isinstance(f, ClassicFusion) and f.kind == kind
+        assert f(torch.randn(2, 8), torch.randn(2, D), torch.randn(2, H)).shape == (2, D)
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"kind": "sum"}, r"FusionConfig.kind: expected one of \('graph_tokens', 'concat', 'product', 'attention', "
+                      r"'none'\), found 'sum'"),
+    ({"model_dim": 0}, r"FusionConfig.model_dim: expected an integer >= 1, found 0"),
+    ({"num_graph_tokens": 2.0}, r"FusionConfig.num_graph_tokens: expected an integer, found 2.0"),
+    ({"pooled": "yes"}, r"FusionConfig.pooled: expected a bool, found 'yes'"),
+    ({"dropout": -0.1}, r"FusionConfig.dropout: expected a number in \[0, 1\), found -0.1"),
+    ({"gated_xattn": True, "heads": 5}, r"FusionConfig.heads: expected a divisor of model_dim=32"),
+])
+def test_fusion_config_validation(kw, match):
+    base = dict(model_dim=D, graph_dim=H)
+    base.update(kw)
+    with pytest.raises(ValueError, match=match):
+        FusionConfig(**base)
+
+
+def test_fusion_config_round_trip():
+    c = FusionConfig(kind="attention", model_dim=D, graph_dim=H, text_dim=8)
+    assert FusionConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match=r"FusionConfig: unknown fields \['tokens'\]"):
+        FusionConfig.from_dict({"tokens": 3})
+
+
+# --------------------------------------------------------------------------- pointer / copy
+
+
+def test_pointer_head_masks_padding():
+    torch.manual_seed(0)
+    head = PointerHead(D, H)
+    q, keys = torch.randn(2, D), torch.randn(2, 4, H)
+    mask = torch.tensor([[True, True, False, True], [True, False, False, False]])
+    logits = head(q, keys, mask)
+    assert logits.shape == (2, 4)
+    assert torch.isinf(logits[~mask]).all() and (logits[~mask] < 0).all() and torch.isfinite(logits[mask]).all()
+    torch.testing.assert_close(logits[0, 1], head.k(keys[0, 1]) @ head.q(q[0]) / D ** 0.5)
+    keys2 = keys.clone()
+    keys2[0, 2] += 50.0
+    assert torch.equal(head(q, keys2, mask), logits)
+    p = torch.softmax(logits, -1)
+    assert p[1, 0] == 1.0 and torch.equal(p[~mask], torch.zeros(int((~mask).sum())))
+
+
+def test_copy_gate_is_a_distribution():
+    torch.manual_seed(0)
+    gate = CopyGate(D)
+    q, vocab = torch.randn(3, D), torch.randn(3, 5)
+    ptr = torch.randn(3, 4)
+    ptr[0, 3] = float("-inf")
+    ptr[2] = float("-inf")  # no graph for this example: nothing to copy
+    out = gate(q, vocab, ptr)
+    assert isinstance(out, CopyGateOutput) and out.probs.shape == (3, 9)
+    torch.testing.assert_close(out.probs.sum(-1), torch.ones(3))
+    assert (out.probs >= 0).all() and out.probs[0, 5 + 3] == 0
+    assert out.copy_prob[2] == 0 and 0 < out.copy_prob[0] < 1
+    torch.testing.assert_close(out.probs[2, :5], torch.softmax(vocab[2], -1))
+    c = out.copy_prob[0]
+    torch.testing.assert_close(out.probs[0, 5:8], c * torch.softmax(ptr[0, :3], -1))
+    # a node whose name is in the vocabulary gives its mass to that entry
+    index = torch.tensor([[1, -1, -1, -1], [-1, -1, 4, -1], [-1, -1, -1, -1]])
+    merged = gate(q, vocab, ptr, pointer_vocab_index=index)
+    torch.testing.assert_close(merged.probs.sum(-1), torch.ones(3))
+    assert merged.probs[0, 5] == 0 and merged.probs[1, 5 + 2] == 0
+    torch.testing.assert_close(merged.probs[0, 1], out.probs[0, 1] + out.probs[0, 5])
+    torch.testing.assert_close(merged.probs[1, 4], out.probs[1, 4] + out.probs[1, 7])
+    # gradients flow, with -inf padding, into the gate and the logits
+    v, pl = vocab.clone().requires_grad_(True), ptr.clone().requires_grad_(True)
+    out = gate(q, v, pl)
+    out.probs[:, 0].log().sum().backward()
+    assert torch.isfinite(v.grad).all() and torch.isfinite(pl.grad).all() and gate.gate.weight.grad is not None
+
+
+def test_reprs():
+    assert repr(GraphTokenProjector(H, D)) == "GraphTokenProjector(16, 32, num_tokens=32, pooled=False)"
+    assert repr(PointerHead(D, H)) == "PointerHead(32, 16, hidden_dim=32)"
+    assert repr(CopyGate(D)) == "CopyGate(32)"
+    assert repr(ClassicFusion("product", 8, 8, H, D)) == "ClassicFusion('product', dims=(8, 8, 16), out_dim=32)"
