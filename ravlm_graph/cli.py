@@ -17,6 +17,7 @@ import sys
 COMMAND_MODULES = (
     "ravlm_graph.datasets.commands",
     "ravlm_graph.retrieval_commands",
+    "ravlm_graph.commands",
 )
 
 

@@ -1,0 +1,89 @@
+"""``ravlm train``, ``ravlm answer`` and ``ravlm bench``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def register(sub) -> None:
+    t = sub.add_parser("train", help="train an engine from a recipe (JSON)")
+    t.add_argument("recipe", help="recipe file (see ravlm_graph.recipes)")
+    t.add_argument("--out", default=None, help="override the recipe's out_dir")
+    t.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=_train)
+
+    a = sub.add_parser("answer", help="answer a question about an image")
+    a.add_argument("--model", required=True, help="engine folder")
+    a.add_argument("--image", required=True, help="image file")
+    a.add_argument("--question", required=True)
+    a.add_argument("--entities", default=None,
+                   help="comma-separated image concepts to use instead of the detector (given-entities mode)")
+    a.add_argument("--kg", default=None, help="store folder to use instead of the engine's KG")
+    a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.set_defaults(func=_answer)
+
+    b = sub.add_parser("bench", help="evaluate an engine on a benchmark")
+    bsub = b.add_subparsers(dest="bench", required=True)
+    bb = bsub.add_parser("builtin", help="the built-in knowledge-VQA benchmark")
+    bb.add_argument("--model", required=True)
+    bb.add_argument("--out", required=True)
+    bb.add_argument("--splits", nargs="+", default=None)
+    bb.add_argument("--data", default=None, help="a benchmark folder built by `ravlm data build`")
+    bb.add_argument("--given-entities", action="store_true", help="use annotated objects instead of the detector")
+    bb.add_argument("--limit", type=int, default=None)
+    bb.set_defaults(func=_bench_builtin)
+    bf = bsub.add_parser("fvqa", help="FVQA questions, given-entities mode")
+    bf.add_argument("--questions", required=True)
+    bf.add_argument("--facts", required=True)
+    bf.add_argument("--model", required=True)
+    bf.add_argument("--out", required=True)
+    bf.add_argument("--limit", type=int, default=None)
+    bf.set_defaults(func=_bench_fvqa)
+
+
+def _train(args) -> int:
+    from .recipes import load_recipe, train_recipe
+
+    rec = load_recipe(args.recipe)
+    if args.out:
+        rec["out_dir"] = args.out
+    if args.epochs:
+        rec.setdefault("train", {})["epochs"] = args.epochs
+    summary = train_recipe(rec, progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in summary.items() if k != "holdout_qids"}, indent=1))
+    return 0
+
+
+def _answer(args) -> int:
+    from .grounding.types import Entity
+    from .pipeline import KnowledgeVQA
+
+    engine = KnowledgeVQA.from_pretrained(args.model, kg=args.kg, detector=args.entities is None)
+    ents = None
+    if args.entities is not None:
+        ents = [Entity(c.strip().replace(" ", "_").lower(), 1.0, "image") for c in args.entities.split(",") if c.strip()]
+    ans = engine.answer(args.image, args.question, entities=ents)
+    if args.json:
+        print(json.dumps(ans.to_dict(), ensure_ascii=False))
+    else:
+        print(ans)
+    return 0
+
+
+def _bench_builtin(args) -> int:
+    from .evaluation.bench import bench_builtin, results_table
+
+    res = bench_builtin(args.model, args.out, splits=args.splits, data=args.data,
+                        use_detector=not args.given_entities, limit=args.limit)
+    sys.stdout.write(results_table(res, "built-in benchmark"))
+    return 0
+
+
+def _bench_fvqa(args) -> int:
+    from .evaluation.bench import bench_fvqa, results_table
+
+    res = bench_fvqa(args.model, args.questions, args.facts, args.out, limit=args.limit)
+    sys.stdout.write(results_table(res, "FVQA (given-entities mode)"))
+    return 0

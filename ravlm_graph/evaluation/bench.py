@@ -1,0 +1,167 @@
+"""Benchmark runner behind ``ravlm bench``: predictions with evidence, results, tables, plots.
+
+Outputs in ``--out DIR``:
+
+* ``predictions.jsonl`` — one line per question: the prediction, whether it is right,
+  the valid answers, and the evidence (entities, subgraph size, facts, copy probability);
+* ``results.json`` — per split: ``accuracy`` (= ``top1``), ``top3``, ``coverage`` (share of
+  questions whose answer concept is in the retrieved subgraph; yes/no questions count
+  as covered), ``n``, and accuracy per relation and per question type;
+* ``results.md`` — the same as a markdown table;
+* ``accuracy_by_split.png``, ``accuracy_by_relation.png`` — when matplotlib is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+log = logging.getLogger(__name__)
+
+
+def _entity_fn(dataset: str, use_detector: bool):
+    from ..recipes import builtin_entities, fvqa_entities
+
+    if dataset == "fvqa":
+        return fvqa_entities
+    return None if use_detector else builtin_entities
+
+
+def run_split(engine, records: Sequence[Any], entity_fn: Callable | None, batch_size: int = 16,
+              progress: bool = True) -> tuple[dict, list[dict]]:
+    """Answer every record; returns (metrics, per-question rows)."""
+    from tqdm import tqdm
+
+    rows = []
+    per_rel: dict[str, list[int]] = defaultdict(list)
+    per_type: dict[str, list[int]] = defaultdict(list)
+    hits = top3 = cov = 0
+    t0 = time.perf_counter()
+    for s in tqdm(range(0, len(records), batch_size), desc="answering", disable=not progress, leave=False):
+        chunk = records[s:s + batch_size]
+        images = [r.load_image() for r in chunk]
+        ents = None if entity_fn is None else [entity_fn(r) for r in chunk]
+        answers = engine.answer_batch(images, [r.question for r in chunk], ents, top_k=3)
+        for r, a in zip(chunk, answers):
+            valid = set(r.answer_concepts) if getattr(r, "answer_concepts", None) else set(r.answers)
+            ok = a.answer in valid
+            in3 = any(c in valid for c, _ in a.candidates[:3])
+            covered = (valid <= {"yes", "no"}) or (a.subgraph is not None and
+                                                   any(n in valid for n in a.subgraph.node_names))
+            hits += ok
+            top3 += in3
+            cov += covered
+            rel = r.extra.get("relation") or (r.facts[0].relation if r.facts else "unknown")
+            per_rel[rel].append(int(ok))
+            per_type[r.extra.get("question_type", "all")].append(int(ok))
+            row = {"qid": r.qid, "question": r.question, "prediction": a.answer, "correct": bool(ok),
+                   "answers": sorted(valid), "relation": rel, **{k: v for k, v in a.to_dict().items()
+                                                                  if k not in ("question", "answer")}}
+            rows.append(row)
+    n = max(1, len(records))
+    metrics = {"accuracy": hits / n, "top1": hits / n, "top3": top3 / n, "coverage": cov / n, "n": len(records),
+               "per_relation": {k: sum(v) / len(v) for k, v in sorted(per_rel.items())},
+               "per_question_type": {k: sum(v) / len(v) for k, v in sorted(per_type.items())},
+               "seconds": round(time.perf_counter() - t0, 2)}
+    return metrics, rows
+
+
+def write_outputs(out: Path, results: dict, rows: list[dict], title: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(results_table(results, title))
+    try:
+        _plots(out, results)
+    except ImportError:
+        log.info("matplotlib not installed: no plots")
+
+
+def results_table(results: dict, title: str) -> str:
+    lines = [f"### {title}", "", "| split | n | accuracy | top-3 | coverage |", "|---|---:|---:|---:|---:|"]
+    for split, m in results.items():
+        if not isinstance(m, dict) or "accuracy" not in m:
+            continue
+        lines.append(f"| {split} | {m['n']} | {100 * m['accuracy']:.1f} | {100 * m['top3']:.1f} | "
+                     f"{100 * m['coverage']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plots(out: Path, results: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = [s for s, m in results.items() if isinstance(m, dict) and "accuracy" in m]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(splits, [100 * results[s]["accuracy"] for s in splits], color="#4c72b0")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_by_split.png", dpi=100)
+    plt.close(fig)
+    rels = sorted({r for s in splits for r in results[s]["per_relation"]})
+    if rels:
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+        w = 0.8 / max(1, len(splits))
+        for i, s in enumerate(splits):
+            pr = results[s]["per_relation"]
+            ax.bar([j + i * w for j in range(len(rels))], [100 * pr.get(r, 0) for r in rels], width=w, label=s)
+        ax.set_xticks([j + 0.4 - w / 2 for j in range(len(rels))], rels, rotation=35, ha="right")
+        ax.set_ylabel("accuracy (%)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "accuracy_by_relation.png", dpi=100)
+        plt.close(fig)
+
+
+def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, data: str | None = None,
+                  use_detector: bool = True, limit: int | None = None, progress: bool = True) -> dict:
+    """Evaluate an engine on the built-in benchmark's test splits."""
+    from ..datasets import load_builtin
+    from ..pipeline import KnowledgeVQA
+
+    engine = KnowledgeVQA.from_pretrained(model, detector=use_detector)
+    if use_detector and engine.detector is None:
+        log.warning("%s has no detector: using the scenes' annotated objects", model)
+        use_detector = False
+    splits = list(splits or ("test_iid", "test_unseen_facts", "test_other_style"))
+    results, all_rows = {}, []
+    for sp in splits:
+        recs = load_builtin(sp, root=data)
+        if limit:
+            recs = recs[:limit]
+        m, rows = run_split(engine, recs, _entity_fn("builtin", use_detector), progress=progress)
+        for r in rows:
+            r["split"] = sp
+        results[sp] = m
+        all_rows += rows
+        log.info("%s: accuracy %.3f, coverage %.3f (n=%d)", sp, m["accuracy"], m["coverage"], m["n"])
+    results["_meta"] = {"model": str(model), "detector": use_detector, "fusion": engine.model.config.fusion}
+    write_outputs(Path(out), results, all_rows, f"built-in benchmark — {model} ({engine.model.config.fusion})")
+    return results
+
+
+def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | None = None,
+               progress: bool = True) -> dict:
+    """Evaluate on FVQA questions in given-entities mode (visual concept + distractors as image entities)."""
+    from ..datasets import load_fvqa
+    from ..pipeline import KnowledgeVQA
+
+    engine = KnowledgeVQA.from_pretrained(model, detector=False)
+    recs = [r for r in load_fvqa(questions, facts) if r.answer_concepts]
+    if limit:
+        recs = recs[:limit]
+    m, rows = run_split(engine, recs, _entity_fn("fvqa", False), progress=progress)
+    results = {"fvqa": m, "_meta": {"model": str(model), "setting": "given entities (no images)",
+                                    "questions": str(questions)}}
+    write_outputs(Path(out), results, rows, f"FVQA (given-entities mode) — {model}")
+    return results

@@ -1,0 +1,228 @@
+"""Training recipes behind ``ravlm train CONFIG.json``.
+
+A recipe file is JSON::
+
+    {
+      "dataset": "builtin",            # or "fvqa"
+      "out_dir": "runs/builtin",
+      "kg": "bundled:cn100k+fvqa",
+      "budget": 64,
+      "model": {"fusion": "graph_tokens", "gnn_kind": "gatv2", ...},   # KnowledgeVQAConfig fields
+      "train": {"epochs": 8, "batch_size": 32, "lr": 3e-4, "seed": 0},  # TrainConfig fields
+      "detector": {"epochs": 6, "image_size": 32},                      # or {"from": "path/to/detector"}
+      "limit": null                                                     # use only the first N train questions
+    }
+
+The engine is written to ``out_dir/final`` (model, ``engine.json``, ``detector/``);
+``out_dir/last`` is the resumable checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RECIPE_KEYS = {"dataset", "out_dir", "kg", "budget", "model", "train", "detector", "limit", "data", "retrieval",
+               "questions", "facts", "holdout", "threads"}
+
+
+def load_recipe(path: str | Path) -> dict:
+    p = Path(path)
+    try:
+        rec = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p}: no such recipe file") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}:{e.lineno}: recipe is not valid JSON: {e.msg}") from e
+    if not isinstance(rec, dict):
+        raise ValueError(f"{p}: expected a JSON object")
+    unknown = sorted(set(rec) - RECIPE_KEYS)
+    if unknown:
+        raise ValueError(f"{p}: unknown recipe keys {unknown}; expected some of {sorted(RECIPE_KEYS)}")
+    if rec.get("dataset", "builtin") not in ("builtin", "fvqa"):
+        raise ValueError(f"{p}: dataset must be 'builtin' or 'fvqa', found {rec.get('dataset')!r}")
+    return rec
+
+
+def builtin_entities(record) -> list:
+    """Gold image entities of a built-in benchmark record (objects with boxes)."""
+    from .grounding.types import Entity
+
+    return [Entity(o["concept"], 1.0, "image", box=tuple(float(v) for v in o["box"]), label=o.get("slot"))
+            for o in record.extra["objects"]]
+
+
+def train_detector(records, cfg: dict, seed: int):
+    from .grounding.scene_detector import LayoutCellDetector
+
+    seen, scenes = set(), []
+    for r in records:
+        sid = r.extra["scene"]["id"]
+        if sid in seen:
+            continue
+        seen.add(sid)
+        scenes.append((r.load_image(), [(o["concept"], o["box"]) for o in r.extra["objects"]]))
+    concepts = sorted({c for _, objs in scenes for c, _ in objs})
+    kw = {k: cfg[k] for k in ("epochs", "image_size", "negatives_per_scene", "batch_size", "lr") if k in cfg}
+    if "channels" in cfg:
+        kw["channels"] = tuple(cfg["channels"])
+    kw.setdefault("image_size", 32)
+    kw.setdefault("channels", (32, 64, 96))
+    kw.setdefault("negatives_per_scene", 1)
+    return LayoutCellDetector.train(scenes, concepts, seed=seed, **kw)
+
+
+def build_examples(fb, records, entity_fn, desc: str, progress: bool = True):
+    from tqdm import tqdm
+
+    out = []
+    for r in tqdm(records, desc=desc, disable=not progress, dynamic_ncols=True, leave=False):
+        ex = fb.build(r.load_image(), r.question, entity_fn(r), r.answers,
+                      meta={"qid": r.qid, "split": r.split, **_meta(r)})
+        out.append(ex)
+    return out
+
+
+def _meta(r) -> dict:
+    return {k: r.extra[k] for k in ("question_type", "relation") if k in r.extra}
+
+
+def evaluate_examples(model, examples, batch_size: int = 64) -> dict:
+    """Accuracy (top-1 in the valid answers), top-3 and subgraph coverage over examples."""
+    import torch
+
+    from .modeling import answer_distribution
+    from .vqa_data import collate
+
+    model.eval()
+    hits = top3 = cov = 0
+    preds = []
+    with torch.inference_mode():
+        for s in range(0, len(examples), batch_size):
+            chunk = examples[s:s + batch_size]
+            b = collate(chunk, model.config, with_targets=False)
+            out = model(b)
+            for ex, d in zip(chunk, answer_distribution(out, model.config.answer_vocab, b.node_names)):
+                ranked = sorted(d, key=d.get, reverse=True)
+                ok = ranked[0] in ex.answers
+                hits += ok
+                top3 += any(a in ex.answers for a in ranked[:3])
+                cov += any(a in ex.answers for a in ex.node_names) or (set(ex.answers) <= {"yes", "no"})
+                preds.append((ranked[0], ok))
+    n = max(1, len(examples))
+    return {"accuracy": hits / n, "top3": top3 / n, "coverage": cov / n, "n": len(examples), "predictions": preds}
+
+
+def train_recipe(recipe: dict, progress: bool = True) -> dict:
+    """Run a recipe; returns a summary (paths, times, validation figures)."""
+    import torch
+
+    from .config import RetrievalConfig
+    from .modeling import KnowledgeVQAConfig, KnowledgeVQAModel
+    from .pipeline import EngineConfig, KnowledgeVQA, open_kg
+    from .retrieval import SubgraphRetriever
+    from .training import TrainConfig, seed_everything, train
+    from .vqa_data import collate
+
+    t_start = time.perf_counter()
+    if recipe.get("threads"):
+        torch.set_num_threads(int(recipe["threads"]))
+    dataset = recipe.get("dataset", "builtin")
+    out_dir = Path(recipe.get("out_dir", f"runs/{dataset}"))
+    tcfg = TrainConfig(out_dir=str(out_dir), **{k: v for k, v in recipe.get("train", {}).items() if k != "out_dir"})
+    seed_everything(tcfg.seed)
+    kg_spec = recipe.get("kg", "bundled:cn100k+fvqa")
+    kg = open_kg(kg_spec, cache_root=out_dir / "kg")
+    rcfg = RetrievalConfig.from_dict(recipe.get("retrieval", {})) if recipe.get("retrieval") else RetrievalConfig()
+    retriever = SubgraphRetriever(kg, rcfg)
+    budget = int(recipe.get("budget", 64))
+
+    train_recs, val_recs, entity_fn, data_info = _dataset(recipe, dataset, kg)
+    if recipe.get("limit"):
+        train_recs = train_recs[: int(recipe["limit"])]
+    vocab = sorted({a for r in train_recs for a in r.answers} | {"yes", "no"})
+    mcfg = KnowledgeVQAConfig(answer_vocab=vocab, num_relations=max(64, kg.num_relations),
+                              **recipe.get("model", {}))
+    model = KnowledgeVQAModel(mcfg)
+    from .vqa_data import FeatureBuilder
+
+    fb = FeatureBuilder(mcfg, model.tokenizer, retriever if mcfg.uses_graph else None, budget=budget)
+    t0 = time.perf_counter()
+    train_ex = build_examples(fb, train_recs, entity_fn, "features (train)", progress)
+    val_ex = build_examples(fb, val_recs, entity_fn, "features (val)", progress)
+    if mcfg.uses_graph and retriever.embeddings.cache_dir is not None:
+        retriever.embeddings.save()
+    t_feat = time.perf_counter() - t0
+    log.info("features: %d train, %d val examples in %.0f s", len(train_ex), len(val_ex), t_feat)
+
+    def on_epoch_end(epoch, m):
+        r = evaluate_examples(m, val_ex)
+        return {"val_accuracy": round(r["accuracy"], 4), "val_coverage": round(r["coverage"], 4)}
+
+    pad = model.tokenizer.pad_token_id or 0
+    t0 = time.perf_counter()
+    res = train(model, train_ex, lambda items: collate(items, mcfg, pad_id=pad), tcfg, on_epoch_end=on_epoch_end)
+    t_train = time.perf_counter() - t0
+
+    det = None
+    t_det = 0.0
+    dcfg = recipe.get("detector")
+    if dataset == "builtin" and dcfg is not None:
+        t0 = time.perf_counter()
+        if "from" in dcfg:
+            from .grounding.scene_detector import LayoutCellDetector
+
+            det = LayoutCellDetector.from_pretrained(dcfg["from"])
+        else:
+            det = train_detector(train_recs, dcfg, tcfg.seed)
+        t_det = time.perf_counter() - t0
+    ecfg = EngineConfig(kg=kg_spec, retrieval=rcfg.to_dict(), budget=budget,
+                        detector="detector" if det is not None else None, dataset=dataset)
+    engine = KnowledgeVQA(model, ecfg, kg=kg, retriever=retriever, detector=det)
+    final = engine.save_pretrained(out_dir / "final")
+    val = evaluate_examples(model, val_ex)
+    summary = {"engine": str(final), "train_questions": len(train_ex), "val_questions": len(val_ex),
+               "answer_vocab": len(vocab), "val_accuracy": round(val["accuracy"], 4),
+               "val_coverage": round(val["coverage"], 4), "epochs": res.epochs_run, "losses": res.losses,
+               "seconds": {"features": round(t_feat, 1), "train": round(t_train, 1), "detector": round(t_det, 1),
+                           "total": round(time.perf_counter() - t_start, 1)}, **data_info}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _dataset(recipe: dict, dataset: str, kg):
+    """(train records, val records, entity function, info) for a recipe."""
+    if dataset == "builtin":
+        from .datasets import load_builtin
+
+        root = recipe.get("data")
+        tr = load_builtin("train", root=root)
+        va = load_builtin("val", root=root)
+        return tr, va, builtin_entities, {"dataset": "builtin"}
+    from .datasets import load_fvqa
+
+    if not recipe.get("questions") or not recipe.get("facts"):
+        raise ValueError("an fvqa recipe needs 'questions' and 'facts' (FVQA train files)")
+    recs = [r for r in load_fvqa(recipe["questions"], recipe["facts"]) if r.answer_concepts]
+    rng = random.Random(int(recipe.get("train", {}).get("seed", 0)))
+    order = list(range(len(recs)))
+    rng.shuffle(order)
+    k = int(len(recs) * float(recipe.get("holdout", 0.15)))
+    held = {recs[i].qid for i in order[:k]}
+    tr = [r for r in recs if r.qid not in held]
+    va = [r for r in recs if r.qid in held]
+    return tr, va, fvqa_entities, {"dataset": "fvqa", "holdout_qids": sorted(held)}
+
+
+def fvqa_entities(record) -> list:
+    """Given-entities mode: the record's image entities (visual concept + distractors)."""
+    from .grounding.types import Entity
+
+    return [Entity(e.name, 1.0, "image") for e in record.entities if e.origin == "image"]

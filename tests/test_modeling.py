@@ -1,0 +1,180 @@
+"""The built-in model and the inference pipeline, with a tiny trunk and a 6-node KG."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from kg_ingest import GraphBuilder, RelationConfig
+from ravlm_graph.checkpoint import CheckpointError
+from ravlm_graph.config import RetrievalConfig
+from ravlm_graph.embeddings import NodeEmbeddings
+from ravlm_graph.grounding.types import Entity
+from ravlm_graph.modeling import FUSIONS, KnowledgeVQAConfig, KnowledgeVQAModel, answer_distribution
+from ravlm_graph.pipeline import EngineConfig, KnowledgeVQA
+from ravlm_graph.retrieval import SubgraphRetriever
+from ravlm_graph.vqa_data import FeatureBuilder, collate
+
+WORDS = ["what", "is", "the", "object", "used", "for", "?", "which", "of", "these", "can", "apple", "eating",
+         "fruit", "banana", "kitchen", "market", "peel", ";", "a", "an", "yes", "no"]
+
+
+class HashEncoder:
+    """A deterministic stand-in for the sentence encoder (unit vectors from a hash)."""
+
+    dim = 16
+    name = "hash-16"
+
+    def encode(self, texts, progress=False):
+        if isinstance(texts, str):
+            texts = [texts]
+        out = []
+        for t in texts:
+            seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
+            v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+            out.append(v / np.linalg.norm(v))
+        return np.stack(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    d = tmp_path_factory.mktemp("trunk")
+    vocab = ["[PAD]", "[unused0]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizer(str(d / "vocab.txt"))
+    torch.manual_seed(0)
+    trunk = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                 intermediate_size=37, max_position_embeddings=128))
+    b = GraphBuilder(RelationConfig())
+    for r, h, t in [("UsedFor", "apple", "eating"), ("IsA", "apple", "fruit"), ("IsA", "banana", "fruit"),
+                    ("AtLocation", "fruit", "market"), ("RelatedTo", "kitchen", "apple"), ("HasA", "banana", "peel")]:
+        b.add(r, h, t)
+    kg = b.build()
+    enc = HashEncoder()
+    retriever = SubgraphRetriever(kg, RetrievalConfig(budget=6), embeddings=NodeEmbeddings(kg, enc), encoder=enc)
+    return tok, trunk, kg, retriever
+
+
+def make_model(tiny, fusion="graph_tokens", vocab=("yes", "no", "fruit")):
+    tok, trunk, kg, _ = tiny
+    cfg = KnowledgeVQAConfig(answer_vocab=list(vocab), fusion=fusion, gnn_hidden=32, gnn_layers=1, node_dim=16,
+                             num_relations=kg.num_relations, num_graph_tokens=4, image_size=16, vision_channels=[8, 16],
+                             vision_grid=2, train_text_layers=1, max_question_tokens=16, max_text_tokens=64,
+                             dropout=0.0)
+    torch.manual_seed(0)
+    return KnowledgeVQAModel(cfg, trunk=trunk, tokenizer=tok)
+
+
+def image():
+    return Image.new("RGB", (16, 16), (200, 30, 30))
+
+
+def examples(tiny, model, answers=("eating",)):
+    fb = FeatureBuilder(model.config, model.tokenizer, tiny[3] if model.config.uses_graph else None, budget=6)
+    ents = [Entity("apple", 1.0, "image", box=(0, 0, 8, 16)), Entity("banana", 1.0, "image", box=(8, 0, 16, 16))]
+    return [fb.build(image(), "what is the object used for?", ents, answers),
+            fb.build(image(), "which of these can peel?", ents[1:], ("banana",))]
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_forward_every_fusion(tiny, fusion):
+    m = make_model(tiny, fusion)
+    exs = examples(tiny, m)
+    b = collate(exs, m.config)
+    out = m(b)
+    assert out.vocab_logits.shape == (2, 3) and torch.isfinite(out.loss)
+    out.loss.backward()
+    if fusion == "none":
+        assert out.pointer_logits is None and float(out.copy_prob.abs().sum()) == 0.0
+    else:
+        assert out.pointer_logits.shape[0] == 2 and bool(out.node_mask.any())
+        assert exs[0].node_targets, "the answer node must be in the subgraph"
+    if fusion in ("graph_tokens", "both", "concat", "product", "attention"):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.gnn.parameters())
+
+
+def test_graph_tokens_carry_entity_origin_and_boxes(tiny):
+    m = make_model(tiny)
+    ex = examples(tiny, m)[0]
+    i = ex.node_names.index("apple")
+    assert ex.origin[i] in (2, 3)  # image (or image + question)
+    assert ex.box[i].tolist() == pytest.approx([0.25, 0.5, 0.5, 1.0, 1.0])
+    assert ex.input_ids.count(m.kg_id) == 1 and ex.input_ids.count(m.img_id) == 1
+
+
+def test_copies_an_answer_never_in_the_vocabulary(tiny):
+    """'eating' is not an answer of the vocabulary; only the pointer over graph nodes can give it."""
+    m = make_model(tiny, vocab=("yes", "no", "fruit"))
+    exs = examples(tiny, m)
+    assert "eating" not in m.config.answer_vocab
+    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=3e-3)
+    m.train()
+    for _ in range(60):
+        out = m(collate(exs, m.config))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    m.eval()
+    b = collate(exs, m.config, with_targets=False)
+    with torch.no_grad():
+        d = answer_distribution(m(b), m.config.answer_vocab, b.node_names)
+    assert max(d[0], key=d[0].get) == "eating"
+    assert max(d[1], key=d[1].get) == "banana"
+
+
+def test_save_load_round_trip_and_bad_checkpoints(tiny, tmp_path):
+    tok, trunk, _, _ = tiny
+    m = make_model(tiny)
+    m.eval()
+    m.save_pretrained(tmp_path / "ck")
+    m2 = KnowledgeVQAModel.from_pretrained(tmp_path / "ck", trunk=trunk, tokenizer=tok)
+    b = collate(examples(tiny, m), m.config, with_targets=False)
+    with torch.no_grad():
+        assert torch.equal(m(b).vocab_logits, m2(b).vocab_logits)
+    cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
+    cfg["format_version"] = 99
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="format version 99"):
+        KnowledgeVQAModel.from_pretrained(tmp_path / "ck", trunk=trunk, tokenizer=tok)
+    m.save_pretrained(tmp_path / "ck2")
+    cfg = json.loads((tmp_path / "ck2" / "config.json").read_text())
+    cfg["answer_vocab"] = ["yes", "no", "fruit", "extra"]
+    (tmp_path / "ck2" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="shape mismatch for vocab_head"):
+        KnowledgeVQAModel.from_pretrained(tmp_path / "ck2", trunk=trunk, tokenizer=tok)
+    (tmp_path / "ck2" / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="missing model.safetensors"):
+        KnowledgeVQAModel.from_pretrained(tmp_path / "ck2", trunk=trunk, tokenizer=tok)
+    with pytest.raises(ValueError, match="fusion: expected one of"):
+        KnowledgeVQAConfig(fusion="magic")
+
+
+def test_pipeline_answers_with_evidence(tiny):
+    _, _, kg, retriever = tiny
+    m = make_model(tiny)
+    engine = KnowledgeVQA(m, EngineConfig(kg="unused", budget=6, detector=None), kg=kg, retriever=retriever)
+    ents = [Entity("apple", 0.9, "image", box=(0, 0, 8, 16))]
+    a = engine.answer(image(), "what is the object used for?", entities=ents)
+    d = a.to_dict()
+    assert {"answer", "entities", "facts", "subgraph_size"} <= set(d)
+    assert d["subgraph_size"] == a.subgraph.num_nodes > 0
+    assert {"concept": "apple", "origin": "image", "score": 0.9, "box": [0, 0, 8, 16], "label": None} in d["entities"]
+    assert abs(sum(p for _, p in a.candidates) - 1.0) < 1.0  # a probability distribution's top entries
+    assert a.facts and all(isinstance(f, str) for f in a.facts)
+    with pytest.raises(ValueError, match="2 images but 1 questions"):
+        engine.answer_batch([image(), image()], ["what?"], [[], []])
+    with pytest.raises(ValueError, match="question 0 is empty"):
+        engine.answer(image(), "  ", entities=ents)
+    with pytest.raises(ValueError, match="the model takes at most 16"):
+        engine.answer(image(), "what " * 40, entities=ents)
+    # Without a detector and without entities, only the question is grounded.
+    q_only = engine.answer(image(), "which of these can peel?")
+    assert all(e.origin == "question" for e in q_only.entities)
+    assert "peel" in [e.concept for e in q_only.entities]
+    empty = engine.answer(image(), "what is the object used for?")  # no concept of the KG in it
+    assert empty.subgraph_size == 0 and empty.subgraph.reason and empty.copy_prob == 0.0
