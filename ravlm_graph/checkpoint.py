@@ -96,7 +96,7 @@ def read_weights(path: str | os.PathLike, module) -> None:
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shape = [k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape)]
+    shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
     if missing or unexpected or shape:
         parts = []
         if missing:

@@ -11,6 +11,8 @@ def register(sub) -> None:
     t.add_argument("recipe", help="recipe file (see ravlm_graph.recipes)")
     t.add_argument("--out", default=None, help="override the recipe's out_dir")
     t.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    t.add_argument("--questions", default=None, help="fvqa recipes: the questions JSON (all_qs_dict_release format)")
+    t.add_argument("--facts", default=None, help="fvqa recipes: the question-id -> fact triple JSON")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_train)
 
@@ -21,6 +23,7 @@ def register(sub) -> None:
     a.add_argument("--entities", default=None,
                    help="comma-separated image concepts to use instead of the detector (given-entities mode)")
     a.add_argument("--kg", default=None, help="store folder to use instead of the engine's KG")
+    a.add_argument("--kg-cache", default=None, help="folder to build/cache a bundled KG and its node embeddings")
     a.add_argument("--json", action="store_true", help="print one JSON object")
     a.set_defaults(func=_answer)
 
@@ -33,6 +36,7 @@ def register(sub) -> None:
     bb.add_argument("--data", default=None, help="a benchmark folder built by `ravlm data build`")
     bb.add_argument("--given-entities", action="store_true", help="use annotated objects instead of the detector")
     bb.add_argument("--limit", type=int, default=None)
+    bb.add_argument("--kg-cache", default="stores", help="where the bundled KG and node embeddings are cached")
     bb.set_defaults(func=_bench_builtin)
     bf = bsub.add_parser("fvqa", help="FVQA questions, given-entities mode")
     bf.add_argument("--questions", required=True)
@@ -40,6 +44,7 @@ def register(sub) -> None:
     bf.add_argument("--model", required=True)
     bf.add_argument("--out", required=True)
     bf.add_argument("--limit", type=int, default=None)
+    bf.add_argument("--kg-cache", default="stores", help="where the bundled KG and node embeddings are cached")
     bf.set_defaults(func=_bench_fvqa)
 
 
@@ -51,6 +56,9 @@ def _train(args) -> int:
         rec["out_dir"] = args.out
     if args.epochs:
         rec.setdefault("train", {})["epochs"] = args.epochs
+    for key in ("questions", "facts"):
+        if getattr(args, key):
+            rec[key] = getattr(args, key)
     summary = train_recipe(rec, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in summary.items() if k != "holdout_qids"}, indent=1))
     return 0
@@ -60,7 +68,8 @@ def _answer(args) -> int:
     from .grounding.types import Entity
     from .pipeline import KnowledgeVQA
 
-    engine = KnowledgeVQA.from_pretrained(args.model, kg=args.kg, detector=args.entities is None)
+    engine = KnowledgeVQA.from_pretrained(args.model, kg=args.kg, detector=args.entities is None,
+                                          kg_cache=args.kg_cache)
     ents = None
     if args.entities is not None:
         ents = [Entity(c.strip().replace(" ", "_").lower(), 1.0, "image") for c in args.entities.split(",") if c.strip()]
@@ -76,7 +85,7 @@ def _bench_builtin(args) -> int:
     from .evaluation.bench import bench_builtin, results_table
 
     res = bench_builtin(args.model, args.out, splits=args.splits, data=args.data,
-                        use_detector=not args.given_entities, limit=args.limit)
+                        use_detector=not args.given_entities, limit=args.limit, kg_cache=args.kg_cache)
     sys.stdout.write(results_table(res, "built-in benchmark"))
     return 0
 
@@ -84,6 +93,6 @@ def _bench_builtin(args) -> int:
 def _bench_fvqa(args) -> int:
     from .evaluation.bench import bench_fvqa, results_table
 
-    res = bench_fvqa(args.model, args.questions, args.facts, args.out, limit=args.limit)
+    res = bench_fvqa(args.model, args.questions, args.facts, args.out, limit=args.limit, kg_cache=args.kg_cache)
     sys.stdout.write(results_table(res, "FVQA (given-entities mode)"))
     return 0

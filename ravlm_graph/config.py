@@ -170,3 +170,18 @@ class RetrievalConfig:
         from dataclasses import replace
 
         return replace(self, **changes)
+
+
+# The other components' configurations live beside their code (they import torch);
+# they are re-exported here on first use so that every config has one address.
+_ELSEWHERE = {"GNNConfig": "gnn", "FusionConfig": "fusion", "BackboneConfig": "backbones",
+              "KnowledgeVQAConfig": "modeling", "TrainConfig": "training", "EngineConfig": "pipeline"}
+
+
+def __getattr__(name: str):
+    mod = _ELSEWHERE.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'ravlm_graph.config' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"ravlm_graph.{mod}"), name)

@@ -1,8 +1,10 @@
 """``make demo``: the engine end to end on its bundled defaults.
 
 Run as ``python -m ravlm_graph.demo [--work DIR]``. Every section uses only what
-ships with the package: the official-format ConceptNet sample, CN-100K and the
-FVQA ConceptNet facts.
+ships with the package: the official-format ConceptNet sample, CN-100K, the FVQA
+ConceptNet facts, the built-in benchmark and the two shipped engines (with and
+without the knowledge graph), trained by ``ravlm train configs/builtin.json`` and
+``ravlm train configs/builtin_nokg.json``.
 """
 
 from __future__ import annotations
@@ -82,19 +84,83 @@ def section_subgraph(kg, work: Path) -> None:
     print(f"to_rdflib: {ttl} ({ttl.stat().st_size:,} bytes of Turtle)")
 
 
+ENGINES = {"KG": "engine_builtin", "no KG": "engine_builtin_nokg"}
+
+
+def _engine_dir(name: str) -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("ravlm_graph") / "data" / name))
+
+
+def section_answers(work: Path, n_eval: int) -> None:
+    from .datasets import load_builtin
+    from .pipeline import KnowledgeVQA
+
+    _h("4. Knowledge VQA: answers with their evidence, with the KG and without it")
+    missing = [n for n in ENGINES.values() if not (_engine_dir(n) / "engine.json").exists()]
+    if missing:
+        print(f"shipped engines missing ({', '.join(missing)}): train them with `ravlm train configs/builtin.json`")
+        return
+    t = time.perf_counter()
+    engines = {k: KnowledgeVQA.from_pretrained(_engine_dir(v), kg_cache=work) for k, v in ENGINES.items()}
+    print(f"loaded both engines in {time.perf_counter() - t:.1f} s")
+    picks = [("test_iid", 0), ("test_iid", 3), ("test_unseen_facts", 0), ("test_unseen_facts", 5),
+             ("test_other_style", 2)]
+    for split, i in picks:
+        r = load_builtin(split)[i]
+        img = r.load_image()
+        img.save(work / f"{split}-{i}.png")
+        a = engines["KG"].answer(img, r.question)
+        b = engines["no KG"].answer(img, r.question)
+        print(f"\n[{split} #{i}]  image: {work / f'{split}-{i}.png'}")
+        print(f"Q: {r.question}")
+        print(f"valid answers: {', '.join(x.replace('_', ' ') for x in r.answers)}")
+        print("entities: " + ", ".join(f"{e.concept} ({e.origin}{', ' + e.label if e.label else ''}, "
+                                       f"{e.score:.2f})" for e in a.entities))
+        print(f"subgraph: {a.subgraph_size} nodes, {0 if a.subgraph is None else a.subgraph.num_edges} edges")
+        for f in a.facts[:4]:
+            print(f"  fact: {f}")
+        ok = lambda x: "right" if x.answer in r.answers else "wrong"
+        print(f"answer with the KG:    {a.answer.replace('_', ' '):<24} p={a.score:.2f}  copied p={a.copy_prob:.2f}  "
+              f"[{ok(a)}]")
+        print(f"answer without the KG: {b.answer.replace('_', ' '):<24} p={b.score:.2f}  [{ok(b)}]")
+
+    _h(f"5. Accuracy, KG vs no KG (live, first {n_eval} questions of each test split, detected entities)")
+    from .evaluation.bench import run_split
+
+    rows = {}
+    for name, eng in engines.items():
+        for split in ("test_iid", "test_unseen_facts", "test_other_style"):
+            m, _ = run_split(eng, load_builtin(split)[:n_eval], None, progress=False)
+            rows[(name, split)] = m
+    print(f"{'split':<20} {'KG':>8} {'no KG':>8} {'coverage':>9}")
+    for split in ("test_iid", "test_unseen_facts", "test_other_style"):
+        print(f"{split:<20} {100 * rows[('KG', split)]['accuracy']:>7.1f}% {100 * rows[('no KG', split)]['accuracy']:>7.1f}%"
+              f" {100 * rows[('KG', split)]['coverage']:>8.1f}%")
+    full = _engine_dir(ENGINES["KG"]) / "results.md"
+    if full.exists():
+        print(f"\nFull test splits, measured by `ravlm bench builtin` (see README):\n")
+        print(full.read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ravlm_graph.demo", description=__doc__)
     p.add_argument("--work", default="demo_output", help="folder for the demo's stores and outputs")
     p.add_argument("--fresh", action="store_true", help="delete the work folder first")
+    p.add_argument("--eval", type=int, default=100, help="questions per test split in the live accuracy table")
+    p.add_argument("--skip-kg", action="store_true", help="skip the ingest/query sections")
     args = p.parse_args(argv)
     work = Path(args.work)
     if args.fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    kg = section_ingest(work)
-    section_queries(kg)
-    section_subgraph(kg, work)
+    if not args.skip_kg:
+        kg = section_ingest(work)
+        section_queries(kg)
+        section_subgraph(kg, work)
+    section_answers(work, args.eval)
     _h(f"done in {time.perf_counter() - t0:.1f} s; outputs in {work}/")
     return 0
 

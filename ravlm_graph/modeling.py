@@ -61,6 +61,7 @@ class KnowledgeVQAConfig:
         vision_channels (list[int]): CNN stage widths (each halves the resolution).
         vision_grid (int): image tokens per side (G = grid²). Default 4.
         text_backbone (str): ``"minilm"`` (the packaged all-MiniLM-L6-v2) or a local path.
+        trunk_layers (int | None): keep only the first N layers of the trunk (speed); None keeps all.
         train_text_layers (int): top trunk layers fine-tuned; the rest stay frozen. Default 2.
         max_question_tokens (int): question length limit in tokens. Default 48.
         max_text_tokens (int): limit for question + facts. Default 256.
@@ -79,6 +80,7 @@ class KnowledgeVQAConfig:
     vision_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 192])
     vision_grid: int = 4
     text_backbone: str = "minilm"
+    trunk_layers: int | None = None
     train_text_layers: int = 2
     max_question_tokens: int = 48
     max_text_tokens: int = 256
@@ -225,6 +227,12 @@ class KnowledgeVQAModel(nn.Module):
         if trunk is None:
             tokenizer, trunk = load_text_backbone(config.text_backbone)
         self.tokenizer = tokenizer
+        if config.trunk_layers is not None:
+            n = len(trunk.encoder.layer)
+            if not 1 <= config.trunk_layers <= n:
+                raise ValueError(f"KnowledgeVQAConfig.trunk_layers: expected 1..{n}, found {config.trunk_layers}")
+            trunk.encoder.layer = trunk.encoder.layer[: config.trunk_layers]
+            trunk.config.num_hidden_layers = config.trunk_layers
         self.trunk = trunk
         d = trunk.config.hidden_size
         self.dim = d
@@ -294,9 +302,15 @@ class KnowledgeVQAModel(nn.Module):
         return out
 
     # ----------------------------------------------------------- save/load
-    def save_pretrained(self, path: str | Path) -> Path:
-        """``config.json`` + ``model.safetensors`` (without the frozen pretrained trunk weights)."""
-        return write_checkpoint(path, self.config.to_dict(), self._trainable_state(), format_name=FORMAT,
+    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """``config.json`` + ``model.safetensors`` (without the frozen pretrained trunk weights).
+
+        ``dtype=torch.float16`` halves the file (weights are cast back to float32 on load).
+        """
+        state = self._trainable_state()
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        return write_checkpoint(path, self.config.to_dict(), state, format_name=FORMAT,
                                 format_version=FORMAT_VERSION)
 
     @classmethod

@@ -35,8 +35,6 @@ class EngineConfig:
 
     Args:
         kg (str): ``bundled:cn100k``, ``bundled:cn100k+fvqa`` or a store folder.
-        kg_cache (str | None): where a bundled KG is built and cached (default: ``~/.cache/ravlm-graph``
-            is NOT used; the engine folder's ``kg/`` subfolder is).
         retrieval (dict): :class:`~ravlm_graph.config.RetrievalConfig` fields.
         budget (int): subgraph node budget per question.
         detector (str | None): detector subfolder, or None (entities must be given).
@@ -154,13 +152,16 @@ class KnowledgeVQA:
                                        budget=engine_config.budget)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, kg=None, detector: bool = True) -> "KnowledgeVQA":
+    def from_pretrained(cls, path: str | os.PathLike, kg=None, detector: bool = True,
+                        kg_cache: str | os.PathLike | None = None) -> "KnowledgeVQA":
         """Load an engine folder.
 
         Args:
             path: the folder (``config.json``, ``model.safetensors``, ``engine.json``, ``detector/``).
             kg: a loaded KnowledgeGraph or a store folder to use instead of ``engine.json``'s.
             detector: load the image detector (False: entities must be passed to :meth:`answer`).
+            kg_cache: folder where a bundled KG is built once and its node embeddings are
+                cached (None: built in memory, about a second, embeddings not kept).
 
         Raises:
             CheckpointError: missing or mismatched files, another format version, pickled weights.
@@ -184,7 +185,7 @@ class KnowledgeVQA:
         retriever = None
         if model.config.uses_graph:
             if kg is None:
-                kg = open_kg(ecfg.kg, cache_root=path / "kg")
+                kg = open_kg(ecfg.kg, cache_root=kg_cache)
             elif isinstance(kg, (str, os.PathLike)):
                 kg = open_kg(str(kg))
             if kg.num_relations > model.config.num_relations:

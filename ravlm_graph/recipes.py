@@ -5,8 +5,10 @@ A recipe file is JSON::
     {
       "dataset": "builtin",            # or "fvqa"
       "out_dir": "runs/builtin",
-      "kg": "bundled:cn100k+fvqa",
+      "kg": "bundled:cn100k+fvqa",    # or a store folder
+      "kg_cache": "stores",           # where a bundled KG (and its node embeddings) is cached
       "budget": 64,
+      "retrieval": {"method": "ppr"},  # RetrievalConfig fields
       "model": {"fusion": "graph_tokens", "gnn_kind": "gatv2", ...},   # KnowledgeVQAConfig fields
       "train": {"epochs": 8, "batch_size": 32, "lr": 3e-4, "seed": 0},  # TrainConfig fields
       "detector": {"epochs": 6, "image_size": 32},                      # or {"from": "path/to/detector"}
@@ -29,7 +31,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-RECIPE_KEYS = {"dataset", "out_dir", "kg", "budget", "model", "train", "detector", "limit", "data", "retrieval",
+RECIPE_KEYS = {"kg_cache", "dataset", "out_dir", "kg", "budget", "model", "train", "detector", "limit", "data", "retrieval",
                "questions", "facts", "holdout", "threads"}
 
 
@@ -52,11 +54,19 @@ def load_recipe(path: str | Path) -> dict:
 
 
 def builtin_entities(record) -> list:
-    """Gold image entities of a built-in benchmark record (objects with boxes)."""
+    """Gold image entities of a built-in benchmark record.
+
+    Each object's box is its layout cell, as the layout-cell detector reports it, so
+    that training and inference see the same kind of boxes.
+    """
+    from .datasets.scenes import layout_cells
     from .grounding.types import Entity
 
-    return [Entity(o["concept"], 1.0, "image", box=tuple(float(v) for v in o["box"]), label=o.get("slot"))
-            for o in record.extra["objects"]]
+    objs = record.extra["objects"]
+    w, h = record.extra["scene"]["size"]
+    cells = layout_cells(tuple(o["slot"] for o in objs), w, h)
+    return [Entity(o["concept"], 1.0, "image", box=tuple(float(v) for v in c), label=o.get("slot"))
+            for o, c in zip(objs, cells)]
 
 
 def train_detector(records, cfg: dict, seed: int):
@@ -79,12 +89,32 @@ def train_detector(records, cfg: dict, seed: int):
     return LayoutCellDetector.train(scenes, concepts, seed=seed, **kw)
 
 
+def record_image(record):
+    """The record's image; a plain grey square for records without one (given-entities mode)."""
+    if getattr(record, "image_path", None) is None and type(record).load_image is _base_load_image():
+        from PIL import Image
+
+        return Image.new("RGB", (64, 64), (128, 128, 128))
+    return record.load_image()
+
+
+def _base_load_image():
+    from .datasets.records import VQARecord
+
+    return VQARecord.load_image
+
+
+def record_answers(record) -> tuple:
+    """Valid answers as KG concepts when the dataset gives them, else the raw answers."""
+    return tuple(getattr(record, "answer_concepts", None) or record.answers)
+
+
 def build_examples(fb, records, entity_fn, desc: str, progress: bool = True):
     from tqdm import tqdm
 
     out = []
     for r in tqdm(records, desc=desc, disable=not progress, dynamic_ncols=True, leave=False):
-        ex = fb.build(r.load_image(), r.question, entity_fn(r), r.answers,
+        ex = fb.build(record_image(r), r.question, entity_fn(r), record_answers(r),
                       meta={"qid": r.qid, "split": r.split, **_meta(r)})
         out.append(ex)
     return out
@@ -139,7 +169,8 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
     tcfg = TrainConfig(out_dir=str(out_dir), **{k: v for k, v in recipe.get("train", {}).items() if k != "out_dir"})
     seed_everything(tcfg.seed)
     kg_spec = recipe.get("kg", "bundled:cn100k+fvqa")
-    kg = open_kg(kg_spec, cache_root=out_dir / "kg")
+    # Bundled KGs are built once under kg_cache (default ./stores) with their embedding cache.
+    kg = open_kg(kg_spec, cache_root=recipe.get("kg_cache", "stores"))
     rcfg = RetrievalConfig.from_dict(recipe.get("retrieval", {})) if recipe.get("retrieval") else RetrievalConfig()
     retriever = SubgraphRetriever(kg, rcfg)
     budget = int(recipe.get("budget", 64))
@@ -147,7 +178,7 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
     train_recs, val_recs, entity_fn, data_info = _dataset(recipe, dataset, kg)
     if recipe.get("limit"):
         train_recs = train_recs[: int(recipe["limit"])]
-    vocab = sorted({a for r in train_recs for a in r.answers} | {"yes", "no"})
+    vocab = sorted({a for r in train_recs for a in record_answers(r)} | {"yes", "no"})
     mcfg = KnowledgeVQAConfig(answer_vocab=vocab, num_relations=max(64, kg.num_relations),
                               **recipe.get("model", {}))
     model = KnowledgeVQAModel(mcfg)

@@ -190,6 +190,7 @@ def train(model, train_data: Sequence[Any], collate: Callable[[list], Any], conf
     start_epoch, step, losses = 0, 0, []
     last = out / "last"
     if config.resume and (last / STATE_NAME).exists():
+        _check_same_model(last, model)
         start_epoch, step, losses = _resume(last, model, opt, sched, gen)
         log.info("resumed from %s at epoch %d (step %d)", last, start_epoch, step)
     resumed_from = start_epoch
@@ -274,6 +275,20 @@ def _checkpoint(path: Path, model, opt, sched, gen, epoch: int, step: int, losse
     tmp = path / (STATE_NAME + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path / STATE_NAME)
+
+
+def _check_same_model(path: Path, model) -> None:
+    """Refuse to resume a checkpoint of a differently configured model."""
+    to_dict = getattr(getattr(model, "config", None), "to_dict", None)
+    cp = path / "config.json"
+    if to_dict is None or not cp.exists():
+        return
+    saved = {k: v for k, v in json.loads(cp.read_text()).items() if k not in ("format", "format_version")}
+    now = json.loads(json.dumps(to_dict()))
+    diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if diff:
+        raise ValueError(f"{path}: the checkpoint to resume was made with another model configuration "
+                         f"(differs in {diff[:5]}); use a new out_dir or resume=False")
 
 
 def _resume(path: Path, model, opt, sched, gen):

@@ -36,6 +36,8 @@ def run_split(engine, records: Sequence[Any], entity_fn: Callable | None, batch_
     """Answer every record; returns (metrics, per-question rows)."""
     from tqdm import tqdm
 
+    from ..recipes import record_image
+
     rows = []
     per_rel: dict[str, list[int]] = defaultdict(list)
     per_type: dict[str, list[int]] = defaultdict(list)
@@ -43,7 +45,7 @@ def run_split(engine, records: Sequence[Any], entity_fn: Callable | None, batch_
     t0 = time.perf_counter()
     for s in tqdm(range(0, len(records), batch_size), desc="answering", disable=not progress, leave=False):
         chunk = records[s:s + batch_size]
-        images = [r.load_image() for r in chunk]
+        images = [record_image(r) for r in chunk]
         ents = None if entity_fn is None else [entity_fn(r) for r in chunk]
         answers = engine.answer_batch(images, [r.question for r in chunk], ents, top_k=3)
         for r, a in zip(chunk, answers):
@@ -124,12 +126,13 @@ def _plots(out: Path, results: dict) -> None:
 
 
 def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, data: str | None = None,
-                  use_detector: bool = True, limit: int | None = None, progress: bool = True) -> dict:
+                  use_detector: bool = True, limit: int | None = None, progress: bool = True,
+                  kg_cache: str | None = "stores") -> dict:
     """Evaluate an engine on the built-in benchmark's test splits."""
     from ..datasets import load_builtin
     from ..pipeline import KnowledgeVQA
 
-    engine = KnowledgeVQA.from_pretrained(model, detector=use_detector)
+    engine = KnowledgeVQA.from_pretrained(model, detector=use_detector, kg_cache=kg_cache)
     if use_detector and engine.detector is None:
         log.warning("%s has no detector: using the scenes' annotated objects", model)
         use_detector = False
@@ -151,12 +154,12 @@ def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, dat
 
 
 def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | None = None,
-               progress: bool = True) -> dict:
+               progress: bool = True, kg_cache: str | None = "stores") -> dict:
     """Evaluate on FVQA questions in given-entities mode (visual concept + distractors as image entities)."""
     from ..datasets import load_fvqa
     from ..pipeline import KnowledgeVQA
 
-    engine = KnowledgeVQA.from_pretrained(model, detector=False)
+    engine = KnowledgeVQA.from_pretrained(model, detector=False, kg_cache=kg_cache)
     recs = [r for r in load_fvqa(questions, facts) if r.answer_concepts]
     if limit:
         recs = recs[:limit]
