@@ -27,6 +27,12 @@ def register(sub) -> None:
     a.add_argument("--json", action="store_true", help="print one JSON object")
     a.set_defaults(func=_answer)
 
+    e = sub.add_parser("export", help="copy an engine folder, optionally with float16 weights (half the size)")
+    e.add_argument("engine")
+    e.add_argument("--out", required=True)
+    e.add_argument("--fp16", action="store_true")
+    e.set_defaults(func=_export)
+
     b = sub.add_parser("bench", help="evaluate an engine on a benchmark")
     bsub = b.add_subparsers(dest="bench", required=True)
     bb = bsub.add_parser("builtin", help="the built-in knowledge-VQA benchmark")
@@ -78,6 +84,17 @@ def _answer(args) -> int:
         print(json.dumps(ans.to_dict(), ensure_ascii=False))
     else:
         print(ans)
+    return 0
+
+
+def _export(args) -> int:
+    import torch
+
+    from .pipeline import KnowledgeVQA
+
+    engine = KnowledgeVQA.from_pretrained(args.engine, kg=None)
+    out = engine.save_pretrained(args.out, dtype=torch.float16 if args.fp16 else None)
+    print(f"wrote {out}")
     return 0
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .retrieval import ReasoningPath, SubgraphRetriever
 
-__all__ = ["Table", "neighbours_table", "draw_subgraph", "relation_colors", "degree_histogram",
+__all__ = ["Table", "draw_entities", "neighbours_table", "draw_subgraph", "relation_colors", "degree_histogram",
            "relation_bar", "explain_paths", "display_name"]
 
 #: Above this many nodes :func:`draw_subgraph` warns: the drawing gets slow and unreadable.
@@ -499,3 +499,39 @@ def explain_paths(kg: "KnowledgeGraph", source: str, target: str, *, max_len: in
         raise RuntimeError(f"explain_paths: empty subgraph: {sg.reason}")
     paths = sg.paths(b_name, max_len=max_len, max_paths=max_paths + 1)
     return [p for p in paths if p.nodes and p.nodes[0] == a_name][:max_paths]
+
+
+def draw_entities(image: Any, entities: Iterable[Any], ax=None, *, color: str = "#e63946", font_size: float = 8):
+    """Draw an image with its detected entities: boxes and ``concept (score)`` labels.
+
+    Args:
+        image: a PIL image (or anything :func:`ravlm_graph.grounding.image.load_image` takes).
+        entities: :class:`~ravlm_graph.grounding.types.Entity` objects; those without a box
+            are listed in the title instead.
+        ax: matplotlib Axes (default: a new 4x4-inch figure).
+
+    Returns:
+        The Axes, with one rectangle patch per boxed entity.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from .grounding.image import load_image
+
+    im = load_image(image)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(im)
+    unboxed = []
+    for e in entities:
+        if e.box is None:
+            unboxed.append(e.concept)
+            continue
+        x0, y0, x1, y1 = e.box
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=1.5))
+        ax.text(x0 + 1, y0 + 1, f"{display_name(e.concept, None)} ({e.score:.2f})", color="white", fontsize=font_size,
+                va="top", bbox={"facecolor": color, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
+    ax.set_axis_off()
+    if unboxed:
+        ax.set_title("also: " + ", ".join(display_name(c, None) for c in unboxed), fontsize=font_size)
+    return ax

@@ -66,6 +66,12 @@ class KnowledgeVQAConfig:
         max_question_tokens (int): question length limit in tokens. Default 48.
         max_text_tokens (int): limit for question + facts. Default 256.
         dropout (float): dropout in the heads. Default 0.1.
+        seed_relation_keys (bool): add to each node's pointer key what links it to the
+            entities: the relation (and direction) of each edge to a seed, with the seed's
+            origin and box. Default False.
+        verify_head (bool): raise the "yes" logit by the best pointer score among the
+            question's own concepts (is what the question names linked to the entity it
+            asks about?). Default False.
     """
 
     answer_vocab: list[str] = field(default_factory=lambda: ["yes", "no"])
@@ -86,6 +92,8 @@ class KnowledgeVQAConfig:
     max_text_tokens: int = 256
     dropout: float = 0.1
     node_dim: int = 384
+    seed_relation_keys: bool = False
+    verify_head: bool = False
 
     def __post_init__(self):
         if self.fusion not in FUSIONS:
@@ -262,6 +270,13 @@ class KnowledgeVQAModel(nn.Module):
             if config.graph_tokens:
                 self.projector = GraphTokenProjector(key_in, d, num_tokens=config.num_graph_tokens)
             self.pointer = PointerHead(d, d)
+            if config.seed_relation_keys:
+                # relation ids, then the same relations walked backwards
+                self.seed_rel_emb = nn.Embedding(2 * config.num_relations, d)
+                self.seed_box = nn.Linear(5, d)
+                self.seed_origin = nn.Embedding(NUM_ORIGINS, d)
+            if config.verify_head:
+                self.verify_scale = nn.Parameter(torch.zeros(1))
             self.copy_gate = CopyGate(d)
             if config.classic:
                 from .fusion import ClassicFusion
@@ -272,6 +287,7 @@ class KnowledgeVQAModel(nn.Module):
             raise ValueError("classic fusions need the graph")
         self.dropout = nn.Dropout(config.dropout)
         self.vocab_head = nn.Linear(d, len(config.answer_vocab))
+        self._vocab_index = {a: i for i, a in enumerate(config.answer_vocab)}
         self._freeze_lower_trunk()
 
     # ----------------------------------------------------------- parameters
@@ -300,6 +316,31 @@ class KnowledgeVQAModel(nn.Module):
                 continue
             out[k] = v
         return out
+
+    def _seed_links(self, data, B: int, M: int) -> torch.Tensor:
+        """(B, M, D): for each node, the mean over its edges to seeds of relation + seed features."""
+        from torch_geometric.utils import scatter, to_dense_batch
+
+        src, dst = data.edge_index  # (E,), (E,)
+        seed = data.origin > 0  # (N,)
+        R = self.config.num_relations
+        parts_idx, parts_msg = [], []
+        for node, other, rel in ((dst, src, data.edge_type), (src, dst, data.edge_type + R)):
+            keep = seed[other] & (node != other)
+            if keep.any():
+                o = other[keep]
+                msg = self.seed_rel_emb(rel[keep]) + self.seed_box(data.box[o]) + self.seed_origin(data.origin[o])
+                parts_idx.append(node[keep])
+                parts_msg.append(msg)
+        n = data.origin.shape[0]
+        if parts_idx:
+            agg = scatter(torch.cat(parts_msg), torch.cat(parts_idx), dim=0, dim_size=n, reduce="mean")  # (N, D)
+        else:
+            agg = data.box.new_zeros(n, self.dim)
+        dense, _ = to_dense_batch(agg, data.batch, batch_size=B)  # (B, M', D)
+        if dense.shape[1] < M:
+            dense = torch.nn.functional.pad(dense, (0, 0, 0, M - dense.shape[1]))
+        return dense[:, :M]
 
     # ----------------------------------------------------------- save/load
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
@@ -372,7 +413,20 @@ class KnowledgeVQAModel(nn.Module):
                 real = (g_local >= 0).unsqueeze(-1)
                 ctx = torch.gather(hidden, 1, g_pos.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])) * real
                 keys = keys.scatter_add(1, g_local.clamp(min=0).unsqueeze(-1).expand(-1, -1, keys.shape[-1]), ctx)
+            if cfg.seed_relation_keys:
+                keys = keys + self._seed_links(batch.graph, B, keys.shape[1])  # (B, M, D)
             pointer_logits = self.pointer(q, keys, node_mask)  # (B, M)
+            if cfg.verify_head and "yes" in self._vocab_index:
+                from torch_geometric.utils import to_dense_batch
+
+                origin, _ = to_dense_batch(batch.graph.origin, batch.graph.batch, batch_size=B)  # (B, M)
+                named = node_mask & ((origin == 1) | (origin == 3))
+                best = pointer_logits.masked_fill(~named, float("-inf")).max(1).values  # (B,)
+                best = torch.where(torch.isfinite(best), best, torch.zeros_like(best))
+                yes = self._vocab_index["yes"]
+                bonus = torch.zeros_like(vocab_logits)
+                bonus[:, yes] = self.verify_scale * best
+                vocab_logits = vocab_logits + bonus
             copy_prob = self.copy_gate(q, vocab_logits, pointer_logits).copy_prob  # (B,)
         loss = None
         if batch.vocab_target is not None:

@@ -202,9 +202,10 @@ class KnowledgeVQA:
             det = LayoutCellDetector.from_pretrained(dp)
         return cls(model, ecfg, kg=kg, retriever=retriever, detector=det)
 
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
+    def save_pretrained(self, path: str | os.PathLike, dtype=None) -> Path:
+        """Write the engine folder (``dtype=torch.float16`` halves the weights file)."""
         path = Path(path)
-        self.model.save_pretrained(path)
+        self.model.save_pretrained(path, dtype=dtype)
         if self.detector is not None:
             self.detector.save_pretrained(path / (self.config.detector or "detector"))
         else:

@@ -635,7 +635,7 @@ class SubgraphRetriever:
                 reason = f"none of the seed concepts is in the knowledge graph: {', '.join(missing)}"
             return Subgraph.empty(reason, entities=ents, relation_names=rels, question=question, info=info)
         if missing:
-            logger.info("retrieve: seeds not in the KG: %s", ", ".join(missing))
+            logger.debug("retrieve: seeds not in the KG: %s", ", ".join(missing))
 
         # Seeds ordered by score (the best are kept when the budget is below their count).
         items = sorted(seeds.items(), key=lambda kv: (-kv[1][1], kv[0]))

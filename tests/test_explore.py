@@ -299,3 +299,20 @@ def test_explain_paths_errors(kg):
         explain_paths(kg, "apple", "Apple")
     with pytest.raises(KeyError, match="'pear' is not in the graph"):
         explain_paths(kg, "apple", "pear")
+
+
+def test_draw_entities_boxes_and_labels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from PIL import Image
+
+    from ravlm_graph.explore import draw_entities
+    from ravlm_graph.grounding.types import Entity
+
+    ents = [Entity("ice_cream", 0.9, "image", box=(0, 0, 8, 8)), Entity("spoon", 0.5, "image", box=(8, 8, 16, 16)),
+            Entity("cold", 1.0, "question")]
+    ax = draw_entities(Image.new("RGB", (16, 16)), ents)
+    assert len(ax.patches) == 2
+    assert sorted(t.get_text() for t in ax.texts) == ["ice cream (0.90)", "spoon (0.50)"]
+    assert ax.get_title() == "also: cold"

@@ -60,12 +60,12 @@ def tiny(tmp_path_factory):
     return tok, trunk, kg, retriever
 
 
-def make_model(tiny, fusion="graph_tokens", vocab=("yes", "no", "fruit")):
+def make_model(tiny, fusion="graph_tokens", vocab=("yes", "no", "fruit"), **extra):
     tok, trunk, kg, _ = tiny
     cfg = KnowledgeVQAConfig(answer_vocab=list(vocab), fusion=fusion, gnn_hidden=32, gnn_layers=1, node_dim=16,
                              num_relations=kg.num_relations, num_graph_tokens=4, image_size=16, vision_channels=[8, 16],
                              vision_grid=2, train_text_layers=1, max_question_tokens=16, max_text_tokens=64,
-                             dropout=0.0)
+                             dropout=0.0, **extra)
     torch.manual_seed(0)
     return KnowledgeVQAModel(cfg, trunk=trunk, tokenizer=tok)
 
@@ -96,6 +96,26 @@ def test_forward_every_fusion(tiny, fusion):
         assert exs[0].node_targets, "the answer node must be in the subgraph"
     if fusion in ("graph_tokens", "both", "concat", "product", "attention"):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.gnn.parameters())
+
+
+def test_seed_relation_keys_and_verify_head(tiny):
+    m = make_model(tiny, seed_relation_keys=True, verify_head=True)
+    exs = examples(tiny, m, answers=("yes",))
+    b = collate(exs, m.config)
+    links = m._seed_links(b.graph, 2, b.node_target_dense.shape[1])
+    i = exs[0].node_names.index("eating")  # linked to the seed apple by UsedFor
+    assert links[0, i].abs().sum() > 0
+    out = m(b)
+    out.loss.backward()
+    assert m.verify_scale.grad is not None and m.seed_rel_emb.weight.grad.abs().sum() > 0
+    # The verification bonus moves only the "yes" logit.
+    m.eval()
+    with torch.no_grad():
+        before = m(b).vocab_logits
+        m.verify_scale.data.fill_(2.0)
+        after = m(b).vocab_logits
+    changed = (after - before).abs().sum(0) > 0
+    assert changed.tolist() == [True, False, False]  # vocabulary: yes, no, fruit
 
 
 def test_graph_tokens_carry_entity_origin_and_boxes(tiny):

@@ -168,3 +168,51 @@ def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | No
                                     "questions": str(questions)}}
     write_outputs(Path(out), results, rows, f"FVQA (given-entities mode) — {model}")
     return results
+
+
+def load_results(path: str | Path) -> dict:
+    """``results.json`` of a ``ravlm bench`` run (a folder or the file itself)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p}: no results file (run `ravlm bench ... --out DIR` first)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: not valid JSON ({e})") from e
+
+
+def comparison_table(runs: dict[str, dict], metric: str = "accuracy") -> str:
+    """Markdown table of one metric per split (rows) and run (columns)."""
+    splits = [s for s in next(iter(runs.values())) if not s.startswith("_")]
+    head = "| split | " + " | ".join(runs) + " |\n|---|" + "---:|" * len(runs) + "\n"
+    rows = ["| " + s + " | " + " | ".join(f"{100 * r[s][metric]:.1f}" if s in r else "–" for r in runs.values())
+            + " |" for s in splits]
+    return head + "\n".join(rows) + "\n"
+
+
+def plot_comparison(runs: dict[str, dict], metric: str = "accuracy", ax=None, by: str = "split"):
+    """Grouped bars: ``by="split"`` (metric per split) or ``by="relation"`` (accuracy per relation,
+    averaged over splits). Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.5))
+    first = next(iter(runs.values()))
+    splits = [s for s in first if not s.startswith("_")]
+    if by == "split":
+        groups = splits
+        values = {n: [100 * r[s][metric] for s in splits] for n, r in runs.items()}
+    else:
+        groups = sorted({rel for r in runs.values() for s in splits for rel in r[s]["per_relation"]})
+        values = {n: [100 * sum(r[s]["per_relation"].get(g, 0) for s in splits) / len(splits) for g in groups]
+                  for n, r in runs.items()}
+    w = 0.8 / len(runs)
+    for i, (n, v) in enumerate(values.items()):
+        ax.bar([j + i * w for j in range(len(groups))], v, width=w, label=n)
+    ax.set_xticks([j + 0.4 - w / 2 for j in range(len(groups))], groups, rotation=30, ha="right")
+    ax.set_ylabel(f"{metric if by == 'split' else 'accuracy'} (%)")
+    ax.set_ylim(0, 100)
+    ax.legend()
+    return ax
