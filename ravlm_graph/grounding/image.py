@@ -886,6 +886,8 @@ class TaggerConfig:
         threshold: sigmoid score a concept needs to be returned by :meth:`TrainableTagger.detect` (0.5).
         top_k: most concepts returned per image, or None for all above threshold (None).
         max_side: largest accepted input image side in pixels (4096).
+        exclusive: one concept per image (softmax over the vocabulary, cross-entropy
+            training) instead of independent sigmoid scores (False).
     """
 
     concepts: tuple[str, ...]
@@ -895,6 +897,7 @@ class TaggerConfig:
     threshold: float = 0.5
     top_k: int | None = None
     max_side: int = DEFAULT_MAX_SIDE
+    exclusive: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.concepts, str):
@@ -1103,7 +1106,17 @@ class TrainableTagger(ImageEntityDetector):
         y_all = self._targets(label_sets)  # (N, K)
         n = len(images)
         result = TaggerFitResult(num_images=n)
-        loss_fn = torch.nn.BCEWithLogitsLoss()
+        if self.config.exclusive:
+            if bool((y_all.sum(1) != 1).any()):
+                bad = int((y_all.sum(1) != 1).nonzero()[0, 0])
+                raise ValueError(f"fit: an exclusive tagger needs exactly one concept per image; image {bad} has "
+                                 f"{int(y_all[bad].sum())}")
+            ce = torch.nn.CrossEntropyLoss()
+
+            def loss_fn(logits, y):
+                return ce(logits, y.argmax(1))
+        else:
+            loss_fn = torch.nn.BCEWithLogitsLoss()
         opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay)
         gen = torch.Generator().manual_seed(seed)
         device = self.device
@@ -1151,7 +1164,9 @@ class TrainableTagger(ImageEntityDetector):
         with torch.inference_mode():
             for s in range(0, len(images), batch_size):
                 x = self._normalise(x_all[s:s + batch_size]).to(self.device)  # (B, 3, S, S)
-                rows.append(torch.sigmoid(self.model(x)).float().cpu())  # (B, K)
+                logits = self.model(x)  # (B, K)
+                probs = torch.softmax(logits, -1) if self.config.exclusive else torch.sigmoid(logits)
+                rows.append(probs.float().cpu())
         return torch.cat(rows, 0).numpy()
 
     def _entities(self, probs) -> list[Entity]:
