@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Union
 PathOrFile = Union[str, os.PathLike, BinaryIO]
 
 _GZIP_MAGIC = b"\x1f\x8b"
-BLOCK_SIZE = 1 << 22  # 4 MiB of decompressed text per block
+BLOCK_SIZE = 1 << 23  # 8 MiB of decompressed text per block
 _RAW_READ = 1 << 20
 
 
