@@ -449,6 +449,14 @@ def _check_local_checkpoint(path: Any, what: str) -> Path:
     return p
 
 
+def _load_local(model_cls, processor_cls, path, dtype, device):
+    """A model (safetensors only) and its processor from a local folder, on ``device``."""
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    model = model_cls.from_pretrained(path, local_files_only=True, use_safetensors=True, **kwargs)
+    processor = processor_cls.from_pretrained(path, local_files_only=True)
+    return model.to(_resolve_device(device)), processor
+
+
 def _import_transformers():
     try:
         import transformers  # noqa: F401
@@ -606,11 +614,9 @@ class OwlDetector(ImageEntityDetector):
         if model_cls is None:
             raise ValueError(f"{p}: expected an OWL-ViT or OWLv2 checkpoint (model_type 'owlvit' or 'owlv2'), "
                              f"found model_type {model_type!r}")
-        kwargs = {"dtype": dtype} if dtype is not None else {}
-        model = model_cls.from_pretrained(p, local_files_only=True, use_safetensors=True, **kwargs)
-        processor = AutoProcessor.from_pretrained(p, local_files_only=True)
+        model, processor = _load_local(model_cls, AutoProcessor, p, dtype, device)
         labels, mapped = _concept_table(concepts, kg)
-        return cls(model.to(_resolve_device(device)), processor, labels, mapped, cfg)
+        return cls(model, processor, labels, mapped, cfg)
 
     @property
     def _device(self):
@@ -790,11 +796,9 @@ class ClipTagger(ImageEntityDetector):
         model_type = AutoConfig.from_pretrained(p, local_files_only=True).model_type
         if model_type != "clip":
             raise ValueError(f"{p}: expected a CLIP checkpoint (model_type 'clip'), found model_type {model_type!r}")
-        kwargs = {"dtype": dtype} if dtype is not None else {}
-        model = CLIPModel.from_pretrained(p, local_files_only=True, use_safetensors=True, **kwargs)
-        processor = AutoProcessor.from_pretrained(p, local_files_only=True)
+        model, processor = _load_local(CLIPModel, AutoProcessor, p, dtype, device)
         labels, mapped = _concept_table(concepts, kg)
-        return cls(model.to(_resolve_device(device)), processor, labels, mapped, cfg)
+        return cls(model, processor, labels, mapped, cfg)
 
     @property
     def _device(self):
