@@ -24,10 +24,6 @@ class Assertion(NamedTuple):
     line: int = 0
 
 
-# Skip reasons that are not errors (the record was read fine and filtered out).
-FILTERED = ("language", "non-concept end", "relation dropped", "below min weight", "self-loop")
-
-
 @dataclass
 class IngestStats:
     """What one ingest did; printed as the end summary and saved in the store's metadata."""

@@ -84,10 +84,6 @@ def normalize_concept(text: str) -> str:
     return t.strip("_")
 
 
-def _display(name: str) -> str:
-    return name.replace("_", " ")
-
-
 class KnowledgeGraph:
     """A directed multi-relational graph of concepts with CSR adjacency both ways.
 
