@@ -72,6 +72,13 @@ class KnowledgeVQAConfig:
         verify_head (bool): raise the "yes" logit by the best pointer score among the
             question's own concepts (is what the question names linked to the entity it
             asks about?). Default False.
+        seed_link_mlp (bool): with ``seed_relation_keys``, encode each edge to a seed by a
+            small MLP over (relation, seed position, seed origin) instead of a sum, so that a
+            key can say "linked by UsedFor to the object at the bottom left" (a conjunction
+            a sum of linear terms cannot express). Default False.
+        trunk_init (str): ``"pretrained"`` (the backbone's weights) or ``"scratch"``
+            (same architecture and tokenizer, weights re-initialised and all trained;
+            for measuring what the pretrained weights bring). Default ``"pretrained"``.
     """
 
     answer_vocab: list[str] = field(default_factory=lambda: ["yes", "no"])
@@ -94,8 +101,13 @@ class KnowledgeVQAConfig:
     node_dim: int = 384
     seed_relation_keys: bool = False
     verify_head: bool = False
+    seed_link_mlp: bool = False
+    trunk_init: str = "pretrained"
 
     def __post_init__(self):
+        if self.trunk_init not in ("pretrained", "scratch"):
+            raise ValueError(f"KnowledgeVQAConfig.trunk_init: expected 'pretrained' or 'scratch', "
+                             f"found {self.trunk_init!r}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"KnowledgeVQAConfig.fusion: expected one of {FUSIONS}, found {self.fusion!r}")
         if self.gnn_kind not in ("rgcn", "gatv2", "transformer"):
@@ -241,6 +253,9 @@ class KnowledgeVQAModel(nn.Module):
                 raise ValueError(f"KnowledgeVQAConfig.trunk_layers: expected 1..{n}, found {config.trunk_layers}")
             trunk.encoder.layer = trunk.encoder.layer[: config.trunk_layers]
             trunk.config.num_hidden_layers = config.trunk_layers
+        if config.trunk_init == "scratch":
+            # Same architecture and tokenizer, fresh weights (seeded by the caller's RNG).
+            trunk.apply(trunk._init_weights)
         self.trunk = trunk
         d = trunk.config.hidden_size
         self.dim = d
@@ -275,6 +290,9 @@ class KnowledgeVQAModel(nn.Module):
                 self.seed_rel_emb = nn.Embedding(2 * config.num_relations, d)
                 self.seed_box = nn.Linear(5, d)
                 self.seed_origin = nn.Embedding(NUM_ORIGINS, d)
+                if config.seed_link_mlp:
+                    self.seed_pos = nn.Sequential(nn.Linear(5, d), nn.GELU(), nn.Linear(d, d))
+                    self.seed_link = nn.Sequential(nn.Linear(3 * d, d), nn.GELU(), nn.Linear(d, d))
             if config.verify_head:
                 self.verify_scale = nn.Parameter(torch.zeros(1))
             self.copy_gate = CopyGate(d)
@@ -293,6 +311,10 @@ class KnowledgeVQAModel(nn.Module):
     # ----------------------------------------------------------- parameters
     def _freeze_lower_trunk(self) -> None:
         n = self.config.train_text_layers
+        if self.config.trunk_init == "scratch":  # nothing pretrained to keep: the whole trunk trains
+            for p in self.trunk.parameters():
+                p.requires_grad_(True)
+            return
         for p in self.trunk.parameters():
             p.requires_grad_(False)
         layers = self.trunk.encoder.layer
@@ -307,6 +329,8 @@ class KnowledgeVQAModel(nn.Module):
 
     def _trainable_state(self) -> dict[str, torch.Tensor]:
         """Everything but the trunk's frozen pretrained weights (restored from the package)."""
+        if self.config.trunk_init == "scratch":
+            return dict(self.state_dict())
         n = self.config.train_text_layers
         nl = len(self.trunk.encoder.layer)
         keep_layers = {f"trunk.encoder.layer.{i}." for i in range(max(0, nl - n), nl)} if n > 0 else set()
@@ -329,7 +353,12 @@ class KnowledgeVQAModel(nn.Module):
             keep = seed[other] & (node != other)
             if keep.any():
                 o = other[keep]
-                msg = self.seed_rel_emb(rel[keep]) + self.seed_box(data.box[o]) + self.seed_origin(data.origin[o])
+                if self.config.seed_link_mlp:
+                    msg = self.seed_link(torch.cat([self.seed_rel_emb(rel[keep]), self.seed_pos(data.box[o]),
+                                                    self.seed_origin(data.origin[o])], dim=-1))
+                else:
+                    msg = (self.seed_rel_emb(rel[keep]) + self.seed_box(data.box[o])
+                           + self.seed_origin(data.origin[o]))
                 parts_idx.append(node[keep])
                 parts_msg.append(msg)
         n = data.origin.shape[0]

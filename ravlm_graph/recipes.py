@@ -217,6 +217,8 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
                         detector="detector" if det is not None else None, dataset=dataset)
     engine = KnowledgeVQA(model, ecfg, kg=kg, retriever=retriever, detector=det)
     final = engine.save_pretrained(out_dir / "final")
+    # The recipe travels with the engine (``ravlm bench builtin --ablate --model`` varies it).
+    (Path(final) / "recipe.json").write_text(json.dumps(recipe, indent=1))
     val = evaluate_examples(model, val_ex)
     summary = {"engine": str(final), "train_questions": len(train_ex), "val_questions": len(val_ex),
                "answer_vocab": len(vocab), "val_accuracy": round(val["accuracy"], 4),

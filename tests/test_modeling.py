@@ -198,3 +198,40 @@ def test_pipeline_answers_with_evidence(tiny):
     assert "peel" in [e.concept for e in q_only.entities]
     empty = engine.answer(image(), "what is the object used for?")  # no concept of the KG in it
     assert empty.subgraph_size == 0 and empty.subgraph.reason and empty.copy_prob == 0.0
+
+
+def test_seed_link_mlp_keys_depend_on_where_the_seed_is(tiny):
+    m = make_model(tiny, seed_relation_keys=True, seed_link_mlp=True)
+    fb = FeatureBuilder(m.config, m.tokenizer, tiny[3], budget=6)
+    q = "what is the object used for?"
+    left = fb.build(image(), q, [Entity("apple", 1.0, "image", box=(0, 0, 8, 16))], ("eating",))
+    right = fb.build(image(), q, [Entity("apple", 1.0, "image", box=(8, 0, 16, 16))], ("eating",))
+    b = collate([left, right], m.config)
+    links = m._seed_links(b.graph, 2, b.node_target_dense.shape[1])
+    i, j = left.node_names.index("eating"), right.node_names.index("eating")
+    assert not torch.allclose(links[0, i], links[1, j])  # same relation, other position
+    m(b).loss.backward()
+    assert m.seed_link[0].weight.grad.abs().sum() > 0 and m.seed_pos[0].weight.grad.abs().sum() > 0
+    assert not hasattr(make_model(tiny, seed_relation_keys=True), "seed_link")
+
+
+def test_scratch_trunk_is_reinitialised_fully_trained_and_saved(tiny, tmp_path):
+    import copy
+
+    tok, trunk, kg, retriever = tiny
+    with pytest.raises(ValueError, match="trunk_init"):
+        KnowledgeVQAConfig(trunk_init="random")
+    own = copy.deepcopy(trunk)
+    torch.manual_seed(1)
+    m = KnowledgeVQAModel(KnowledgeVQAConfig(**{**make_model(tiny).config.to_dict(), "trunk_init": "scratch"}),
+                          trunk=own, tokenizer=tok)
+    w0 = trunk.embeddings.word_embeddings.weight
+    assert not torch.allclose(m.trunk.embeddings.word_embeddings.weight, w0)
+    assert all(p.requires_grad for p in m.trunk.parameters())
+    m.eval()
+    m.save_pretrained(tmp_path / "ck")
+    # Loading starts again from the pretrained trunk; the saved trunk weights must replace it.
+    m2 = KnowledgeVQAModel.from_pretrained(tmp_path / "ck", trunk=copy.deepcopy(trunk), tokenizer=tok)
+    b = collate(examples(tiny, m), m.config, with_targets=False)
+    with torch.no_grad():
+        assert torch.equal(m(b).vocab_logits, m2(b).vocab_logits)

@@ -127,12 +127,13 @@ def _plots(out: Path, results: dict) -> None:
 
 def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, data: str | None = None,
                   use_detector: bool = True, limit: int | None = None, progress: bool = True,
-                  kg_cache: str | None = "stores") -> dict:
-    """Evaluate an engine on the built-in benchmark's test splits."""
+                  kg_cache: str | None = "stores", kg: str | None = None) -> dict:
+    """Evaluate an engine on the built-in benchmark's test splits (``kg``: a store folder
+    to use instead of the engine's own KG)."""
     from ..datasets import load_builtin
     from ..pipeline import KnowledgeVQA
 
-    engine = KnowledgeVQA.from_pretrained(model, detector=use_detector, kg_cache=kg_cache)
+    engine = KnowledgeVQA.from_pretrained(model, kg=kg, detector=use_detector, kg_cache=kg_cache)
     if use_detector and engine.detector is None:
         log.warning("%s has no detector: using the scenes' annotated objects", model)
         use_detector = False
@@ -154,12 +155,12 @@ def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, dat
 
 
 def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | None = None,
-               progress: bool = True, kg_cache: str | None = "stores") -> dict:
+               progress: bool = True, kg_cache: str | None = "stores", kg: str | None = None) -> dict:
     """Evaluate on FVQA questions in given-entities mode (visual concept + distractors as image entities)."""
     from ..datasets import load_fvqa
     from ..pipeline import KnowledgeVQA
 
-    engine = KnowledgeVQA.from_pretrained(model, detector=False, kg_cache=kg_cache)
+    engine = KnowledgeVQA.from_pretrained(model, kg=kg, detector=False, kg_cache=kg_cache)
     recs = [r for r in load_fvqa(questions, facts) if r.answer_concepts]
     if limit:
         recs = recs[:limit]

@@ -1,0 +1,165 @@
+"""Ablations behind ``ravlm bench builtin --ablate``: one recipe, several fusions, one table.
+
+Each variant is the recipe with one change to its model configuration, trained by the
+same :func:`~ravlm_graph.recipes.train_recipe` (same data, seed and budget) and then
+evaluated like any engine. All variants share one detector, so that they differ only in
+how (and whether) the knowledge graph reaches the answer.
+
+Outputs in ``OUT``:
+
+* ``OUT/<variant>/train/final`` — the trained engine; ``OUT/<variant>/results.json`` etc. —
+  its benchmark outputs (as ``ravlm bench builtin`` writes them);
+* ``OUT/ablation.json`` — per variant: the change, the metrics per split, training time;
+* ``OUT/ablation.md`` — accuracy (and coverage) per variant and split as a markdown table;
+* ``OUT/ablation.png`` — grouped bars (when matplotlib is installed).
+
+A variant whose results already exist with the same settings is not trained again, so an
+interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+log = logging.getLogger(__name__)
+
+#: variant name -> changes to the recipe's ``model`` section
+ABLATIONS: dict[str, dict] = {
+    "no_kg": {"fusion": "none"},
+    "verbalized": {"fusion": "verbalized"},
+    "graph_tokens": {"fusion": "graph_tokens"},
+    "both": {"fusion": "both"},
+    "concat": {"fusion": "concat"},
+    "product": {"fusion": "product"},
+    "attention": {"fusion": "attention"},
+    # the recipe's own fusion with the text trunk re-initialised: what the pretrained MiniLM brings
+    "scratch_trunk": {"trunk_init": "scratch"},
+}
+DEFAULT_VARIANTS = ("no_kg", "verbalized", "graph_tokens", "both", "concat", "product", "attention")
+
+
+def variant_recipe(recipe: dict, name: str, out: Path, *, epochs: int | None = None, limit: int | None = None,
+                   detector_from: str | None = None) -> dict:
+    """The recipe of one ablation variant (a deep copy; ``recipe`` is untouched)."""
+    if name not in ABLATIONS:
+        raise ValueError(f"unknown ablation variant {name!r}; expected some of {sorted(ABLATIONS)}")
+    r = copy.deepcopy(recipe)
+    r["model"] = {**r.get("model", {}), **ABLATIONS[name]}
+    r["out_dir"] = str(out / name / "train")
+    if epochs is not None:
+        r.setdefault("train", {})["epochs"] = int(epochs)
+    if limit is not None:
+        r["limit"] = int(limit)
+    r["detector"] = {"from": detector_from} if detector_from else None
+    return r
+
+
+def run_ablation(recipe: dict, out: str | Path, *, variants: Sequence[str] | None = None,
+                 splits: Sequence[str] | None = None, epochs: int | None = None, limit: int | None = None,
+                 detector_from: str | None = None, eval_limit: int | None = None, data: str | None = None,
+                 progress: bool = True, kg_cache: str | None = "stores") -> dict:
+    """Train and evaluate each variant of ``recipe`` on the built-in benchmark.
+
+    Args:
+        recipe: a built-in benchmark recipe (see :mod:`ravlm_graph.recipes`).
+        out: output folder.
+        variants: names from :data:`ABLATIONS` (default :data:`DEFAULT_VARIANTS`).
+        splits: test splits (default all three).
+        epochs, limit: override the recipe's epochs / number of training questions (quicker runs).
+        detector_from: a layout-detector folder shared by all variants; None evaluates every
+            variant with the scenes' annotated objects (given-entities mode).
+        eval_limit: evaluate only the first N questions of each split.
+    """
+    from ..recipes import train_recipe
+    from .bench import bench_builtin
+
+    if recipe.get("dataset", "builtin") != "builtin":
+        raise ValueError("--ablate runs on the built-in benchmark; the recipe's dataset is "
+                         f"{recipe.get('dataset')!r}")
+    variants = list(variants or DEFAULT_VARIANTS)
+    for v in variants:
+        if v not in ABLATIONS:
+            raise ValueError(f"unknown ablation variant {v!r}; expected some of {sorted(ABLATIONS)}")
+    if detector_from is not None and not Path(detector_from).is_dir():
+        raise FileNotFoundError(f"{detector_from}: no such detector folder")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table: dict[str, dict] = {}
+    for i, name in enumerate(variants):
+        vr = variant_recipe(recipe, name, out, epochs=epochs, limit=limit, detector_from=detector_from)
+        settings = {"variant": name, "change": ABLATIONS[name], "model": vr["model"], "train": vr.get("train", {}),
+                    "limit": vr.get("limit"), "detector": detector_from, "splits": list(splits or []),
+                    "eval_limit": eval_limit}
+        done = out / name / "ablation_variant.json"
+        if done.exists():
+            try:
+                prev = json.loads(done.read_text())
+            except json.JSONDecodeError:
+                prev = {}
+            if prev.get("settings") == settings:
+                log.info("[%d/%d] %s: results exist with the same settings, reused", i + 1, len(variants), name)
+                table[name] = prev
+                continue
+        log.info("[%d/%d] %s: training (%s)", i + 1, len(variants), name, ABLATIONS[name])
+        t0 = time.perf_counter()
+        summary = train_recipe(vr, progress=progress)
+        t_train = time.perf_counter() - t0
+        res = bench_builtin(summary["engine"], str(out / name), splits=splits, data=data,
+                            use_detector=detector_from is not None, limit=eval_limit, progress=progress,
+                            kg_cache=kg_cache)
+        entry = {"settings": settings, "results": {k: v for k, v in res.items() if not k.startswith("_")},
+                 "train_minutes": round(t_train / 60, 1), "val_accuracy": summary.get("val_accuracy")}
+        done.write_text(json.dumps(entry, indent=1))
+        table[name] = entry
+    result = {"variants": table, "recipe": recipe, "detector": detector_from,
+              "entities": "detected" if detector_from else "given (annotated objects)"}
+    (out / "ablation.json").write_text(json.dumps(result, indent=1))
+    (out / "ablation.md").write_text(ablation_table(result))
+    try:
+        _plot(out, result)
+    except ImportError:
+        log.info("matplotlib not installed: no plot")
+    return result
+
+
+def ablation_table(result: dict) -> str:
+    """Markdown: one row per variant, accuracy (coverage) per split, training minutes."""
+    variants = result["variants"]
+    if not variants:
+        return "(no variants)\n"
+    splits = list(next(iter(variants.values()))["results"])
+    lines = [f"Entities: {result.get('entities', '?')}. Cells: accuracy % (subgraph coverage %).", "",
+             "| variant | change | " + " | ".join(splits) + " | train min |",
+             "|---|---|" + "---:|" * len(splits) + "---:|"]
+    for name, e in variants.items():
+        change = ", ".join(f"{k}={v}" for k, v in e["settings"]["change"].items())
+        cells = []
+        for s in splits:
+            m = e["results"].get(s)
+            cells.append("–" if m is None else f"{100 * m['accuracy']:.1f} ({100 * m['coverage']:.1f})")
+        lines.append(f"| {name} | {change} | " + " | ".join(cells) + f" | {e['train_minutes']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(out: Path, result: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .bench import plot_comparison
+
+    runs = {n: e["results"] for n, e in result["variants"].items()}
+    if not runs:
+        return
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    plot_comparison(runs, ax=ax)
+    ax.set_title("ablation: accuracy per split")
+    fig.tight_layout()
+    fig.savefig(out / "ablation.png", dpi=100)
+    plt.close(fig)
