@@ -45,6 +45,8 @@ def register(sub) -> None:
     bb.add_argument("--given-entities", action="store_true", help="use annotated objects instead of the detector")
     bb.add_argument("--limit", type=int, default=None)
     bb.add_argument("--kg-cache", default="stores", help="where the bundled KG and node embeddings are cached")
+    bb.add_argument("--budgets", type=int, nargs="*", default=None,
+                    help="node budgets of the coverage-vs-budget curve (default 16 32 64 96 128 192; none: skip)")
     ab = bb.add_argument_group("ablations (--ablate: train and evaluate one recipe with several fusions)")
     ab.add_argument("--ablate", action="store_true", help="run the ablation variants instead of one engine")
     ab.add_argument("--recipe", default=None, help="recipe to vary (default: the --model engine's recipe.json)")
@@ -62,6 +64,8 @@ def register(sub) -> None:
     bf.add_argument("--out", required=True)
     bf.add_argument("--limit", type=int, default=None)
     bf.add_argument("--kg-cache", default="stores", help="where the bundled KG and node embeddings are cached")
+    bf.add_argument("--budgets", type=int, nargs="*", default=None,
+                    help="node budgets of the coverage-vs-budget curve (default 16 32 64 96 128 192; none: skip)")
     bf.set_defaults(func=_bench_fvqa)
 
 
@@ -125,7 +129,8 @@ def _bench_builtin(args) -> int:
         if getattr(args, opt) is not None:
             raise SystemExit(f"ravlm bench builtin: --{opt.replace('_', '-')} only applies with --ablate")
     res = bench_builtin(args.model, args.out, splits=args.splits, data=args.data, kg=args.kg,
-                        use_detector=not args.given_entities, limit=args.limit, kg_cache=args.kg_cache)
+                        use_detector=not args.given_entities, limit=args.limit, kg_cache=args.kg_cache,
+                        budgets=_budgets(args))
     sys.stdout.write(results_table(res, "built-in benchmark"))
     return 0
 
@@ -134,9 +139,19 @@ def _bench_fvqa(args) -> int:
     from .evaluation.bench import bench_fvqa, results_table
 
     res = bench_fvqa(args.model, args.questions, args.facts, args.out, limit=args.limit, kg=args.kg,
-                     kg_cache=args.kg_cache)
+                     kg_cache=args.kg_cache, budgets=_budgets(args))
     sys.stdout.write(results_table(res, "FVQA (given-entities mode)"))
     return 0
+
+
+def _budgets(args):
+    from .evaluation.bench import DEFAULT_BUDGETS
+
+    if args.budgets is None:
+        return DEFAULT_BUDGETS
+    if any(b < 1 for b in args.budgets):
+        raise SystemExit(f"--budgets: expected positive node counts, found {args.budgets}")
+    return tuple(args.budgets)
 
 
 def _ablate(args) -> int:

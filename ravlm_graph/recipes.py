@@ -70,15 +70,32 @@ def builtin_entities(record) -> list:
 
 
 def train_detector(records, cfg: dict, seed: int):
+    """Train the layout-cell detector on the scenes of ``records`` (the training split).
+
+    ``cfg["extra_scenes"]`` (default 0) adds that many freshly drawn scenes of the same
+    sprites (:func:`~ravlm_graph.datasets.scenes.synthetic_scenes`): objects of the training
+    split only, in Twemoji style, placed the way the benchmark places them.
+    """
     from .grounding.scene_detector import LayoutCellDetector
 
     seen, scenes = set(), []
+    pool = set()
+    emoji_root = None
     for r in records:
         sid = r.extra["scene"]["id"]
         if sid in seen:
             continue
         seen.add(sid)
         scenes.append((r.load_image(), [(o["concept"], o["box"]) for o in r.extra["objects"]]))
+        pool.update((o["image"], o["concept"]) for o in r.extra["scene"]["objects"]
+                    if r.extra["scene"]["style"] == "twemoji")
+        emoji_root = emoji_root or r.extra.get("emoji_root")
+    extra = int(cfg.get("extra_scenes", 0))
+    if extra:
+        from .datasets.builtin import default_emoji_root
+        from .datasets.scenes import synthetic_scenes
+
+        scenes += list(synthetic_scenes(sorted(pool), extra, emoji_root or default_emoji_root(), seed=seed + 1))
     concepts = sorted({c for _, objs in scenes for c, _ in objs})
     kw = {k: cfg[k] for k in ("epochs", "image_size", "negatives_per_scene", "batch_size", "lr") if k in cfg}
     if "channels" in cfg:

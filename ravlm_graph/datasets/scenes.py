@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 __all__ = ["LAYOUTS", "STYLE_DIRS", "SpriteCache", "layout_cells", "load_sprite", "place_objects",
-           "random_background", "render_scene"]
+           "random_background", "render_scene", "synthetic_scenes"]
 
 STYLE_DIRS: Mapping[str, str] = {"twemoji": "twemoji64", "noto": "noto64"}
 
@@ -211,3 +211,33 @@ def render_scene(spec: Mapping[str, Any], emoji_root: str | os.PathLike | None =
         im = _transform(sprites.get(spec["style"], obj["image"]), int(obj["size"]), float(obj["angle"]))
         canvas.alpha_composite(im, (int(obj["x"]), int(obj["y"])))
     return canvas.convert("RGB")
+
+
+def synthetic_scenes(pool: Sequence[tuple[str, str]], n: int, emoji_root: str | os.PathLike, *, seed: int = 0,
+                     style: str = "twemoji", size: tuple[int, int] = (128, 128)):
+    """Yield ``n`` freshly drawn scenes of objects from ``pool``, for training detectors.
+
+    The scenes follow the benchmark's own recipe (1-4 objects in layout cells, random
+    size, rotation and background), with objects drawn from ``pool`` — ``(image, concept)``
+    pairs, e.g. those of the training split — so a detector can see each sprite in many
+    more placements than the training questions show.
+
+    Yields:
+        ``(PIL.Image, [(concept, box), ...])`` per scene.
+    """
+    if n and not pool:
+        raise ValueError("synthetic_scenes: expected a non-empty pool of (image, concept) pairs")
+    rng = random.Random(seed)
+    sprites = SpriteCache(emoji_root)
+    w, h = size
+    pool = list(pool)
+    for i in range(n):
+        k = rng.randint(1, 4)
+        slots = rng.choice(LAYOUTS[k])
+        objs = [{"image": im, "concept": c} for im, c in rng.sample(pool, min(k, len(pool)))]
+        if len(objs) < k:
+            slots = rng.choice(LAYOUTS[len(objs)])
+        placed = place_objects(objs, slots, w, h, style, sprites, rng)
+        spec = {"id": f"synthetic-{i}", "size": [w, h], "style": style, "background": random_background(rng),
+                "objects": placed}
+        yield render_scene(spec, sprites=sprites), [(o["concept"], o["box"]) for o in placed]

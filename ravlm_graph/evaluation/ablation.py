@@ -111,7 +111,7 @@ def run_ablation(recipe: dict, out: str | Path, *, variants: Sequence[str] | Non
         t_train = time.perf_counter() - t0
         res = bench_builtin(summary["engine"], str(out / name), splits=splits, data=data,
                             use_detector=detector_from is not None, limit=eval_limit, progress=progress,
-                            kg_cache=kg_cache)
+                            kg_cache=kg_cache, budgets=None)
         entry = {"settings": settings, "results": {k: v for k, v in res.items() if not k.startswith("_")},
                  "train_minutes": round(t_train / 60, 1), "val_accuracy": summary.get("val_accuracy")}
         done.write_text(json.dumps(entry, indent=1))

@@ -8,7 +8,12 @@ Outputs in ``--out DIR``:
   questions whose answer concept is in the retrieved subgraph; yes/no questions count
   as covered), ``n``, and accuracy per relation and per question type;
 * ``results.md`` — the same as a markdown table;
-* ``accuracy_by_split.png``, ``accuracy_by_relation.png`` — when matplotlib is installed.
+* ``accuracy_by_split.png``, ``accuracy_by_relation.png``, ``coverage_by_budget.png`` — when
+  matplotlib is installed.
+
+``results.json`` also holds ``_coverage_by_budget``: for each node budget, the share of
+questions whose answer is in the subgraph retrieved from the same entities (retrieval
+only, no model), over all splits — how much of the answer space a budget reaches.
 """
 
 from __future__ import annotations
@@ -72,6 +77,38 @@ def run_split(engine, records: Sequence[Any], entity_fn: Callable | None, batch_
     return metrics, rows
 
 
+DEFAULT_BUDGETS = (16, 32, 64, 96, 128, 192)
+
+
+def coverage_by_budget(retriever, rows: Sequence[dict], budgets: Sequence[int] = DEFAULT_BUDGETS,
+                       progress: bool = True) -> dict[str, float]:
+    """Answer coverage of the retrieved subgraph per node budget, from the rows' own entities.
+
+    The image entities each question was answered with (detected or given) are the seeds,
+    the question is grounded again by the retriever; yes/no questions count as covered.
+    Returns ``{str(budget): share}``.
+    """
+    from tqdm import tqdm
+
+    from ..grounding.types import Entity
+
+    out = {}
+    for b in tqdm(budgets, desc="coverage by budget", disable=not progress, leave=False):
+        cov = 0
+        for row in rows:
+            valid = set(row["answers"])
+            if valid <= {"yes", "no"}:
+                cov += 1
+                continue
+            ents = [Entity(e["concept"], float(e["score"]), "image",
+                           box=tuple(e["box"]) if e.get("box") else None, label=e.get("label"))
+                    for e in row.get("entities", []) if e.get("origin") == "image"]
+            sg = retriever.retrieve(ents, row["question"], budget=int(b))
+            cov += any(n in valid for n in sg.node_names)
+        out[str(int(b))] = cov / max(1, len(rows))
+    return out
+
+
 def write_outputs(out: Path, results: dict, rows: list[dict], title: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
@@ -123,13 +160,27 @@ def _plots(out: Path, results: dict) -> None:
         fig.tight_layout()
         fig.savefig(out / "accuracy_by_relation.png", dpi=100)
         plt.close(fig)
+    cb = results.get("_coverage_by_budget")
+    if cb:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        xs = sorted(int(b) for b in cb)
+        ax.plot(xs, [100 * cb[str(b)] for b in xs], marker="o")
+        ax.set_xlabel("subgraph budget (nodes)")
+        ax.set_ylabel("answer coverage (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / "coverage_by_budget.png", dpi=100)
+        plt.close(fig)
 
 
 def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, data: str | None = None,
                   use_detector: bool = True, limit: int | None = None, progress: bool = True,
-                  kg_cache: str | None = "stores", kg: str | None = None) -> dict:
+                  kg_cache: str | None = "stores", kg: str | None = None,
+                  budgets: Sequence[int] | None = DEFAULT_BUDGETS) -> dict:
     """Evaluate an engine on the built-in benchmark's test splits (``kg``: a store folder
-    to use instead of the engine's own KG)."""
+    to use instead of the engine's own KG; ``budgets``: node budgets of the coverage curve,
+    None or empty for none)."""
     from ..datasets import load_builtin
     from ..pipeline import KnowledgeVQA
 
@@ -149,13 +200,16 @@ def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, dat
         results[sp] = m
         all_rows += rows
         log.info("%s: accuracy %.3f, coverage %.3f (n=%d)", sp, m["accuracy"], m["coverage"], m["n"])
+    if budgets and engine.retriever is not None and engine.model.config.uses_graph:
+        results["_coverage_by_budget"] = coverage_by_budget(engine.retriever, all_rows, budgets, progress)
     results["_meta"] = {"model": str(model), "detector": use_detector, "fusion": engine.model.config.fusion}
     write_outputs(Path(out), results, all_rows, f"built-in benchmark — {model} ({engine.model.config.fusion})")
     return results
 
 
 def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | None = None,
-               progress: bool = True, kg_cache: str | None = "stores", kg: str | None = None) -> dict:
+               progress: bool = True, kg_cache: str | None = "stores", kg: str | None = None,
+               budgets: Sequence[int] | None = DEFAULT_BUDGETS) -> dict:
     """Evaluate on FVQA questions in given-entities mode (visual concept + distractors as image entities)."""
     from ..datasets import load_fvqa
     from ..pipeline import KnowledgeVQA
@@ -167,6 +221,8 @@ def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | No
     m, rows = run_split(engine, recs, _entity_fn("fvqa", False), progress=progress)
     results = {"fvqa": m, "_meta": {"model": str(model), "setting": "given entities (no images)",
                                     "questions": str(questions)}}
+    if budgets and engine.retriever is not None and engine.model.config.uses_graph:
+        results["_coverage_by_budget"] = coverage_by_budget(engine.retriever, rows, budgets, progress)
     write_outputs(Path(out), results, rows, f"FVQA (given-entities mode) — {model}")
     return results
 

@@ -960,6 +960,9 @@ class TaggerFitResult:
     seconds: float = 0.0
 
 
+_SHIFT = 2  # px, training-time shift augmentation of TrainableTagger
+
+
 def _build_tagger_net(config: TaggerConfig):
     """A small CNN: per stage two 3x3 conv + GroupNorm + ReLU, then 2x2 max-pool; global
     average pool; dropout; linear to one logit per concept. GroupNorm (not BatchNorm)
@@ -1090,7 +1093,7 @@ class TrainableTagger(ImageEntityDetector):
             lr: AdamW learning rate (1e-3).
             weight_decay: AdamW weight decay (1e-4).
             seed: seeds shuffling, flips and dropout (0); the global RNG is untouched.
-            augment: random horizontal flips (True).
+            augment: random horizontal flips and shifts of up to 2 px (True).
             progress: show a tqdm bar per epoch (True).
 
         Returns:
@@ -1139,6 +1142,11 @@ class TrainableTagger(ImageEntityDetector):
                         if augment:
                             flip = torch.rand(len(ids), generator=gen) < 0.5
                             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+                            # a small random shift of the batch (edge pixels repeated)
+                            dx, dy = (int(v) for v in torch.randint(0, 2 * _SHIFT + 1, (2,), generator=gen))
+                            s_ = x.shape[-1]
+                            x = torch.nn.functional.pad(x, (_SHIFT,) * 4, mode="replicate")[..., dy:dy + s_,
+                                                                                            dx:dx + s_]
                         loss = loss_fn(self.model(x.to(device)), y_all[ids].to(device))
                         opt.zero_grad(set_to_none=True)
                         loss.backward()

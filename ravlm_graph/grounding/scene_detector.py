@@ -192,8 +192,9 @@ class LayoutCellDetector(ImageEntityDetector):
 
 
 def _jitter(im, rng: random.Random):
-    """Random brightness / contrast / saturation / hue change of an RGB crop."""
-    from PIL import ImageEnhance
+    """Random brightness / contrast / saturation / hue change of an RGB crop; now and then
+    grey (so that shapes, not only colours, tell concepts apart) or slightly blurred."""
+    from PIL import ImageEnhance, ImageFilter
 
     im = ImageEnhance.Brightness(im).enhance(rng.uniform(0.75, 1.25))
     im = ImageEnhance.Contrast(im).enhance(rng.uniform(0.75, 1.25))
@@ -206,4 +207,9 @@ def _jitter(im, rng: random.Random):
         from PIL import Image
 
         im = Image.merge("HSV", (h, s, v)).convert("RGB")
+    u = rng.random()
+    if u < 0.15:
+        im = im.convert("L").convert("RGB")
+    elif u < 0.25:
+        im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.0)))
     return im
