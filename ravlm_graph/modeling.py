@@ -76,6 +76,9 @@ class KnowledgeVQAConfig:
             small MLP over (relation, seed position, seed origin) instead of a sum, so that a
             key can say "linked by UsedFor to the object at the bottom left" (a conjunction
             a sum of linear terms cannot express). Default False.
+        entity_text (bool): also write the image's entities into the trunk's text, each
+            with its position in words ("left : mouse ; right : ticket ;"), so that the trunk
+            can resolve "the thing on the left" by attention. Default False.
         trunk_init (str): ``"pretrained"`` (the backbone's weights) or ``"scratch"``
             (same architecture and tokenizer, weights re-initialised and all trained;
             for measuring what the pretrained weights bring). Default ``"pretrained"``.
@@ -102,6 +105,7 @@ class KnowledgeVQAConfig:
     seed_relation_keys: bool = False
     verify_head: bool = False
     seed_link_mlp: bool = False
+    entity_text: bool = False
     trunk_init: str = "pretrained"
 
     def __post_init__(self):

@@ -66,6 +66,26 @@ def box_features(box, width: int, height: int) -> list[float]:
     return [(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height, 1.0]
 
 
+def position_words(box, width: int, height: int) -> str:
+    """Where a box sits in the image, in words: "top left", "right", "middle", ..."""
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2 / max(1, width), (y0 + y1) / 2 / max(1, height)
+    col = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else ""
+    row = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else ""
+    return " ".join(w for w in (row, col) if w) or "middle"
+
+
+def entity_phrase(entities: Sequence[Entity], width: int, height: int) -> str:
+    """The image's entities as text, with where each one is: "left : mouse ; right : ticket ;"."""
+    parts = []
+    for e in entities:
+        if e.origin != "image":
+            continue
+        where = position_words(e.box, width, height) + " : " if e.box is not None else ""
+        parts.append(f"{where}{e.concept.replace('_', ' ')} ;")
+    return " ".join(parts)
+
+
 class FeatureBuilder:
     """Turns (image, question, entities) into :class:`Example` s for one model config.
 
@@ -87,7 +107,7 @@ class FeatureBuilder:
         if config.uses_graph and retriever is None:
             raise ValueError(f"fusion={config.fusion!r} needs a retriever (a knowledge graph)")
 
-    def _text_ids(self, question: str, facts: Sequence[str]) -> list[int]:
+    def _text_ids(self, question: str, facts: Sequence[str], entity_text: str = "") -> list[int]:
         cfg = self.config
         q = self.tok(question, add_special_tokens=False)["input_ids"]
         if len(q) > cfg.max_question_tokens:
@@ -95,6 +115,8 @@ class FeatureBuilder:
                              f"{question[:80]!r}")
         cls_, sep = self.tok.cls_token_id, self.tok.sep_token_id
         ids = [cls_] + q + [sep]
+        if entity_text:
+            ids += self.tok(entity_text, add_special_tokens=False)["input_ids"][: cfg.max_question_tokens] + [sep]
         if facts:
             room = cfg.max_text_tokens - len(ids) - 4
             f_ids: list[int] = []
@@ -124,7 +146,7 @@ class FeatureBuilder:
             sg = self.retriever.retrieve(list(entities), question, budget=self.budget)
             if cfg.verbalized and not sg.is_empty:
                 facts = sg.verbalize(max_facts=cfg.max_facts)
-        ids = self._text_ids(question, facts)
+        ids = self._text_ids(question, facts, entity_phrase(entities, w, h) if cfg.entity_text else "")
         if sg is not None and not sg.is_empty:
             names = list(sg.node_names)
             node_ids = sg.node_id.numpy()

@@ -235,3 +235,23 @@ def test_scratch_trunk_is_reinitialised_fully_trained_and_saved(tiny, tmp_path):
     b = collate(examples(tiny, m), m.config, with_targets=False)
     with torch.no_grad():
         assert torch.equal(m(b).vocab_logits, m2(b).vocab_logits)
+
+
+def test_entity_text_puts_the_image_entities_and_their_places_in_the_text(tiny):
+    from ravlm_graph.vqa_data import entity_phrase, position_words
+
+    assert position_words((0, 0, 10, 10), 100, 100) == "top left"
+    assert position_words((40, 0, 60, 100), 100, 100) == "middle"
+    assert position_words((70, 40, 100, 60), 100, 100) == "right"
+    assert position_words((0, 70, 100, 100), 100, 100) == "bottom"
+    ents = [Entity("apple", 1.0, "image", box=(0, 0, 8, 16)), Entity("banana", 1.0, "image"),
+            Entity("fruit", 1.0, "question")]
+    assert entity_phrase(ents, 16, 16) == "left : apple ; banana ;"
+    plain = make_model(tiny)
+    with_text = make_model(tiny, entity_text=True)
+    a, b = examples(tiny, plain)[0], examples(tiny, with_text)[0]
+    ids = with_text.tokenizer.convert_tokens_to_ids(["apple", "banana"])
+    assert all(i in b.input_ids for i in ids) and not any(i in a.input_ids for i in ids)
+    assert len(b.input_ids) > len(a.input_ids)
+    out = with_text(collate([b], with_text.config))
+    assert torch.isfinite(out.loss)
