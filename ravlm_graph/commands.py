@@ -51,7 +51,7 @@ def register(sub) -> None:
     ab.add_argument("--ablate", action="store_true", help="run the ablation variants instead of one engine")
     ab.add_argument("--recipe", default=None, help="recipe to vary (default: the --model engine's recipe.json)")
     ab.add_argument("--variants", nargs="+", default=None,
-                    help="variants (default: no_kg verbalized graph_tokens both concat product attention; "
+                    help="variants (default: no_kg verbalized graph_tokens both xattn concat product attention; "
                          "also scratch_trunk)")
     ab.add_argument("--epochs", type=int, default=None, help="override the recipe's training epochs")
     ab.add_argument("--train-limit", type=int, default=None, help="train on the first N questions only")

@@ -84,7 +84,7 @@ class CSQAConfig:
     """Settings shared by both variants (the KG-only ones are ignored by ``no_kg``).
 
     Args:
-        epochs (int): passes over the training questions (default 12).
+        epochs (int): passes over the training questions (default 10).
         batch_size (int): questions per step (default 32).
         lr (float): AdamW learning rate (default 1e-3).
         weight_decay (float): AdamW weight decay (default 0.01).
@@ -103,7 +103,7 @@ class CSQAConfig:
         max_facts (int): facts per choice written to the predictions (default 3).
     """
 
-    epochs: int = 12
+    epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -629,7 +629,7 @@ def _markdown(results: dict) -> str:
     for name, v in results["variants"].items():
         val = f"{100 * v['val_accuracy']:.1f} %" if v.get("val_accuracy") is not None else "-"
         lines.append(f"| {name} | {100 * v['accuracy']:.1f} % | {v['n']} | {v['best_epoch']} | {val} | "
-                     f"{v['train_seconds']:.0f} |")
+                     f"{v['train_seconds']:.1f} |")
     lines += ["", "Chance: 20 % with 5 choices. The model: a small MLP (and, for `kg`, a 2-layer GNN over one "
               "retrieved ConceptNet subgraph per choice) on frozen all-MiniLM-L6-v2 sentence embeddings, "
               "not a fine-tuned language model.", ""]

@@ -19,6 +19,9 @@ with a concept it never saw as a training answer by copying it from the graph.
 * ``verbalized`` — the subgraph's top facts as text in the trunk (no GNN); pointer over
   node-name embeddings.
 * ``both`` — graph tokens and verbalised facts.
+* ``xattn`` — the graph tokens reach the trunk through Flamingo-style gated
+  cross-attention adapters after each trunk layer (gates start at 0), instead of in its
+  input sequence.
 * ``concat`` / ``product`` / ``attention`` — classic fusion of pooled image, text and
   graph vectors (the trunk reads the question alone).
 * ``none`` — no knowledge graph: image tokens and question only; vocabulary answers only.
@@ -38,7 +41,7 @@ from .checkpoint import CheckpointError, read_config, read_weights, write_checkp
 
 FORMAT = "ravlm-knowledge-vqa"
 FORMAT_VERSION = 1
-FUSIONS = ("graph_tokens", "verbalized", "both", "concat", "product", "attention", "none")
+FUSIONS = ("graph_tokens", "verbalized", "both", "xattn", "concat", "product", "attention", "none")
 KG_TOKEN = "[unused0]"
 IMG_TOKEN = "[unused1]"
 NUM_ORIGINS = 4
@@ -286,8 +289,17 @@ class KnowledgeVQAModel(nn.Module):
                 self.rel_proj = nn.Linear(1, nd)
                 key_in = nd
             self.node_key = nn.Sequential(nn.Linear(key_in, d), nn.GELU(), nn.Linear(d, d))
-            if config.graph_tokens:
+            if config.graph_tokens or config.fusion == "xattn":
                 self.projector = GraphTokenProjector(key_in, d, num_tokens=config.num_graph_tokens)
+            if config.fusion == "xattn":
+                from .fusion import GatedCrossAttentionAdapter
+
+                heads = trunk.config.num_attention_heads
+                self.xattn = nn.ModuleList(GatedCrossAttentionAdapter(d, d, heads=heads, dropout=config.dropout)
+                                           for _ in trunk.encoder.layer)
+                self._xattn_ctx = None
+                for i, layer in enumerate(trunk.encoder.layer):
+                    layer.register_forward_hook(self._xattn_hook(i))
             self.pointer = PointerHead(d, d)
             if config.seed_relation_keys:
                 # relation ids, then the same relations walked backwards
@@ -311,6 +323,19 @@ class KnowledgeVQAModel(nn.Module):
         self.vocab_head = nn.Linear(d, len(config.answer_vocab))
         self._vocab_index = {a: i for i, a in enumerate(config.answer_vocab)}
         self._freeze_lower_trunk()
+
+    def _xattn_hook(self, i: int):
+        """A forward hook on trunk layer ``i``: its output reads the graph tokens of the
+        current forward pass through adapter ``i`` (a no-op outside :meth:`forward`)."""
+        def hook(_module, _args, output):
+            ctx = self._xattn_ctx
+            if ctx is None:
+                return output
+            if isinstance(output, tuple):
+                return (self.xattn[i](output[0], *ctx),) + tuple(output[1:])
+            return self.xattn[i](output, *ctx)
+
+        return hook
 
     # ----------------------------------------------------------- parameters
     def _freeze_lower_trunk(self) -> None:
@@ -433,7 +458,14 @@ class KnowledgeVQAModel(nn.Module):
                 embeds, mask, g_pos = inject_graph_tokens(embeds, ids, self.kg_id, gt, attention_mask=mask)
                 ptr = _batch_ptr(data.batch, B)  # (B,)
                 g_local = torch.where(gt.mask, gt.node_index - ptr.unsqueeze(1), torch.full_like(gt.node_index, -1))
-        hidden = self.trunk(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state  # (B, L', D)
+            elif cfg.fusion == "xattn":
+                gt = self.projector(states, data.batch, data.node_relevance, data.origin, num_graphs=B)
+                self._xattn_ctx = (gt.tokens, gt.mask)  # read by the adapters' hooks
+        try:
+            hidden = self.trunk(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state  # (B, L', D)
+        finally:
+            if cfg.fusion == "xattn":
+                self._xattn_ctx = None
         q = self.dropout(hidden[:, 0])  # (B, D)
         if cfg.classic:
             q = self.classic(img.mean(1), q, graph_state)  # (B, D)

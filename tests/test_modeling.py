@@ -94,7 +94,7 @@ def test_forward_every_fusion(tiny, fusion):
     else:
         assert out.pointer_logits.shape[0] == 2 and bool(out.node_mask.any())
         assert exs[0].node_targets, "the answer node must be in the subgraph"
-    if fusion in ("graph_tokens", "both", "concat", "product", "attention"):
+    if fusion in ("graph_tokens", "both", "xattn", "concat", "product", "attention"):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.gnn.parameters())
 
 
@@ -255,3 +255,37 @@ def test_entity_text_puts_the_image_entities_and_their_places_in_the_text(tiny):
     assert len(b.input_ids) > len(a.input_ids)
     out = with_text(collate([b], with_text.config))
     assert torch.isfinite(out.loss)
+
+
+def test_xattn_reads_graph_tokens_through_gated_adapters(tiny):
+    import copy
+
+    tok, trunk, _, _ = tiny
+    cfg = make_model(tiny, fusion="xattn").config
+    m = KnowledgeVQAModel(cfg, trunk=copy.deepcopy(trunk), tokenizer=tok)  # own trunk: hooks stay on it
+    m.eval()
+    exs = examples(tiny, m)
+    assert m.kg_id not in exs[0].input_ids  # no <kg> placeholder: graph tokens go through the adapters
+    b = collate(exs, m.config)
+    with torch.no_grad():
+        at_init = m(b).vocab_logits
+        m.xattn[0].attn_gate.data.fill_(0.5)
+        opened = m(b).vocab_logits
+        m.xattn[0].attn_gate.data.fill_(0.0)
+    # An opened gate lets the graph tokens change the answer (at 0 each adapter is the
+    # identity, see tests/test_fusion.py).
+    ids = b.input_ids
+    assert not torch.allclose(at_init, opened)
+    m.train()
+    out = m(b)
+    out.loss.backward()
+    assert m.xattn[0].attn_gate.grad is not None and m.xattn[-1].ff_gate.grad is not None
+    assert m._xattn_ctx is None  # cleared after each forward pass
+    # Outside the model's forward, the hooked trunk behaves as before.
+    m.eval()
+    trunk.eval()
+    with torch.no_grad():
+        emb = m.trunk.get_input_embeddings()(ids)
+        h1 = m.trunk(inputs_embeds=emb).last_hidden_state
+        h2 = trunk(inputs_embeds=emb).last_hidden_state
+    assert torch.allclose(h1, h2, atol=1e-5)

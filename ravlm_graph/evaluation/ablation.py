@@ -34,13 +34,14 @@ ABLATIONS: dict[str, dict] = {
     "verbalized": {"fusion": "verbalized"},
     "graph_tokens": {"fusion": "graph_tokens"},
     "both": {"fusion": "both"},
+    "xattn": {"fusion": "xattn"},
     "concat": {"fusion": "concat"},
     "product": {"fusion": "product"},
     "attention": {"fusion": "attention"},
     # the recipe's own fusion with the text trunk re-initialised: what the pretrained MiniLM brings
     "scratch_trunk": {"trunk_init": "scratch"},
 }
-DEFAULT_VARIANTS = ("no_kg", "verbalized", "graph_tokens", "both", "concat", "product", "attention")
+DEFAULT_VARIANTS = ("no_kg", "verbalized", "graph_tokens", "both", "xattn", "concat", "product", "attention")
 
 
 def variant_recipe(recipe: dict, name: str, out: Path, *, epochs: int | None = None, limit: int | None = None,
