@@ -37,6 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    rest = [a for a in argv if a not in ("-v", "--verbose")]
+    if rest[:2] == ["bench", "csqa"]:
+        # Its options live with the model (ravlm_graph.csqa), which needs torch at import:
+        # parsed there, so that other commands start without importing torch.
+        from .csqa import main as csqa_main
+
+        return csqa_main(rest[2:], prog="ravlm bench csqa")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -55,6 +55,7 @@ def register(sub) -> None:
                          "also scratch_trunk)")
     ab.add_argument("--epochs", type=int, default=None, help="override the recipe's training epochs")
     ab.add_argument("--train-limit", type=int, default=None, help="train on the first N questions only")
+    ab.add_argument("--threads", type=int, default=None, help="override the recipe's torch threads")
     bb.set_defaults(func=_bench_builtin)
     bf = bsub.add_parser("fvqa", help="FVQA questions, given-entities mode")
     bf.add_argument("--questions", required=True)
@@ -67,6 +68,10 @@ def register(sub) -> None:
     bf.add_argument("--budgets", type=int, nargs="*", default=None,
                     help="node budgets of the coverage-vs-budget curve (default 16 32 64 96 128 192; none: skip)")
     bf.set_defaults(func=_bench_fvqa)
+    # `ravlm bench csqa ...` is dispatched to ravlm_graph.csqa before this parser runs
+    # (see ravlm_graph.cli.main); listed here so that `ravlm bench --help` shows it.
+    bsub.add_parser("csqa", help="CommonsenseQA dev accuracy with and without the KG "
+                                 "(--train FILE --dev FILE --out DIR; see `ravlm bench csqa --help`)")
 
 
 def _train(args) -> int:
@@ -125,7 +130,7 @@ def _bench_builtin(args) -> int:
         return _ablate(args)
     if args.model is None:
         raise SystemExit("ravlm bench builtin: --model is required (unless --ablate is given with --recipe)")
-    for opt in ("recipe", "variants", "epochs", "train_limit"):
+    for opt in ("recipe", "variants", "epochs", "train_limit", "threads"):
         if getattr(args, opt) is not None:
             raise SystemExit(f"ravlm bench builtin: --{opt.replace('_', '-')} only applies with --ablate")
     res = bench_builtin(args.model, args.out, splits=args.splits, data=args.data, kg=args.kg,
@@ -170,6 +175,8 @@ def _ablate(args) -> int:
     if args.kg is not None:
         raise SystemExit("ravlm bench builtin --ablate: set the KG in the recipe ('kg'), not with --kg")
     recipe = load_recipe(recipe_path)
+    if args.threads:
+        recipe["threads"] = args.threads
     detector = None
     if not args.given_entities:
         if args.model is None or not (Path(args.model) / "detector").is_dir():

@@ -839,9 +839,9 @@ def run_from_args(args: argparse.Namespace) -> dict:
     return res
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m ravlm_graph.csqa") -> int:
     parser = add_arguments(argparse.ArgumentParser(
-        prog="python -m ravlm_graph.csqa",
+        prog=prog,
         description="CommonsenseQA dev accuracy of a small scorer on frozen MiniLM embeddings, "
                     "with and without the knowledge graph."))
     args = parser.parse_args(argv)

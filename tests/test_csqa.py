@@ -187,3 +187,15 @@ def test_text_only_needs_no_graph(files, tmp_path):
                    config=CSQAConfig(epochs=1, val_fraction=0.0), encoder=HashEncoder(), progress=False)
     assert res["kg"] is None and res["graph_stats"] == {}
     assert list(res["variants"]) == ["no_kg"] and torch.get_num_threads() >= 1
+
+
+def test_ravlm_bench_csqa_is_dispatched_to_the_csqa_runner(tmp_path):
+    import subprocess
+    import sys as _sys
+
+    r = subprocess.run([_sys.executable, "-m", "ravlm_graph", "-v", "bench", "csqa", "--train", str(tmp_path / "no.jsonl"),
+                        "--dev", str(tmp_path / "no.jsonl"), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "no such file" in r.stderr
+    r = subprocess.run([_sys.executable, "-m", "ravlm_graph", "bench", "csqa", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "usage: ravlm bench csqa" in r.stdout and "--dev" in r.stdout
