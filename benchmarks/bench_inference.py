@@ -9,7 +9,7 @@ with both engines and prints questions/s and the per-stage time per question:
   subgraph retrieval, node features), model (vision + GNN + graph tokens + trunk);
 * no-KG engine: model (vision + trunk) only — the backbone's own latency.
 
-The KG path's overhead = (KG total - no-KG total) / no-KG total; the issue's target is
+The KG path's overhead = (KG total - no-KG total) / no-KG total; our target is
 <= 30 %. Torch runs on the machine's cores (``--threads``, default 2).
 """
 
