@@ -6,7 +6,6 @@ texts embed to unrelated hash vectors and the dev questions use concepts never s
 training, so only the graph can tell the right choice.
 """
 
-import hashlib
 import json
 
 import numpy as np
@@ -20,21 +19,7 @@ from ravlm_graph.csqa import CSQAConfig, run_csqa
 FIXTURES = "tests/fixtures/vqa"
 
 
-class HashEncoder:
-    """Deterministic unit vectors from a hash of the text (a stand-in for MiniLM)."""
-
-    dim = 16
-    name = "hash-16"
-
-    def encode(self, texts, progress=False):
-        if isinstance(texts, str):
-            texts = [texts]
-        out = []
-        for t in texts:
-            seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
-            v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
-            out.append(v / np.linalg.norm(v))
-        return np.stack(out) if out else np.zeros((0, self.dim), np.float32)
+from tests.fakes import HashEncoder
 
 
 N_TRAIN, N_DEV = 40, 20

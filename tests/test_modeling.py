@@ -1,6 +1,5 @@
 """The built-in model and the inference pipeline, with a tiny trunk and a 6-node KG."""
 
-import hashlib
 import json
 
 import numpy as np
@@ -22,21 +21,7 @@ WORDS = ["what", "is", "the", "object", "used", "for", "?", "which", "of", "thes
          "fruit", "banana", "kitchen", "market", "peel", ";", "a", "an", "yes", "no"]
 
 
-class HashEncoder:
-    """A deterministic stand-in for the sentence encoder (unit vectors from a hash)."""
-
-    dim = 16
-    name = "hash-16"
-
-    def encode(self, texts, progress=False):
-        if isinstance(texts, str):
-            texts = [texts]
-        out = []
-        for t in texts:
-            seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
-            v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
-            out.append(v / np.linalg.norm(v))
-        return np.stack(out) if out else np.zeros((0, self.dim), np.float32)
+from tests.fakes import HashEncoder
 
 
 @pytest.fixture(scope="module")
