@@ -6,6 +6,9 @@ import json
 import sys
 
 
+BUDGETS_HELP = "node budgets of the coverage-vs-budget curve (default 16 32 64 96 128 192; none: skip)"
+
+
 def register(sub) -> None:
     t = sub.add_parser("train", help="train an engine from a recipe (JSON)")
     t.add_argument("recipe", help="recipe file (see ravlm_graph.recipes)")
@@ -46,7 +49,7 @@ def register(sub) -> None:
     bb.add_argument("--limit", type=int, default=None)
     bb.add_argument("--kg-cache", default="stores", help="where the bundled KG and node embeddings are cached")
     bb.add_argument("--budgets", type=int, nargs="*", default=None,
-                    help="node budgets of the coverage-vs-budget curve (default 16 32 64 96 128 192; none: skip)")
+                    help=BUDGETS_HELP)
     ab = bb.add_argument_group("ablations (--ablate: train and evaluate one recipe with several fusions)")
     ab.add_argument("--ablate", action="store_true", help="run the ablation variants instead of one engine")
     ab.add_argument("--recipe", default=None, help="recipe to vary (default: the --model engine's recipe.json)")
@@ -66,7 +69,7 @@ def register(sub) -> None:
     bf.add_argument("--limit", type=int, default=None)
     bf.add_argument("--kg-cache", default="stores", help="where the bundled KG and node embeddings are cached")
     bf.add_argument("--budgets", type=int, nargs="*", default=None,
-                    help="node budgets of the coverage-vs-budget curve (default 16 32 64 96 128 192; none: skip)")
+                    help=BUDGETS_HELP)
     bf.set_defaults(func=_bench_fvqa)
     # `ravlm bench csqa ...` is dispatched to ravlm_graph.csqa before this parser runs
     # (see ravlm_graph.cli.main); listed here so that `ravlm bench --help` shows it.
@@ -108,6 +111,7 @@ def _answer(args) -> int:
 
 
 def _export(args) -> int:
+    import shutil
     from pathlib import Path
 
     import torch
@@ -118,7 +122,7 @@ def _export(args) -> int:
     out = engine.save_pretrained(args.out, dtype=torch.float16 if args.fp16 else None)
     recipe = Path(args.engine) / "recipe.json"
     if recipe.exists():
-        (out / "recipe.json").write_text(recipe.read_text(encoding="utf-8"), encoding="utf-8")
+        shutil.copyfile(recipe, out / "recipe.json")
     print(f"wrote {out}")
     return 0
 
@@ -162,7 +166,7 @@ def _budgets(args):
 def _ablate(args) -> int:
     from pathlib import Path
 
-    from .evaluation.ablation import run_ablation
+    from .evaluation.ablation import ablation_table, run_ablation
     from .recipes import load_recipe
 
     recipe_path = args.recipe
@@ -186,7 +190,5 @@ def _ablate(args) -> int:
     res = run_ablation(recipe, args.out, variants=args.variants, splits=args.splits, epochs=args.epochs,
                        limit=args.train_limit, detector_from=detector, eval_limit=args.limit, data=args.data,
                        kg_cache=args.kg_cache)
-    from .evaluation.ablation import ablation_table
-
     sys.stdout.write(ablation_table(res))
     return 0
