@@ -94,8 +94,8 @@ def _engine_dir(name: str) -> Path:
 
 
 def section_answers(work: Path, n_eval: int) -> None:
-    from .datasets import load_builtin
-    from .pipeline import KnowledgeVQA
+    from ravlm_graph.datasets import load_builtin
+    from ravlm_graph.engine import KnowledgeVQA
 
     _h("4. Knowledge VQA: answers with their evidence, with the KG and without it")
     missing = [n for n in ENGINES.values() if not (_engine_dir(n) / "engine.json").exists()]
@@ -128,7 +128,7 @@ def section_answers(work: Path, n_eval: int) -> None:
         print(f"answer without the KG: {b.answer.replace('_', ' '):<24} p={b.score:.2f}  [{ok(b)}]")
 
     _h(f"5. Accuracy, KG vs no KG (live, first {n_eval} questions of each test split, detected entities)")
-    from .evaluation.bench import run_split
+    from ravlm_graph.evaluation.bench import run_split
 
     rows = {}
     for name, eng in engines.items():

@@ -28,7 +28,8 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from kg_ingest import KnowledgeGraph
 
-    from .retrieval import ReasoningPath, SubgraphRetriever
+    from ravlm_graph.retrieval.subgraph import ReasoningPath
+    from ravlm_graph.retrieval.retriever import SubgraphRetriever
 
 __all__ = ["Table", "draw_entities", "neighbours_table", "draw_subgraph", "relation_colors", "degree_histogram",
            "relation_bar", "explain_paths", "display_name"]
@@ -163,7 +164,7 @@ def neighbours_table(kg: "KnowledgeGraph", concept: str | int, relation: str | N
         ValueError: an unknown direction or a negative limit.
         ImportError: ``as_frame=True`` without pandas.
     """
-    from .datasets.records import Fact
+    from ravlm_graph.types import Fact
 
     if direction not in ("out", "in", "both"):
         raise ValueError(f"neighbours_table: expected direction 'out', 'in' or 'both', found {direction!r}")
@@ -483,8 +484,8 @@ def explain_paths(kg: "KnowledgeGraph", source: str, target: str, *, max_len: in
         KeyError: either concept is not in the graph.
         ValueError: ``source`` and ``target`` are the same concept.
     """
-    from .config import RetrievalConfig
-    from .retrieval import SubgraphRetriever
+    from ravlm_graph.retrieval.config import RetrievalConfig
+    from ravlm_graph.retrieval.retriever import SubgraphRetriever
 
     a, b = kg.concept_id(source), kg.concept_id(target)
     if a == b:
@@ -516,7 +517,7 @@ def draw_entities(image: Any, entities: Iterable[Any], ax=None, *, color: str = 
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from .grounding.image import load_image
+    from ravlm_graph.grounding.images import load_image
 
     im = load_image(image)
     if ax is None:

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from kg_ingest import GraphBuilder, RelationConfig
-from ravlm_graph import csqa
-from ravlm_graph.csqa import CSQAConfig, run_csqa
+from ravlm_graph.evaluation import csqa
+from ravlm_graph.models.csqa.configuration import CSQAConfig
+from ravlm_graph.evaluation.csqa import run_csqa
 
 FIXTURES = "tests/fixtures/vqa"
 

@@ -28,8 +28,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, Union
 
-from ..evaluation.metrics import normalize_answer, vqa_answer_scores
-from .records import Entity, Fact, VQARecord, canonical_relation, normalize_concept
+from ravlm_graph.datasets.answers import normalize_answer, vqa_answer_scores
+from ravlm_graph.types import Entity, Fact, VQARecord, canonical_relation, normalize_concept
 
 logger = logging.getLogger(__name__)
 
@@ -389,7 +389,7 @@ def load_fvqa(
             if len(names) - 1 < distractors:
                 logger.debug("fvqa record %r: only %d distractor concepts available", qid, len(names) - 1)
             rng.shuffle(names)
-            entities = tuple(Entity(n, "image") for n in names)
+            entities = tuple(Entity(n, 1.0, "image") for n in names)
         if kb is not None and fact is not None and fact.source == "conceptnet":
             extra["fact_in_kb"] = fact in kb
             n_missing_kb += fact not in kb
@@ -681,7 +681,7 @@ def load_csqa(path: Source, *, split: str | None = None) -> list[VQARecord]:
             answer_scores={a: 1.0 for a in answers},
             answer_concepts=tuple(normalize_concept(a) for a in answers),
             choices=tuple(texts), correct_choice=correct,
-            entities=(Entity(concept, "question"),) if concept else (),
+            entities=(Entity(concept, 1.0, "question"),) if concept else (),
             question_concept=concept or None,
             extra={"question_concept_raw": concept_raw},
         ))

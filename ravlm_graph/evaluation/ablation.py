@@ -76,8 +76,8 @@ def run_ablation(recipe: dict, out: str | Path, *, variants: Sequence[str] | Non
             variant with the scenes' annotated objects (given-entities mode).
         eval_limit: evaluate only the first N questions of each split.
     """
-    from ..recipes import train_recipe
-    from .bench import bench_builtin
+    from ravlm_graph.recipes import train_recipe
+    from ravlm_graph.evaluation.bench import bench_builtin
 
     if recipe.get("dataset", "builtin") != "builtin":
         raise ValueError("--ablate runs on the built-in benchmark; the recipe's dataset is "
@@ -153,7 +153,7 @@ def _plot(out: Path, result: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .bench import plot_comparison
+    from ravlm_graph.evaluation.bench import plot_comparison
 
     runs = {n: e["results"] for n, e in result["variants"].items()}
     if not runs:

@@ -5,22 +5,8 @@ from types import MappingProxyType
 
 import pytest
 
-from ravlm_graph.datasets.loaders import (
-    fvqa_relation,
-    load_aokvqa,
-    load_csqa,
-    load_fvqa,
-    load_fvqa_kb_facts,
-    load_lxmert,
-    load_vqa,
-)
-from ravlm_graph.datasets.records import (
-    Entity,
-    Fact,
-    VQARecord,
-    canonical_relation,
-    normalize_concept,
-)
+from ravlm_graph.datasets.loaders import fvqa_relation, load_aokvqa, load_csqa, load_fvqa, load_fvqa_kb_facts, load_lxmert, load_vqa
+from ravlm_graph.types import Entity, Fact, VQARecord, canonical_relation, normalize_concept
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "vqa"
 FVQA_Q = FIX / "fvqa_train_split0_questions.json"
@@ -93,8 +79,8 @@ def test_record_is_immutable_and_validated():
         r.answer_scores["cow"] = 1.0  # type: ignore[index]
     with pytest.raises(ValueError, match=r"x record '1': expected correct_choice in 0..1, found 2"):
         VQARecord(qid="1", question="q?", dataset="x", split="train", choices=("a", "b"), correct_choice=2)
-    with pytest.raises(ValueError, match="origin in"):
-        Entity("dog", "caption")
+    with pytest.raises(ValueError, match="expected one of"):
+        Entity("dog", 1.0, "caption")
 
 
 def test_load_image(tmp_path):
@@ -172,7 +158,7 @@ def test_load_fvqa_given_entities_are_deterministic():
     pool = {r.extra["visual_concept"] for r in recs}
     assert pool == {"lipstick", "whale", "banana", "person", "cheese", "goldfish", "snow", "clock"}
     for r in recs:
-        names = [e.name for e in r.entities]
+        names = [e.concept for e in r.entities]
         assert all(e.origin == "image" for e in r.entities)
         assert len(names) == 5 and len(set(names)) == 5
         gold = r.extra["visual_concept"]
@@ -184,20 +170,20 @@ def test_load_fvqa_given_entities_are_deterministic():
     other_seed = load_fvqa(FVQA_Q, FVQA_T, distractors=4, seed=1)
     assert [r.entities for r in other_seed] != [r.entities for r in recs]
     # The gold concept is not always in the same slot.
-    assert len({[e.name for e in r.entities].index(r.extra["visual_concept"]) for r in recs}) > 1
+    assert len({[e.concept for e in r.entities].index(r.extra["visual_concept"]) for r in recs}) > 1
 
 
 def test_load_fvqa_distractors_from_vocab_and_zero():
     vocab = ["Apple", "banana", "lipstick", "color lip", "Fire Truck"]
     r = load_fvqa(FVQA_Q, FVQA_T, distractors=2, concept_vocab=vocab)[1]
-    names = [e.name for e in r.entities]
+    names = [e.concept for e in r.entities]
     assert len(names) == 3 and "lipstick" in names
     assert set(names) - {"lipstick"} <= {"apple", "banana", "fire_truck"}
     # More distractors asked than available: all of them.
     r = load_fvqa(FVQA_Q, FVQA_T, distractors=10, concept_vocab=vocab)[1]
-    assert sorted(e.name for e in r.entities) == ["apple", "banana", "fire_truck", "lipstick"]
+    assert sorted(e.concept for e in r.entities) == ["apple", "banana", "fire_truck", "lipstick"]
     r = load_fvqa(FVQA_Q, FVQA_T, distractors=0)[1]
-    assert r.entities == (Entity("lipstick", "image"),)
+    assert r.entities == (Entity("lipstick", 1.0, "image"),)
 
 
 def test_load_fvqa_subset_mapping_file_objects_and_images(tmp_path):
@@ -406,7 +392,7 @@ def test_load_csqa_real_records():
     assert r.correct_choice == 1 and r.answers == ("populated areas",)
     assert r.answer_concepts == ("populated_areas",)
     assert r.question_concept == "people"
-    assert r.entities == (Entity("people", "question"),)
+    assert r.entities == (Entity("people", 1.0, "question"),)
     assert r.image_path is None and r.image_id is None
     v = load_csqa(CSQA_VALID)[0]
     assert v.split == "valid"

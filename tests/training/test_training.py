@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ravlm_graph.checkpoint import CheckpointError, read_config, read_weights
-from ravlm_graph.training import TrainConfig, train
+from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights
+from ravlm_graph.training.loop import TrainConfig, train
 
 from .toy import ToyModel, collate, toy_data
 
