@@ -11,7 +11,8 @@ from torch import nn  # noqa: E402
 
 from ravlm_graph.nn.fusion.classic import ClassicFusion
 from ravlm_graph.nn.fusion.pointer import CopyGate, CopyGateOutput, PointerHead
-from ravlm_graph.nn.fusion.base import FusionConfig, GraphTokens, build_fusion
+from ravlm_graph.nn.fusion import build_fusion
+from ravlm_graph.nn.fusion.base import FusionConfig, GraphTokens
 from ravlm_graph.nn.fusion.xattn import GatedCrossAttentionAdapter
 from ravlm_graph.nn.fusion.graph_tokens import GraphTokenFusion, GraphTokenProjector, InjectedGraphTokens, inject_graph_tokens
 

@@ -15,9 +15,9 @@ import sys
 # Modules that contribute sub-commands (each defines ``register(subparsers)``,
 # which adds parsers whose ``func(args) -> int`` runs the command).
 COMMAND_MODULES = (
-    "ravlm_graph.datasets.commands",
-    "ravlm_graph.retrieval_commands",
-    "ravlm_graph.commands",
+    "ravlm_graph.cli.data",
+    "ravlm_graph.cli.retrieve",
+    "ravlm_graph.cli.engine",
 )
 
 

@@ -1,1 +1,1 @@
-"""TODO"""
+"""Models, one folder each (configuration / modeling / processing)."""

@@ -1,1 +1,1 @@
-"""TODO"""
+"""Small shared helpers: config validation, checkpoints, atomic writes."""

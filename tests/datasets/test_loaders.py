@@ -191,7 +191,7 @@ def test_load_fvqa_subset_mapping_file_objects_and_images(tmp_path):
     recs = load_fvqa({"273": qs["273"]}, {"273": ts["273"]}, images_root=tmp_path)
     assert len(recs) == 1 and recs[0].split == "unknown"
     assert recs[0].facts == (Fact("lipstick", "AtLocation", "makeup_cabinet"),)
-    assert recs[0].entities == (Entity("lipstick", "image"),)  # no other concept to draw from
+    assert recs[0].entities == (Entity("lipstick", 1.0, "image"),)  # no other concept to draw from
     assert recs[0].image_path == tmp_path / "ILSVRC2012_test_00000444.JPEG"
     with pytest.raises(FileNotFoundError, match="fvqa record '273': image file not found"):
         recs[0].load_image()

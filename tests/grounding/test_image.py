@@ -184,7 +184,7 @@ def tiny_kg():
 
 
 def test_import_is_cheap():
-    code = ("import sys, ravlm_graph.grounding.image; "
+    code = ("import sys, ravlm_graph.grounding.images; "
             "print(sorted(m for m in ('torch', 'transformers', 'PIL') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
