@@ -23,6 +23,15 @@ from typing import Any, Sequence
 from ravlm_graph.utils.checkpoint import CheckpointError
 from ravlm_graph.types import Entity
 from ravlm_graph.kg import open_kg
+from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder
+from ravlm_graph.retrieval.config import RetrievalConfig
+from ravlm_graph.models.knowledge_vqa.modeling import KnowledgeVQAModel
+from ravlm_graph.retrieval.retriever import SubgraphRetriever
+from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
+from ravlm_graph.grounding.images import load_image
+from ravlm_graph.models.knowledge_vqa.modeling import answer_distribution
+from ravlm_graph.models.knowledge_vqa.processing import collate
+from ravlm_graph.types import Fact
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +143,6 @@ class KnowledgeVQA:
         self.kg = kg
         self.retriever = retriever
         self.detector = detector
-        from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder
 
         self.features = FeatureBuilder(model.config, model.tokenizer, retriever if model.config.uses_graph else None,
                                        budget=engine_config.budget)
@@ -154,9 +162,6 @@ class KnowledgeVQA:
         Raises:
             CheckpointError: missing or mismatched files, another format version, pickled weights.
         """
-        from ravlm_graph.retrieval.config import RetrievalConfig
-        from ravlm_graph.models.knowledge_vqa.modeling import KnowledgeVQAModel
-        from ravlm_graph.retrieval.retriever import SubgraphRetriever
 
         path = Path(path)
         ep = path / ENGINE_FILE
@@ -182,7 +187,6 @@ class KnowledgeVQA:
             retriever = SubgraphRetriever(kg, RetrievalConfig.from_dict(ecfg.retrieval) if ecfg.retrieval else None)
         det = None
         if detector and ecfg.detector:
-            from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
 
             dp = path / ecfg.detector
             if not dp.exists():
@@ -221,9 +225,6 @@ class KnowledgeVQA:
         """
         import torch
 
-        from ravlm_graph.grounding.images import load_image
-        from ravlm_graph.models.knowledge_vqa.modeling import answer_distribution
-        from ravlm_graph.models.knowledge_vqa.processing import collate
 
         if len(images) != len(questions):
             raise ValueError(f"answer_batch: {len(images)} images but {len(questions)} questions")
@@ -279,7 +280,6 @@ class KnowledgeVQA:
 
         Returns a dict with ``text``, ``entities`` and ``facts``.
         """
-        from ravlm_graph.grounding.images import load_image
 
         im = load_image(image)
         ents = self.detect([im])[0]
@@ -289,7 +289,6 @@ class KnowledgeVQA:
         text = "I see " + _join([_a(n) for n in names]) + "."
         facts: list[str] = []
         if self.kg is not None:
-            from ravlm_graph.types import Fact
 
             for e in ents:
                 rows = [r for r in self.kg.neighbors(e.concept) if r.relation in

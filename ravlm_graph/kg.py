@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from kg_ingest import KnowledgeGraph, load_default
 
 
 
 def open_kg(spec: str, cache_root: str | os.PathLike | None = None):
     """A KG from an engine spec: ``bundled:cn100k[+fvqa]`` or a store folder."""
-    from kg_ingest import KnowledgeGraph, load_default
 
     if spec.startswith("bundled:"):
         name = spec.split(":", 1)[1]

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from kg_ingest import load_default
+from kg_ingest import KnowledgeGraph
+from ravlm_graph.datasets.builtin import BuildConfig, build_builtin
+from ravlm_graph.datasets.builtin import read_manifest
+from ravlm_graph.datasets.builtin import package_emoji_assets
 
 __all__ = ["register"]
 
 
 def _load_kg(path):
     if path is None:
-        from kg_ingest import load_default
 
         return load_default(with_fvqa=True)
-    from kg_ingest import KnowledgeGraph
 
     return KnowledgeGraph.load(path)
 
 
 def _build(args: argparse.Namespace) -> int:
-    from ravlm_graph.datasets.builtin import BuildConfig, build_builtin
 
     cfg = BuildConfig(seed=args.seed, train=args.train, val=args.val if args.val is not None else args.test,
                       test=args.test, image_size=args.image_size, train_style=args.train_style)
@@ -30,7 +32,6 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from ravlm_graph.datasets.builtin import read_manifest
 
     m = read_manifest(args.dir)
     print(f"{args.dir}: {m.get('name')} (builder {m.get('builder_version')}, seed {m.get('seed')})")
@@ -50,7 +51,6 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from ravlm_graph.datasets.builtin import BuildConfig, package_emoji_assets
 
     entries, skipped = package_emoji_assets(args.src, args.out, kg=_load_kg(args.kg), config=BuildConfig(),
                                             progress=not args.no_progress)

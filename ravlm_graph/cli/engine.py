@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from ravlm_graph.recipes import load_recipe, train_recipe
+from ravlm_graph.types import Entity
+from ravlm_graph.engine import KnowledgeVQA
+import shutil
+from pathlib import Path
+from ravlm_graph.evaluation.bench import bench_builtin, results_table
+from ravlm_graph.evaluation.bench import bench_fvqa
+from ravlm_graph.evaluation.bench import DEFAULT_BUDGETS
+from ravlm_graph.evaluation.ablation import ablation_table, run_ablation
 
 
 BUDGETS_HELP = "node budgets of the coverage-vs-budget curve (default 16 32 64 96 128 192; none: skip)"
@@ -78,7 +87,6 @@ def register(sub) -> None:
 
 
 def _train(args) -> int:
-    from ravlm_graph.recipes import load_recipe, train_recipe
 
     rec = load_recipe(args.recipe)
     if args.out:
@@ -94,8 +102,6 @@ def _train(args) -> int:
 
 
 def _answer(args) -> int:
-    from ravlm_graph.types import Entity
-    from ravlm_graph.engine import KnowledgeVQA
 
     engine = KnowledgeVQA.from_pretrained(args.model, kg=args.kg, detector=args.entities is None,
                                           kg_cache=args.kg_cache)
@@ -111,12 +117,9 @@ def _answer(args) -> int:
 
 
 def _export(args) -> int:
-    import shutil
-    from pathlib import Path
 
     import torch
 
-    from ravlm_graph.engine import KnowledgeVQA
 
     engine = KnowledgeVQA.from_pretrained(args.engine, kg=None)
     out = engine.save_pretrained(args.out, dtype=torch.float16 if args.fp16 else None)
@@ -128,7 +131,6 @@ def _export(args) -> int:
 
 
 def _bench_builtin(args) -> int:
-    from ravlm_graph.evaluation.bench import bench_builtin, results_table
 
     if args.ablate:
         return _ablate(args)
@@ -145,7 +147,6 @@ def _bench_builtin(args) -> int:
 
 
 def _bench_fvqa(args) -> int:
-    from ravlm_graph.evaluation.bench import bench_fvqa, results_table
 
     res = bench_fvqa(args.model, args.questions, args.facts, args.out, limit=args.limit, kg=args.kg,
                      kg_cache=args.kg_cache, budgets=_budgets(args))
@@ -154,7 +155,6 @@ def _bench_fvqa(args) -> int:
 
 
 def _budgets(args):
-    from ravlm_graph.evaluation.bench import DEFAULT_BUDGETS
 
     if args.budgets is None:
         return DEFAULT_BUDGETS
@@ -164,10 +164,7 @@ def _budgets(args):
 
 
 def _ablate(args) -> int:
-    from pathlib import Path
 
-    from ravlm_graph.evaluation.ablation import ablation_table, run_ablation
-    from ravlm_graph.recipes import load_recipe
 
     recipe_path = args.recipe
     if recipe_path is None:

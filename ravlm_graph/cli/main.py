@@ -1,8 +1,8 @@
 """``ravlm``: the engine's command line.
 
-Each command group lives in its own module exposing ``register(subparsers)``;
-the module is imported only when the CLI starts, and a command's heavy imports
-happen inside its handler.
+Each command group lives in its own module exposing ``register(subparsers)``. Only the
+module of the command being run is imported (``ravlm retrieve`` never loads the model
+code); ``ravlm --help`` imports them all to list every command.
 """
 
 from __future__ import annotations
@@ -12,20 +12,26 @@ import importlib
 import logging
 import sys
 
-# Modules that contribute sub-commands (each defines ``register(subparsers)``,
-# which adds parsers whose ``func(args) -> int`` runs the command).
-COMMAND_MODULES = (
-    "ravlm_graph.cli.data",
-    "ravlm_graph.cli.retrieve",
-    "ravlm_graph.cli.engine",
-)
+# Command -> the module that registers it (``register(subparsers)`` adds parsers whose
+# ``func(args) -> int`` runs the command).
+COMMANDS = {
+    "data": "ravlm_graph.cli.data",
+    "ground": "ravlm_graph.cli.retrieve",
+    "retrieve": "ravlm_graph.cli.retrieve",
+    "train": "ravlm_graph.cli.engine",
+    "answer": "ravlm_graph.cli.engine",
+    "export": "ravlm_graph.cli.engine",
+    "bench": "ravlm_graph.cli.engine",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of one command (its module only), or of all when ``command`` is None."""
     p = argparse.ArgumentParser(prog="ravlm", description="Knowledge-graph-grounded VQA engine.")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in COMMAND_MODULES:
+    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as e:
@@ -40,12 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     rest = [a for a in argv if a not in ("-v", "--verbose")]
     if rest[:2] == ["bench", "csqa"]:
-        # Its options live with the model (ravlm_graph.csqa), which needs torch at import:
-        # parsed there, so that other commands start without importing torch.
-        from ravlm_graph.cli.csqa import main as csqa_main
-
-        return csqa_main(rest[2:], prog="ravlm bench csqa")
-    args = build_parser().parse_args(argv)
+        # Its options are defined beside the CommonsenseQA runner (ravlm_graph.cli.csqa).
+        csqa = importlib.import_module("ravlm_graph.cli.csqa")
+        return csqa.main(rest[2:], prog="ravlm bench csqa")
+    command = next((a for a in rest if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

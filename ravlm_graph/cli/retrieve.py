@@ -14,12 +14,17 @@ import json
 import sys
 
 from ravlm_graph.retrieval.config import RETRIEVAL_METHODS
+from kg_ingest import KnowledgeGraph, load_default
+from ravlm_graph.grounding.text import TextGrounder
+from ravlm_graph.retrieval.config import RetrievalConfig
+from ravlm_graph.types import Entity
+from ravlm_graph.types import ORIGIN_CODES
+from ravlm_graph.retrieval.retriever import SubgraphRetriever
 
 __all__ = ["register"]
 
 
 def _load_kg(path: str | None):
-    from kg_ingest import KnowledgeGraph, load_default
 
     return KnowledgeGraph.load(path) if path else load_default(with_fvqa=True)
 
@@ -30,7 +35,6 @@ def _entity_json(e) -> dict:
 
 
 def cmd_ground(args: argparse.Namespace) -> int:
-    from ravlm_graph.grounding.text import TextGrounder
 
     res = TextGrounder(_load_kg(args.kg)).ground(args.text)
     if args.json:
@@ -45,10 +49,6 @@ def cmd_ground(args: argparse.Namespace) -> int:
 
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
-    from ravlm_graph.retrieval.config import RetrievalConfig
-    from ravlm_graph.types import Entity
-    from ravlm_graph.types import ORIGIN_CODES
-    from ravlm_graph.retrieval.retriever import SubgraphRetriever
 
     if not args.question and not args.entities:
         raise ValueError("retrieve: expected --question TEXT and/or --entities a,b, found neither")

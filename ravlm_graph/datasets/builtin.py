@@ -44,6 +44,8 @@ from ravlm_graph.types import Entity, Fact, VQARecord
 from ravlm_graph.grounding.layouts import LAYOUTS
 from ravlm_graph.datasets.scenes import STYLE_DIRS, SpriteCache, place_objects, random_background, render_scene
 from ravlm_graph.datasets.templates import QUESTION_RELATIONS, SLOT_PHRASES, TEMPLATES, is_nameable, render_question
+from kg_ingest import load_default
+import shutil
 
 logger = logging.getLogger(__name__)
 
@@ -489,7 +491,6 @@ def build_builtin(out: str | os.PathLike, *, kg=None, emoji_root: str | os.PathL
 
     cfg = config or BuildConfig()
     if kg is None:
-        from kg_ingest import load_default
 
         kg = load_default(with_fvqa=True)
     root = Path(emoji_root) if emoji_root is not None else default_emoji_root()
@@ -560,11 +561,9 @@ def package_emoji_assets(src_root: str | os.PathLike, dst_root: str | os.PathLik
     Returns:
         ``(kept_entries, skipped)``.
     """
-    import shutil
 
     cfg = config or BuildConfig()
     if kg is None:
-        from kg_ingest import load_default
 
         kg = load_default(with_fvqa=True)
     src, dst = Path(src_root), Path(dst_root)

@@ -24,12 +24,17 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from ravlm_graph.recipes import builtin_entities, fvqa_entities
+from ravlm_graph.recipes import record_image
+from ravlm_graph.types import Entity
+from ravlm_graph.datasets import load_builtin
+from ravlm_graph.engine import KnowledgeVQA
+from ravlm_graph.datasets import load_fvqa
 
 log = logging.getLogger(__name__)
 
 
 def _entity_fn(dataset: str, use_detector: bool):
-    from ravlm_graph.recipes import builtin_entities, fvqa_entities
 
     if dataset == "fvqa":
         return fvqa_entities
@@ -41,7 +46,6 @@ def run_split(engine, records: Sequence[Any], entity_fn: Callable | None, batch_
     """Answer every record; returns (metrics, per-question rows)."""
     from tqdm import tqdm
 
-    from ravlm_graph.recipes import record_image
 
     rows = []
     per_rel: dict[str, list[int]] = defaultdict(list)
@@ -90,7 +94,6 @@ def coverage_by_budget(retriever, rows: Sequence[dict], budgets: Sequence[int] =
     """
     from tqdm import tqdm
 
-    from ravlm_graph.types import Entity
 
     out = {}
     for b in tqdm(budgets, desc="coverage by budget", disable=not progress, leave=False):
@@ -181,8 +184,6 @@ def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, dat
     """Evaluate an engine on the built-in benchmark's test splits (``kg``: a store folder
     to use instead of the engine's own KG; ``budgets``: node budgets of the coverage curve,
     None or empty for none)."""
-    from ravlm_graph.datasets import load_builtin
-    from ravlm_graph.engine import KnowledgeVQA
 
     engine = KnowledgeVQA.from_pretrained(model, kg=kg, detector=use_detector, kg_cache=kg_cache)
     if use_detector and engine.detector is None:
@@ -211,8 +212,6 @@ def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | No
                progress: bool = True, kg_cache: str | None = "stores", kg: str | None = None,
                budgets: Sequence[int] | None = DEFAULT_BUDGETS) -> dict:
     """Evaluate on FVQA questions in given-entities mode (visual concept + distractors as image entities)."""
-    from ravlm_graph.datasets import load_fvqa
-    from ravlm_graph.engine import KnowledgeVQA
 
     engine = KnowledgeVQA.from_pretrained(model, kg=kg, detector=False, kg_cache=kg_cache)
     recs = [r for r in load_fvqa(questions, facts) if r.answer_concepts]

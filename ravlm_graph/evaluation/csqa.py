@@ -59,6 +59,13 @@ from torch import nn
 from ravlm_graph.models.csqa.configuration import CSQAConfig, VARIANTS
 from ravlm_graph.models.csqa.modeling import ChoiceScorer
 from ravlm_graph.models.csqa.processing import GraphFeatures, TextFeatures, _collate_graphs, _num_choices, _ranges, build_graph_features, build_text_features
+from ravlm_graph.datasets.loaders import load_csqa
+from ravlm_graph.kg import open_kg
+from ravlm_graph.retrieval.embeddings import TextEncoder
+from ravlm_graph.retrieval.config import RetrievalConfig
+from ravlm_graph.retrieval.embeddings import NodeEmbeddings
+from ravlm_graph.grounding.text import TextGrounder
+from ravlm_graph.retrieval.retriever import SubgraphRetriever
 
 if TYPE_CHECKING:  # pragma: no cover
     from kg_ingest import KnowledgeGraph
@@ -81,7 +88,6 @@ def load_questions(path: str | os.PathLike, *, limit: int | None = None, what: s
         ValueError: malformed records (from :func:`~ravlm_graph.datasets.loaders.load_csqa`),
             or no record with an answer key.
     """
-    from ravlm_graph.datasets.loaders import load_csqa
 
     p = Path(path)
     if not p.is_file():
@@ -201,7 +207,6 @@ def train_variant(variant: str, train: _Split, val: _Split | None, config: CSQAC
 
 def _open_kg(kg, kg_cache):
     if isinstance(kg, str):
-        from ravlm_graph.kg import open_kg
 
         return open_kg(kg, cache_root=kg_cache)
     return kg
@@ -299,7 +304,6 @@ def run_csqa(train_path: str | os.PathLike, dev_path: str | os.PathLike, out_dir
     out.mkdir(parents=True, exist_ok=True)
 
     if encoder is None:
-        from ravlm_graph.retrieval.embeddings import TextEncoder
 
         encoder = TextEncoder.from_package()
     c = max(_num_choices(train_recs), _num_choices(dev_recs))
@@ -321,10 +325,6 @@ def run_csqa(train_path: str | os.PathLike, dev_path: str | os.PathLike, out_dir
     node_table = None
     train_rows = dev_rows = None
     if "kg" in variants:
-        from ravlm_graph.retrieval.config import RetrievalConfig
-        from ravlm_graph.retrieval.embeddings import NodeEmbeddings
-        from ravlm_graph.grounding.text import TextGrounder
-        from ravlm_graph.retrieval.retriever import SubgraphRetriever
 
         t0 = time.perf_counter()
         store = _open_kg(kg, kg_cache)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+import unicodedata
 
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,7 +41,6 @@ _EDGE_PUNCT = " \t\n.,;:!?\"'()[]{}"
 
 
 def _normalise_label(label: str) -> str:
-    import unicodedata
 
     t = unicodedata.normalize("NFC", label).strip().strip(_EDGE_PUNCT)
     t = _SEPARATORS.sub(" ", t).strip().lower()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 from ravlm_graph.utils.config import _check_range, _from_dict
+from dataclasses import replace
 
 
 #: Pruning methods of :class:`RetrievalConfig`.
@@ -87,6 +88,5 @@ class RetrievalConfig:
 
     def replace(self, **changes: Any) -> "RetrievalConfig":
         """A copy with some fields changed (validated again)."""
-        from dataclasses import replace
 
         return replace(self, **changes)

@@ -41,6 +41,9 @@ from ravlm_graph.retrieval.config import RetrievalConfig
 from ravlm_graph.types import Entity
 from ravlm_graph.retrieval.scoring import _minmax, _ranges, personalized_pagerank
 from ravlm_graph.retrieval.subgraph import Subgraph, _ORIGIN_BIT
+from ravlm_graph.retrieval.embeddings import NodeEmbeddings
+from ravlm_graph.grounding.text import TextGrounder
+from ravlm_graph.retrieval.config import RETRIEVAL_METHODS
 
 if TYPE_CHECKING:  # pragma: no cover
     from kg_ingest import KnowledgeGraph
@@ -102,7 +105,6 @@ class SubgraphRetriever:
     @property
     def embeddings(self) -> "NodeEmbeddings":
         if self._embeddings is None:
-            from ravlm_graph.retrieval.embeddings import NodeEmbeddings
 
             self._embeddings = NodeEmbeddings(self.kg, self._encoder)
         return self._embeddings
@@ -116,7 +118,6 @@ class SubgraphRetriever:
     @property
     def grounder(self) -> "TextGrounder":
         if self._grounder is None:
-            from ravlm_graph.grounding.text import TextGrounder
 
             self._grounder = TextGrounder(self.kg)
         return self._grounder
@@ -325,7 +326,6 @@ class SubgraphRetriever:
         method = cfg.method if method is None else method
         if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0:
             raise ValueError(f"retrieve: expected a budget >= 0 nodes, found {budget!r}")
-        from ravlm_graph.retrieval.config import RETRIEVAL_METHODS
 
         if method not in RETRIEVAL_METHODS:
             raise ValueError(f"retrieve: expected method in {RETRIEVAL_METHODS}, found {method!r}")

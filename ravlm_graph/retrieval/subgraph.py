@@ -38,6 +38,8 @@ from torch_geometric.data import Data
 
 from ravlm_graph.types import Entity
 from ravlm_graph.types import ORIGIN_CODES
+from ravlm_graph.types import Fact
+from kg_ingest import normalize_concept
 
 if TYPE_CHECKING:  # pragma: no cover
 
@@ -159,7 +161,6 @@ class Subgraph(Data):
 
     # ------------------------------------------------------------- reading
     def _fact(self, e: int):
-        from ravlm_graph.types import Fact
 
         s, d = self.edge_index[:, e].tolist()
         return Fact(self.node_names[s], self.relation_names[int(self.edge_type[e])], self.node_names[d])
@@ -180,7 +181,6 @@ class Subgraph(Data):
 
     def index_of(self, concept: str) -> int:
         """Local index of a node by name (KeyError when absent)."""
-        from kg_ingest import normalize_concept
 
         for name in (concept, normalize_concept(concept)):
             try:

@@ -23,6 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from ravlm_graph.utils.checkpoint import read_weights
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +295,6 @@ def _check_same_model(path: Path, model) -> None:
 def _resume(path: Path, model, opt, sched, gen):
     import torch
 
-    from ravlm_graph.utils.checkpoint import read_weights
 
     read_weights(path, model)
     # weights_only: tensors and plain containers only, no arbitrary unpickling.

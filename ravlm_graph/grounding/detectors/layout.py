@@ -21,6 +21,8 @@ from ravlm_graph.grounding.detectors.base import ImageEntityDetector
 from ravlm_graph.grounding.detectors.tagger import TaggerConfig, TrainableTagger
 from ravlm_graph.grounding.images import load_image
 from ravlm_graph.types import Entity
+from ravlm_graph.grounding.layouts import LAYOUTS
+from ravlm_graph.grounding.layouts import layout_cells
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +31,11 @@ DETECTOR_FILE = "layout_detector.json"
 
 
 def default_layouts() -> list[tuple[str, ...]]:
-    from ravlm_graph.grounding.layouts import LAYOUTS
 
     return [slots for n in sorted(LAYOUTS) for slots in LAYOUTS[n]]
 
 
 def _cells(slots: Sequence[str], w: int, h: int):
-    from ravlm_graph.grounding.layouts import layout_cells
 
     return layout_cells(tuple(slots), w, h)
 

@@ -45,6 +45,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from ravlm_graph.retrieval.config import RETRIEVAL_METHODS
+from ravlm_graph.nn.gnn import GNN_KINDS
 
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -115,8 +117,6 @@ class CSQAConfig:
             raise ValueError(f"{o}.lr: expected a number > 0, found {self.lr!r}")
         if self.weight_decay < 0:
             raise ValueError(f"{o}.weight_decay: expected a number >= 0, found {self.weight_decay!r}")
-        from ravlm_graph.retrieval.config import RETRIEVAL_METHODS
-        from ravlm_graph.nn.gnn import GNN_KINDS
 
         if self.method not in RETRIEVAL_METHODS:
             raise ValueError(f"{o}.method: expected one of {RETRIEVAL_METHODS}, found {self.method!r}")

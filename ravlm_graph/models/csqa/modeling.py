@@ -51,6 +51,7 @@ from torch import nn
 from ravlm_graph.models.csqa.configuration import ORIGIN_BOTH, ORIGIN_CHOICE
 from ravlm_graph.models.csqa.configuration import CSQAConfig, _NUM_ORIGINS
 from ravlm_graph.models.csqa.processing import _GraphBatch
+from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
 
 if TYPE_CHECKING:  # pragma: no cover
 
@@ -77,7 +78,6 @@ class ChoiceScorer(nn.Module):
         self.use_kg = num_relations is not None
         in_dim = 3 * self.text_dim
         if self.use_kg:
-            from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
 
             h = config.gnn_hidden
             self.gnn = GraphEncoder(GNNConfig(kind=config.gnn_kind, in_dim=self.text_dim, hidden_dim=h,

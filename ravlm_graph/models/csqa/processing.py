@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from ravlm_graph.models.csqa.configuration import ORIGIN_BOTH, ORIGIN_CHOICE, ORIGIN_CONTEXT, ORIGIN_QUESTION
 from ravlm_graph.models.csqa.configuration import CSQAConfig
+from ravlm_graph.types import Entity
 
 if TYPE_CHECKING:  # pragma: no cover
     from kg_ingest import KnowledgeGraph
@@ -153,7 +154,6 @@ class GraphFeatures:
 
 
 def _question_entities(grounder, record) -> list:
-    from ravlm_graph.types import Entity
 
     ents = {e.concept: e for e in grounder.ground(record.question).entities}
     if record.question_concept:
@@ -162,7 +162,6 @@ def _question_entities(grounder, record) -> list:
 
 
 def _choice_entities(grounder, kg, text: str) -> list:
-    from ravlm_graph.types import Entity
 
     found = list(grounder.ground(text).entities)
     if not found and kg.lookup(text) is not None:  # e.g. a choice the grounder splits oddly

@@ -39,6 +39,14 @@ from torch import nn
 
 from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, write_checkpoint
 from ravlm_graph.models.knowledge_vqa.configuration import FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN, KnowledgeVQAConfig, NUM_ORIGINS
+from ravlm_graph.retrieval.embeddings import minilm_path
+from ravlm_graph.nn.fusion.pointer import CopyGate, PointerHead
+from ravlm_graph.nn.fusion.graph_tokens import GraphTokenProjector
+from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
+from ravlm_graph.nn.fusion.xattn import GatedCrossAttentionAdapter
+from ravlm_graph.nn.fusion.classic import ClassicFusion
+from ravlm_graph.nn.fusion.base import GraphTokens
+from ravlm_graph.nn.fusion.graph_tokens import inject_graph_tokens
 
 
 @dataclass
@@ -108,7 +116,6 @@ def load_text_backbone(spec: str):
     from transformers import AutoModel, AutoTokenizer
 
     if spec == "minilm":
-        from ravlm_graph.retrieval.embeddings import minilm_path
 
         path = str(minilm_path())
     else:
@@ -155,12 +162,9 @@ class KnowledgeVQAModel(nn.Module):
         self.vision = SceneEncoder(config.vision_channels, config.vision_grid, d)
         nd = config.node_dim
         if config.uses_graph:
-            from ravlm_graph.nn.fusion.pointer import CopyGate, PointerHead
-            from ravlm_graph.nn.fusion.graph_tokens import GraphTokenProjector
 
             self.box_proj = nn.Linear(5, nd)
             if config.fusion != "verbalized":
-                from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
 
                 self.gnn = GraphEncoder(GNNConfig(kind=config.gnn_kind, in_dim=nd, hidden_dim=config.gnn_hidden,
                                                   num_layers=config.gnn_layers, num_relations=config.num_relations,
@@ -175,7 +179,6 @@ class KnowledgeVQAModel(nn.Module):
             if config.graph_tokens or config.fusion == "xattn":
                 self.projector = GraphTokenProjector(key_in, d, num_tokens=config.num_graph_tokens)
             if config.fusion == "xattn":
-                from ravlm_graph.nn.fusion.xattn import GatedCrossAttentionAdapter
 
                 heads = trunk.config.num_attention_heads
                 self.xattn = nn.ModuleList(GatedCrossAttentionAdapter(d, d, heads=heads, dropout=config.dropout)
@@ -196,7 +199,6 @@ class KnowledgeVQAModel(nn.Module):
                 self.verify_scale = nn.Parameter(torch.zeros(1))
             self.copy_gate = CopyGate(d)
             if config.classic:
-                from ravlm_graph.nn.fusion.classic import ClassicFusion
 
                 self.classic = ClassicFusion(config.fusion, image_dim=d, text_dim=d, graph_dim=config.gnn_hidden,
                                              out_dim=d)
@@ -309,8 +311,6 @@ class KnowledgeVQAModel(nn.Module):
 
     # ------------------------------------------------------------- forward
     def forward(self, batch: "VQABatch") -> KnowledgeVQAOutput:
-        from ravlm_graph.nn.fusion.base import GraphTokens
-        from ravlm_graph.nn.fusion.graph_tokens import inject_graph_tokens
 
         cfg = self.config
         B = batch.pixel_values.shape[0]
