@@ -86,11 +86,15 @@ def _info(args) -> int:
     print(f"store        {kg.path}")
     print(f"format       {meta.get('format')} v{meta.get('format_version')}")
     src = meta.get("source") or {}
-    if "files" in src:
+    def sha(d):
+        h = d.get("sha256") if isinstance(d, dict) else None
+        return f"sha256 {h[:16]}…" if isinstance(h, str) and h else "sha256 not recorded"
+
+    if isinstance(src, dict) and isinstance(src.get("files"), list):
         for f in src["files"]:
-            print(f"source       {f['path']}  sha256 {str(f.get('sha256'))[:16]}…")
-    elif src:
-        print(f"source       {src.get('path')}  sha256 {str(src.get('sha256'))[:16]}…")
+            print(f"source       {f.get('path') if isinstance(f, dict) else f}  {sha(f)}")
+    elif isinstance(src, dict) and src:
+        print(f"source       {src.get('path')}  {sha(src)}")
     print(f"concepts     {kg.num_nodes:,}")
     print(f"edges        {kg.num_edges:,}")
     print(f"surface text {'yes' if kg.has_surface else 'no'}")
@@ -203,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("file")
     common(r)
     r.add_argument("--format", default=None, help="rdflib format name (default: from the file extension)")
+    r.add_argument("--jsonld-context", default=None, metavar="FILE",
+                   help="local JSON-LD context used for every @context URL or file the input names "
+                        "(nothing is ever fetched)")
 
     v = sub.add_parser("verify", help="check a store: every file's checksum and the structure of its arrays")
     v.add_argument("store")
@@ -257,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                                               min_weight=args.min_weight, strict=args.strict, progress=progress)
         else:
             kg, stats = ingest.ingest_rdf(args.file, args.out, fmt=args.format, relations=rels,
-                                          strict=args.strict, progress=progress)
+                                          strict=args.strict, progress=progress, jsonld_context=args.jsonld_context)
         if not args.quiet:
             print_summary(kg, stats, Path(args.out))
         return 0

@@ -191,14 +191,20 @@ def ingest_rdf(
     language: str = "en",
     strict: bool = False,
     progress: bool = False,
+    jsonld_context: str | os.PathLike | None = None,
 ) -> tuple[KnowledgeGraph, IngestStats]:
-    """Any RDF graph rdflib can parse (N-Triples streamed) -> store."""
+    """Any RDF graph rdflib can parse (N-Triples streamed) -> store.
+
+    Nothing but ``src`` is read and nothing is fetched: a JSON-LD document whose
+    ``@context`` names a URL or file needs ``jsonld_context``, a local context
+    file used in its place.
+    """
     rels = relations or RelationConfig()
     out = _prepare_out(out)
     stats, rs = IngestStats(), ReadStats()
     builder = GraphBuilder(rels, stats=stats)
     with _progress(rs, stats, progress, "rdf") as tick:
-        for batch in iter_rdf(src, fmt, stats, rs, strict=strict, on_block=tick):
+        for batch in iter_rdf(src, fmt, stats, rs, strict=strict, on_block=tick, jsonld_context=jsonld_context):
             builder.add_batch(batch)
     meta = _source_meta(src, "rdf", rs, {"language": language,
                                          "ingest_config": {"kind": "rdf", "format": fmt,
