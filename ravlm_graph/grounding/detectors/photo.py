@@ -255,6 +255,20 @@ class PhotoDetector(ImageEntityDetector):
         self._tagger = None
         self._mappers: dict[str, LabelMapper] = {}
 
+    #: The settings class an engine's JSON is read into.
+    config_class = PhotoDetectorConfig
+
+    @classmethod
+    def from_config(cls, config: PhotoDetectorConfig | Mapping[str, Any] | None = None, kg: Any = None,
+                    **kwargs: Any) -> "PhotoDetector":
+        """A detector from its settings as a config or a plain dict (e.g. read from ``engine.json``)."""
+        if config is None or isinstance(config, PhotoDetectorConfig):
+            return cls(config, kg=kg, **kwargs)
+        if not isinstance(config, Mapping):
+            raise TypeError(f"PhotoDetector.from_config: expected a PhotoDetectorConfig or a dict, "
+                            f"found {type(config).__name__}")
+        return cls(PhotoDetectorConfig.from_dict(config), kg=kg, **kwargs)
+
     def __repr__(self) -> str:
         c = self.config
         parts = [p for p, on in (("boxes", c.boxes), ("tags", c.tags), ("box_tags", c.boxes and c.box_tags)) if on]

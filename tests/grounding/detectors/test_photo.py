@@ -64,6 +64,14 @@ def test_config_round_trip_and_errors():
         PhotoDetectorConfig(ssd_graph="a.pb")
 
 
+def test_from_config_reads_a_json_dict():
+    det = PhotoDetector.from_config({"boxes": True, "tags": False, "box_threshold": 0.6})
+    assert det.config == PhotoDetectorConfig(tags=False, box_threshold=0.6) and det.kg is None
+    assert repr(det) == "PhotoDetector(parts=boxes+box_tags, kg=no)"
+    with pytest.raises(TypeError, match="expected a PhotoDetectorConfig or a dict, found list"):
+        PhotoDetector.from_config([("boxes", True)])
+
+
 def test_missing_packages_name_the_extra(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
