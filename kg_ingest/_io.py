@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Union
 PathOrFile = Union[str, os.PathLike, BinaryIO]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 BLOCK_SIZE = 1 << 23  # 8 MiB of decompressed text per block
 _RAW_READ = 1 << 20
 
@@ -37,6 +38,28 @@ class ReadStats:
     text_bytes: int = 0  # bytes of text handed out
     total_raw: int | None = None  # file size when known
     sha256: str | None = None  # hash of the raw bytes, set when fully read
+
+
+def read_regular_file(path: str | os.PathLike, max_bytes: int, what: str) -> bytes:
+    """A small input file read whole: only a regular file (never waits on a FIFO), size checked first."""
+    import stat
+
+    p = os.fspath(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(p, flags)
+    except OSError as e:
+        raise InputError(f"{p}: cannot open the {what}: {e.strerror or e}") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{p}: the {what} must be a regular file")
+        if st.st_size > max_bytes:
+            raise InputError(f"{p}: the {what} is {st.st_size} bytes, more than {max_bytes}")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(max_bytes + 1)[:max_bytes]
+    finally:
+        os.close(fd)
 
 
 def source_name(src: PathOrFile) -> str:
@@ -279,9 +302,11 @@ def _in_thread(produce: Callable[[], Iterator[Any]]) -> Iterator[Any]:
 
 
 def iter_lines(src: PathOrFile, stats: ReadStats | None = None) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(line_number, line_bytes)`` (1-based, without the newline)."""
+    """Yield ``(line_number, line_bytes)`` (1-based, without the newline; a UTF-8 BOM at the start removed)."""
     lineno = 0
     for block in iter_blocks(src, stats, threaded=False):
+        if lineno == 0 and block.startswith(UTF8_BOM):
+            block = block[len(UTF8_BOM):]
         lines = block.split(b"\n")
         if block.endswith(b"\n"):
             lines.pop()

@@ -10,13 +10,17 @@ normalisation) are dropped. Edges below ``min_weight`` are dropped.
 
 from __future__ import annotations
 
+import re
 from array import array
 from typing import Iterable
 
 import numpy as np
 
 from .records import Assertion, IngestStats
-from .relations import INVERSE_SUFFIX, RelationConfig
+from .relations import INVERSE_SUFFIX, RelationConfig, canonical_relation
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class GraphBuilder:
@@ -43,6 +47,16 @@ class GraphBuilder:
         self._rel = array("h")
         self._w = array("f")
         self._surface: list[str | None] = []
+        self._dropped: dict[str, int] = {}
+
+    @property
+    def dropped_relations(self) -> dict[str, int]:
+        """Records dropped by the relation config, per input relation (canonical name), most first."""
+        out: dict[str, int] = {}
+        for r, c in self._dropped.items():
+            k = canonical_relation(r)
+            out[k] = out.get(k, 0) + c
+        return dict(sorted(out.items(), key=lambda t: (-t[1], t[0])))
 
     def _resolve(self, relation: str):
         r = self.relations.resolve(relation)
@@ -73,6 +87,7 @@ class GraphBuilder:
         min_w = self.min_weight
         kept = 0
         n_rel_drop = n_weight = n_loop = 0
+        dropped = self._dropped
         for rec in records:
             relation, head, tail, weight, surface = rec[0], rec[1], rec[2], rec[3], rec[4]
             slot = cache.get(relation, False)
@@ -80,6 +95,7 @@ class GraphBuilder:
                 slot = self._resolve(relation)
             if slot is None:
                 n_rel_drop += 1
+                dropped[relation] = dropped.get(relation, 0) + 1
                 continue
             if weight < min_w:
                 n_weight += 1
@@ -117,6 +133,12 @@ class GraphBuilder:
 
         names = list(self._vocab)
         n = len(names)
+        # Last line of defence: the parsers reject control characters with the
+        # input line; a name holding one must never reach a store.
+        bad = _CONTROL.search("".join(names)) if n else None
+        if bad is not None:
+            who = next(x for x in names if _CONTROL.search(x))
+            raise ValueError(f"concept name {who!r} holds the control character U+{ord(bad.group()):04X}")
         rel_names = list(self._rel_ids)
         # Concepts sorted by code point (== UTF-8 byte order) so that lookups on a
         # loaded store are binary searches over the memory-mapped name blob.

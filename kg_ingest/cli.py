@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -51,6 +52,13 @@ def print_summary(kg: KnowledgeGraph, stats: IngestStats, out, file=None) -> Non
         w("malformed samples\n")
         for s in stats.malformed_samples:
             w(f"  {s}\n")
+    dropped = kg.meta.get("dropped_relations") or {}
+    if dropped:
+        total = sum(dropped.values())
+        names = ", ".join(f"{r} ({c:,})" for r, c in list(dropped.items())[:8])
+        more = f" and {len(dropped) - 8} more" if len(dropped) > 8 else ""
+        w(f"relations dropped {_fmt_int(total)} records of {len(dropped)} relations not kept by the relation "
+          f"config: {names}{more}\n")
     rc = kg.relation_counts()
     w(f"edges per relation ({len(rc)} relations)\n")
     for i, (r, c) in enumerate(rc.items()):
@@ -78,11 +86,15 @@ def _info(args) -> int:
     print(f"store        {kg.path}")
     print(f"format       {meta.get('format')} v{meta.get('format_version')}")
     src = meta.get("source") or {}
-    if "files" in src:
+    def sha(d):
+        h = d.get("sha256") if isinstance(d, dict) else None
+        return f"sha256 {h[:16]}…" if isinstance(h, str) and h else "sha256 not recorded"
+
+    if isinstance(src, dict) and isinstance(src.get("files"), list):
         for f in src["files"]:
-            print(f"source       {f['path']}  sha256 {str(f.get('sha256'))[:16]}…")
-    elif src:
-        print(f"source       {src.get('path')}  sha256 {str(src.get('sha256'))[:16]}…")
+            print(f"source       {f.get('path') if isinstance(f, dict) else f}  {sha(f)}")
+    elif isinstance(src, dict) and src:
+        print(f"source       {src.get('path')}  {sha(src)}")
     print(f"concepts     {kg.num_nodes:,}")
     print(f"edges        {kg.num_edges:,}")
     print(f"surface text {'yes' if kg.has_surface else 'no'}")
@@ -95,6 +107,17 @@ def _info(args) -> int:
     return 0
 
 
+def _verify(args) -> int:
+    from .store import verify_store
+
+    r = verify_store(args.store, level="quick" if args.quick else "full")
+    what = ("checksums of every file and structure" if r["level"] == "full"
+            else "structure and checksums of the small files")
+    print(f"ok: {r['path']}: {r['num_nodes']:,} concepts, {r['num_edges']:,} edges; {what} verified "
+          f"({r['files']} files, {r['bytes'] / 2**20:.1f} MiB, {r['checksum']}) in {r['seconds']:.3f} s")
+    return 0
+
+
 def _neighbors(args) -> int:
     kg = KnowledgeGraph.load(args.store)
     rows = kg.neighbors(args.concept, relation=args.relation, direction=args.direction)
@@ -104,6 +127,45 @@ def _neighbors(args) -> int:
     if len(rows) > args.limit:
         print(f"... {len(rows) - args.limit} more", file=sys.stderr)
     return 0
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that temporary files are removed on the way out."""
+
+
+def _terminate_as_interrupt():
+    """Install the SIGTERM handler; returns a function that restores the previous one."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    old = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, old)
+
+
+def _store_identity(out):
+    """(device, inode, mtime) of ``out/meta.json``: changes exactly when a new store is swapped in."""
+    if out is None:
+        return None
+    try:
+        st = os.stat(Path(out) / "meta.json")
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
+def _what_happened(out, before) -> str:
+    after = _store_identity(out)
+    if after is not None and after != before:
+        return f"the new store had already been written to {out} (it is complete)"
+    if before is not None:
+        return f"the existing store at {out} was left unchanged"
+    return f"no store was written to {out}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("file")
     common(r)
     r.add_argument("--format", default=None, help="rdflib format name (default: from the file extension)")
+    r.add_argument("--jsonld-context", default=None, metavar="FILE",
+                   help="local JSON-LD context used for every @context URL or file the input names "
+                        "(nothing is ever fetched)")
+
+    v = sub.add_parser("verify", help="check a store: every file's checksum and the structure of its arrays")
+    v.add_argument("store")
+    v.add_argument("--quick", action="store_true", help="hash only the small files (names, relations)")
 
     i = sub.add_parser("info", help="describe a store")
     i.add_argument("store")
@@ -165,11 +234,16 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     from . import ingest
 
+    before = _store_identity(getattr(args, "out", None))
+    restore = lambda: None  # noqa: E731
     try:
         if args.cmd == "info":
             return _info(args)
         if args.cmd == "neighbors":
             return _neighbors(args)
+        if args.cmd == "verify":
+            return _verify(args)
+        restore = _terminate_as_interrupt()
         rels = _relation_config(args)
         progress = not args.no_progress
         if args.cmd == "conceptnet":
@@ -190,25 +264,29 @@ def main(argv: list[str] | None = None) -> int:
                                               min_weight=args.min_weight, strict=args.strict, progress=progress)
         else:
             kg, stats = ingest.ingest_rdf(args.file, args.out, fmt=args.format, relations=rels,
-                                          strict=args.strict, progress=progress)
+                                          strict=args.strict, progress=progress, jsonld_context=args.jsonld_context)
         if not args.quiet:
             print_summary(kg, stats, Path(args.out))
-        if kg.num_edges == 0:
-            print(f"kg-ingest: warning: the store at {args.out} has no edges", file=sys.stderr)
         return 0
     except (InputError, StoreError, ValueError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"kg-ingest: error: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("kg-ingest: interrupted; no store was written or replaced", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        code = 143 if isinstance(e, _Terminated) else 130
+        if args.cmd in ("info", "neighbors", "verify"):
+            print("kg-ingest: interrupted", file=sys.stderr)
+            return code
+        print(f"kg-ingest: interrupted; {_what_happened(args.out, before)}", file=sys.stderr)
+        return code
     except BrokenPipeError:  # e.g. `kg-ingest neighbors ... | head`
         sys.stderr.close()
         return 0
     except OSError as e:
         print(f"kg-ingest: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        restore()
 
 
 if __name__ == "__main__":  # pragma: no cover

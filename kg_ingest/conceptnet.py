@@ -34,6 +34,8 @@ except ImportError:  # pragma: no cover
     _loads = json.loads
     _JSONError = (ValueError,)
 
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_LANG_START = re.compile(rb"[a-z]{2}")
 _LANG_RE = re.compile(r"^[a-z]{2,3}(?:[-_][a-z0-9]+)*$|^mul$")
 
 
@@ -89,13 +91,27 @@ class _LineParser:
             raise InputError(msg)
         self.stats.malformed(reason, msg)
 
-    def concept(self, uri: bytes, lineno: int, which: str):
-        """``/c/en/apple/n/wn/food`` -> ``apple`` (or with suffixes); None when filtered/bad."""
+    def uri_parts(self, uri: bytes, lineno: int, which: str):
+        """``/c/en/apple/n/wn/food`` split in up to 5 parts; None (reported) when the URI is malformed."""
         parts = uri.split(b"/", 4)
-        if len(parts) < 4 or parts[0] or parts[1] != b"c" or not parts[2] or not parts[3]:
+        if (len(parts) < 4 or parts[0] or parts[1] != b"c" or not parts[3]
+                or not 2 <= len(parts[2]) <= _MAX_LANG or not _LANG_START.match(parts[2])):
             self.bad(lineno, "bad URI", f"expected a concept URI like /c/en/apple in the {which} column, "
                                         f"found {uri[:80].decode('utf-8', 'replace')!r}")
             return None
+        c = _CONTROL.search(uri)
+        if c is not None:
+            self.bad(lineno, "control character", f"control character U+{c.group()[0]:04X} in the {which} URI "
+                                                  f"at byte {c.start()}")
+            return None
+        return parts
+
+    def concept(self, uri: bytes, lineno: int, which: str, parts=None):
+        """``/c/en/apple/n/wn/food`` -> ``apple`` (or with suffixes); None when filtered/bad."""
+        if parts is None:
+            parts = self.uri_parts(uri, lineno, which)
+            if parts is None:
+                return None
         lang = parts[2]
         if self.langs is not None and lang not in self.langs:
             self.stats.skipped["language"] += 1
@@ -130,15 +146,27 @@ class _LineParser:
             self.bad(lineno, "bad URI", f"expected a relation URI like /r/IsA in column 2, "
                                         f"found {rel[:80].decode('utf-8', 'replace')!r}")
             return None
+        c = _CONTROL.search(rel)
+        if c is not None:
+            self.bad(lineno, "control character", f"control character U+{c.group()[0]:04X} in the relation URI "
+                                                  f"at byte {c.start()}")
+            return None
         if not start.startswith(b"/c/") or not end.startswith(b"/c/"):
             other = end if start.startswith(b"/c/") else start
             if other.startswith((b"http://", b"https://")):
                 self.stats.skipped["non-concept end"] += 1
                 return None
-        head = self.concept(start, lineno, "start")
+        # Both URIs are checked before the language filter looks at either.
+        sp = self.uri_parts(start, lineno, "start")
+        if sp is None:
+            return None
+        ep = self.uri_parts(end, lineno, "end")
+        if ep is None:
+            return None
+        head = self.concept(start, lineno, "start", sp)
         if head is None:
             return None
-        tail = self.concept(end, lineno, "end")
+        tail = self.concept(end, lineno, "end", ep)
         if tail is None:
             return None
         try:
@@ -166,49 +194,125 @@ class _BlockIndex:
     """Per-block line/column positions, computed with numpy in the reader thread.
 
     ``tabs`` is (lines, 4): the four tab positions of each line; ``ends`` the
-    line ends; ``cand`` the indices of lines whose start and end URIs carry one
-    of the wanted language prefixes. ``tabs is None`` when some line has not
-    exactly four tabs (the block then goes through the line-by-line parser).
+    line ends; ``cand`` the indices of the lines the parser must look at: those
+    whose start and end URIs carry one of the wanted language prefixes, and
+    those that are not clearly well-formed lines of another language (a URI of
+    the wrong shape, a control character); ``slow`` flags, per ``cand`` entry,
+    the lines that go to the full line parser. ``skipped_language`` and
+    ``skipped_external`` count the other lines (well-formed, another language;
+    an end that is a URL). ``tabs is None`` when some line has not exactly four
+    tabs (the block then goes through the line-by-line parser).
     """
 
-    __slots__ = ("n_lines", "tabs", "ends", "cand")
+    __slots__ = ("n_lines", "tabs", "ends", "cand", "slow", "skipped_language", "skipped_external")
 
-    def __init__(self, n_lines, tabs=None, ends=None, cand=None):
-        self.n_lines, self.tabs, self.ends, self.cand = n_lines, tabs, ends, cand
+    def __init__(self, n_lines, tabs=None, ends=None, cand=None, slow=None, skipped_language=0, skipped_external=0):
+        self.n_lines, self.tabs, self.ends, self.cand, self.slow = n_lines, tabs, ends, cand, slow
+        self.skipped_language, self.skipped_external = skipped_language, skipped_external
+
+
+_MAX_LANG = 12  # longest language segment accepted in a concept URI
+
+
+def _prefix_test(p: bytes):
+    """(shift, value) such that ``window >> shift == value`` tests a prefix of up to 8 bytes."""
+    return np.uint64(64 - 8 * len(p)), np.uint64(int.from_bytes(p, "big"))
 
 
 def _make_indexer(languages: tuple[str, ...] | None):
     prefixes = [b"/c/" + l.encode() + b"/" for l in languages] if languages is not None else [b"/c/"]
+    tests = [_prefix_test(p) for p in prefixes if len(p) <= 8]
+    long_prefixes = [p for p in prefixes if len(p) > 8]
+    C, HTTP, R = _prefix_test(b"/c/"), _prefix_test(b"http"), _prefix_test(b"/r/")
+    u8, slash = np.uint64(0xFF), np.uint64(47)
 
-    def has_prefix(a: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        hit = np.zeros(len(pos), dtype=bool)
+    def byte(w, k):  # byte k (0-based) of each big-endian 8-byte window
+        return (w >> np.uint64(56 - 8 * k)) & u8
+
+    def gather_match(a, pos, p):
         last = len(a) - 1
-        for p in prefixes:
-            m = np.ones(len(pos), dtype=bool)
-            for k, byte in enumerate(p):
-                m &= a[np.minimum(pos + k, last)] == byte
-            hit |= m
-        return hit
+        m = np.ones(len(pos), dtype=bool)
+        for k, c in enumerate(p):
+            m &= a[np.minimum(pos + k, last)] == c
+        return m
+
+    def concept_shape(a, w, pos, stop):
+        """``/c/<lang>/<term>``: lang 2..12 bytes starting with two a-z letters, term non-empty.
+
+        Returns (ok, unsure): ``unsure`` lines (a language longer than 3
+        letters) are decided by the line parser.
+        """
+        b3, b4, b5, b6, b7 = byte(w, 3), byte(w, 4), byte(w, 5), byte(w, 6), byte(w, 7)
+        ok = ((w >> C[0]) == C[1]) & (b3 >= 97) & (b3 <= 122) & (b4 >= 97) & (b4 <= 122)
+        two, three = b5 == slash, (b5 != slash) & (b6 == slash)
+        term_first = np.where(two, b6, b7)
+        term_at = pos + np.where(two, 6, 7)
+        unsure = ok & ~two & ~three
+        ok &= (two | three) & (term_at < stop) & (term_first != slash)
+        return ok, unsure
 
     def index(block: bytes) -> _BlockIndex:
         a = np.frombuffer(block, dtype=np.uint8)
-        ctrl = np.flatnonzero(a < 11)  # tabs and newlines in one pass over the block
+        ctrl = np.flatnonzero(a < 32)  # tabs, newlines and any other control byte
         kind = a[ctrl]
         ends = ctrl[kind == 10]
         tabs = ctrl[kind == 9]
+        odd = ctrl[(kind != 9) & (kind != 10)]
+        if block.find(b"\x7f") >= 0:
+            odd = np.union1d(odd, np.flatnonzero(a == 127))
         if not block.endswith(b"\n"):
             ends = np.append(ends, len(block))
         n = len(ends)
-        if len(tabs) != 4 * n:
+        if len(tabs) != 4 * n or len(block) < 16:
             return _BlockIndex(n)
+        if len(odd):
+            # A CR right before the line end is a CRLF line end; any other control byte is suspect.
+            at_end = np.isin(odd + 1, ends) & (a[odd] == 13)
+            odd = odd[~at_end]
         tabs = tabs.reshape(n, 4)
         starts = np.empty(n, dtype=np.int64)
         starts[0] = 0
         starts[1:] = ends[:-1] + 1
         if not (np.all(tabs[:, 0] >= starts) and np.all(tabs[:, 3] < ends)):
             return _BlockIndex(n)  # some line has too many tabs, another too few
-        cand = np.flatnonzero(has_prefix(a, tabs[:, 1] + 1) & has_prefix(a, tabs[:, 2] + 1))
-        return _BlockIndex(n, tabs[cand].tolist(), ends[cand].tolist(), cand.tolist())
+        # Big-endian 8-byte window at any byte (a strided view, no copy); a
+        # column starting in the last 8 bytes goes to the line parser.
+        n8 = len(block) - 7
+        win = np.ndarray(shape=(n8,), dtype=">u8", buffer=block, strides=(1,))
+        r_pos, s_pos, e_pos = tabs[:, 0] + 1, tabs[:, 1] + 1, tabs[:, 2] + 1
+        near_end = e_pos >= n8
+        r_w = win[np.minimum(r_pos, n8 - 1)].astype(np.uint64)
+        s_w = win[np.minimum(s_pos, n8 - 1)].astype(np.uint64)
+        e_w = win[np.minimum(e_pos, n8 - 1)].astype(np.uint64)
+        wanted = np.zeros(n, dtype=bool)
+        for sh, v in tests:
+            wanted |= ((s_w >> sh) == v)
+        w_end = np.zeros(n, dtype=bool)
+        for sh, v in tests:
+            w_end |= ((e_w >> sh) == v)
+        wanted &= w_end
+        for p in long_prefixes:
+            wanted |= gather_match(a, s_pos, p) & gather_match(a, e_pos, p)
+        rel_ok = ((r_w >> R[0]) == R[1]) & (tabs[:, 1] > tabs[:, 0] + 4)
+        s_http, e_http = (s_w >> HTTP[0]) == HTTP[1], (e_w >> HTTP[0]) == HTTP[1]
+        s_ok, s_unsure = concept_shape(a, s_w, s_pos, tabs[:, 2])
+        e_ok, e_unsure = concept_shape(a, e_w, e_pos, tabs[:, 3])
+        # Lines skipped without the parser: a well-formed relation, each end a
+        # well-formed concept or a URL, at least one end a URL or not wanted.
+        fine = rel_ok & (s_ok | s_http) & (e_ok | e_http) & ~near_end & ~s_unsure & ~e_unsure
+        bad_line = None
+        if len(odd):
+            bad_line = np.zeros(n, dtype=bool)
+            bad_line[np.searchsorted(ends, odd)] = True
+            fine &= ~bad_line
+        external = fine & (s_http | e_http)
+        language = fine & ~external & ~wanted
+        cand = np.flatnonzero(~(external | language))
+        slow = ~fine[cand]
+        if bad_line is not None:
+            slow |= bad_line[cand]
+        return _BlockIndex(n, tabs[cand].tolist(), ends[cand].tolist(), cand.tolist(), slow.tolist(),
+                           int(language.sum()), int(external.sum()))
 
     return index
 
@@ -239,7 +343,6 @@ def iter_assertions(
     stats.source = stats.source or name
     lp = _LineParser(name, opts, stats)
     fast = _fast_parser(lp)
-    skip_reason = "language" if opts.languages is not None else "non-concept end"
     base = 0  # lines before the current block
     checked_format = False
     for block, idx in iter_blocks(src, read_stats, analyze=_make_indexer(opts.languages)):
@@ -247,8 +350,11 @@ def iter_assertions(
         if idx.tabs is not None:
             # Every line has five columns; parse only the candidate lines.
             fast(block, idx, base, out)
-            # Lines whose ends are not concepts of the wanted languages.
-            stats.skipped[skip_reason] += idx.n_lines - len(idx.cand)
+            # Well-formed lines of other languages, and lines whose end is a URL.
+            if idx.skipped_language:
+                stats.skipped["language"] += idx.skipped_language
+            if idx.skipped_external:
+                stats.skipped["non-concept end"] += idx.skipped_external
         else:
             lines = block.split(b"\n")
             if block.endswith(b"\n"):
@@ -292,7 +398,13 @@ def _fast_parser(lp: _LineParser):
                 if rec is not None:
                     append(rec)
             return
-        for i, (t0, t1, t2, t3), le in zip(idx.cand, idx.tabs, idx.ends):
+        for i, (t0, t1, t2, t3), le, slow in zip(idx.cand, idx.tabs, idx.ends, idx.slow):
+            if slow:
+                ls = block.rfind(b"\n", 0, t0) + 1
+                rec = lp.parse(block[ls:le], base + i + 1)
+                if rec is not None:
+                    append(rec)
+                continue
             start = block[t1 + 1 + plen:t2]
             end = block[t2 + 1 + plen:t3]
             j = start.find(b"/")

@@ -16,13 +16,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ._io import PathOrFile, ReadStats, source_name
+from ._io import InputError, PathOrFile, ReadStats, source_name
+from ._replace import check_target
 from .builder import GraphBuilder
 from .conceptnet import ConceptNetOptions, iter_assertions
 from .rdf import iter_rdf
 from .records import Assertion, IngestStats
 from .relations import RelationConfig
-from .store import KnowledgeGraph, StoreError, write_atomically
+from .store import KnowledgeGraph, StoreError, save_and_reload, write_atomically
 from .triples import iter_triples
 
 log = logging.getLogger(__name__)
@@ -65,29 +66,38 @@ def _prepare_out(out):
     """Fail before reading a 10 GB file if the output cannot be written."""
     if out is None:
         return None
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise StoreError(f"{out}: exists and is not a folder")
-    parent = out.parent
-    probe = parent
+    target = check_target(out)
+    probe = target.parent
     while not probe.exists():
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
+    if not probe.is_dir():
+        raise StoreError(f"{out}: cannot write the store here: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
         raise StoreError(f"{out}: cannot write the store here: permission denied on {probe}")
-    return out
+    return target
+
+
+def _no_edges_message(stats: IngestStats, source: str) -> str:
+    why = ", ".join(f"{k}: {v:,}" for k, v in sorted(stats.skipped.items(), key=lambda t: -t[1])) or "none"
+    first = f"; first problem: {stats.malformed_samples[0]}" if stats.malformed_samples else ""
+    return (f"{source}: no edges to store: {stats.lines_read:,} lines read, {stats.records:,} records parsed, "
+            f"skipped by reason: {why}{first}")
 
 
 def _run(builder: GraphBuilder, stats: IngestStats, out, meta: dict):
     kg = builder.build(meta=meta)
+    if kg.num_edges == 0:
+        raise InputError(_no_edges_message(stats, stats.source or "input"))
     stats.seconds = time.perf_counter() - stats.started
     stats.peak_rss_mb = _peak_rss_mb()
     kg.meta["ingest_stats"] = stats.to_dict()
     kg.meta["relation_counts"] = kg.relation_counts()
+    if builder.dropped_relations:
+        kg.meta["dropped_relations"] = dict(builder.dropped_relations)
     if out is not None:
-        kg.save(out)
+        kg = save_and_reload(kg, out)
         stats.seconds = time.perf_counter() - stats.started
         stats.peak_rss_mb = _peak_rss_mb()
-        kg = KnowledgeGraph.load(out)
     return kg, stats
 
 
@@ -181,14 +191,20 @@ def ingest_rdf(
     language: str = "en",
     strict: bool = False,
     progress: bool = False,
+    jsonld_context: str | os.PathLike | None = None,
 ) -> tuple[KnowledgeGraph, IngestStats]:
-    """Any RDF graph rdflib can parse (N-Triples streamed) -> store."""
+    """Any RDF graph rdflib can parse (N-Triples streamed) -> store.
+
+    Nothing but ``src`` is read and nothing is fetched: a JSON-LD document whose
+    ``@context`` names a URL or file needs ``jsonld_context``, a local context
+    file used in its place.
+    """
     rels = relations or RelationConfig()
     out = _prepare_out(out)
     stats, rs = IngestStats(), ReadStats()
     builder = GraphBuilder(rels, stats=stats)
     with _progress(rs, stats, progress, "rdf") as tick:
-        for batch in iter_rdf(src, fmt, stats, rs, strict=strict, on_block=tick):
+        for batch in iter_rdf(src, fmt, stats, rs, strict=strict, on_block=tick, jsonld_context=jsonld_context):
             builder.add_batch(batch)
     meta = _source_meta(src, "rdf", rs, {"language": language,
                                          "ingest_config": {"kind": "rdf", "format": fmt,

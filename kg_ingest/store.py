@@ -25,18 +25,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 import unicodedata
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
+from . import _files, _replace
+from ._files import StoreError
+
 FORMAT = "ravlm-kg-store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-file checksums in meta.json
+_READABLE_VERSIONS = (1, 2)
 
 _ARRAYS = {
     # name: (dtype, length key: "N+1" | "E")
@@ -50,10 +51,6 @@ _ARRAYS = {
     "in_eid": (np.int32, "E"),
 }
 _SURFACE_ARRAYS = {"surface.off": (np.int64, "E+1")}
-
-
-class StoreError(ValueError):
-    """A store folder that is missing, damaged or of another format."""
 
 
 class Neighbor(NamedTuple):
@@ -181,7 +178,12 @@ class KnowledgeGraph:
         i = int(i)
         if not 0 <= i < self.num_nodes:
             raise IndexError(f"concept id {i} out of range [0, {self.num_nodes})")
-        return bytes(self._blob[self._off[i]:self._off[i + 1]]).decode("utf-8")
+        b = bytes(self._blob[self._off[i]:self._off[i + 1]])
+        try:
+            return b.decode("utf-8")
+        except UnicodeDecodeError as e:
+            where = self.path / "concepts.bin" if self.path else "concepts.bin"
+            raise StoreError(f"{where}: damaged store: concept {i} is not valid UTF-8 ({e.reason})") from e
 
     def concept_names(self, ids: Iterable[int]) -> list[str]:
         return [self.concept_name(i) for i in ids]
@@ -448,11 +450,26 @@ class KnowledgeGraph:
         return write_atomically(Path(path), write)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, mmap: bool = True, verify: bool = True) -> "KnowledgeGraph":
+    def load(cls, path: str | os.PathLike, mmap: bool = True, verify: bool | str = True) -> "KnowledgeGraph":
         """Open a saved store; arrays are memory-mapped (``mmap=False`` reads them into RAM).
 
+        Args:
+            path: the store folder.
+            mmap: map the arrays (default) or read them into memory.
+            verify: ``True``/``"full"`` (default): file kinds and sizes, the
+                checksum of every file, and the structural cross-checks of every
+                offset array against the edges it indexes (35 ms for a 1/10-scale
+                ConceptNet store, 11 MB); ``"quick"``: the same with checksums of
+                the small files only (names, relations), so a changed weight
+                passes; ``False``/``"none"``: file kinds, headers and sizes only
+                (3 ms).
+
+        A store must not be modified in place while a process has it mapped
+        (truncating a mapped file kills the reader with SIGBUS); replace it as a
+        whole, as ``kg-ingest`` and :meth:`save` do: readers keep the old files.
+
         Raises:
-            StoreError: not a store, another format version, or damaged files.
+            StoreError: not a store, another format version, or damaged files (names the file).
         """
         return _load_store(Path(path), mmap, verify)
 
@@ -528,177 +545,341 @@ def _csr_gather(indptr, perm, targets, nodes, max_degree):
 
 
 # -------------------------------------------------------------------- on disk
-def write_atomically(path: Path, write) -> Path:
-    """Run ``write(tmp_dir)`` then move ``tmp_dir`` into place as ``path``.
+VERIFY_LEVELS = ("none", "quick", "full")
+_MAX_JSON_BYTES = 64 << 20  # meta.json / relations.json: far above any real store's
+_SMALL_FILES = ("relations.json", "concepts.bin", "concepts.off.npy")  # hashed by a quick check
 
-    The temporary folder lives beside ``path`` (same file system, so the final
-    rename is atomic). An existing store at ``path`` is replaced only after the
-    new one is complete; on any failure the temporary folder is removed and the
-    old store is untouched. A non-empty folder that is not a store is refused.
+
+def _verify_level(verify) -> str:
+    if verify is True:
+        return "full"
+    if verify is False or verify is None:
+        return "none"
+    if verify in VERIFY_LEVELS:
+        return verify
+    raise ValueError(f"verify: expected True, False, 'none', 'quick' or 'full', found {verify!r}")
+
+
+def write_atomically(path: str | os.PathLike, write, *, locked: bool = False) -> Path:
+    """Run ``write(tmp_dir)`` then swap ``tmp_dir`` in at ``path`` (see :mod:`kg_ingest._replace`).
+
+    One writer per ``path`` at a time (an advisory lock beside it; pass
+    ``locked=True`` when the caller holds it). The old store stays complete and
+    reachable at ``path`` until the new one replaces it in one atomic exchange;
+    on any failure the temporary folder is removed and the old store is
+    untouched. Leftovers of interrupted writers are removed first. A non-empty
+    folder that is not a store is refused.
     """
-    path = Path(path)
-    if path.exists():
-        if not path.is_dir():
-            raise StoreError(f"{path}: exists and is not a folder; refusing to replace it with a store")
-        if any(path.iterdir()) and not (path / "meta.json").exists():
-            raise StoreError(f"{path}: a non-empty folder that is not a kg store; refusing to replace it "
-                             f"(choose a new --out folder)")
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
-    except OSError as e:
-        raise StoreError(f"{path}: cannot write the store here: {e.strerror or e}") from e
-    try:
-        write(tmp)
-        if path.exists():
-            old = parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(path, old)
-            try:
-                os.replace(tmp, path)
-            except BaseException:
-                os.replace(old, path)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    return _replace.write_folder(Path(path), write, locked=locked)
 
 
 def _write_store(kg: KnowledgeGraph, d: Path) -> None:
-    files = {}
-
-    def save_arr(name, arr, dtype):
-        p = d / f"{name}.npy"
-        np.save(p, np.ascontiguousarray(arr, dtype=dtype))
-        files[p.name] = p.stat().st_size
-
-    (d / "concepts.bin").write_bytes(bytes(kg._blob))
-    files["concepts.bin"] = (d / "concepts.bin").stat().st_size
-    save_arr("concepts.off", kg._off, np.int64)
-    save_arr("edge_src", kg.edge_src, np.int32)
-    save_arr("edge_dst", kg.edge_dst, np.int32)
-    save_arr("edge_rel", kg.edge_rel, np.int16)
-    save_arr("edge_weight", kg.edge_weight, np.float32)
-    save_arr("out_indptr", kg.out_indptr, np.int64)
-    save_arr("in_indptr", kg.in_indptr, np.int64)
-    save_arr("in_eid", kg.in_eid, np.int32)
+    w = _files.FileWriter(d)
+    w.write_bytes("concepts.bin", kg._blob if len(kg._blob) else b"")
+    w.write_npy("concepts.off.npy", kg._off, np.int64)
+    w.write_npy("edge_src.npy", kg.edge_src, np.int32)
+    w.write_npy("edge_dst.npy", kg.edge_dst, np.int32)
+    w.write_npy("edge_rel.npy", kg.edge_rel, np.int16)
+    w.write_npy("edge_weight.npy", kg.edge_weight, np.float32)
+    w.write_npy("out_indptr.npy", kg.out_indptr, np.int64)
+    w.write_npy("in_indptr.npy", kg.in_indptr, np.int64)
+    w.write_npy("in_eid.npy", kg.in_eid, np.int32)
     if kg.has_surface:
-        (d / "surface.bin").write_bytes(bytes(kg._surface_blob))
-        files["surface.bin"] = (d / "surface.bin").stat().st_size
-        save_arr("surface.off", kg._surface_off, np.int64)
-    (d / "relations.json").write_text(json.dumps(kg.relations, ensure_ascii=False, indent=0), encoding="utf-8")
-    files["relations.json"] = (d / "relations.json").stat().st_size
-    meta = dict(kg.meta)
+        w.write_bytes("surface.bin", kg._surface_blob if len(kg._surface_blob) else b"")
+        w.write_npy("surface.off.npy", kg._surface_off, np.int64)
+    w.write_bytes("relations.json", json.dumps(kg.relations, ensure_ascii=False, indent=0).encode("utf-8"))
+    meta = {k: v for k, v in kg.meta.items() if k not in ("files", "checksums")}
     meta.update(format=FORMAT, format_version=FORMAT_VERSION, num_nodes=kg.num_nodes,
                 num_edges=kg.num_edges, num_relations=kg.num_relations,
-                has_surface=kg.has_surface, files=files)
+                has_surface=kg.has_surface, files=dict(w.sizes),
+                checksums={"algorithm": w.algorithm, "files": dict(w.checksums)})
     # meta.json last: a folder without it is never taken for a finished store.
-    (d / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+    w.write_bytes("meta.json", json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8"))
 
 
-def _load_store(d: Path, mmap: bool, verify: bool) -> KnowledgeGraph:
-    if not d.exists():
-        raise StoreError(f"{d}: no such store folder")
-    if not d.is_dir():
-        raise StoreError(f"{d}: expected a store folder, found a file")
-    mp = d / "meta.json"
-    if not mp.exists():
-        raise StoreError(f"{d}: not a kg store (no meta.json); build one with `kg-ingest`")
+def _int_field(mp, meta, key, required=True):
+    v = meta.get(key)
+    if v is None and not required:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise StoreError(f"{mp}: damaged metadata: expected a non-negative integer {key!r}, found {v!r}")
+    return v
+
+
+def _read_meta(sd: "_files.StoreDir") -> dict:
+    mp = sd.name("meta.json")
+    if not sd.exists("meta.json"):
+        raise StoreError(f"{sd.path}: not a kg store (no meta.json); build one with `kg-ingest`")
+    raw = sd.read_small("meta.json", _MAX_JSON_BYTES, what="metadata file")
     try:
-        meta = json.loads(mp.read_text(encoding="utf-8"))
+        meta = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise StoreError(f"{mp}: damaged metadata: not valid JSON ({e})") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise StoreError(f"{mp}: not a kg store metadata file (expected format {FORMAT!r})")
     ver = meta.get("format_version")
-    if ver != FORMAT_VERSION:
-        raise StoreError(f"{mp}: store format version {ver!r}; this kg_ingest reads version {FORMAT_VERSION} "
-                         f"— re-run the ingest")
+    if ver not in _READABLE_VERSIONS:
+        raise StoreError(f"{mp}: store format version {ver!r}; this kg_ingest reads versions "
+                         f"{', '.join(map(str, _READABLE_VERSIONS))} — re-run the ingest")
+    _int_field(mp, meta, "num_nodes")
+    _int_field(mp, meta, "num_edges")
+    files = meta.get("files")
+    if ver >= 2 or files is not None:
+        if not isinstance(files, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                for k, v in files.items()):
+            raise StoreError(f"{mp}: damaged metadata: expected 'files' to map file names to sizes in bytes, "
+                             f"found {_short(files)}")
+    if not isinstance(meta.get("has_surface", False), bool):
+        raise StoreError(f"{mp}: damaged metadata: expected true or false for 'has_surface', "
+                         f"found {_short(meta.get('has_surface'))}")
+    if ver >= 2:
+        ck = meta.get("checksums")
+        if (not isinstance(ck, dict) or not isinstance(ck.get("algorithm"), str)
+                or not isinstance(ck.get("files"), dict)
+                or not all(isinstance(v, str) for v in ck["files"].values())):
+            raise StoreError(f"{mp}: damaged metadata: expected 'checksums' with 'algorithm' and 'files', "
+                             f"found {_short(ck)}")
+        missing = sorted(set(files) - set(ck["files"]))
+        if missing:
+            raise StoreError(f"{mp}: damaged metadata: no checksum for {', '.join(missing)}")
+    return meta
+
+
+def _short(v) -> str:
+    s = repr(v)
+    return s if len(s) <= 80 else s[:77] + "..."
+
+
+def _load_store(d: Path, mmap: bool, verify) -> KnowledgeGraph:
+    level = _verify_level(verify)
+    if not d.exists() and not d.is_symlink():
+        raise StoreError(f"{d}: no such store folder" + _aside_hint(d))
+    with _files.StoreDir(d) as sd:
+        meta = _read_meta(sd)
+        return _open_arrays(sd, meta, mmap, level)
+
+
+def _aside_hint(d: Path) -> str:
     try:
-        n, e = int(meta["num_nodes"]), int(meta["num_edges"])
-        files = meta["files"]
-    except (KeyError, TypeError, ValueError) as ex:
-        raise StoreError(f"{mp}: damaged metadata: missing or bad field {ex}") from ex
+        olds = sorted(p.name for p in d.parent.glob(f".{d.name}.old-*"))
+    except OSError:
+        return ""
+    if olds:
+        return (f" (an interrupted ingest left the previous store at {d.parent / olds[-1]}; the next "
+                f"`kg-ingest ... --out {d}` restores it, or rename it back)")
+    return ""
+
+
+def _open_arrays(sd, meta: dict, mmap: bool, level: str) -> KnowledgeGraph:
+    n, e = meta["num_nodes"], meta["num_edges"]
+    files = meta.get("files") or {}
+    checks = (meta.get("checksums") or {}).get("files", {})
+    algo = (meta.get("checksums") or {}).get("algorithm")
     expect = {"N+1": n + 1, "E": e, "E+1": e + 1}
     specs = dict(_ARRAYS)
     if meta.get("has_surface"):
         specs.update(_SURFACE_ARRAYS)
+    names = [f"{k}.npy" for k in specs] + ["concepts.bin", "relations.json"]
+    if meta.get("has_surface"):
+        names.append("surface.bin")
+    if meta["format_version"] >= 2:
+        missing = [f for f in names if f not in files]
+        if missing:
+            raise StoreError(f"{sd.name('meta.json')}: damaged metadata: 'files' does not list "
+                             f"{', '.join(missing)}")
     arrays = {}
     for name, (dtype, lk) in specs.items():
-        p = d / f"{name}.npy"
-        if not p.exists():
-            raise StoreError(f"{p}: missing store file")
-        size = p.stat().st_size
-        if files.get(p.name) not in (None, size):
-            raise StoreError(f"{p}: size {size} bytes, metadata says {files[p.name]} (truncated or replaced file)")
-        try:
-            a = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as ex:
-            raise StoreError(f"{p}: damaged array file: {ex}") from ex
-        if a.dtype != np.dtype(dtype) or a.ndim != 1 or len(a) != expect[lk]:
-            raise StoreError(f"{p}: expected {np.dtype(dtype).name} array of length {expect[lk]}, "
-                             f"found {a.dtype.name} {a.shape}")
-        arrays[name] = a
+        fname = f"{name}.npy"
+        arrays[name] = sd.load_npy(fname, dtype, expect[lk], mmap, files.get(fname))
     blobs = {}
     for bname, offname in (("concepts.bin", "concepts.off"), ("surface.bin", "surface.off")):
         if offname not in arrays:
             continue
-        p = d / bname
-        if not p.exists():
-            raise StoreError(f"{p}: missing store file")
-        size = p.stat().st_size
-        if int(arrays[offname][-1]) != size or int(arrays[offname][0]) != 0:
-            raise StoreError(f"{p}: size {size} bytes, offsets expect {int(arrays[offname][-1])} (truncated file)")
-        if size == 0:
-            blobs[bname] = b""
-        elif mmap:
-            blobs[bname] = np.memmap(p, dtype=np.uint8, mode="r")
-        else:
-            blobs[bname] = p.read_bytes()
+        off = arrays[offname]
+        if int(off[0]) != 0 or int(off[-1]) < 0:
+            raise StoreError(f"{sd.name(offname + '.npy')}: damaged store: offsets do not start at 0")
+        if files.get(bname) not in (None, int(off[-1])):
+            raise StoreError(f"{sd.name(bname)}: metadata says {files[bname]} bytes, offsets expect {int(off[-1])}")
+        blobs[bname] = sd.map_bytes(bname, int(off[-1]), mmap)
+    raw_rel = sd.read_small("relations.json", _MAX_JSON_BYTES, files.get("relations.json"))
+    rp = sd.name("relations.json")
     try:
-        relations = json.loads((d / "relations.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as ex:
-        raise StoreError(f"{d / 'relations.json'}: missing or damaged: {ex}") from ex
-    if not isinstance(relations, list) or not all(isinstance(r, str) for r in relations):
-        raise StoreError(f"{d / 'relations.json'}: expected a JSON list of relation names")
-    if verify:
-        _verify(d, arrays, n, e, len(relations))
-    blob = blobs["concepts.bin"]
-    if isinstance(blob, np.memmap):
-        blob = memoryview(blob)
-    sblob = blobs.get("surface.bin")
-    if isinstance(sblob, np.memmap):
-        sblob = memoryview(sblob)
-    return KnowledgeGraph(names_blob=blob, names_off=arrays["concepts.off"], relations=relations,
+        relations = json.loads(raw_rel.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as ex:
+        raise StoreError(f"{rp}: damaged: not a JSON list ({ex})") from ex
+    if not isinstance(relations, list) or not all(isinstance(r, str) and r for r in relations):
+        raise StoreError(f"{rp}: expected a JSON list of relation names")
+    if len(set(relations)) != len(relations):
+        raise StoreError(f"{rp}: damaged store: a relation name is listed twice")
+    if level != "none":
+        if meta["format_version"] >= 2:
+            hashed = _SMALL_FILES if level == "quick" else names
+            for fname in hashed:
+                got = sd.hash(fname, algo)
+                if got != checks.get(fname):
+                    raise StoreError(f"{sd.name(fname)}: damaged store: checksum {got} differs from the "
+                                     f"{checks.get(fname)} recorded when it was written (changed, replaced "
+                                     f"or copied from another store)")
+        elif level == "full":
+            raise StoreError(f"{sd.name('meta.json')}: a format version 1 store carries no checksums, so its "
+                             f"content cannot be verified; re-run the ingest to write a version "
+                             f"{FORMAT_VERSION} store")
+        _check_structure(sd, arrays, blobs["concepts.bin"], n, e, relations)
+    return KnowledgeGraph(names_blob=blobs["concepts.bin"], names_off=arrays["concepts.off"], relations=relations,
                           src=arrays["edge_src"], dst=arrays["edge_dst"], rel=arrays["edge_rel"],
                           weight=arrays["edge_weight"], out_indptr=arrays["out_indptr"],
                           in_indptr=arrays["in_indptr"], in_eid=arrays["in_eid"],
-                          surface_blob=sblob, surface_off=arrays.get("surface.off"), meta=meta, path=d)
+                          surface_blob=blobs.get("surface.bin"), surface_off=arrays.get("surface.off"),
+                          meta=meta, path=sd.path)
 
 
-def _verify(d: Path, a: dict, n: int, e: int, r: int) -> None:
-    """Cheap structural checks (O(N + E) vectorised), so damage fails here, not deep in a query."""
-    def fail(name, what):
-        raise StoreError(f"{d / (name + '.npy')}: damaged store: {what}")
+def _check_structure(sd, a: dict, blob, n: int, e: int, relations: list) -> None:
+    """Every derived array agrees with the edges it indexes (O(N + E), vectorised).
 
-    for ip in ("out_indptr", "in_indptr", "concepts.off"):
-        x = a[ip]
-        last = e if ip != "concepts.off" else x[-1]
-        if x[0] != 0 or x[-1] != last or (len(x) > 1 and np.any(x[1:] < x[:-1])):
-            fail(ip, "offsets are not a non-decreasing sequence from 0 to the edge count")
+    Offsets: each out_indptr segment holds exactly the edges of its source in
+    edge_src; in_eid is the permutation that sorts edges by (target, edge id),
+    and each in_indptr segment holds exactly the edges of its target. Edges are sorted by (source, relation,
+    target) without repeats; ids lie in range; weights are finite. Concept names:
+    non-empty, valid UTF-8, each starting on a character boundary, strictly
+    increasing in byte order (what lookups' binary search relies on).
+    """
+    def fail(fname, what):
+        raise StoreError(f"{sd.name(fname)}: damaged store: {what}")
+
+    r = len(relations)
+    off = np.asarray(a["concepts.off"])
+    lens = np.diff(off)
+    if len(lens) and lens.min() <= 0:
+        fail("concepts.off.npy", "concept offsets are not strictly increasing (an empty or negative-length name)")
+    b = np.frombuffer(blob, dtype=np.uint8) if len(blob) else np.zeros(0, np.uint8)
+    try:
+        str(blob, "utf-8")
+    except UnicodeDecodeError as ex:
+        fail("concepts.bin", f"invalid UTF-8 at byte {ex.start}")
+    if n and np.any((b[off[:-1]] & 0xC0) == 0x80):
+        fail("concepts.off.npy", "an offset falls inside a UTF-8 character of concepts.bin")
+    bad = _first_unsorted(b, off)
+    if bad is not None:
+        fail("concepts.bin", f"concept names are not in strictly increasing byte order "
+                             f"(names {bad} and {bad + 1}); lookups would miss concepts")
+
+    src, dst, rel = a["edge_src"], a["edge_dst"], a["edge_rel"]
+    for name, x, hi, what in (("edge_src", src, n, "node"), ("edge_dst", dst, n, "node"),
+                              ("edge_rel", rel, r, "relation"), ("in_eid", a["in_eid"], e, "edge")):
+        if e and (int(x.min()) < 0 or int(x.max()) >= hi):
+            fail(name + ".npy", f"{what} ids outside [0, {hi})")
+    for ip in ("out_indptr", "in_indptr"):
+        x = np.asarray(a[ip])
+        if int(x[0]) != 0 or int(x[-1]) != e:
+            fail(ip + ".npy", f"offsets run from {int(x[0])} to {int(x[-1])}, expected 0 to the edge count {e}")
+        if n and np.diff(x).min() < 0:
+            fail(ip + ".npy", "offsets decrease")
+    if e > 1:
+        s0, s1 = src[:-1], src[1:]
+        if np.any(s1 < s0):
+            fail("edge_src.npy", "edges are not sorted by source")
+        same = s1 == s0
+        r0, r1 = rel[:-1], rel[1:]
+        if np.any(same & (r1 < r0)):
+            fail("edge_rel.npy", "edges of a source are not sorted by relation")
+        if np.any(same & (r1 == r0) & (dst[1:] <= dst[:-1])):
+            fail("edge_dst.npy", "edges of a source and relation are not sorted by target without repeats")
+    if not _segments_match(a["out_indptr"], src, n):
+        fail("out_indptr.npy", "offsets disagree with the edges' sources in edge_src.npy")
+    if e and not np.all(np.isfinite(a["edge_weight"])):
+        fail("edge_weight.npy", "a weight is not a finite number")
+    eid = np.asarray(a["in_eid"], dtype=np.int64)
     if e:
-        for name in ("edge_src", "edge_dst"):
-            x = a[name]
-            if x.min() < 0 or x.max() >= n:
-                fail(name, f"node ids outside [0, {n})")
-        if a["edge_rel"].min() < 0 or a["edge_rel"].max() >= r:
-            fail("edge_rel", f"relation ids outside [0, {r})")
-        if a["in_eid"].min() < 0 or a["in_eid"].max() >= e:
-            fail("in_eid", f"edge ids outside [0, {e})")
-        # The out-CSR must agree with edge_src.
-        if np.any(np.diff(a["edge_src"]) < 0):
-            fail("edge_src", "edges are not sorted by source")
+        seen = np.zeros(e, dtype=bool)
+        seen[eid] = True
+        if not seen.all():
+            fail("in_eid.npy", "is not a permutation of the edge ids (an edge id is repeated or missing)")
+        d = np.asarray(dst)[eid]
+        if np.any(d[1:] < d[:-1]):
+            fail("in_eid.npy", "does not order the edges by their targets in edge_dst.npy (one of the two "
+                               "is damaged)")
+        if np.any((d[1:] == d[:-1]) & (eid[1:] <= eid[:-1])):
+            fail("in_eid.npy", "edges of one target are not in edge-id order")
+        if not _segments_match(a["in_indptr"], d, n):
+            fail("in_indptr.npy", "offsets disagree with the edges' targets in edge_dst.npy")
+
+
+def _segments_match(indptr, keys, n: int) -> bool:
+    """For non-decreasing ``keys`` and monotone ``indptr`` over them: every segment i holds only i.
+
+    Checking each non-empty segment's first and last key is enough: keys are
+    sorted, and the segments cover every position, so no key can name an
+    empty segment.
+    """
+    x = np.asarray(indptr, dtype=np.int64)
+    lo, hi = x[:-1], x[1:]
+    nz = np.flatnonzero(hi > lo)
+    if not len(nz):
+        return True
+    k = np.asarray(keys)
+    return bool(np.array_equal(k[lo[nz]], nz) and np.array_equal(k[hi[nz] - 1], nz))
+
+
+_KEEP_TOP = np.array([0] + [((1 << (8 * r)) - 1) << (8 * (8 - r)) for r in range(1, 9)], dtype=np.uint64)
+
+
+def _first_unsorted(b: np.ndarray, off: np.ndarray) -> int | None:
+    """First i with name[i] >= name[i+1] (byte order), compared 8 bytes at a time; None if sorted."""
+    n = len(off) - 1
+    if n < 2:
+        return None
+    padded = np.zeros(len(b) + 8, dtype=np.uint8)
+    padded[:len(b)] = b
+    # Big-endian 8-byte window starting at every byte (a strided view, no copy).
+    win = np.ndarray(shape=(len(b) + 1,), dtype=">u8", buffer=padded, strides=(1,))
+    starts = np.asarray(off[:-1], dtype=np.int64)
+    lens = np.diff(np.asarray(off, dtype=np.int64))
+
+    def key(ids, k):
+        rem = np.clip(lens[ids] - k, 0, 8)
+        return win[starts[ids] + k].astype(np.uint64) & _KEEP_TOP[rem], lens[ids] - k
+
+    allk, allr = key(np.arange(n, dtype=np.int64), 0)
+    ka, kb, ra, rb = allk[:-1], allk[1:], allr[:-1], allr[1:]
+    idx = np.arange(n - 1, dtype=np.int64)
+    k = 0
+    while True:
+        eq = ka == kb
+        wrong = (ka > kb) | (eq & (ra <= 8) & (ra >= rb)) | (eq & (rb <= 8) & (ra > 8))
+        if wrong.any():
+            return int(idx[np.flatnonzero(wrong)[0]])
+        more = eq & (ra > 8) & (rb > 8)
+        idx = idx[more]
+        if not len(idx):
+            return None
+        k += 8
+        ka, ra = key(idx, k)
+        kb, rb = key(idx + 1, k)
+
+
+def verify_store(path: str | os.PathLike, level: str = "full") -> dict:
+    """Check a store without keeping it open; returns a short report.
+
+    ``"full"`` compares every file with its recorded checksum and runs the
+    structural checks; ``"quick"`` hashes only the small files. Raises
+    :class:`StoreError` naming the first damaged file.
+    """
+    import time
+
+    t = time.perf_counter()
+    kg = _load_store(Path(path), True, level)
+    files = kg.meta.get("files") or {}
+    return {"path": str(kg.path), "level": level, "files": len(files),
+            "bytes": int(sum(files.values())), "seconds": time.perf_counter() - t,
+            "checksum": (kg.meta.get("checksums") or {}).get("algorithm"),
+            "num_nodes": kg.num_nodes, "num_edges": kg.num_edges}
+
+
+def save_and_reload(kg: KnowledgeGraph, path: str | os.PathLike) -> KnowledgeGraph:
+    """Write ``kg`` to ``path`` and open the written store, holding the writer lock across both
+    (so a concurrent writer cannot swap the folder between the write and the load)."""
+    target = _replace.check_target(path)
+    with _replace.target_lock(target):
+        _replace.write_folder(target, lambda tmp: _write_store(kg, tmp), locked=True)
+        return KnowledgeGraph.load(target)

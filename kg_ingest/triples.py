@@ -9,12 +9,14 @@ line naming the columns (``relation head tail``) is recognised and skipped.
 from __future__ import annotations
 
 import math
+import re
 from typing import Callable, Iterator
 
 from ._io import InputError, PathOrFile, ReadStats, iter_lines, source_name
 from .records import Assertion, IngestStats
 from .store import normalize_concept
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # a tab separates columns
 _HEADER_WORDS = {"relation", "rel", "predicate", "head", "tail", "subject", "object", "weight", "h", "r", "t"}
 
 
@@ -62,6 +64,11 @@ def iter_triples(
             bad(lineno, "invalid UTF-8", f"invalid UTF-8 at byte {e.start}")
             continue
         if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        c = _CONTROL.search(line)
+        if c is not None:
+            col = line.count("\t", 0, c.start()) + 1
+            bad(lineno, "control character", f"control character U+{ord(c.group()):04X} in column {col}")
             continue
         cols = line.split("\t")
         if len(cols) not in (3, 4):

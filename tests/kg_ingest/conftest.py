@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,16 @@ def tiny_kg():
                        ("RelatedTo", "kitchen", "apple", 0.5), ("AtLocation", "apple", "kitchen", 2.0)]:
         b.add(r, h, t, w)
     return b.build()
+
+
+def rehash(d):
+    """Record every store file's current size and checksum in meta.json, as a writer would."""
+    from kg_ingest._files import StoreDir
+
+    meta = json.loads((Path(d) / "meta.json").read_text())
+    algo = meta["checksums"]["algorithm"]
+    with StoreDir(Path(d)) as sd:
+        for name in meta["files"]:
+            meta["files"][name] = (Path(d) / name).stat().st_size
+            meta["checksums"]["files"][name] = sd.hash(name, algo)
+    (Path(d) / "meta.json").write_text(json.dumps(meta))

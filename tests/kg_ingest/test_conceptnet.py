@@ -29,7 +29,8 @@ def test_real_official_lines_yield_expected_records(sample_path):
     assert len(isa) == 1 and isa[0].tail == "test" and isa[0].weight == 2.0
     # English-only: the ja / fr / ar lines and the ExternalURL lines are filtered
     assert all("/" not in r.head and "/" not in r.tail for r in recs)
-    assert stats.skipped["language"] == 33 - len(recs)
+    assert stats.skipped["language"] == 7 and stats.skipped["non-concept end"] == 4  # ExternalURL: http ends
+    assert stats.n_malformed == 0 and sum(stats.skipped.values()) == 33 - len(recs)
     assert {r.relation for r in recs} == {"AtLocation", "HasProperty", "IsA", "RelatedTo", "Antonym",
                                           "HasContext"}
     assert by_line[7].relation == "Antonym" and by_line[7].head == "test" and by_line[7].tail == "breeze"
