@@ -18,10 +18,10 @@ COMMANDS = {
     "data": "ravlm_graph.cli.data",
     "ground": "ravlm_graph.cli.retrieve",
     "retrieve": "ravlm_graph.cli.retrieve",
-    "train": "ravlm_graph.cli.engine",
-    "answer": "ravlm_graph.cli.engine",
-    "export": "ravlm_graph.cli.engine",
-    "bench": "ravlm_graph.cli.engine",
+    "train": "ravlm_graph.cli.train",
+    "answer": "ravlm_graph.cli.answer",
+    "export": "ravlm_graph.cli.answer",
+    "bench": "ravlm_graph.cli.bench",
 }
 
 

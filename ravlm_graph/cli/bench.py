@@ -1,50 +1,18 @@
-"""``ravlm train``, ``ravlm answer`` and ``ravlm bench``."""
+"""``ravlm bench``: evaluate an engine on a benchmark (``--ablate``: several variants of a recipe)."""
 
 from __future__ import annotations
 
-import json
 import sys
-from ravlm_graph.recipes import load_recipe, train_recipe
-from ravlm_graph.types import Entity
-from ravlm_graph.engine import KnowledgeVQA
-import shutil
 from pathlib import Path
-from ravlm_graph.evaluation.bench import bench_builtin, results_table
-from ravlm_graph.evaluation.bench import bench_fvqa
-from ravlm_graph.evaluation.bench import DEFAULT_BUDGETS
-from ravlm_graph.evaluation.ablation import ablation_table, run_ablation
 
+from ravlm_graph.evaluation.ablation import ablation_table, run_ablation
+from ravlm_graph.evaluation.bench import DEFAULT_BUDGETS, bench_builtin, bench_fvqa, results_table
+from ravlm_graph.recipes import load_recipe
 
 BUDGETS_HELP = "node budgets of the coverage-vs-budget curve (default 16 32 64 96 128 192; none: skip)"
 
 
 def register(sub) -> None:
-    t = sub.add_parser("train", help="train an engine from a recipe (JSON)")
-    t.add_argument("recipe", help="recipe file (see ravlm_graph.recipes)")
-    t.add_argument("--out", default=None, help="override the recipe's out_dir")
-    t.add_argument("--epochs", type=int, default=None, help="override train.epochs")
-    t.add_argument("--questions", default=None, help="fvqa recipes: the questions JSON (all_qs_dict_release format)")
-    t.add_argument("--facts", default=None, help="fvqa recipes: the question-id -> fact triple JSON")
-    t.add_argument("--no-progress", action="store_true")
-    t.set_defaults(func=_train)
-
-    a = sub.add_parser("answer", help="answer a question about an image")
-    a.add_argument("--model", required=True, help="engine folder")
-    a.add_argument("--image", required=True, help="image file")
-    a.add_argument("--question", required=True)
-    a.add_argument("--entities", default=None,
-                   help="comma-separated image concepts to use instead of the detector (given-entities mode)")
-    a.add_argument("--kg", default=None, help="store folder to use instead of the engine's KG")
-    a.add_argument("--kg-cache", default=None, help="folder to build/cache a bundled KG and its node embeddings")
-    a.add_argument("--json", action="store_true", help="print one JSON object")
-    a.set_defaults(func=_answer)
-
-    e = sub.add_parser("export", help="copy an engine folder, optionally with float16 weights (half the size)")
-    e.add_argument("engine")
-    e.add_argument("--out", required=True)
-    e.add_argument("--fp16", action="store_true")
-    e.set_defaults(func=_export)
-
     b = sub.add_parser("bench", help="evaluate an engine on a benchmark")
     bsub = b.add_subparsers(dest="bench", required=True)
     bb = bsub.add_parser("builtin", help="the built-in knowledge-VQA benchmark")
@@ -86,52 +54,7 @@ def register(sub) -> None:
                                  "(--train FILE --dev FILE --out DIR; see `ravlm bench csqa --help`)")
 
 
-def _train(args) -> int:
-
-    rec = load_recipe(args.recipe)
-    if args.out:
-        rec["out_dir"] = args.out
-    if args.epochs:
-        rec.setdefault("train", {})["epochs"] = args.epochs
-    for key in ("questions", "facts"):
-        if getattr(args, key):
-            rec[key] = getattr(args, key)
-    summary = train_recipe(rec, progress=not args.no_progress)
-    print(json.dumps({k: v for k, v in summary.items() if k != "holdout_qids"}, indent=1))
-    return 0
-
-
-def _answer(args) -> int:
-
-    engine = KnowledgeVQA.from_pretrained(args.model, kg=args.kg, detector=args.entities is None,
-                                          kg_cache=args.kg_cache)
-    ents = None
-    if args.entities is not None:
-        ents = [Entity(c.strip().replace(" ", "_").lower(), 1.0, "image") for c in args.entities.split(",") if c.strip()]
-    ans = engine.answer(args.image, args.question, entities=ents)
-    if args.json:
-        print(json.dumps(ans.to_dict(), ensure_ascii=False))
-    else:
-        print(ans)
-    return 0
-
-
-def _export(args) -> int:
-
-    import torch
-
-
-    engine = KnowledgeVQA.from_pretrained(args.engine, kg=None)
-    out = engine.save_pretrained(args.out, dtype=torch.float16 if args.fp16 else None)
-    recipe = Path(args.engine) / "recipe.json"
-    if recipe.exists():
-        shutil.copyfile(recipe, out / "recipe.json")
-    print(f"wrote {out}")
-    return 0
-
-
 def _bench_builtin(args) -> int:
-
     if args.ablate:
         return _ablate(args)
     if args.model is None:
@@ -147,7 +70,6 @@ def _bench_builtin(args) -> int:
 
 
 def _bench_fvqa(args) -> int:
-
     res = bench_fvqa(args.model, args.questions, args.facts, args.out, limit=args.limit, kg=args.kg,
                      kg_cache=args.kg_cache, budgets=_budgets(args))
     sys.stdout.write(results_table(res, "FVQA (given-entities mode)"))
@@ -155,7 +77,6 @@ def _bench_fvqa(args) -> int:
 
 
 def _budgets(args):
-
     if args.budgets is None:
         return DEFAULT_BUDGETS
     if any(b < 1 for b in args.budgets):
@@ -164,8 +85,6 @@ def _budgets(args):
 
 
 def _ablate(args) -> int:
-
-
     recipe_path = args.recipe
     if recipe_path is None:
         if args.model is None:
