@@ -507,8 +507,8 @@ def draw_entities(image: Any, entities: Iterable[Any], ax=None, *, color: str = 
     """Draw an image with its detected entities: boxes and ``concept (score)`` labels.
 
     Args:
-        image: a PIL image (or anything :func:`ravlm_graph.grounding.image.load_image` takes).
-        entities: :class:`~ravlm_graph.grounding.types.Entity` objects; those without a box
+        image: a PIL image (or anything :func:`ravlm_graph.grounding.images.load_image` takes).
+        entities: :class:`~ravlm_graph.types.Entity` objects; those without a box
             are listed in the title instead.
         ax: matplotlib Axes (default: a new 4x4-inch figure).
 

