@@ -32,6 +32,8 @@ from ravlm_graph.grounding.images import load_image
 from ravlm_graph.models.knowledge_vqa.modeling import answer_distribution
 from ravlm_graph.models.knowledge_vqa.processing import collate
 from ravlm_graph.types import Fact
+from ravlm_graph.models.hf_backbones import (GenerativeFeatureBuilder, KnowledgeGenerator, answer_text,
+                                             collate_generative)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,10 @@ class Answer:
         copy_prob: probability that the answer was copied from the graph.
         graph_attributions: (concept, probability mass copied from it), highest first.
         timings: seconds per stage.
+        answer_nodes: the subgraph nodes the answer names (exact name first), so that one
+            sees whether the answer came from the graph.
+        generated: True when the answer is free text from a generative backbone (``score``
+            is then the probability of the whole answer, None when the backbone gives none).
     """
 
     question: str
@@ -100,6 +106,8 @@ class Answer:
     copy_prob: float
     graph_attributions: list[tuple[str, float]]
     timings: dict = field(default_factory=dict)
+    answer_nodes: list[str] = field(default_factory=list)
+    generated: bool = False
 
     @property
     def subgraph_size(self) -> int:
@@ -107,8 +115,10 @@ class Answer:
 
     def to_dict(self) -> dict:
         return {
-            "question": self.question, "answer": self.answer.replace("_", " "), "answer_concept": self.answer,
-            "score": round(self.score, 4),
+            "question": self.question, "answer": self.answer.replace("_", " "),
+            "answer_concept": None if self.generated else self.answer,
+            "answer_nodes": list(self.answer_nodes), "generated": self.generated,
+            "score": None if self.score is None else round(self.score, 4),
             "candidates": [[a, round(p, 4)] for a, p in self.candidates],
             "entities": [{"concept": e.concept, "origin": e.origin, "score": round(e.score, 4),
                           "box": list(e.box) if e.box else None, "label": e.label} for e in self.entities],
@@ -120,8 +130,11 @@ class Answer:
         }
 
     def __str__(self) -> str:
-        lines = [f"Q: {self.question}", f"A: {self.answer.replace('_', ' ')}  (p={self.score:.2f}, "
+        p = "" if self.score is None else f"p={self.score:.2f}, "
+        lines = [f"Q: {self.question}", f"A: {self.answer.replace('_', ' ')}  ({p}"
                  f"copied from the graph with p={self.copy_prob:.2f})"]
+        if self.answer_nodes:
+            lines.append("answer nodes: " + ", ".join(self.answer_nodes))
         if self.entities:
             lines.append("entities: " + ", ".join(f"{e.concept} [{e.origin}{', ' + e.label if e.label else ''}]"
                                                   for e in self.entities))
@@ -144,8 +157,17 @@ class KnowledgeVQA:
         self.retriever = retriever
         self.detector = detector
 
-        self.features = FeatureBuilder(model.config, model.tokenizer, retriever if model.config.uses_graph else None,
-                                       budget=engine_config.budget)
+        if isinstance(model, KnowledgeGenerator):
+            self.features = GenerativeFeatureBuilder(model, retriever if model.config.uses_graph else None,
+                                                     budget=engine_config.budget, cache_images=False)
+        else:
+            self.features = FeatureBuilder(model.config, model.tokenizer,
+                                           retriever if model.config.uses_graph else None, budget=engine_config.budget)
+
+    @property
+    def generative(self) -> bool:
+        """Whether answers are generated text (a Hugging Face backbone) rather than graph concepts."""
+        return isinstance(self.model, KnowledgeGenerator)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, kg=None, detector: bool = True,
@@ -174,7 +196,10 @@ class KnowledgeVQA:
             ecfg = EngineConfig.from_dict(json.loads(ep.read_text(encoding="utf-8")), str(ep))
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{ep}: not valid JSON ({e})") from e
-        model = KnowledgeVQAModel.from_pretrained(path)
+        if KnowledgeGenerator.is_checkpoint(path):
+            model = KnowledgeGenerator.from_pretrained(path)
+        else:
+            model = KnowledgeVQAModel.from_pretrained(path)
         retriever = None
         if model.config.uses_graph:
             if kg is None:
@@ -211,13 +236,20 @@ class KnowledgeVQA:
             raise ValueError("this engine has no image detector; pass entities= to answer()")
         return self.detector.detect_batch(list(images))
 
-    def answer(self, image, question: str, entities: Sequence[Entity] | None = None, top_k: int = 5) -> Answer:
+    def answer(self, image, question: str, entities: Sequence[Entity] | None = None, top_k: int = 5,
+               max_new_tokens: int | None = None, num_beams: int | None = None) -> Answer:
         """Answer one question about one image (see :meth:`answer_batch`)."""
-        return self.answer_batch([image], [question], None if entities is None else [entities], top_k=top_k)[0]
+        return self.answer_batch([image], [question], None if entities is None else [entities], top_k=top_k,
+                                 max_new_tokens=max_new_tokens, num_beams=num_beams)[0]
 
     def answer_batch(self, images: Sequence[Any], questions: Sequence[str],
-                     entities: Sequence[Sequence[Entity]] | None = None, top_k: int = 5) -> list[Answer]:
+                     entities: Sequence[Sequence[Entity]] | None = None, top_k: int = 5,
+                     max_new_tokens: int | None = None, num_beams: int | None = None) -> list[Answer]:
         """Answer a batch. ``entities`` (per question) replaces image detection when given.
+
+        A generative engine (Hugging Face backbone) writes its answer as text: greedy, or beam
+        search with ``num_beams`` > 1, at most ``max_new_tokens`` (defaults from its config);
+        the pointer model ignores both.
 
         Raises:
             ValueError: batches of different lengths, an empty question, a question longer
@@ -246,6 +278,8 @@ class KnowledgeVQA:
         t0 = time.perf_counter()
         exs = [self.features.build(im, q, e) for im, q, e in zip(imgs, questions, ents)]
         t["retrieve"] = time.perf_counter() - t0
+        if self.generative:
+            return self._answer_generated(exs, questions, t, max_new_tokens, num_beams)
         t0 = time.perf_counter()
         batch = collate(exs, self.model.config, pad_id=self.model.tokenizer.pad_token_id or 0, with_targets=False)
         self.model.eval()
@@ -271,7 +305,33 @@ class KnowledgeVQA:
                 all_ents += [e for e in getattr(ex.subgraph, "entities", []) if (e.concept, e.origin) not in known]
             answers.append(Answer(question=questions[b], answer=best, score=float(p), candidates=ranked[:top_k],
                                   entities=all_ents, subgraph=ex.subgraph, facts=_reasoning_facts(ex.subgraph, best),
-                                  copy_prob=float(out.copy_prob[b]), graph_attributions=attributions, timings=per))
+                                  copy_prob=float(out.copy_prob[b]), graph_attributions=attributions, timings=per,
+                                  answer_nodes=answer_nodes(best, ex.subgraph)))
+        return answers
+
+    def _answer_generated(self, exs, questions, t: dict, max_new_tokens, num_beams) -> list[Answer]:
+        import torch
+
+        t0 = time.perf_counter()
+        self.model.eval()
+        with torch.inference_mode():
+            gen = self.model.generate(collate_generative(exs, self.model, with_answers=False),
+                                      max_new_tokens=max_new_tokens, num_beams=num_beams, details=True)
+        t["model"] = time.perf_counter() - t0
+        per = {k: v / len(exs) for k, v in t.items()}
+        answers = []
+        for q, ex, g in zip(questions, exs, gen):
+            nodes = answer_nodes(g["text"], ex.subgraph)
+            all_ents = list(ex.entities)
+            if ex.subgraph is not None:
+                known = {(e.concept, e.origin) for e in all_ents}
+                all_ents += [e for e in getattr(ex.subgraph, "entities", []) if (e.concept, e.origin) not in known]
+            answers.append(Answer(question=q, answer=g["text"], score=g["score"],
+                                  candidates=[(g["text"], g["score"] if g["score"] is not None else 1.0)],
+                                  entities=all_ents, subgraph=ex.subgraph,
+                                  facts=_reasoning_facts(ex.subgraph, nodes[0] if nodes else g["text"]),
+                                  copy_prob=float(g["copy_prob"]), graph_attributions=[(n, 1.0) for n in nodes],
+                                  timings=per, answer_nodes=nodes, generated=True))
         return answers
 
     # ------------------------------------------------------------ captioning
@@ -333,6 +393,34 @@ class KnowledgeVQA:
             out.append({"index": i, "score": round(score, 4), "shared": shared})
         out.sort(key=lambda d: -d["score"])
         return out[:top_k]
+
+
+def _norm(text: str) -> str:
+    """Lower case, punctuation and articles dropped, spaces collapsed (to match names)."""
+    words = "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split()
+    return " ".join(w for w in words if w not in ("a", "an", "the"))
+
+
+def answer_nodes(answer: str, subgraph) -> list[str]:
+    """The subgraph's nodes that an answer names: the node whose name is the answer first,
+    then nodes whose name appears in it as whole words (``"leather boots"`` names ``leather``)."""
+    if subgraph is None or getattr(subgraph, "is_empty", True) or not answer:
+        return []
+    target = _norm(answer_text(answer))
+    if not target:
+        return []
+    padded = f" {target} "
+    exact, inside = [], []
+    for n in subgraph.node_names:
+        name = _norm(answer_text(n))
+        if not name:
+            continue
+        if name == target:
+            exact.append(n)
+        elif f" {name} " in padded:
+            inside.append(n)
+    inside.sort(key=lambda n: -len(n))
+    return exact + inside
 
 
 def _reasoning_facts(sg, answer: str, max_paths: int = 3, extra: int = 3) -> list[str]:

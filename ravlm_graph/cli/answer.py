@@ -21,7 +21,10 @@ def register(sub) -> None:
                    help="comma-separated image concepts to use instead of the detector (given-entities mode)")
     a.add_argument("--kg", default=None, help="store folder to use instead of the engine's KG")
     a.add_argument("--kg-cache", default=None, help="folder to build/cache a bundled KG and its node embeddings")
-    a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.add_argument("--json", action="store_true", help="print one JSON object (answer, entities, facts, "
+                   "subgraph_size, answer_nodes, ...)")
+    a.add_argument("--max-new-tokens", type=int, default=None, help="generative engines: longest answer")
+    a.add_argument("--beams", type=int, default=None, help="generative engines: 1 greedy, more beam search")
     a.set_defaults(func=_answer)
 
     e = sub.add_parser("export", help="copy an engine folder, optionally with float16 weights (half the size)")
@@ -37,7 +40,12 @@ def _answer(args) -> int:
     ents = None
     if args.entities is not None:
         ents = [Entity(c.strip().replace(" ", "_").lower(), 1.0, "image") for c in args.entities.split(",") if c.strip()]
-    ans = engine.answer(args.image, args.question, entities=ents)
+    for opt in ("max_new_tokens", "beams"):
+        v = getattr(args, opt)
+        if v is not None and v < 1:
+            raise SystemExit(f"--{opt.replace('_', '-')}: expected an integer >= 1, found {v}")
+    ans = engine.answer(args.image, args.question, entities=ents, max_new_tokens=args.max_new_tokens,
+                        num_beams=args.beams)
     if args.json:
         print(json.dumps(ans.to_dict(), ensure_ascii=False))
     else:
