@@ -29,6 +29,8 @@ from ravlm_graph.models.knowledge_vqa.modeling import KnowledgeVQAModel
 from ravlm_graph.retrieval.retriever import SubgraphRetriever
 from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
 from ravlm_graph.grounding.images import load_image
+from ravlm_graph.grounding.config import GroundingConfig
+from ravlm_graph.grounding.spatial import refer_entities
 from ravlm_graph.models.knowledge_vqa.modeling import answer_distribution
 from ravlm_graph.models.knowledge_vqa.processing import collate
 from ravlm_graph.types import Fact
@@ -88,6 +90,9 @@ class Answer:
         copy_prob: probability that the answer was copied from the graph.
         graph_attributions: (concept, probability mass copied from it), highest first.
         timings: seconds per stage.
+        references: the question's spatial references and what they selected
+            (``"the thing on the left -> bank"``); the selected image entities have
+            ``referred=True``.
     """
 
     question: str
@@ -100,6 +105,7 @@ class Answer:
     copy_prob: float
     graph_attributions: list[tuple[str, float]]
     timings: dict = field(default_factory=dict)
+    references: list[str] = field(default_factory=list)
 
     @property
     def subgraph_size(self) -> int:
@@ -111,7 +117,9 @@ class Answer:
             "score": round(self.score, 4),
             "candidates": [[a, round(p, 4)] for a, p in self.candidates],
             "entities": [{"concept": e.concept, "origin": e.origin, "score": round(e.score, 4),
-                          "box": list(e.box) if e.box else None, "label": e.label} for e in self.entities],
+                          "box": list(e.box) if e.box else None, "label": e.label, "referred": e.referred}
+                         for e in self.entities],
+            "references": list(self.references),
             "facts": self.facts, "subgraph_size": self.subgraph_size,
             "subgraph_edges": 0 if self.subgraph is None else int(self.subgraph.num_edges),
             "copy_prob": round(self.copy_prob, 4),
@@ -123,8 +131,11 @@ class Answer:
         lines = [f"Q: {self.question}", f"A: {self.answer.replace('_', ' ')}  (p={self.score:.2f}, "
                  f"copied from the graph with p={self.copy_prob:.2f})"]
         if self.entities:
-            lines.append("entities: " + ", ".join(f"{e.concept} [{e.origin}{', ' + e.label if e.label else ''}]"
-                                                  for e in self.entities))
+            lines.append("entities: " + ", ".join(
+                f"{e.concept} [{e.origin}{', ' + e.label if e.label else ''}{', referred' if e.referred else ''}]"
+                for e in self.entities))
+        for r in self.references:
+            lines.append(f"reference: {r}")
         lines.append(f"subgraph: {self.subgraph_size} nodes")
         for f in self.facts[:6]:
             lines.append(f"  - {f}")
@@ -244,6 +255,10 @@ class KnowledgeVQA:
             ents = [list(e) for e in entities]
         t["detect"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        refs: list[list[str]] = []
+        for b, (im, q) in enumerate(zip(imgs, questions)):
+            ents[b], r = self._refer(q, ents[b], im.size)
+            refs.append(r)
         exs = [self.features.build(im, q, e) for im, q, e in zip(imgs, questions, ents)]
         t["retrieve"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -271,8 +286,21 @@ class KnowledgeVQA:
                 all_ents += [e for e in getattr(ex.subgraph, "entities", []) if (e.concept, e.origin) not in known]
             answers.append(Answer(question=questions[b], answer=best, score=float(p), candidates=ranked[:top_k],
                                   entities=all_ents, subgraph=ex.subgraph, facts=_reasoning_facts(ex.subgraph, best),
-                                  copy_prob=float(out.copy_prob[b]), graph_attributions=attributions, timings=per))
+                                  copy_prob=float(out.copy_prob[b]), graph_attributions=attributions, timings=per,
+                                  references=refs[b]))
         return answers
+
+    def _refer(self, question: str, entities: list[Entity], size: tuple[int, int]) -> tuple[list[Entity], list[str]]:
+        """Mark the image entities the question points at ("the thing on the left")."""
+        cfg = self.retriever.grounder.config if self.retriever is not None else GroundingConfig()
+        sel = refer_entities(question, entities, size, cfg)
+        notes = []
+        for r in sel.references:
+            picked = [sel.entities[i].concept for i in sel.selected]
+            if r.has_position or picked:
+                notes.append(f"{r.text!r} ({r.describe()}) -> " + (", ".join(picked) if picked else
+                                                                      f"nothing selected: {sel.reason}"))
+        return sel.entities, notes
 
     # ------------------------------------------------------------ captioning
     def caption(self, image, max_facts: int = 4) -> dict:
