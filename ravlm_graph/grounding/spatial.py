@@ -14,7 +14,9 @@ Positions are compared in image coordinates scaled to [0, 1]: "left" is x = 0, "
 x = 1, "top" y = 0, "bottom" y = 1, "middle" 0.5 on each axis no other word sets. The
 entity whose box centre is nearest to that point (on the named axes only) is chosen,
 with every other one within ``ambiguity_margin`` of it (the two left objects of a 2 x 2
-grid for "the thing on the left"). Extremes ("leftmost") read like their base words.
+grid for "the thing on the left"); on each named axis it must be the furthest that way
+or lie in the named part of the image, else nothing is chosen. Extremes ("leftmost")
+read like their base words.
 
 >>> refs = parse_references("What is the thing on the left used for?")
 >>> refs[0].x, refs[0].y, refs[0].text
@@ -84,14 +86,18 @@ class SpatialSelection:
     """The outcome of :func:`refer_entities`.
 
     Fields:
-        entities: the entities, in input order; the selected image entities have
-            ``referred=True``, the other image entities a lowered score.
+        entities: the entities, in input order, scores unchanged; the selected image
+            entities have ``referred=True`` (the evidence).
+        focus: what retrieval and the model read: the selected image entities, the other
+            image entities with their score times ``unreferred_factor`` (left out when it
+            is 0), and the question entities; ``entities`` when nothing was selected.
         references: the references found in the question.
         selected: indices (into ``entities``) of the selected image entities.
         reason: None when something was selected, else why not (no reference, no box, ...).
     """
 
     entities: list[Entity]
+    focus: list[Entity]
     references: tuple[SpatialReference, ...] = ()
     selected: tuple[int, ...] = ()
     reason: str | None = None
@@ -301,17 +307,20 @@ def select_entities(reference: SpatialReference, entities: Sequence[Entity],
         w = max(entities[i].box[2] for i in boxed)
         h = max(entities[i].box[3] for i in boxed)
     w, h = max(w, 1e-6), max(h, 1e-6)
-    dist = {}
-    for i in boxed:
-        cx, cy = _centre(entities[i].box, w, h)
-        d = 0.0
-        if reference.x is not None:
-            d += (cx - reference.x) ** 2
-        if reference.y is not None:
-            d += (cy - reference.y) ** 2
-        dist[i] = math.sqrt(d)
+    axes = [(k, t) for k, t in ((0, reference.x), (1, reference.y)) if t is not None]
+    off = {i: [abs(_centre(entities[i].box, w, h)[k] - t) for k, t in axes] for i in boxed}
+    # On each named axis an entity must be (nearly) the furthest that way, or lie in the
+    # named part of the image: with a top-left and a bottom-right object only, nothing is
+    # "at the top right".
+    axis_best = [min(off[i][a] for i in boxed) for a in range(len(axes))]
+    region = [1 / 6 if t == 0.5 else 0.5 for _, t in axes]
+    fits = [i for i in boxed if all(o <= b + margin or o < r for o, b, r in zip(off[i], axis_best, region))]
+    if not fits:
+        seen = ", ".join(entities[i].concept for i in boxed)
+        return [], f"no image entity at the {reference.describe()} (found {seen})"
+    dist = {i: math.sqrt(sum(o * o for o in off[i])) for i in fits}
     best = min(dist.values())
-    return [i for i in boxed if dist[i] <= best + margin], None
+    return [i for i in fits if dist[i] <= best + margin], None
 
 
 def refer_entities(question: str, entities: Sequence[Entity], image_size: tuple[int, int] | None = None,
@@ -319,9 +328,9 @@ def refer_entities(question: str, entities: Sequence[Entity], image_size: tuple[
                    references: Sequence[SpatialReference] | None = None) -> SpatialSelection:
     """Mark the image entities the question points at.
 
-    The chosen entities get ``referred=True`` (their score is kept); the other image
-    entities' scores are multiplied by ``config.unreferred_factor``. Question entities
-    are returned unchanged. Nothing changes when the question has no reference, or when
+    The chosen entities get ``referred=True``; in ``focus`` the other image entities'
+    scores are multiplied by ``config.unreferred_factor`` (and they are left out when
+    it is 0). Question entities are returned unchanged. Nothing changes when the question has no reference, or when
     it cannot be resolved (the reason is returned).
 
     Args:
@@ -335,7 +344,7 @@ def refer_entities(question: str, entities: Sequence[Entity], image_size: tuple[
     ents = list(entities)
     refs = tuple(references) if references is not None else tuple(parse_references(question, cfg))
     if not refs:
-        return SpatialSelection(ents, (), (), "no spatial reference in the question")
+        return SpatialSelection(ents, list(ents), (), (), "no spatial reference in the question")
     chosen: list[int] = []
     reasons: list[str] = []
     positioned = [r for r in refs if r.has_position] or list(refs)
@@ -345,18 +354,23 @@ def refer_entities(question: str, entities: Sequence[Entity], image_size: tuple[
             reasons.append(why)
         chosen += [i for i in idx if i not in chosen]
     if not chosen:
-        return SpatialSelection(ents, refs, (), "; ".join(dict.fromkeys(reasons)) or "nothing selected")
-    out = []
+        return SpatialSelection(ents, list(ents), refs, (), "; ".join(dict.fromkeys(reasons)) or "nothing selected")
+    out, focus = [], []
     for i, e in enumerate(ents):
         if e.origin != "image":
             out.append(e)
+            focus.append(e)
         elif i in chosen:
-            out.append(replace(e, referred=True))
+            e = replace(e, referred=True)
+            out.append(e)
+            focus.append(e)
         else:
-            out.append(replace(e, score=float(e.score) * cfg.unreferred_factor, referred=False))
+            out.append(e)
+            if cfg.unreferred_factor > 0:
+                focus.append(replace(e, score=float(e.score) * cfg.unreferred_factor))
     sel = tuple(sorted(chosen))
     logger.debug("spatial references %s select %s", [r.text for r in refs], [ents[i].concept for i in sel])
-    return SpatialSelection(out, refs, sel, None, tuple(reasons))
+    return SpatialSelection(out, focus, refs, sel, None, tuple(reasons))
 
 
 def parse_position(text: str, config: GroundingConfig | None = None) -> tuple[float | None, float | None]:
