@@ -72,6 +72,12 @@ def test_from_config_reads_a_json_dict():
         PhotoDetector.from_config([("boxes", True)])
 
 
+def test_registered_as_photo():
+    from ravlm_graph.grounding.detectors import DETECTORS
+
+    assert "photo" in DETECTORS and DETECTORS.get("photo") is PhotoDetector
+
+
 def test_missing_packages_name_the_extra(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
