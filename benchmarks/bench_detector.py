@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from ravlm_graph.grounding.scene_detector import LayoutCellDetector
+    from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
 
     if args.train_config:
         from ravlm_graph.datasets import load_builtin

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     from tqdm.auto import tqdm
 
     from kg_ingest import KnowledgeGraph, load_default
-    from ravlm_graph.config import GroundingConfig
+    from ravlm_graph.grounding.config import GroundingConfig
     from ravlm_graph.datasets import load_csqa
     from ravlm_graph.grounding import TextGrounder, concept_variants
 

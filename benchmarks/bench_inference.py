@@ -54,7 +54,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from ravlm_graph.datasets import load_builtin
-    from ravlm_graph.pipeline import KnowledgeVQA
+    from ravlm_graph.engine import KnowledgeVQA
 
     recs = load_builtin("test_iid")[: args.n]
     kg = KnowledgeVQA.from_pretrained(args.kg, kg_cache=args.kg_cache)

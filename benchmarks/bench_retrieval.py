@@ -48,7 +48,7 @@ def log(msg: str) -> None:
 
 
 def _embeddings(kg, cache_dir: Path, encoder):
-    from ravlm_graph.embeddings import NodeEmbeddings
+    from ravlm_graph.retrieval.embeddings import NodeEmbeddings
 
     ne = NodeEmbeddings(kg, encoder, cache_dir=cache_dir)
     if not ne.complete:
@@ -65,10 +65,10 @@ def coverage(args, encoder) -> dict:
     from tqdm.auto import tqdm
 
     from kg_ingest import KnowledgeGraph, load_default
-    from ravlm_graph.config import RetrievalConfig
+    from ravlm_graph.retrieval.config import RetrievalConfig
     from ravlm_graph.datasets import load_csqa, load_fvqa
     from ravlm_graph.evaluation import subgraph_coverage
-    from ravlm_graph.retrieval import SubgraphRetriever
+    from ravlm_graph.retrieval.retriever import SubgraphRetriever
 
     data = Path(args.data) / "vqa"
     kg = KnowledgeGraph.load(args.kg) if args.kg else load_default(with_fvqa=True, out=WORK / "store-cn100k-fvqa")
@@ -133,8 +133,8 @@ def latency(args, encoder) -> dict:
     import numpy as np
 
     from kg_ingest import KnowledgeGraph
-    from ravlm_graph.config import RetrievalConfig
-    from ravlm_graph.retrieval import SubgraphRetriever
+    from ravlm_graph.retrieval.config import RetrievalConfig
+    from ravlm_graph.retrieval.retriever import SubgraphRetriever
 
     store = ensure_synth_store(Path(args.synth_kg), args.scale)
     kg = KnowledgeGraph.load(store)
@@ -251,7 +251,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
     both = not args.coverage and not args.latency
 
-    from ravlm_graph.embeddings import TextEncoder
+    from ravlm_graph.retrieval.embeddings import TextEncoder
 
     encoder = TextEncoder.from_package()
     cov = coverage(args, encoder) if (both or args.coverage) else None

@@ -13,14 +13,14 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _LAZY = {
-    "KnowledgeVQA": "pipeline", "Answer": "pipeline", "EngineConfig": "pipeline",
-    "KnowledgeVQAModel": "modeling", "KnowledgeVQAConfig": "modeling",
+    "KnowledgeVQA": "engine", "Answer": "engine", "EngineConfig": "engine",
+    "KnowledgeVQAModel": "models.knowledge_vqa", "KnowledgeVQAConfig": "models.knowledge_vqa",
     "SubgraphRetriever": "retrieval", "Subgraph": "retrieval", "ReasoningPath": "retrieval",
-    "TextGrounder": "grounding.text", "Entity": "grounding.types",
-    "RetrievalConfig": "config", "GroundingConfig": "config",
-    "GNNConfig": "gnn", "GraphEncoder": "gnn", "FusionConfig": "fusion",
-    "BackboneConfig": "backbones", "TrainConfig": "training", "train": "training",
-    "load_builtin": "datasets", "load_fvqa": "datasets", "load_csqa": "datasets",
+    "RetrievalConfig": "retrieval", "TextGrounder": "grounding", "GroundingConfig": "grounding",
+    "Entity": "types", "Fact": "types", "VQARecord": "types",
+    "GNNConfig": "nn", "GraphEncoder": "nn", "FusionConfig": "nn",
+    "BackboneConfig": "models.hf_backbones", "TrainConfig": "training", "train": "training",
+    "Recipe": "recipes", "load_builtin": "datasets", "load_fvqa": "datasets", "load_csqa": "datasets",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,3 +1,3 @@
-from .cli import main
+from ravlm_graph.cli.main import main
 
 raise SystemExit(main())

@@ -15,6 +15,13 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from kg_ingest import ConceptNetOptions, bundled_path, ingest_conceptnet, load_default
+from kg_ingest.cli import print_summary
+from kg_ingest import KnowledgeGraph
+from importlib import resources
+from ravlm_graph.datasets import load_builtin
+from ravlm_graph.engine import KnowledgeVQA
+from ravlm_graph.evaluation.bench import run_split
 
 
 def _h(title: str) -> None:
@@ -22,8 +29,6 @@ def _h(title: str) -> None:
 
 
 def section_ingest(work: Path):
-    from kg_ingest import ConceptNetOptions, bundled_path, ingest_conceptnet, load_default
-    from kg_ingest.cli import print_summary
 
     _h("1. Ingest: real lines of the official ConceptNet 5.7 dump (.csv.gz), then CN-100K + FVQA facts")
     sample = bundled_path("cn100k").parent / "conceptnet_sample.csv"
@@ -40,7 +45,6 @@ def section_ingest(work: Path):
     print(f"\nbundled default KG (CN-100K + FVQA ConceptNet facts): {kg.num_nodes:,} concepts, "
           f"{kg.num_edges:,} edges, {kg.num_relations} relations; ready in {time.perf_counter() - t:.2f} s")
     t = time.perf_counter()
-    from kg_ingest import KnowledgeGraph
 
     kg = KnowledgeGraph.load(work / "cn100k_fvqa")
     print(f"memory-mapped reload: {1000 * (time.perf_counter() - t):.1f} ms")
@@ -88,14 +92,11 @@ ENGINES = {"KG": "engine_builtin", "no KG": "engine_builtin_nokg"}
 
 
 def _engine_dir(name: str) -> Path:
-    from importlib import resources
 
     return Path(str(resources.files("ravlm_graph") / "data" / name))
 
 
 def section_answers(work: Path, n_eval: int) -> None:
-    from .datasets import load_builtin
-    from .pipeline import KnowledgeVQA
 
     _h("4. Knowledge VQA: answers with their evidence, with the KG and without it")
     missing = [n for n in ENGINES.values() if not (_engine_dir(n) / "engine.json").exists()]
@@ -128,7 +129,6 @@ def section_answers(work: Path, n_eval: int) -> None:
         print(f"answer without the KG: {b.answer.replace('_', ' '):<24} p={b.score:.2f}  [{ok(b)}]")
 
     _h(f"5. Accuracy, KG vs no KG (live, first {n_eval} questions of each test split, detected entities)")
-    from .evaluation.bench import run_split
 
     rows = {}
     for name, eng in engines.items():

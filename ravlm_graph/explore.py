@@ -24,11 +24,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
+from html import escape
+from ravlm_graph.types import Fact
+from kg_ingest import normalize_concept
+from ravlm_graph.retrieval.config import RetrievalConfig
+from ravlm_graph.retrieval.retriever import SubgraphRetriever
+from ravlm_graph.grounding.images import load_image
 
 if TYPE_CHECKING:  # pragma: no cover
     from kg_ingest import KnowledgeGraph
 
-    from .retrieval import ReasoningPath, SubgraphRetriever
+    from ravlm_graph.retrieval.subgraph import ReasoningPath
+    from ravlm_graph.retrieval.retriever import SubgraphRetriever
 
 __all__ = ["Table", "draw_entities", "neighbours_table", "draw_subgraph", "relation_colors", "degree_histogram",
            "relation_bar", "explain_paths", "display_name"]
@@ -122,7 +129,6 @@ class Table:
         return str(self)
 
     def _repr_html_(self) -> str:
-        from html import escape
 
         head = "".join(f"<th>{escape(c)}</th>" for c in self.columns)
         body = "".join("<tr>" + "".join(f"<td>{escape(self._cell(v))}</td>" for v in r) + "</tr>"
@@ -163,7 +169,6 @@ def neighbours_table(kg: "KnowledgeGraph", concept: str | int, relation: str | N
         ValueError: an unknown direction or a negative limit.
         ImportError: ``as_frame=True`` without pandas.
     """
-    from .datasets.records import Fact
 
     if direction not in ("out", "in", "both"):
         raise ValueError(f"neighbours_table: expected direction 'out', 'in' or 'both', found {direction!r}")
@@ -224,7 +229,6 @@ def _to_multidigraph(graph: Any, seeds: Iterable[str] | None):
     if seeds is None:
         seed_set = {n for n, s in g.nodes(data="seed") if s}
     else:
-        from kg_ingest import normalize_concept
 
         seed_set = set()
         for s in seeds:
@@ -483,8 +487,6 @@ def explain_paths(kg: "KnowledgeGraph", source: str, target: str, *, max_len: in
         KeyError: either concept is not in the graph.
         ValueError: ``source`` and ``target`` are the same concept.
     """
-    from .config import RetrievalConfig
-    from .retrieval import SubgraphRetriever
 
     a, b = kg.concept_id(source), kg.concept_id(target)
     if a == b:
@@ -505,8 +507,8 @@ def draw_entities(image: Any, entities: Iterable[Any], ax=None, *, color: str = 
     """Draw an image with its detected entities: boxes and ``concept (score)`` labels.
 
     Args:
-        image: a PIL image (or anything :func:`ravlm_graph.grounding.image.load_image` takes).
-        entities: :class:`~ravlm_graph.grounding.types.Entity` objects; those without a box
+        image: a PIL image (or anything :func:`ravlm_graph.grounding.images.load_image` takes).
+        entities: :class:`~ravlm_graph.types.Entity` objects; those without a box
             are listed in the title instead.
         ax: matplotlib Axes (default: a new 4x4-inch figure).
 
@@ -516,7 +518,6 @@ def draw_entities(image: Any, entities: Iterable[Any], ax=None, *, color: str = 
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from .grounding.image import load_image
 
     im = load_image(image)
     if ax is None:

@@ -25,9 +25,25 @@ import json
 import logging
 import random
 import time
-from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from ravlm_graph.grounding.layouts import layout_cells
+from ravlm_graph.types import Entity
+from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
+from ravlm_graph.datasets.builtin import default_emoji_root
+from ravlm_graph.datasets.scenes import synthetic_scenes
+from ravlm_graph.datasets import BuiltinRecord
+from ravlm_graph.models.knowledge_vqa.modeling import answer_distribution
+from ravlm_graph.models.knowledge_vqa.processing import collate
+from ravlm_graph.retrieval.config import RetrievalConfig
+from ravlm_graph.models.knowledge_vqa.configuration import KnowledgeVQAConfig
+from ravlm_graph.models.knowledge_vqa.modeling import KnowledgeVQAModel
+from ravlm_graph.engine import EngineConfig, KnowledgeVQA
+from ravlm_graph.kg import open_kg
+from ravlm_graph.retrieval.retriever import SubgraphRetriever
+from ravlm_graph.training.loop import TrainConfig, seed_everything, train
+from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder
+from ravlm_graph.datasets import load_builtin
+from ravlm_graph.datasets import load_fvqa
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +75,6 @@ def builtin_entities(record) -> list:
     Each object's box is its layout cell, as the layout-cell detector reports it, so
     that training and inference see the same kind of boxes.
     """
-    from .datasets.scenes import layout_cells
-    from .grounding.types import Entity
 
     objs = record.extra["objects"]
     w, h = record.extra["scene"]["size"]
@@ -76,7 +90,6 @@ def train_detector(records, cfg: dict, seed: int):
     sprites (:func:`~ravlm_graph.datasets.scenes.synthetic_scenes`): objects of the training
     split only, in Twemoji style, placed the way the benchmark places them.
     """
-    from .grounding.scene_detector import LayoutCellDetector
 
     seen, scenes = set(), []
     pool = set()
@@ -92,8 +105,6 @@ def train_detector(records, cfg: dict, seed: int):
         emoji_root = emoji_root or r.extra.get("emoji_root")
     extra = int(cfg.get("extra_scenes", 0))
     if extra:
-        from .datasets.builtin import default_emoji_root
-        from .datasets.scenes import synthetic_scenes
 
         scenes += list(synthetic_scenes(sorted(pool), extra, emoji_root or default_emoji_root(), seed=seed + 1))
     concepts = sorted({c for _, objs in scenes for c, _ in objs})
@@ -111,7 +122,6 @@ def record_image(record):
 
     Built-in benchmark records draw their scene on demand, so they always have one.
     """
-    from .datasets import BuiltinRecord
 
     if getattr(record, "image_path", None) is None and not isinstance(record, BuiltinRecord):
         from PIL import Image
@@ -144,8 +154,6 @@ def evaluate_examples(model, examples, batch_size: int = 64) -> dict:
     """Accuracy (top-1 in the valid answers), top-3 and subgraph coverage over examples."""
     import torch
 
-    from .modeling import answer_distribution
-    from .vqa_data import collate
 
     model.eval()
     hits = top3 = cov = 0
@@ -170,12 +178,6 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
     """Run a recipe; returns a summary (paths, times, validation figures)."""
     import torch
 
-    from .config import RetrievalConfig
-    from .modeling import KnowledgeVQAConfig, KnowledgeVQAModel
-    from .pipeline import EngineConfig, KnowledgeVQA, open_kg
-    from .retrieval import SubgraphRetriever
-    from .training import TrainConfig, seed_everything, train
-    from .vqa_data import collate
 
     t_start = time.perf_counter()
     if recipe.get("threads"):
@@ -198,7 +200,6 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
     mcfg = KnowledgeVQAConfig(answer_vocab=vocab, num_relations=max(64, kg.num_relations),
                               **recipe.get("model", {}))
     model = KnowledgeVQAModel(mcfg)
-    from .vqa_data import FeatureBuilder
 
     fb = FeatureBuilder(mcfg, model.tokenizer, retriever if mcfg.uses_graph else None, budget=budget)
     t0 = time.perf_counter()
@@ -224,7 +225,6 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
     if dataset == "builtin" and dcfg is not None:
         t0 = time.perf_counter()
         if "from" in dcfg:
-            from .grounding.scene_detector import LayoutCellDetector
 
             det = LayoutCellDetector.from_pretrained(dcfg["from"])
         else:
@@ -249,13 +249,11 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
 def _dataset(recipe: dict, dataset: str, kg):
     """(train records, val records, entity function, info) for a recipe."""
     if dataset == "builtin":
-        from .datasets import load_builtin
 
         root = recipe.get("data")
         tr = load_builtin("train", root=root)
         va = load_builtin("val", root=root)
         return tr, va, builtin_entities, {"dataset": "builtin"}
-    from .datasets import load_fvqa
 
     if not recipe.get("questions") or not recipe.get("facts"):
         raise ValueError("an fvqa recipe needs 'questions' and 'facts' (FVQA train files)")
@@ -272,6 +270,5 @@ def _dataset(recipe: dict, dataset: str, kg):
 
 def fvqa_entities(record) -> list:
     """Given-entities mode: the record's image entities (visual concept + distractors)."""
-    from .grounding.types import Entity
 
-    return [Entity(e.name, 1.0, "image") for e in record.entities if e.origin == "image"]
+    return [Entity(e.concept, 1.0, "image") for e in record.entities if e.origin == "image"]

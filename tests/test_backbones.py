@@ -16,14 +16,8 @@ pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 from PIL import Image  # noqa: E402
 
-from ravlm_graph.backbones import (  # noqa: E402
-    BackboneConfig,
-    BackboneOutput,
-    LlavaKGBackbone,
-    VisionEncoderDecoderKGBackbone,
-    load_backbone,
-)
-from ravlm_graph.fusion import GraphTokens  # noqa: E402
+from ravlm_graph.models.hf_backbones.modeling import BackboneConfig, BackboneOutput, LlavaKGBackbone, VisionEncoderDecoderKGBackbone, load_backbone
+from ravlm_graph.nn.fusion.base import GraphTokens  # noqa: E402
 
 WORDS = ("what is the color of a an apple banana sky red yellow blue green it used for eating cat dog "
          "animal fruit answer can you do with this made from tree water").split()

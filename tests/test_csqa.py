@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from kg_ingest import GraphBuilder, RelationConfig
-from ravlm_graph import csqa
-from ravlm_graph.csqa import CSQAConfig, run_csqa
+from ravlm_graph.cli import csqa as csqa_cli
+from ravlm_graph.models.csqa import processing as csqa
+from ravlm_graph.models.csqa.configuration import CSQAConfig
+from ravlm_graph.evaluation.csqa import run_csqa
 
 FIXTURES = "tests/fixtures/vqa"
 
@@ -163,7 +165,7 @@ def test_bad_input(files, kg, tmp_path):
         run_csqa(train, dev, tmp_path, kg=kg, variants=["kg", "gpt"], encoder=HashEncoder(), progress=False)
     with pytest.raises(ValueError, match="budget"):
         CSQAConfig(budget=0)
-    assert csqa.main(["--train", str(tmp_path / "missing.jsonl"), "--dev", str(dev), "--out", str(tmp_path),
+    assert csqa_cli.main(["--train", str(tmp_path / "missing.jsonl"), "--dev", str(dev), "--out", str(tmp_path),
                       "--no-progress"]) == 2
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kg_ingest import KnowledgeGraph
-from ravlm_graph.embeddings import NodeEmbeddings, TextEncoder, minilm_path, node_text, vocab_hash
+from ravlm_graph.retrieval.embeddings import NodeEmbeddings, TextEncoder, minilm_path, node_text, vocab_hash
 
 
 def make_kg(names):

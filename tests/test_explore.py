@@ -14,10 +14,9 @@ from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
 from kg_ingest import GraphBuilder, KnowledgeGraph, RelationConfig  # noqa: E402
-from ravlm_graph.config import RetrievalConfig  # noqa: E402
-from ravlm_graph.explore import (Table, display_name, draw_subgraph, degree_histogram, explain_paths,  # noqa: E402
-                                 neighbours_table, relation_bar, relation_colors)
-from ravlm_graph.retrieval import SubgraphRetriever  # noqa: E402
+from ravlm_graph.retrieval.config import RetrievalConfig  # noqa: E402
+from ravlm_graph.explore import Table, display_name, draw_subgraph, degree_histogram, explain_paths, neighbours_table, relation_bar, relation_colors
+from ravlm_graph.retrieval.retriever import SubgraphRetriever  # noqa: E402
 
 NAMES = {"apple", "banana", "eating", "fruit", "kitchen", "market"}
 
@@ -308,7 +307,7 @@ def test_draw_entities_boxes_and_labels():
     from PIL import Image
 
     from ravlm_graph.explore import draw_entities
-    from ravlm_graph.grounding.types import Entity
+    from ravlm_graph.types import Entity
 
     ents = [Entity("ice_cream", 0.9, "image", box=(0, 0, 8, 8)), Entity("spoon", 0.5, "image", box=(8, 8, 16, 16)),
             Entity("cold", 1.0, "question")]

@@ -9,20 +9,12 @@ pytest.importorskip("torch_geometric")
 
 from torch import nn  # noqa: E402
 
-from ravlm_graph.fusion import (  # noqa: E402
-    ClassicFusion,
-    CopyGate,
-    CopyGateOutput,
-    FusionConfig,
-    GatedCrossAttentionAdapter,
-    GraphTokenFusion,
-    GraphTokenProjector,
-    GraphTokens,
-    InjectedGraphTokens,
-    PointerHead,
-    build_fusion,
-    inject_graph_tokens,
-)
+from ravlm_graph.nn.fusion.classic import ClassicFusion
+from ravlm_graph.nn.fusion.pointer import CopyGate, CopyGateOutput, PointerHead
+from ravlm_graph.nn.fusion import build_fusion
+from ravlm_graph.nn.fusion.base import FusionConfig, GraphTokens
+from ravlm_graph.nn.fusion.xattn import GatedCrossAttentionAdapter
+from ravlm_graph.nn.fusion.graph_tokens import GraphTokenFusion, GraphTokenProjector, InjectedGraphTokens, inject_graph_tokens
 
 H, D = 16, 32
 KG = 99

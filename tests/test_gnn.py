@@ -9,7 +9,7 @@ pytest.importorskip("torch_geometric")
 
 from torch_geometric.data import Batch, Data  # noqa: E402
 
-from ravlm_graph.gnn import GNN_KINDS, GNNConfig, GraphEncoder, GraphEncoderOutput  # noqa: E402
+from ravlm_graph.nn.gnn import GNN_KINDS, GNNConfig, GraphEncoder, GraphEncoderOutput  # noqa: E402
 
 IN, H, R = 16, 32, 5
 

@@ -8,14 +8,15 @@ import torch
 from PIL import Image
 
 from kg_ingest import GraphBuilder, RelationConfig
-from ravlm_graph.checkpoint import CheckpointError
-from ravlm_graph.config import RetrievalConfig
-from ravlm_graph.embeddings import NodeEmbeddings
-from ravlm_graph.grounding.types import Entity
-from ravlm_graph.modeling import FUSIONS, KnowledgeVQAConfig, KnowledgeVQAModel, answer_distribution
-from ravlm_graph.pipeline import EngineConfig, KnowledgeVQA
-from ravlm_graph.retrieval import SubgraphRetriever
-from ravlm_graph.vqa_data import FeatureBuilder, collate
+from ravlm_graph.utils.checkpoint import CheckpointError
+from ravlm_graph.retrieval.config import RetrievalConfig
+from ravlm_graph.retrieval.embeddings import NodeEmbeddings
+from ravlm_graph.types import Entity
+from ravlm_graph.models.knowledge_vqa.configuration import FUSIONS, KnowledgeVQAConfig
+from ravlm_graph.models.knowledge_vqa.modeling import KnowledgeVQAModel, answer_distribution
+from ravlm_graph.engine import EngineConfig, KnowledgeVQA
+from ravlm_graph.retrieval.retriever import SubgraphRetriever
+from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder, collate
 
 WORDS = ["what", "is", "the", "object", "used", "for", "?", "which", "of", "these", "can", "apple", "eating",
          "fruit", "banana", "kitchen", "market", "peel", ";", "a", "an", "yes", "no"]
@@ -223,7 +224,7 @@ def test_scratch_trunk_is_reinitialised_fully_trained_and_saved(tiny, tmp_path):
 
 
 def test_entity_text_puts_the_image_entities_and_their_places_in_the_text(tiny):
-    from ravlm_graph.vqa_data import entity_phrase, position_words
+    from ravlm_graph.models.knowledge_vqa.processing import entity_phrase, position_words
 
     assert position_words((0, 0, 10, 10), 100, 100) == "top left"
     assert position_words((40, 0, 60, 100), 100, 100) == "middle"

@@ -71,6 +71,7 @@ def test_notebook_committed_without_outputs(path):
                        f"before committing (jupyter nbconvert --clear-output --inplace {path.name})")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
 def test_notebook_runs(path, kernel_prefix, monkeypatch):
     from jupyter_client.kernelspec import KernelSpecManager

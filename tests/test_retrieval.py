@@ -10,10 +10,12 @@ import torch
 from torch_geometric.data import Data
 
 from kg_ingest import KnowledgeGraph
-from ravlm_graph.config import RetrievalConfig
-from ravlm_graph.embeddings import NodeEmbeddings
+from ravlm_graph.retrieval.config import RetrievalConfig
+from ravlm_graph.retrieval.embeddings import NodeEmbeddings
 from ravlm_graph.grounding import Entity
-from ravlm_graph.retrieval import Subgraph, SubgraphRetriever, _ranges, personalized_pagerank
+from ravlm_graph.retrieval.subgraph import Subgraph
+from ravlm_graph.retrieval.retriever import SubgraphRetriever
+from ravlm_graph.retrieval.scoring import _ranges, personalized_pagerank
 
 
 def make_kg(triples):
@@ -242,7 +244,7 @@ def test_retrieval_config_validation():
 def test_cli_ground_and_retrieve(tmp_path, kg, capsys):
     import json
 
-    from ravlm_graph.cli import main
+    from ravlm_graph.cli.main import main
 
     kg.save(tmp_path / "kg")
     assert main(["ground", "Is the apple on the tree?", "--kg", str(tmp_path / "kg"), "--json"]) == 0

@@ -39,10 +39,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .emoji_concepts import count_nameable_facts, link_emoji
-from .records import Entity, Fact, VQARecord
-from .scenes import LAYOUTS, STYLE_DIRS, SpriteCache, place_objects, random_background, render_scene
-from .templates import QUESTION_RELATIONS, SLOT_PHRASES, TEMPLATES, is_nameable, render_question
+from ravlm_graph.datasets.emoji_concepts import count_nameable_facts, link_emoji
+from ravlm_graph.types import Entity, Fact, VQARecord
+from ravlm_graph.grounding.layouts import LAYOUTS
+from ravlm_graph.datasets.scenes import STYLE_DIRS, SpriteCache, place_objects, random_background, render_scene
+from ravlm_graph.datasets.templates import QUESTION_RELATIONS, SLOT_PHRASES, TEMPLATES, is_nameable, render_question
+from kg_ingest import load_default
+import shutil
 
 logger = logging.getLogger(__name__)
 
@@ -488,7 +491,6 @@ def build_builtin(out: str | os.PathLike, *, kg=None, emoji_root: str | os.PathL
 
     cfg = config or BuildConfig()
     if kg is None:
-        from kg_ingest import load_default
 
         kg = load_default(with_fvqa=True)
     root = Path(emoji_root) if emoji_root is not None else default_emoji_root()
@@ -559,11 +561,9 @@ def package_emoji_assets(src_root: str | os.PathLike, dst_root: str | os.PathLik
     Returns:
         ``(kept_entries, skipped)``.
     """
-    import shutil
 
     cfg = config or BuildConfig()
     if kg is None:
-        from kg_ingest import load_default
 
         kg = load_default(with_fvqa=True)
     src, dst = Path(src_root), Path(dst_root)
@@ -677,7 +677,7 @@ def load_builtin(split: str, root: str | os.PathLike | None = None, *,
             answers=tuple(r["answers"]), answer_scores={a: 1.0 for a in r["answers"]},
             answer_concepts=() if yesno else tuple(r["answers"]),
             image_path=image_path, image_id=scene["id"],
-            entities=tuple(Entity(o["concept"], "image") for o in objects),
+            entities=tuple(Entity(o["concept"], 1.0, "image") for o in objects),
             facts=tuple(Fact(h, rel, t, source="conceptnet") for h, rel, t in r["facts"]),
             extra={"question_type": r["question_type"], "relation": r["relation"], "target_object": r["target"],
                    "target_slot": r["target_slot"], "asked_fact": r.get("asked_fact"), "objects": objects,

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
-from .templates import QUESTION_RELATIONS, is_nameable
+from ravlm_graph.datasets.templates import QUESTION_RELATIONS, is_nameable
 
 __all__ = ["OVERRIDES", "ConceptLink", "candidate_concepts", "count_nameable_facts", "link_emoji"]
 

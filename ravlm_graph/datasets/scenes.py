@@ -25,41 +25,16 @@ import os
 import random
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+from ravlm_graph.grounding.layouts import LAYOUTS, layout_cells
 
 __all__ = ["LAYOUTS", "STYLE_DIRS", "SpriteCache", "layout_cells", "load_sprite", "place_objects",
            "random_background", "render_scene", "synthetic_scenes"]
 
 STYLE_DIRS: Mapping[str, str] = {"twemoji": "twemoji64", "noto": "noto64"}
 
-# Layouts by object count: each a tuple of slot names, laid out along an axis or in a grid.
-LAYOUTS: Mapping[int, tuple[tuple[str, ...], ...]] = {
-    1: (("only",),),
-    2: (("left", "right"), ("top", "bottom")),
-    3: (("left", "middle", "right"), ("top", "middle", "bottom")),
-    4: (("top_left", "top_right", "bottom_left", "bottom_right"),),
-}
-
 _SCALE = (0.55, 0.9)       # sprite side as a fraction of its cell's short side
 _MAX_SIDE = 0.6            # ... and never more than this fraction of the canvas
 _MAX_ANGLE = 20.0          # degrees
-
-
-def layout_cells(slots: Sequence[str], width: int, height: int) -> list[tuple[int, int, int, int]]:
-    """Disjoint cells ``(x0, y0, x1, y1)`` of the canvas, one per slot, in slot order."""
-    n = len(slots)
-    if slots == ("only",) or list(slots) == ["only"]:
-        return [(0, 0, width, height)]
-    if n == 4:
-        hw, hh = width // 2, height // 2
-        return [(0, 0, hw, hh), (hw, 0, width, hh), (0, hh, hw, height), (hw, hh, width, height)]
-    horizontal = slots[0] == "left"
-    cells = []
-    for i in range(n):
-        if horizontal:
-            cells.append((i * width // n, 0, (i + 1) * width // n, height))
-        else:
-            cells.append((0, i * height // n, width, (i + 1) * height // n))
-    return cells
 
 
 class SpriteCache:

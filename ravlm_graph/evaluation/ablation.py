@@ -25,6 +25,9 @@ import logging
 import time
 from pathlib import Path
 from typing import Sequence
+from ravlm_graph.recipes import train_recipe
+from ravlm_graph.evaluation.bench import bench_builtin
+from ravlm_graph.evaluation.bench import plot_comparison
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +79,6 @@ def run_ablation(recipe: dict, out: str | Path, *, variants: Sequence[str] | Non
             variant with the scenes' annotated objects (given-entities mode).
         eval_limit: evaluate only the first N questions of each split.
     """
-    from ..recipes import train_recipe
-    from .bench import bench_builtin
 
     if recipe.get("dataset", "builtin") != "builtin":
         raise ValueError("--ablate runs on the built-in benchmark; the recipe's dataset is "
@@ -153,7 +154,6 @@ def _plot(out: Path, result: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .bench import plot_comparison
 
     runs = {n: e["results"] for n, e in result["variants"].items()}
     if not runs:

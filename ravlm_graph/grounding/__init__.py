@@ -4,8 +4,8 @@ Text grounding lives in :mod:`.text`; image detectors in :mod:`.image` (imported
 demand, as they need torch/transformers/PIL).
 """
 
-from .text import STOP_WORDS, GroundingResult, TextGrounder, Token, concept_variants, tokenize, word_forms
-from .types import ORIGINS, Entity
+from ravlm_graph.grounding.text import STOP_WORDS, GroundingResult, TextGrounder, Token, concept_variants, tokenize, word_forms
+from ravlm_graph.types import ORIGINS, Entity
 
 __all__ = ["Entity", "ORIGINS", "TextGrounder", "GroundingResult", "Token", "tokenize", "word_forms",
            "concept_variants", "STOP_WORDS"]

@@ -22,8 +22,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-from ..config import GroundingConfig
-from .types import Entity
+from ravlm_graph.grounding.config import GroundingConfig
+from ravlm_graph.types import Entity
 
 if TYPE_CHECKING:  # pragma: no cover
     from kg_ingest import KnowledgeGraph

@@ -8,10 +8,9 @@ import pytest
 from PIL import Image, ImageChops
 
 from kg_ingest import load_default
-from ravlm_graph.cli import main as cli_main
-from ravlm_graph.datasets.builtin import (BUILTIN_SPLITS, BuildConfig, build_builtin, default_builtin_root,
-                                          default_emoji_root, load_builtin, read_manifest)
-from ravlm_graph.datasets.records import VQARecord
+from ravlm_graph.cli.main import main as cli_main
+from ravlm_graph.datasets.builtin import BUILTIN_SPLITS, BuildConfig, build_builtin, default_builtin_root, default_emoji_root, load_builtin, read_manifest
+from ravlm_graph.types import VQARecord
 from ravlm_graph.datasets.scenes import SpriteCache, place_objects, render_scene
 
 TINY = BuildConfig(seed=3, train=60, val=12, test=12)
@@ -165,7 +164,7 @@ def test_load_builtin_records(tmp_path):
     r = recs[0]
     assert isinstance(r, VQARecord) and r.dataset == "builtin" and r.split == "test_iid"
     assert r.entities and all(e.origin == "image" for e in r.entities)
-    assert {o["concept"] for o in r.extra["objects"]} == {e.name for e in r.entities}
+    assert {o["concept"] for o in r.extra["objects"]} == {e.concept for e in r.entities}
     assert r.extra["question_type"] in ("fact", "select", "yesno") and r.extra["relation"]
     im = r.load_image()
     assert im.size == (128, 128) and im.mode == "RGB"

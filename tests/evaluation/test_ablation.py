@@ -35,6 +35,7 @@ def test_variant_recipe_changes_one_thing(tmp_path):
     assert set(ABLATIONS) >= {"no_kg", "verbalized", "graph_tokens", "both", "concat", "product", "attention"}
 
 
+@pytest.mark.slow
 def test_run_ablation_trains_evaluates_and_resumes(tmp_path, caplog):
     kw = dict(variants=["no_kg", "graph_tokens"], splits=["test_iid"], epochs=1, limit=24, eval_limit=12,
               progress=False, kg_cache=str(tmp_path / "stores"))

@@ -20,20 +20,14 @@ PIL = pytest.importorskip("PIL")
 torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 
-from ravlm_graph.grounding.image import (  # noqa: E402
-    ClipTagger,
-    ClipTaggerConfig,
-    GivenEntities,
-    ImageEntityDetector,
-    InvalidImageError,
-    OwlDetector,
-    OwlDetectorConfig,
-    TaggerConfig,
-    TrainableTagger,
-    load_image,
-    map_label_to_concept,
-)
-from ravlm_graph.grounding.types import Entity  # noqa: E402
+from ravlm_graph.grounding.detectors.clip import ClipTagger, ClipTaggerConfig
+from ravlm_graph.grounding.detectors.given import GivenEntities
+from ravlm_graph.grounding.detectors.base import ImageEntityDetector
+from ravlm_graph.grounding.images import InvalidImageError, load_image
+from ravlm_graph.grounding.detectors.owl import OwlDetector, OwlDetectorConfig
+from ravlm_graph.grounding.detectors.tagger import TaggerConfig, TrainableTagger
+from ravlm_graph.grounding.labels import map_label_to_concept
+from ravlm_graph.types import Entity  # noqa: E402
 
 VOCAB = ["dog", "traffic_light", "ice cream", "red ball"]
 
@@ -190,7 +184,7 @@ def tiny_kg():
 
 
 def test_import_is_cheap():
-    code = ("import sys, ravlm_graph.grounding.image; "
+    code = ("import sys, ravlm_graph.grounding.images; "
             "print(sorted(m for m in ('torch', 'transformers', 'PIL') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -673,12 +667,12 @@ def test_tagger_bad_input():
 
 
 def test_given_entities_from_record_and_annotations(tiny_kg):
-    from ravlm_graph.datasets.records import Entity as RecordEntity
-    from ravlm_graph.datasets.records import VQARecord
+    from ravlm_graph.types import Entity as RecordEntity
+    from ravlm_graph.types import VQARecord
 
     rec = VQARecord(qid="1", question="What is the dog near?", dataset="fvqa", split="train",
-                    entities=(RecordEntity("Dogs", "image"), RecordEntity("traffic_light", "image"),
-                              RecordEntity("street", "question")),
+                    entities=(RecordEntity("Dogs", 1.0, "image"), RecordEntity("traffic_light", 1.0, "image"),
+                              RecordEntity("street", 1.0, "question")),
                     extra={"boxes": {"Dogs": [1, 2, 10, 12]}})
     ents = GivenEntities(tiny_kg).detect(rec)
     assert [(e.concept, e.origin, e.box, e.score, e.label) for e in ents] == [

@@ -3,8 +3,9 @@
 import pytest
 
 from ravlm_graph.datasets.builtin import default_emoji_root
-from ravlm_graph.datasets.scenes import LAYOUTS, layout_cells, synthetic_scenes
-from ravlm_graph.grounding.scene_detector import NONE, LayoutCellDetector, cell_label
+from ravlm_graph.grounding.layouts import LAYOUTS, layout_cells
+from ravlm_graph.datasets.scenes import synthetic_scenes
+from ravlm_graph.grounding.detectors.layout import NONE, LayoutCellDetector, cell_label
 
 POOL = [("1f43b.png", "bear"), ("1f680.png", "rocket"), ("1f36a.png", "cookie")]
 

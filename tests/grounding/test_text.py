@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kg_ingest import KnowledgeGraph
-from ravlm_graph.config import GroundingConfig
+from ravlm_graph.grounding.config import GroundingConfig
 from ravlm_graph.grounding import Entity, GroundingResult, TextGrounder, concept_variants, tokenize, word_forms
 
 

@@ -5,7 +5,7 @@ import sys
 
 import torch
 
-from ravlm_graph.training import TrainConfig, train
+from ravlm_graph.training.loop import TrainConfig, train
 from tests.training.toy import ToyModel, collate, toy_data
 
 out = sys.argv[1]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ravlm_graph.checkpoint import CheckpointError, read_config, read_weights
-from ravlm_graph.training import TrainConfig, train
+from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights
+from ravlm_graph.training.loop import TrainConfig, train
 
 from .toy import ToyModel, collate, toy_data
 
@@ -80,6 +80,7 @@ def test_bad_configs_and_checkpoints(tmp_path):
         read_weights(tmp_path / "ck", other)
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ravlm_graph.checkpoint import write_checkpoint
+from ravlm_graph.utils.checkpoint import write_checkpoint
 
 
 @dataclass

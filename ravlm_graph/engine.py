@@ -1,0 +1,365 @@
+"""The engine's public face: ``KnowledgeVQA.from_pretrained(path).answer(image, question)``.
+
+An engine folder holds everything needed to answer::
+
+    config.json, model.safetensors   the model (see :mod:`ravlm_graph.models.knowledge_vqa`)
+    engine.json                      which KG, retrieval settings, node budget
+    detector/                        the image entity detector (optional)
+
+The KG is named in ``engine.json``: ``"bundled:cn100k"``, ``"bundled:cn100k+fvqa"`` or a
+store folder; ``from_pretrained(path, kg=...)`` can point it elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ravlm_graph.utils.checkpoint import CheckpointError
+from ravlm_graph.types import Entity
+from ravlm_graph.kg import open_kg
+from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder
+from ravlm_graph.retrieval.config import RetrievalConfig
+from ravlm_graph.models.knowledge_vqa.modeling import KnowledgeVQAModel
+from ravlm_graph.retrieval.retriever import SubgraphRetriever
+from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
+from ravlm_graph.grounding.images import load_image
+from ravlm_graph.models.knowledge_vqa.modeling import answer_distribution
+from ravlm_graph.models.knowledge_vqa.processing import collate
+from ravlm_graph.types import Fact
+
+log = logging.getLogger(__name__)
+
+ENGINE_FILE = "engine.json"
+ENGINE_FORMAT_VERSION = 1
+
+
+@dataclass
+class EngineConfig:
+    """Everything but the weights.
+
+    Args:
+        kg (str): ``bundled:cn100k``, ``bundled:cn100k+fvqa`` or a store folder.
+        retrieval (dict): :class:`~ravlm_graph.config.RetrievalConfig` fields.
+        budget (int): subgraph node budget per question.
+        detector (str | None): detector subfolder, or None (entities must be given).
+        dataset (str): what the model was trained on (for the record).
+    """
+
+    kg: str = "bundled:cn100k+fvqa"
+    retrieval: dict = field(default_factory=dict)
+    budget: int = 64
+    detector: str | None = "detector"
+    dataset: str = "builtin"
+    format_version: int = ENGINE_FORMAT_VERSION
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = ENGINE_FILE) -> "EngineConfig":
+        known = {k for k in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CheckpointError(f"{where}: unknown fields {unknown}")
+        cfg = cls(**d)
+        if cfg.format_version != ENGINE_FORMAT_VERSION:
+            raise CheckpointError(f"{where}: engine format version {cfg.format_version!r}; this version reads "
+                                  f"{ENGINE_FORMAT_VERSION}")
+        return cfg
+
+
+@dataclass
+class Answer:
+    """An answer and its evidence.
+
+    Fields:
+        question, answer, score (probability of the answer).
+        candidates: the top answers with probabilities.
+        entities: detected / given entities with origin ("question" / "image"), scores, boxes.
+        subgraph: the retrieved :class:`~ravlm_graph.retrieval.Subgraph` (None without a KG).
+        facts: readable reasoning facts: the paths from the entities to the answer, then
+            the most relevant facts of the subgraph.
+        copy_prob: probability that the answer was copied from the graph.
+        graph_attributions: (concept, probability mass copied from it), highest first.
+        timings: seconds per stage.
+    """
+
+    question: str
+    answer: str
+    score: float
+    candidates: list[tuple[str, float]]
+    entities: list[Entity]
+    subgraph: Any
+    facts: list[str]
+    copy_prob: float
+    graph_attributions: list[tuple[str, float]]
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def subgraph_size(self) -> int:
+        return 0 if self.subgraph is None else int(self.subgraph.num_nodes)
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question, "answer": self.answer.replace("_", " "), "answer_concept": self.answer,
+            "score": round(self.score, 4),
+            "candidates": [[a, round(p, 4)] for a, p in self.candidates],
+            "entities": [{"concept": e.concept, "origin": e.origin, "score": round(e.score, 4),
+                          "box": list(e.box) if e.box else None, "label": e.label} for e in self.entities],
+            "facts": self.facts, "subgraph_size": self.subgraph_size,
+            "subgraph_edges": 0 if self.subgraph is None else int(self.subgraph.num_edges),
+            "copy_prob": round(self.copy_prob, 4),
+            "graph_attributions": [[c, round(w, 4)] for c, w in self.graph_attributions],
+            "timings_ms": {k: round(1000 * v, 2) for k, v in self.timings.items()},
+        }
+
+    def __str__(self) -> str:
+        lines = [f"Q: {self.question}", f"A: {self.answer.replace('_', ' ')}  (p={self.score:.2f}, "
+                 f"copied from the graph with p={self.copy_prob:.2f})"]
+        if self.entities:
+            lines.append("entities: " + ", ".join(f"{e.concept} [{e.origin}{', ' + e.label if e.label else ''}]"
+                                                  for e in self.entities))
+        lines.append(f"subgraph: {self.subgraph_size} nodes")
+        for f in self.facts[:6]:
+            lines.append(f"  - {f}")
+        return "\n".join(lines)
+
+
+class KnowledgeVQA:
+    """Image + question -> answer with evidence.
+
+    Build with :meth:`from_pretrained`; see :class:`Answer` for what comes back.
+    """
+
+    def __init__(self, model, engine_config: EngineConfig, kg=None, retriever=None, detector=None):
+        self.model = model
+        self.config = engine_config
+        self.kg = kg
+        self.retriever = retriever
+        self.detector = detector
+
+        self.features = FeatureBuilder(model.config, model.tokenizer, retriever if model.config.uses_graph else None,
+                                       budget=engine_config.budget)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, kg=None, detector: bool = True,
+                        kg_cache: str | os.PathLike | None = None) -> "KnowledgeVQA":
+        """Load an engine folder.
+
+        Args:
+            path: the folder (``config.json``, ``model.safetensors``, ``engine.json``, ``detector/``).
+            kg: a loaded KnowledgeGraph or a store folder to use instead of ``engine.json``'s.
+            detector: load the image detector (False: entities must be passed to :meth:`answer`).
+            kg_cache: folder where a bundled KG is built once and its node embeddings are
+                cached (None: built in memory, about a second, embeddings not kept).
+
+        Raises:
+            CheckpointError: missing or mismatched files, another format version, pickled weights.
+        """
+
+        path = Path(path)
+        ep = path / ENGINE_FILE
+        if not path.is_dir():
+            raise CheckpointError(f"{path}: no such engine folder")
+        if not ep.exists():
+            raise CheckpointError(f"{path}: missing {ENGINE_FILE} (not an engine folder; a bare model folder "
+                                  f"loads with KnowledgeVQAModel.from_pretrained)")
+        try:
+            ecfg = EngineConfig.from_dict(json.loads(ep.read_text(encoding="utf-8")), str(ep))
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{ep}: not valid JSON ({e})") from e
+        model = KnowledgeVQAModel.from_pretrained(path)
+        retriever = None
+        if model.config.uses_graph:
+            if kg is None:
+                kg = open_kg(ecfg.kg, cache_root=kg_cache)
+            elif isinstance(kg, (str, os.PathLike)):
+                kg = open_kg(str(kg))
+            if kg.num_relations > model.config.num_relations:
+                raise CheckpointError(f"the KG has {kg.num_relations} relations; the model was built for at most "
+                                      f"{model.config.num_relations}")
+            retriever = SubgraphRetriever(kg, RetrievalConfig.from_dict(ecfg.retrieval) if ecfg.retrieval else None)
+        det = None
+        if detector and ecfg.detector:
+
+            dp = path / ecfg.detector
+            if not dp.exists():
+                raise CheckpointError(f"{path}: engine.json names detector folder {ecfg.detector!r}, which is missing")
+            det = LayoutCellDetector.from_pretrained(dp)
+        return cls(model, ecfg, kg=kg, retriever=retriever, detector=det)
+
+    def save_pretrained(self, path: str | os.PathLike, dtype=None) -> Path:
+        """Write the engine folder (``dtype=torch.float16`` halves the weights file)."""
+        path = Path(path)
+        self.model.save_pretrained(path, dtype=dtype)
+        if self.detector is not None:
+            self.detector.save_pretrained(path / (self.config.detector or "detector"))
+        else:
+            self.config.detector = None
+        (path / ENGINE_FILE).write_text(json.dumps(self.config.to_dict(), indent=1), encoding="utf-8")
+        return path
+
+    # ------------------------------------------------------------- answering
+    def detect(self, images: Sequence[Any]) -> list[list[Entity]]:
+        if self.detector is None:
+            raise ValueError("this engine has no image detector; pass entities= to answer()")
+        return self.detector.detect_batch(list(images))
+
+    def answer(self, image, question: str, entities: Sequence[Entity] | None = None, top_k: int = 5) -> Answer:
+        """Answer one question about one image (see :meth:`answer_batch`)."""
+        return self.answer_batch([image], [question], None if entities is None else [entities], top_k=top_k)[0]
+
+    def answer_batch(self, images: Sequence[Any], questions: Sequence[str],
+                     entities: Sequence[Sequence[Entity]] | None = None, top_k: int = 5) -> list[Answer]:
+        """Answer a batch. ``entities`` (per question) replaces image detection when given.
+
+        Raises:
+            ValueError: batches of different lengths, an empty question, a question longer
+                than the model's context, an image that cannot be read.
+        """
+        import torch
+
+
+        if len(images) != len(questions):
+            raise ValueError(f"answer_batch: {len(images)} images but {len(questions)} questions")
+        if entities is not None and len(entities) != len(questions):
+            raise ValueError(f"answer_batch: {len(entities)} entity lists but {len(questions)} questions")
+        for i, q in enumerate(questions):
+            if not isinstance(q, str) or not q.strip():
+                raise ValueError(f"answer_batch: question {i} is empty")
+        t = {}
+        t0 = time.perf_counter()
+        imgs = [load_image(im) for im in images]
+        t["load"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if entities is None:
+            ents = self.detect(imgs) if self.detector is not None else [[] for _ in imgs]
+        else:
+            ents = [list(e) for e in entities]
+        t["detect"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        exs = [self.features.build(im, q, e) for im, q, e in zip(imgs, questions, ents)]
+        t["retrieve"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        batch = collate(exs, self.model.config, pad_id=self.model.tokenizer.pad_token_id or 0, with_targets=False)
+        self.model.eval()
+        with torch.inference_mode():
+            out = self.model(batch)
+        dists = answer_distribution(out, self.model.config.answer_vocab, batch.node_names)
+        t["model"] = time.perf_counter() - t0
+        per = {k: v / len(exs) for k, v in t.items()}
+        answers = []
+        for b, (ex, d) in enumerate(zip(exs, dists)):
+            ranked = sorted(d.items(), key=lambda kv: -kv[1])
+            best, p = ranked[0]
+            attributions: list[tuple[str, float]] = []
+            if out.pointer_logits is not None and ex.node_names:
+                c = float(out.copy_prob[b])
+                pp = torch.softmax(out.pointer_logits[b, : len(ex.node_names)], -1) * c
+                order = torch.argsort(pp, descending=True)[:top_k].tolist()
+                attributions = [(ex.node_names[i], float(pp[i])) for i in order]
+            # Entities as grounded: the detector's, plus the question's found by retrieval.
+            all_ents = list(ex.entities)
+            if ex.subgraph is not None:
+                known = {(e.concept, e.origin) for e in all_ents}
+                all_ents += [e for e in getattr(ex.subgraph, "entities", []) if (e.concept, e.origin) not in known]
+            answers.append(Answer(question=questions[b], answer=best, score=float(p), candidates=ranked[:top_k],
+                                  entities=all_ents, subgraph=ex.subgraph, facts=_reasoning_facts(ex.subgraph, best),
+                                  copy_prob=float(out.copy_prob[b]), graph_attributions=attributions, timings=per))
+        return answers
+
+    # ------------------------------------------------------------ captioning
+    def caption(self, image, max_facts: int = 4) -> dict:
+        """A description of what is seen, enriched with facts about it.
+
+        Returns a dict with ``text``, ``entities`` and ``facts``.
+        """
+
+        im = load_image(image)
+        ents = self.detect([im])[0]
+        if not ents:
+            return {"text": "I see nothing I can name.", "entities": [], "facts": []}
+        names = [e.concept.replace("_", " ") for e in ents]
+        text = "I see " + _join([_a(n) for n in names]) + "."
+        facts: list[str] = []
+        if self.kg is not None:
+
+            for e in ents:
+                rows = [r for r in self.kg.neighbors(e.concept) if r.relation in
+                        ("UsedFor", "AtLocation", "IsA", "CapableOf", "MadeOf", "HasProperty")] \
+                    if e.concept in self.kg else []
+                rows.sort(key=lambda r: -r.weight)
+                for r in rows[:max(1, max_facts // len(ents))]:
+                    facts.append(Fact(e.concept, r.relation, r.concept).verbalize())
+        if facts:
+            text += " " + " ".join(f[0].upper() + f[1:] + "." for f in facts)
+        return {"text": text, "entities": ents, "facts": facts}
+
+    def retrieve_images(self, text: str, gallery: Sequence[Any], top_k: int = 5) -> list[dict]:
+        """Rank gallery images for a text through shared concepts.
+
+        The text is grounded to concepts; each image's detected concepts are expanded to
+        their 1-hop KG neighbours; an image scores the best-weighted overlap (a direct
+        match of a detected object counts 1, a neighbour match 0.5).
+
+        Returns dicts ``{"index", "score", "shared": [concepts]}``, best first.
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("retrieve_images: expected a non-empty text")
+        if self.retriever is None:
+            raise ValueError("retrieve_images needs the knowledge graph")
+        q = {c.concept for c in self.retriever.grounder.ground(text)}
+        dets = self.detect(list(gallery))
+        out = []
+        for i, ents in enumerate(dets):
+            score, shared = 0.0, []
+            for e in ents:
+                if e.concept in q:
+                    score += 1.0 * e.score
+                    shared.append(e.concept)
+                    continue
+                if e.concept in self.kg:
+                    nb = {r.concept for r in self.kg.neighbors(e.concept, direction="both")}
+                    hit = sorted(nb & q)
+                    if hit:
+                        score += 0.5 * e.score
+                        shared += [f"{e.concept}~{h}" for h in hit]
+            out.append({"index": i, "score": round(score, 4), "shared": shared})
+        out.sort(key=lambda d: -d["score"])
+        return out[:top_k]
+
+
+def _reasoning_facts(sg, answer: str, max_paths: int = 3, extra: int = 3) -> list[str]:
+    if sg is None or sg.is_empty:
+        return []
+    facts: list[str] = []
+    try:
+        for p in sg.paths(answer, max_len=2, max_paths=max_paths):
+            for f in p.facts:
+                s = f.verbalize()
+                if s not in facts:
+                    facts.append(s)
+    except KeyError:
+        pass
+    for s in sg.verbalize(max_facts=extra + len(facts)):
+        if len(facts) >= max_paths + extra:
+            break
+        if s not in facts:
+            facts.append(s)
+    return facts
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]

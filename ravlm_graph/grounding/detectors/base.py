@@ -1,0 +1,144 @@
+"""The detector interface: ``detect(image) -> list[Entity]`` (``origin="image"``) and
+``detect_batch``, with the helpers the detectors share (batch loading with ``on_error``,
+device choice, local-checkpoint checks for Hugging Face models)."""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Sequence
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ravlm_graph.types import Entity
+from ravlm_graph.grounding.images import InvalidImageError, load_image
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+logger = logging.getLogger(__name__)
+_ORIGIN = "image"
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+# --------------------------------------------------------------------------------------
+# The interface
+# --------------------------------------------------------------------------------------
+
+
+class ImageEntityDetector(abc.ABC):
+    """Image -> entities (``origin="image"``), each a concept with a score and maybe a box.
+
+    Subclasses implement :meth:`detect`; :meth:`detect_batch` loops over it unless a
+    subclass batches for real. ``detector(image)`` is ``detector.detect(image)``.
+    """
+
+    origin: str = _ORIGIN
+
+    @abc.abstractmethod
+    def detect(self, image: Any) -> list[Entity]:
+        """Entities of one image (anything :func:`load_image` accepts), best first."""
+
+    def detect_batch(self, images: Sequence[Any], *, on_error: str = "raise") -> list[list[Entity]]:
+        """Entities of each image, in input order.
+
+        Args:
+            images: a sequence of images.
+            on_error: ``"raise"`` (default): the first bad image raises, its index in the
+                message; ``"empty"``: a bad image gets ``[]`` and a logged warning.
+        """
+        _check_on_error(on_error)
+        out: list[list[Entity]] = []
+        for i, im in enumerate(images):
+            try:
+                out.append(self.detect(im))
+            except InvalidImageError as e:
+                if on_error == "raise":
+                    raise InvalidImageError(f"image {i}: {e.source}", e.reason) from e
+                logger.warning("image %d skipped: %s", i, e)
+                out.append([])
+            except FileNotFoundError as e:
+                if on_error == "raise":
+                    raise FileNotFoundError(f"image {i}: {e}") from e
+                logger.warning("image %d skipped: %s", i, e)
+                out.append([])
+        return out
+
+    def __call__(self, image: Any) -> list[Entity]:
+        return self.detect(image)
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ("raise", "empty"):
+        raise ValueError(f"on_error: expected 'raise' or 'empty', found {on_error!r}")
+
+
+def _load_all(images: Sequence[Any], max_side: int, on_error: str) -> tuple[list[Any], list[int]]:
+    """Load a batch; returns the decoded images and the indices they came from."""
+    _check_on_error(on_error)
+    loaded, idx = [], []
+    for i, x in enumerate(images):
+        try:
+            loaded.append(load_image(x, max_side=max_side))
+            idx.append(i)
+        except InvalidImageError as e:
+            if on_error == "raise":
+                raise InvalidImageError(f"image {i}: {e.source}", e.reason) from e
+            logger.warning("image %d skipped: %s", i, e)
+        except FileNotFoundError as e:
+            if on_error == "raise":
+                raise FileNotFoundError(f"image {i}: {e}") from e
+            logger.warning("image %d skipped: %s", i, e)
+    return loaded, idx
+
+
+def _resolve_device(device: Any) -> Any:
+    import torch
+
+    if device is None:
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def _check_local_checkpoint(path: Any, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(
+            f"{p}: {what} checkpoint folder not found (models are loaded from a local folder only, "
+            f"never downloaded at run time)")
+    if not p.is_dir():
+        raise ValueError(f"{p}: expected a {what} checkpoint folder (config.json + model.safetensors), found a file")
+    if not (p / "config.json").is_file():
+        raise ValueError(f"{p}: missing config.json; not a Hugging Face checkpoint folder")
+    return p
+
+
+def _load_local(model_cls, processor_cls, path, dtype, device):
+    """A model (safetensors only) and its processor from a local folder, on ``device``."""
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    model = model_cls.from_pretrained(path, local_files_only=True, use_safetensors=True, **kwargs)
+    processor = processor_cls.from_pretrained(path, local_files_only=True)
+    return model.to(_resolve_device(device)), processor
+
+
+def _import_transformers():
+    try:
+        import transformers  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("image detectors need transformers: pip install 'ravlm-graph[model]'") from e
+    return transformers
+
+
+def _make_config(cls, config, overrides: dict):
+    if config is None:
+        config = cls()
+    if not isinstance(config, cls):
+        raise TypeError(f"expected a {cls.__name__}, found {type(config).__name__}")
+    if overrides:
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(overrides) - known)
+        if bad:
+            raise TypeError(f"unknown {cls.__name__} option(s) {bad}; known: {sorted(known)}")
+        config = replace(config, **overrides)
+    return config

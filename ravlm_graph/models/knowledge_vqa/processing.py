@@ -1,0 +1,221 @@
+"""From records to model inputs: entities -> subgraph -> tensors, and batch collation.
+
+An :class:`Example` holds everything the model needs for one question, computed
+once (retrieval, node-name embeddings, tokenisation) so that training epochs only
+collate tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ravlm_graph.types import Entity
+from ravlm_graph.models.knowledge_vqa.configuration import IMG_TOKEN, KG_TOKEN, KnowledgeVQAConfig
+from ravlm_graph.models.knowledge_vqa.modeling import VQABatch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Example:
+    """One question, ready to batch.
+
+    Fields:
+        pixels (3, S, S) uint8; input_ids list[int]; node_x (N, D) float16; edge_index (2, E);
+        edge_type (E,); origin (N,); relevance (N,); box (N, 5);
+        node_names; vocab_ids (valid answers in the vocabulary); node_targets (nodes that are
+        valid answers); answers (all valid answers); subgraph (the retrieved Subgraph, kept
+        for evidence) and entities.
+    """
+
+    pixels: torch.Tensor
+    input_ids: list[int]
+    node_x: np.ndarray
+    edge_index: np.ndarray
+    edge_type: np.ndarray
+    origin: np.ndarray
+    relevance: np.ndarray
+    box: np.ndarray
+    node_names: list[str]
+    vocab_ids: list[int] = field(default_factory=list)
+    node_targets: list[int] = field(default_factory=list)
+    answers: tuple[str, ...] = ()
+    subgraph: Any = None
+    entities: list[Entity] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+
+def image_tensor(image, size: int) -> torch.Tensor:
+    """RGB PIL image -> (3, size, size) uint8."""
+    from PIL import Image
+
+    im = image.convert("RGB")
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    arr = np.asarray(im, dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def box_features(box, width: int, height: int) -> list[float]:
+    """(x0, y0, x1, y1) pixels -> (cx, cy, w, h, 1) in [0, 1]."""
+    x0, y0, x1, y1 = box
+    return [(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height, 1.0]
+
+
+def position_words(box, width: int, height: int) -> str:
+    """Where a box sits in the image, in words: "top left", "right", "middle", ..."""
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2 / max(1, width), (y0 + y1) / 2 / max(1, height)
+    col = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else ""
+    row = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else ""
+    return " ".join(w for w in (row, col) if w) or "middle"
+
+
+def entity_phrase(entities: Sequence[Entity], width: int, height: int) -> str:
+    """The image's entities as text, with where each one is: "left : mouse ; right : ticket ;"."""
+    parts = []
+    for e in entities:
+        if e.origin != "image":
+            continue
+        where = position_words(e.box, width, height) + " : " if e.box is not None else ""
+        parts.append(f"{where}{e.concept.replace('_', ' ')} ;")
+    return " ".join(parts)
+
+
+class FeatureBuilder:
+    """Turns (image, question, entities) into :class:`Example` s for one model config.
+
+    Args:
+        config: the model configuration (fusion, limits, answer vocabulary).
+        tokenizer: the trunk's tokenizer.
+        retriever: a :class:`~ravlm_graph.retrieval.SubgraphRetriever` (None for ``fusion="none"``).
+        budget: node budget of the retrieved subgraphs.
+    """
+
+    def __init__(self, config: KnowledgeVQAConfig, tokenizer, retriever=None, budget: int = 96):
+        self.config = config
+        self.tok = tokenizer
+        self.retriever = retriever
+        self.budget = budget
+        self.vocab_index = {a: i for i, a in enumerate(config.answer_vocab)}
+        self.kg_id = tokenizer.convert_tokens_to_ids(KG_TOKEN)
+        self.img_id = tokenizer.convert_tokens_to_ids(IMG_TOKEN)
+        if config.uses_graph and retriever is None:
+            raise ValueError(f"fusion={config.fusion!r} needs a retriever (a knowledge graph)")
+
+    def _text_ids(self, question: str, facts: Sequence[str], entity_text: str = "") -> list[int]:
+        cfg = self.config
+        q = self.tok(question, add_special_tokens=False)["input_ids"]
+        if len(q) > cfg.max_question_tokens:
+            raise ValueError(f"question is {len(q)} tokens long; the model takes at most {cfg.max_question_tokens}: "
+                             f"{question[:80]!r}")
+        cls_, sep = self.tok.cls_token_id, self.tok.sep_token_id
+        ids = [cls_] + q + [sep]
+        if entity_text:
+            ids += self.tok(entity_text, add_special_tokens=False)["input_ids"][: cfg.max_question_tokens] + [sep]
+        if facts:
+            room = cfg.max_text_tokens - len(ids) - 4
+            f_ids: list[int] = []
+            for f in facts:
+                t = self.tok(f, add_special_tokens=False)["input_ids"] + [self.tok.convert_tokens_to_ids(";")]
+                if len(f_ids) + len(t) > room:
+                    break
+                f_ids += t
+            ids += f_ids + [sep]
+        if self.config.graph_tokens:
+            ids += [self.kg_id, sep]
+        if not self.config.classic:
+            ids += [self.img_id, sep]
+        return ids
+
+    def build(self, image, question: str, entities: Sequence[Entity], answers: Sequence[str] = (),
+              meta: dict | None = None) -> Example:
+        """One example; ``answers`` empty at inference."""
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("expected a non-empty question")
+        cfg = self.config
+        pixels = image_tensor(image, cfg.image_size)
+        w, h = image.size
+        sg = None
+        facts: list[str] = []
+        if cfg.uses_graph:
+            sg = self.retriever.retrieve(list(entities), question, budget=self.budget)
+            if cfg.verbalized and not sg.is_empty:
+                facts = sg.verbalize(max_facts=cfg.max_facts)
+        ids = self._text_ids(question, facts, entity_phrase(entities, w, h) if cfg.entity_text else "")
+        if sg is not None and not sg.is_empty:
+            names = list(sg.node_names)
+            node_ids = sg.node_id.numpy()
+            x = self.retriever.embeddings.get(node_ids).astype(np.float16)
+            box = np.zeros((len(names), 5), dtype=np.float32)
+            for e in entities:
+                if e.box is not None and e.origin == "image":
+                    try:
+                        i = sg.index_of(e.concept)
+                    except KeyError:
+                        continue
+                    box[i] = box_features(e.box, w, h)
+            rel = sg.node_relevance.numpy().astype(np.float32)
+            ei, et = sg.edge_index.numpy(), sg.edge_type.numpy()
+            origin = sg.origin.numpy()
+        else:
+            names, x = [], np.zeros((0, cfg.node_dim), dtype=np.float16)
+            box = np.zeros((0, 5), dtype=np.float32)
+            rel = np.zeros(0, dtype=np.float32)
+            ei, et = np.zeros((2, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)
+            origin = np.zeros(0, dtype=np.int64)
+        ans = tuple(dict.fromkeys(a for a in answers))
+        vocab_ids = [self.vocab_index[a] for a in ans if a in self.vocab_index]
+        aset = set(ans)
+        node_targets = [i for i, n in enumerate(names) if n in aset] if cfg.uses_graph else []
+        return Example(pixels=pixels, input_ids=ids, node_x=x, edge_index=ei, edge_type=et, origin=origin,
+                       relevance=rel, box=box, node_names=names, vocab_ids=vocab_ids,
+                       node_targets=node_targets, answers=ans, subgraph=sg, entities=list(entities),
+                       meta=dict(meta or {}))
+
+
+def collate(examples: Sequence[Example], config: KnowledgeVQAConfig, pad_id: int = 0,
+            with_targets: bool = True) -> VQABatch:
+    """Stack examples into a :class:`VQABatch` (right-padded text, a PyG batch of subgraphs)."""
+    B = len(examples)
+    L = max(len(e.input_ids) for e in examples)
+    ids = torch.full((B, L), pad_id, dtype=torch.long)
+    mask = torch.zeros(B, L, dtype=torch.bool)
+    for i, e in enumerate(examples):
+        ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
+        mask[i, : len(e.input_ids)] = True
+    pixels = torch.stack([e.pixels for e in examples]).float() / 255.0
+    graph = node_target = None
+    M = max((len(e.node_names) for e in examples), default=0)
+    if config.uses_graph:
+        from torch_geometric.data import Batch, Data
+
+        datas = []
+        for e in examples:
+            n = len(e.node_names)
+            datas.append(Data(x=torch.from_numpy(e.node_x.astype(np.float32)).reshape(n, config.node_dim),
+                              edge_index=torch.from_numpy(np.asarray(e.edge_index, dtype=np.int64)).reshape(2, -1),
+                              edge_type=torch.from_numpy(np.asarray(e.edge_type, dtype=np.int64)),
+                              origin=torch.from_numpy(np.asarray(e.origin, dtype=np.int64)),
+                              node_relevance=torch.from_numpy(np.asarray(e.relevance, dtype=np.float32)),
+                              box=torch.from_numpy(e.box).reshape(n, 5), num_nodes=n))
+        graph = Batch.from_data_list(datas)
+        node_target = torch.zeros(B, M)
+        for i, e in enumerate(examples):
+            if e.node_targets:
+                node_target[i, e.node_targets] = 1.0
+    vocab_target = None
+    if with_targets:
+        vocab_target = torch.zeros(B, len(config.answer_vocab))
+        for i, e in enumerate(examples):
+            if e.vocab_ids:
+                vocab_target[i, e.vocab_ids] = 1.0
+    return VQABatch(pixel_values=pixels, input_ids=ids, attention_mask=mask, graph=graph,
+                    vocab_target=vocab_target,
+                    node_target_dense=node_target if with_targets else None,
+                    node_names=[e.node_names for e in examples])

@@ -1,0 +1,228 @@
+"""The retrieved subgraph (:class:`Subgraph`, a PyG ``Data`` with node names, origins,
+relevance and relations) and its reasoning paths (:class:`ReasoningPath`)."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+from torch_geometric.data import Data
+
+from ravlm_graph.types import Entity
+from ravlm_graph.types import ORIGIN_CODES
+from ravlm_graph.types import Fact
+from kg_ingest import normalize_concept
+
+if TYPE_CHECKING:  # pragma: no cover
+
+    pass
+_ORIGIN_BIT = {"question": 1, "image": 2}
+
+
+# --------------------------------------------------------------------------- Subgraph
+
+@dataclass(frozen=True)
+class ReasoningPath:
+    """A path of facts from a seed to a node (edges may point either way).
+
+    Args:
+        nodes: concept names along the path, seed first.
+        facts: one :class:`~ravlm_graph.datasets.records.Fact` per step, as stored
+            (head -> tail), so a step may run against the edge direction.
+    """
+
+    nodes: tuple[str, ...]
+    facts: tuple[Any, ...]
+
+    def __len__(self) -> int:
+        return len(self.facts)
+
+    @property
+    def text(self) -> str:
+        """The facts as short sentences joined by ``"; "``."""
+        return "; ".join(f.verbalize() for f in self.facts)
+
+    def __str__(self) -> str:
+        if not self.facts:
+            return self.nodes[0] if self.nodes else ""
+        out = [self.nodes[0]]
+        for a, f, b in zip(self.nodes, self.facts, self.nodes[1:]):
+            out.append(f"--{f.relation}-->" if f.head == a and f.tail == b else f"<--{f.relation}--")
+            out.append(b)
+        return " ".join(out)
+
+
+class Subgraph(Data):
+    """A retrieved subgraph: a torch_geometric ``Data`` plus what a person needs to read it.
+
+    Tensor fields (N nodes, E edges):
+        edge_index (2, E) long: local node indices.
+        edge_type (E,) long: relation ids (into ``relation_names``).
+        edge_weight (E,) float: the store's edge weights.
+        node_id (N,) long: ids of the nodes in the store.
+        node_relevance (N,) float in [0, 1]: the pruning score (seeds: 1).
+        edge_relevance (E,) float in [0, 1]: geometric mean of its ends' relevance.
+        seed_mask (N,) bool: seeds.
+        origin (N,) long: 0 other, 1 question, 2 image, 3 both.
+
+    Python fields:
+        node_names (list[str]), relation_names (list[str]) — all relations of the store,
+        entities (list[Entity]) — the seeds as given, question (str | None),
+        reason (str | None) — None, or why the subgraph is empty,
+        info (dict) — method, budget, candidate counts, missing seeds, timings.
+    """
+
+    def __init__(self, edge_index: torch.Tensor | None = None, **kwargs: Any) -> None:
+        super().__init__(edge_index=edge_index, **kwargs)
+
+    # -------------------------------------------------------------- build
+    @classmethod
+    def empty(cls, reason: str, *, entities: Sequence[Entity] = (), relation_names: Sequence[str] = (),
+              question: str | None = None, info: dict | None = None) -> "Subgraph":
+        """An explicitly empty subgraph that says why it is empty."""
+        if not reason:
+            raise ValueError("Subgraph.empty: expected a reason, found none")
+        sg = cls(edge_index=torch.zeros(2, 0, dtype=torch.long),
+                 edge_type=torch.zeros(0, dtype=torch.long), edge_weight=torch.zeros(0),
+                 node_id=torch.zeros(0, dtype=torch.long), node_relevance=torch.zeros(0),
+                 edge_relevance=torch.zeros(0), seed_mask=torch.zeros(0, dtype=torch.bool),
+                 origin=torch.zeros(0, dtype=torch.long))
+        sg.num_nodes = 0
+        sg.node_names = []
+        sg.relation_names = list(relation_names)
+        sg.entities = list(entities)
+        sg.question = question
+        sg.reason = reason
+        sg.info = dict(info or {}, reason=reason)
+        return sg
+
+    # PyG drops attributes set to None; these may be None, so they are properties.
+    @property
+    def reason(self) -> str | None:
+        """None, or why the subgraph is empty."""
+        return self._store["reason"] if "reason" in self._store else None
+
+    @reason.setter
+    def reason(self, value: str | None) -> None:
+        self._set_optional("reason", value)
+
+    @property
+    def question(self) -> str | None:
+        return self._store["question"] if "question" in self._store else None
+
+    @question.setter
+    def question(self, value: str | None) -> None:
+        self._set_optional("question", value)
+
+    def _set_optional(self, key: str, value: Any) -> None:
+        if value is None:
+            if key in self._store:
+                del self._store[key]
+        else:
+            self._store[key] = value
+
+    @property
+    def is_empty(self) -> bool:
+        return self.num_nodes == 0
+
+    def __repr__(self) -> str:
+        if self.num_nodes == 0:
+            return f"Subgraph(empty, reason={getattr(self, 'reason', None)!r})"
+        seeds = [n for n, s in zip(self.node_names, self.seed_mask.tolist()) if s]
+        return f"Subgraph(num_nodes={self.num_nodes}, num_edges={self.num_edges}, seeds={seeds})"
+
+    # ------------------------------------------------------------- reading
+    def _fact(self, e: int):
+
+        s, d = self.edge_index[:, e].tolist()
+        return Fact(self.node_names[s], self.relation_names[int(self.edge_type[e])], self.node_names[d])
+
+    def facts(self, max_facts: int | None = None) -> list:
+        """The edges as :class:`~ravlm_graph.datasets.records.Fact` s, most relevant first."""
+        if self.num_edges == 0:
+            return []
+        order = torch.argsort(self.edge_relevance, descending=True, stable=True).tolist()
+        if max_facts is not None:
+            order = order[:max_facts]
+        return [self._fact(e) for e in order]
+
+    def verbalize(self, max_facts: int | None = 50) -> list[str]:
+        """Short sentences for the most relevant edges (``"apple is used for eat"``),
+        using the templates of :meth:`Fact.verbalize`."""
+        return [f.verbalize() for f in self.facts(max_facts)]
+
+    def index_of(self, concept: str) -> int:
+        """Local index of a node by name (KeyError when absent)."""
+
+        for name in (concept, normalize_concept(concept)):
+            try:
+                return self.node_names.index(name)
+            except ValueError:
+                continue
+        raise KeyError(f"concept {concept!r} is not a node of this subgraph ({self.num_nodes} nodes)")
+
+    def paths(self, target: str | int, max_len: int = 3, max_paths: int = 5) -> list[ReasoningPath]:
+        """Shortest readable paths (up to ``max_len`` edges) from any seed to ``target``.
+
+        Edges are walked in both directions; each step keeps its stored direction.
+
+        Args:
+            target: node name or local index.
+            max_len: longest path in edges (default 3).
+            max_paths: at most this many paths, shortest first (default 5).
+
+        Raises:
+            KeyError: ``target`` is not a node of the subgraph.
+        """
+        t = target if isinstance(target, int) else self.index_of(target)
+        if not 0 <= t < self.num_nodes:
+            raise KeyError(f"node index {t} out of range [0, {self.num_nodes})")
+        adj: list[list[tuple[int, int]]] = [[] for _ in range(self.num_nodes)]
+        src, dst = self.edge_index.tolist() if self.num_edges else ([], [])
+        for e, (s, d) in enumerate(zip(src, dst)):
+            adj[s].append((d, e))
+            adj[d].append((s, e))
+        seeds = [i for i, s in enumerate(self.seed_mask.tolist()) if s]
+        out: list[ReasoningPath] = []
+        if t in seeds:
+            out.append(ReasoningPath((self.node_names[t],), ()))
+        # BFS from the target over simple paths, shortest first; stop at seeds.
+        queue = deque([(t, (t,), ())])
+        seedset = set(seeds)
+        while queue and len(out) < max_paths:
+            node, nodes, edges = queue.popleft()
+            if len(edges) >= max_len:
+                continue
+            for nb, e in adj[node]:
+                if nb in nodes:
+                    continue
+                n2, e2 = nodes + (nb,), edges + (e,)
+                if nb in seedset:
+                    out.append(ReasoningPath(tuple(self.node_names[i] for i in reversed(n2)),
+                                             tuple(self._fact(x) for x in reversed(e2))))
+                    if len(out) >= max_paths:
+                        break
+                else:
+                    queue.append((nb, n2, e2))
+        return out
+
+    def to_networkx(self):
+        """networkx ``MultiDiGraph``: nodes keyed by name, with relevance/seed/origin; edges
+        with relation, weight and relevance."""
+        try:
+            import networkx as nx
+        except ImportError as e:  # pragma: no cover
+            raise ImportError("Subgraph.to_networkx needs networkx: pip install 'ravlm-graph[networkx]'") from e
+        g = nx.MultiDiGraph(question=getattr(self, "question", None), reason=getattr(self, "reason", None))
+        codes = {v: k for k, v in ORIGIN_CODES.items()}
+        for i, name in enumerate(self.node_names):
+            g.add_node(name, id=int(self.node_id[i]), relevance=float(self.node_relevance[i]),
+                       seed=bool(self.seed_mask[i]), origin=codes[int(self.origin[i])])
+        for e in range(self.num_edges):
+            s, d = self.edge_index[:, e].tolist()
+            g.add_edge(self.node_names[s], self.node_names[d], key=self.relation_names[int(self.edge_type[e])],
+                       relation=self.relation_names[int(self.edge_type[e])], weight=float(self.edge_weight[e]),
+                       relevance=float(self.edge_relevance[e]))
+        return g

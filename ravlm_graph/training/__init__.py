@@ -1,0 +1,5 @@
+"""One training loop for every model: seeded, resumable, torchrun DDP."""
+
+from ravlm_graph.training.loop import TrainConfig, TrainResult, seed_everything, train
+
+__all__ = ["TrainConfig", "TrainResult", "seed_everything", "train"]
