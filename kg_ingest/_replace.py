@@ -24,7 +24,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import secrets
 import shutil
 import signal
 import stat
@@ -190,7 +189,7 @@ def clean_leftovers(target: Path) -> list[str]:
 def new_temp_folder(target: Path) -> Path:
     """``parent/.NAME.tmp-<hex>`` created with the umask's permissions, marked as partial."""
     for _ in range(100):
-        tmp = target.parent / f".{target.name}.tmp-{secrets.token_hex(4)}"
+        tmp = target.parent / f".{target.name}.tmp-{os.urandom(4).hex()}"
         try:
             os.mkdir(tmp, 0o777)
         except FileExistsError:
@@ -269,7 +268,7 @@ def swap_in(tmp: Path, target: Path, *, use_exchange: bool = True) -> None:
     """Put the complete folder ``tmp`` at ``target``; ``target`` is never missing if it existed."""
     os.unlink(tmp / PARTIAL_MARKER)
     _fsync_dir(tmp)
-    old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
+    old = target.parent / f".{target.name}.old-{os.urandom(4).hex()}"
     with held_signals():
         if not os.path.lexists(target):
             os.rename(tmp, target)

@@ -291,3 +291,12 @@ def test_reingest_under_a_reader_process(tmp_path):
         p.kill() if p.poll() is None else None
     assert p.returncode == 0 and out.split() == ["1.0", "6"]
     assert KnowledgeGraph.load(d).neighbors("banana") == [("IsA", "fruit", 9.0)]
+
+
+def test_read_into_memory_gives_the_same_store_and_the_same_checks(store):
+    a, b = KnowledgeGraph.load(store), KnowledgeGraph.load(store, mmap=False)
+    assert not isinstance(b.edge_src, np.memmap)
+    assert sorted(a.neighbors("apple", direction="both")) == sorted(b.neighbors("apple", direction="both"))
+    _swap(store, "edge_src.npy", "edge_dst.npy")
+    with pytest.raises(StoreError, match=r"edge_src\.npy: damaged store: checksum"):
+        KnowledgeGraph.load(store, mmap=False)
