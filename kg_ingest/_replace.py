@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import shutil
 import signal
 import stat
@@ -156,15 +157,15 @@ def clean_leftovers(target: Path) -> list[str]:
         entries = list(os.scandir(parent))
     except OSError:
         return done
-    tmp_prefix, old_prefix = f".{name}.tmp-", f".{name}.old-"
+    # Exactly the names this module makes (8 hex digits), so that the leftovers of
+    # a store named "s" are never confused with the folders of one named "s.tmp-x".
+    ours = re.compile(re.escape(f".{name}.") + r"(tmp|old)-[0-9a-f]{8}")
     olds, tmps = [], []
     for e in entries:
-        if not e.is_dir(follow_symlinks=False):
+        m = ours.fullmatch(e.name)
+        if m is None or not e.is_dir(follow_symlinks=False):
             continue
-        if e.name.startswith(old_prefix):
-            olds.append(Path(e.path))
-        elif e.name.startswith(tmp_prefix):
-            tmps.append(Path(e.path))
+        (olds if m.group(1) == "old" else tmps).append(Path(e.path))
     if not os.path.lexists(target):
         complete = [p for p in olds if _is_complete_store(p)]
         if complete:
