@@ -109,6 +109,10 @@ def _info(args) -> int:
     return 0
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
+
+
 def _verify(args) -> int:
     from .store import verify_store
 
@@ -116,7 +120,7 @@ def _verify(args) -> int:
     what = ("checksums of every file and structure" if r["level"] == "full"
             else "structure and checksums of the small files")
     print(f"ok: {r['path']}: {r['num_nodes']:,} concepts, {r['num_edges']:,} edges; {what} verified "
-          f"({r['files']} files, {r['bytes'] / 2**20:.1f} MiB, {r['checksum']}) in {r['seconds']:.3f} s")
+          f"({r['files']} files, {_size(r['bytes'])}, {r['checksum']}) in {r['seconds']:.3f} s")
     return 0
 
 
