@@ -117,10 +117,15 @@ def _verify(args) -> int:
     from .store import verify_store
 
     r = verify_store(args.store, level="quick" if args.quick else "full")
-    what = ("checksums of every file and structure" if r["level"] == "full"
-            else "structure and checksums of the small files")
+    if r["checksum"] is None:
+        what = "structure (a version 1 store: no checksums recorded)"
+    elif r["level"] == "full":
+        what = "checksums of every file and structure"
+    else:
+        what = "structure and checksums of the small files"
     print(f"ok: {r['path']}: {r['num_nodes']:,} concepts, {r['num_edges']:,} edges; {what} verified "
-          f"({r['files']} files, {_size(r['bytes'])}, {r['checksum']}) in {r['seconds']:.3f} s")
+          f"({r['files']} files, {_size(r['bytes'])}{', ' + r['checksum'] if r['checksum'] else ''}) "
+          f"in {r['seconds']:.3f} s")
     return 0
 
 

@@ -245,6 +245,7 @@ def test_a_version_1_store_loads_but_cannot_be_fully_verified(store, capsys):
     with pytest.raises(StoreError, match="a format version 1 store carries no checksums"):
         KnowledgeGraph.load(store, verify="full")
     assert main(["verify", str(store), "--quick"]) == 0
+    assert "structure (a version 1 store: no checksums recorded) verified" in capsys.readouterr().out
     assert main(["verify", str(store)]) == 2
     assert "re-run the ingest" in capsys.readouterr().err
 
