@@ -17,7 +17,7 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -88,6 +88,11 @@ class EngineConfig:
         budget (int): subgraph node budget per question.
         detector (str | None): detector subfolder, or None (entities must be given).
         dataset (str): what the model was trained on (for the record).
+        box_missing (str | None): what the model reads for an image entity given without
+            a box or position: ``"whole_image"`` (a box over the whole image) or ``"none"``
+            (no box features); None: ``"whole_image"`` for a model trained on the built-in
+            scenes (it always saw boxes: plain names without boxes answer 42.7 % of 150
+            test_iid questions, with whole-image boxes 98.0 %), else ``"none"``.
     """
 
     kg: str = "bundled:cn100k+fvqa"
@@ -95,6 +100,7 @@ class EngineConfig:
     budget: int = 64
     detector: str | None = "detector"
     dataset: str = "builtin"
+    box_missing: str | None = None
     format_version: int = ENGINE_FORMAT_VERSION
 
     def to_dict(self) -> dict:
@@ -107,6 +113,9 @@ class EngineConfig:
         if unknown:
             raise CheckpointError(f"{where}: unknown fields {unknown}")
         cfg = cls(**d)
+        if cfg.box_missing not in (None, "whole_image", "none"):
+            raise CheckpointError(f"{where}: box_missing: expected \"whole_image\", \"none\" or null, "
+                                  f"found {cfg.box_missing!r}")
         if cfg.format_version != ENGINE_FORMAT_VERSION:
             raise CheckpointError(f"{where}: engine format version {cfg.format_version!r}; this version reads "
                                   f"{ENGINE_FORMAT_VERSION}")
@@ -372,13 +381,18 @@ class KnowledgeVQA:
         """Mark the image entities the question points at ("the thing on the left")."""
         cfg = self.retriever.grounder.config if self.retriever is not None else GroundingConfig()
         sel = refer_entities(question, entities, size, cfg)
+        mode = self.config.box_missing or ("whole_image" if self.config.dataset == "builtin" else "none")
+        focus = sel.focus
+        if mode == "whole_image":
+            whole = (0.0, 0.0, float(size[0]), float(size[1]))
+            focus = [replace(e, box=whole) if e.origin == "image" and e.box is None else e for e in focus]
         lines = []
         for r in sel.references:
             picked = [sel.entities[i].concept for i in sel.selected]
             if r.has_position or picked:
                 lines.append(f"{r.text!r} ({r.describe()}) -> " + (", ".join(picked) if picked else
                                                                       f"nothing selected: {sel.reason}"))
-        return sel.entities, sel.focus, lines
+        return sel.entities, focus, lines
 
     # ------------------------------------------------------------ captioning
     def caption(self, image, max_facts: int = 4) -> dict:
