@@ -29,7 +29,7 @@ from ravlm_graph.recipes import record_image
 from ravlm_graph.types import Entity
 from ravlm_graph.datasets import load_builtin
 from ravlm_graph.engine import KnowledgeVQA
-from ravlm_graph.datasets import load_fvqa
+from ravlm_graph.datasets import load_fvqa, unknown_relations
 from ravlm_graph.evaluation.metrics import exact_match, soft_score_accuracy, vqa_accuracy
 from ravlm_graph.models.hf_backbones import answer_text
 
@@ -171,6 +171,11 @@ def results_table(results: dict, title: str) -> str:
         second = m.get("vqa_accuracy", m["top3"]) if gen else m["top3"]
         lines.append(f"| {split} | {m['n']} | {100 * m['accuracy']:.1f} | {100 * second:.1f} | "
                      f"{100 * m['coverage']:.1f} |")
+    notes = [f"{split}: {m['n_unknown_relation']} questions with a relation the loader does not know "
+             f"({', '.join(f'{r} x{n}' for r, n in m['unknown_relations'].items())}); evaluated all the same"
+             for split, m in results.items() if isinstance(m, dict) and m.get("n_unknown_relation")]
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
@@ -263,6 +268,9 @@ def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | No
         recs = recs[:limit]
     m, rows = run_split(engine, recs, _entity_fn("fvqa", False), progress=progress, max_new_tokens=max_new_tokens,
                         num_beams=num_beams)
+    # Relations the loader could not map: counted here (the loader warned once).
+    m["unknown_relations"] = unknown_relations(recs)
+    m["n_unknown_relation"] = sum(m["unknown_relations"].values())
     results = {"fvqa": m, "_meta": {"model": str(model), "setting": "given entities (no images)",
                                     "questions": str(questions)}}
     if budgets and engine.retriever is not None and engine.model.config.uses_graph:
