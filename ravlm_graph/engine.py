@@ -32,8 +32,8 @@ from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
 from ravlm_graph.grounding.images import load_image
 from ravlm_graph.grounding.config import GroundingConfig
 from ravlm_graph.grounding.spatial import refer_entities
-from ravlm_graph.grounding.language import non_english_message
-from ravlm_graph.grounding.detectors.given import EntitySpec, coerce_entity, parse_entity_list, resolve_entities
+from ravlm_graph.grounding.language import InputWarning, check_question, non_english_message
+from ravlm_graph.grounding.detectors.given import parse_entities, resolve_entities
 from ravlm_graph.models.knowledge_vqa.modeling import answer_distribution
 from ravlm_graph.models.knowledge_vqa.processing import collate
 from ravlm_graph.types import Fact
@@ -43,40 +43,6 @@ from ravlm_graph.models.hf_backbones import (GenerativeFeatureBuilder, Knowledge
 log = logging.getLogger(__name__)
 
 ENGINE_FILE = "engine.json"
-
-
-class InputWarning(UserWarning):
-    """Something about a question or its entities the engine can work with, but that the
-    user should know (a non-English question, an entity unknown to the graph)."""
-
-
-def check_question(question: Any, where: str = "question") -> str:
-    """A question as the engine takes it: a non-blank str (TypeError / ValueError else)."""
-    if not isinstance(question, str):
-        raise TypeError(f"{where}: expected the question as a str, found {type(question).__name__}")
-    if not question.strip():
-        raise ValueError(f"{where} is empty: expected a question, found {question!r}")
-    return question
-
-
-def parse_entities(entities: Any, where: str = "entities") -> list:
-    """Check given entities before anything is loaded: a string ``"knife@left,bread"``
-    or a sequence of names, pairs, mappings, :class:`EntitySpec` s or :class:`Entity` s.
-
-    Returns the items as :class:`EntitySpec` / :class:`Entity`; raises ValueError or
-    TypeError naming the bad item.
-    """
-    if isinstance(entities, str):
-        return parse_entity_list(entities, source=where)
-    if isinstance(entities, (bytes, bytearray)) or not hasattr(entities, "__iter__"):
-        raise TypeError(f"{where}: expected a list of entities or a string 'knife,bread', "
-                        f"found {type(entities).__name__}")
-    items = [e if isinstance(e, (Entity, EntitySpec)) else coerce_entity(e, f"{where}[{i}]")
-             for i, e in enumerate(entities)]
-    if not items:
-        raise ValueError(f"{where}: expected at least one entity, found an empty list "
-                         f"(pass entities=None to detect them in the image)")
-    return items
 ENGINE_FORMAT_VERSION = 1
 
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import sys
 import warnings
 from pathlib import Path
 
-import torch
-
-from ravlm_graph.engine import InputWarning, KnowledgeVQA, check_question, parse_entities
-from ravlm_graph.grounding.detectors.given import read_entity_file
+from ravlm_graph.grounding.detectors.given import parse_entities, read_entity_file
 from ravlm_graph.grounding.images import load_image
-from ravlm_graph.grounding.language import non_english_message
+from ravlm_graph.grounding.language import InputWarning, check_question, non_english_message
+
+
+def _engine_module():
+    """The engine (torch, the model code: seconds to import), imported once the inputs
+    have been checked, so that a wrong path or question is reported at once."""
+    return importlib.import_module("ravlm_graph.engine")
 
 
 def register(sub) -> None:
@@ -61,7 +65,8 @@ def _answer(args) -> int:
         if v is not None and v < 1:
             raise SystemExit(f"--{opt.replace('_', '-')}: expected an integer >= 1, found {v}")
     ents = _read_entities(args.entities) if args.entities is not None else None
-    engine = KnowledgeVQA.from_pretrained(args.model, kg=args.kg, detector=ents is None, kg_cache=args.kg_cache)
+    engine = _engine_module().KnowledgeVQA.from_pretrained(args.model, kg=args.kg, detector=ents is None,
+                                                           kg_cache=args.kg_cache)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InputWarning)
         ans = engine.answer(image, question, entities=ents, max_new_tokens=args.max_new_tokens,
@@ -79,7 +84,9 @@ def _answer(args) -> int:
 
 
 def _export(args) -> int:
-    engine = KnowledgeVQA.from_pretrained(args.engine, kg=None)
+    import torch
+
+    engine = _engine_module().KnowledgeVQA.from_pretrained(args.engine, kg=None)
     out = engine.save_pretrained(args.out, dtype=torch.float16 if args.fp16 else None)
     recipe = Path(args.engine) / "recipe.json"
     if recipe.exists():
