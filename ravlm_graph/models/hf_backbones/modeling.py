@@ -945,14 +945,17 @@ class VisionEncoderDecoderKGBackbone(_KGBackbone):
         return states
 
     def decoder_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, memory: torch.Tensor,
-                        memory_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits (B, L, V), last hidden states (B, L, D)) of the decoder reading ``memory`` (B, M, D)."""
+                        memory_mask: torch.Tensor, keep: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, K, V), last hidden states (B, K, D)) of the decoder reading ``memory``
+        (B, M, D), for the last K = ``keep`` positions (0: all L) — the LM head over the
+        vocabulary is the costly part, and only the answer's positions need it."""
         out = self.model.decoder(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
                                  position_ids=_position_ids(attention_mask).to(self.device),
                                  encoder_hidden_states=memory.to(self.dtype),
                                  encoder_attention_mask=memory_mask.long().to(self.device),
-                                 output_hidden_states=True, use_cache=False)
-        return out.logits, out.hidden_states[-1]
+                                 output_hidden_states=True, use_cache=False, logits_to_keep=keep)
+        hidden = out.hidden_states[-1]
+        return out.logits, (hidden[:, -keep:] if keep else hidden)
 
 
 class _ComposedModel(nn.Module):
@@ -1128,8 +1131,10 @@ class GenerativeOutput:
 
     Shapes:
         loss: () mean token negative log-likelihood of the answer tokens, or None without labels.
-        log_probs: (B, L, V) log-probabilities of the next token at every position.
-        copy_prob: (B, L) probability that each next token is copied from a node name (0 without copying).
+        log_probs: (B, K, V) log-probabilities of the next token at the last K positions: from
+            the one before the first answer token (with labels; encoder-decoders), the last one
+            (without labels; encoder-decoders), every position (LLaVA, over its injected sequence).
+        copy_prob: (B, K) probability that each next token is copied from a node name (0 without copying).
         graph_tokens: the :class:`GraphTokens` read by the decoder (None without the KG).
     """
 
@@ -1351,7 +1356,15 @@ class KnowledgeGenerator(nn.Module):
             masks.append(names_mask)
         memory = torch.cat(parts, 1)  # (B, P + T + T'K, D)
         memory_mask = torch.cat(masks, 1)
-        logits, hidden = self.backbone.decoder_forward(batch.input_ids, batch.attention_mask, memory, memory_mask)
+        length = batch.input_ids.shape[1]
+        keep = 1  # generation: the next token only
+        if batch.labels is not None:
+            labelled = (batch.labels != IGNORE_INDEX).any(0).nonzero()
+            if not len(labelled):
+                raise ValueError("labels: expected at least one answer token (a label != -100), found none")
+            keep = length - int(labelled[0]) + 1  # from the position before the first answer token
+        logits, hidden = self.backbone.decoder_forward(batch.input_ids, batch.attention_mask, memory, memory_mask,
+                                                       keep=keep)
         logits, hidden = logits.float(), hidden.float()
         log_probs = torch.log_softmax(logits, -1)  # (B, L, V)
         copy_prob = torch.zeros(log_probs.shape[:2], device=log_probs.device)
@@ -1371,7 +1384,7 @@ class KnowledgeGenerator(nn.Module):
             copy_prob = gate
         loss = None
         if batch.labels is not None:
-            labels = batch.labels.to(log_probs.device)[:, 1:]  # (B, L - 1) next tokens
+            labels = batch.labels.to(log_probs.device)[:, length - keep + 1:]  # (B, K - 1) next tokens
             lp = log_probs[:, :-1]
             keep = labels != IGNORE_INDEX
             if not bool(keep.any()):
