@@ -22,6 +22,7 @@ from importlib import resources
 from ravlm_graph.datasets import load_builtin
 from ravlm_graph.engine import KnowledgeVQA
 from ravlm_graph.evaluation.bench import run_split
+from ravlm_graph.explore import draw_entities
 
 
 def _h(title: str) -> None:
@@ -148,6 +149,59 @@ def section_answers(work: Path, n_eval: int) -> None:
         print(full.read_text())
 
 
+#: Real photos shipped in ravlm_graph/data/photos with a question each (the last one shows no object).
+PHOTO_QUESTIONS = (
+    ("chelsea.jpg", "What can the animal in the picture do?"),
+    ("coffee.jpg", "Which object in this image is used for drinking?"),
+    ("camera.jpg", "What is the object on the three legs used for?"),
+    ("grace_hopper.jpg", "Where can the thing the person wears around the neck be found?"),
+    ("grass.jpg", "What can the animal in the picture do?"),
+)
+
+
+def section_photos(work: Path) -> None:
+    """Real photos answered by the photo engine: the FVQA model with the photo detector."""
+    _h("6. Real photos: the FVQA model with the photo detector (COCO boxes + ImageNet tags)")
+    folder = _engine_dir("engine_photo")
+    if not (folder / "engine.json").exists():
+        print("the photo engine is missing: see README (ravlm export runs/fvqa/final --detector photo)")
+        return
+    try:
+        t = time.perf_counter()
+        engine = KnowledgeVQA.from_pretrained(folder, kg_cache=work)
+        engine.detector.load()
+    except ImportError as e:
+        print(f"photo engine skipped: {e}")
+        return
+    print(f"loaded {folder.name} ({engine.detector!r}) in {time.perf_counter() - t:.1f} s")
+    photos = Path(str(resources.files("ravlm_graph") / "data" / "photos"))
+    for name, question in PHOTO_QUESTIONS:
+        a = engine.answer(photos / name, question)
+        print(f"\n[{name}]  Q: {question}")
+        seen = [e for e in a.entities if e.origin == "image"]
+        print("seen: " + (", ".join(f"{e.concept.replace('_', ' ')} ({e.score:.2f}"
+                                    f"{', box ' + ','.join(str(round(v)) for v in e.box) if e.box else ''})"
+                                    for e in seen) or "nothing"))
+        print(f"A: {a.answer.replace('_', ' ')}  (p={a.score:.2f})")
+        for f in a.facts[:3]:
+            print(f"  fact: {f}")
+        for n in a.notes:
+            print(f"  note: {n}")
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            ax = draw_entities(photos / name, seen)
+            out = work / f"photo-{Path(name).stem}.png"
+            ax.figure.savefig(out, dpi=100, bbox_inches="tight")
+            plt.close(ax.figure)
+            print(f"  drawn: {out}")
+        except ImportError:
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ravlm_graph.demo", description=__doc__)
     p.add_argument("--work", default="demo_output", help="folder for the demo's stores and outputs")
@@ -165,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         section_queries(kg)
         section_subgraph(kg, work)
     section_answers(work, args.eval)
+    section_photos(work)
     _h(f"done in {time.perf_counter() - t0:.1f} s; outputs in {work}/")
     return 0
 
