@@ -129,3 +129,25 @@ def test_missing_extra_named_instead_of_a_traceback(tmp_path):
     e = ModuleNotFoundError("No module named 'rdflib'", name="rdflib")
     assert "ravlm-graph[rdf]" in missing_extra_message(e, "data")
     assert missing_extra_message(ModuleNotFoundError("x", name="something_else"), "data") is None
+
+
+@pytest.mark.parametrize("given, expected", [(None, "default"), (["none"], ()), (["None"], ()), (["16", "32"], (16, 32))])
+def test_budgets_option(given, expected):
+    from ravlm_graph.cli.bench import _budgets
+    from ravlm_graph.cli.main import build_parser
+    from ravlm_graph.evaluation.bench import DEFAULT_BUDGETS
+
+    argv = ["bench", "fvqa", "--questions", "q.json", "--facts", "f.json", "--model", "m", "--out", "o"]
+    args = build_parser("bench").parse_args(argv + (["--budgets", *given] if given else []))
+    assert _budgets(args) == (DEFAULT_BUDGETS if expected == "default" else expected)
+    assert args.kg_cache is None  # never a folder in the current directory by default
+
+
+def test_budgets_option_refuses_nonsense():
+    from ravlm_graph.cli.bench import _budgets
+    from ravlm_graph.cli.main import build_parser
+
+    argv = ["bench", "fvqa", "--questions", "q.json", "--facts", "f.json", "--model", "m", "--out", "o", "--budgets"]
+    for bad in (["0"], ["ten"], ["none", "16"]):
+        with pytest.raises(ValueError, match="--budgets: expected positive node counts or 'none'"):
+            _budgets(build_parser("bench").parse_args(argv + bad))

@@ -20,7 +20,8 @@ def register(sub) -> None:
     a.add_argument("--entities", default=None,
                    help="comma-separated image concepts to use instead of the detector (given-entities mode)")
     a.add_argument("--kg", default=None, help="store folder to use instead of the engine's KG")
-    a.add_argument("--kg-cache", default=None, help="folder to build/cache a bundled KG and its node embeddings")
+    a.add_argument("--kg-cache", default=None,
+                   help="folder to build a bundled KG in (default: the user cache folder, or $RAVLM_CACHE)")
     a.add_argument("--json", action="store_true", help="print one JSON object")
     a.set_defaults(func=_answer)
 
