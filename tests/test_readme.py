@@ -12,6 +12,7 @@ such as ``stores/`` land in the temporary folder).
 
 from __future__ import annotations
 
+import codeop
 import os
 import re
 import shlex
@@ -117,15 +118,27 @@ def test_readme_python_blocks(workdir, monkeypatch):
     ran = 0
     for first, body in _blocks("python"):
         ns: dict = {}
+        buf, start = "", None
         for k, raw in enumerate(body.splitlines()):
             stmt = raw.split("  #", 1)[0].rstrip()
-            if not stmt.strip() or _skip_reason(stmt) is not None:
+            if not stmt.strip():
+                continue
+            if not buf and _skip_reason(stmt) is not None:
+                continue
+            buf, start = buf + stmt + "\n", start if buf else first + k
+            try:
+                code = codeop.compile_command(buf, f"README.md:{start}", "exec")
+            except SyntaxError as e:
+                pytest.fail(f"README.md:{start}: not valid Python: {buf.strip()}\n{e}", pytrace=False)
+            if code is None:  # a statement that continues on the next line
                 continue
             try:
-                exec(compile(stmt, f"README.md:{first + k}", "exec"), ns)
+                exec(code, ns)
             except Exception as e:  # noqa: BLE001 - report the README line that failed
-                pytest.fail(f"README.md:{first + k}: {stmt.strip()}\n{type(e).__name__}: {e}", pytrace=False)
+                pytest.fail(f"README.md:{start}: {buf.strip()}\n{type(e).__name__}: {e}", pytrace=False)
+            buf = ""
             ran += 1
+        assert not buf, f"README.md:{start}: an unfinished statement: {buf!r}"
     assert ran >= 10
 
 
