@@ -223,14 +223,9 @@ def _plots(out: Path, results: dict) -> None:
 
 def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, data: str | None = None,
                   use_detector: bool = True, limit: int | None = None, progress: bool = True,
-<<<<<<< HEAD
                   kg_cache: str | None = None, kg: str | None = None,
-                  budgets: Sequence[int] | None = DEFAULT_BUDGETS) -> dict:
-=======
-                  kg_cache: str | None = "stores", kg: str | None = None,
                   budgets: Sequence[int] | None = DEFAULT_BUDGETS, max_new_tokens: int | None = None,
                   num_beams: int | None = None) -> dict:
->>>>>>> main
     """Evaluate an engine on the built-in benchmark's test splits (``kg``: a store folder
     to use instead of the engine's own KG; ``budgets``: node budgets of the coverage curve,
     None or empty for none)."""
@@ -262,14 +257,9 @@ def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, dat
 
 
 def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | None = None,
-<<<<<<< HEAD
                progress: bool = True, kg_cache: str | None = None, kg: str | None = None,
-               budgets: Sequence[int] | None = DEFAULT_BUDGETS) -> dict:
-=======
-               progress: bool = True, kg_cache: str | None = "stores", kg: str | None = None,
                budgets: Sequence[int] | None = DEFAULT_BUDGETS, max_new_tokens: int | None = None,
                num_beams: int | None = None) -> dict:
->>>>>>> main
     """Evaluate on FVQA questions in given-entities mode (visual concept + distractors as image entities)."""
 
     engine = KnowledgeVQA.from_pretrained(model, kg=kg, detector=False, kg_cache=kg_cache)
