@@ -192,7 +192,7 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
     tcfg = TrainConfig(out_dir=str(out_dir), **{k: v for k, v in recipe.get("train", {}).items() if k != "out_dir"})
     seed_everything(tcfg.seed)
     kg_spec = recipe.get("kg", "bundled:cn100k+fvqa")
-    # Bundled KGs are built once under kg_cache (default ./stores) with their embedding cache.
+    # Bundled KGs are built once under kg_cache (default: the user cache folder).
     kg = open_kg(kg_spec, cache_root=recipe.get("kg_cache"))
     rcfg = RetrievalConfig.from_dict(recipe.get("retrieval", {})) if recipe.get("retrieval") else RetrievalConfig()
     retriever = SubgraphRetriever(kg, rcfg)
