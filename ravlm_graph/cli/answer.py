@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
+import sys
+import warnings
 from pathlib import Path
 
-import torch
-
-from ravlm_graph.engine import KnowledgeVQA
-from ravlm_graph.explore import draw_entities
 from ravlm_graph.grounding.detectors import DETECTORS, build_detector
-from ravlm_graph.types import Entity
+from ravlm_graph.grounding.detectors.given import parse_entities, read_entity_file
+from ravlm_graph.grounding.images import load_image
+from ravlm_graph.grounding.language import InputWarning, check_question, non_english_message
+
+
+def _engine_module():
+    """The engine (torch, the model code: seconds to import), imported once the inputs
+    have been checked, so that a wrong path or question is reported at once."""
+    return importlib.import_module("ravlm_graph.engine")
 
 
 def register(sub) -> None:
@@ -20,13 +27,21 @@ def register(sub) -> None:
     a.add_argument("--image", required=True, help="image file")
     a.add_argument("--question", required=True)
     a.add_argument("--entities", default=None,
-                   help="comma-separated image concepts to use instead of the detector (given-entities mode)")
+                   help="the image's objects instead of the detector: 'knife,bread', with positions "
+                        "'knife@left,bread@top right' or boxes 'knife@10,20,60,80' (pixels, or fractions <= 1), "
+                        "or a JSON file [{\"concept\": \"knife\", \"box\": [x0, y0, x1, y1]}, ...]")
+    a.add_argument("--any-language", action="store_true",
+                   help="answer a question that does not look English (the engine reads English only)")
     a.add_argument("--kg", default=None, help="store folder to use instead of the engine's KG")
-    a.add_argument("--kg-cache", default=None, help="folder to build/cache a bundled KG and its node embeddings")
+    a.add_argument("--kg-cache", default=None,
+                   help="folder to build a bundled KG in (default: the user cache folder, or $RAVLM_CACHE)")
     a.add_argument("--detector", default=None, metavar="KIND",
                    help=f"detector kind to use instead of the engine's ({', '.join(DETECTORS.names())})")
     a.add_argument("--draw", default=None, metavar="OUT.png", help="draw the image's entities with their boxes here")
-    a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.add_argument("--json", action="store_true", help="print one JSON object (answer, entities, facts, "
+                   "subgraph_size, answer_nodes, ...)")
+    a.add_argument("--max-new-tokens", type=int, default=None, help="generative engines: longest answer")
+    a.add_argument("--beams", type=int, default=None, help="generative engines: 1 greedy, more beam search")
     a.set_defaults(func=_answer)
 
     e = sub.add_parser("export", help="copy an engine folder, optionally with float16 weights (half the size)")
@@ -42,15 +57,41 @@ def register(sub) -> None:
     e.set_defaults(func=_export)
 
 
+def _read_entities(value: str) -> list:
+    """--entities: a JSON file when it names one (or ends in .json), else a list."""
+    if value.strip().lower().endswith(".json") or Path(value).is_file():
+        return read_entity_file(value)
+    return parse_entities(value, "--entities")
+
+
 def _answer(args) -> int:
-    use_detector = args.entities is None and (args.detector or True)
-    engine = KnowledgeVQA.from_pretrained(args.model, kg=args.kg, detector=use_detector, kg_cache=args.kg_cache)
-    ents = None
-    if args.entities is not None:
-        ents = [Entity(c.strip().replace(" ", "_").lower(), 1.0, "image") for c in args.entities.split(",") if c.strip()]
-    ans = engine.answer(args.image, args.question, entities=ents)
+    # Every input is checked before the engine (seconds) is loaded.
+    image = load_image(args.image)
+    question = check_question(args.question, "--question")
+    msg = non_english_message(question)
+    if msg and not args.any_language:
+        raise ValueError(f"--question: {msg} (pass --any-language to answer anyway)")
+    for opt in ("max_new_tokens", "beams"):
+        v = getattr(args, opt)
+        if v is not None and v < 1:
+            raise SystemExit(f"--{opt.replace('_', '-')}: expected an integer >= 1, found {v}")
+    if args.detector is not None and args.detector not in DETECTORS:
+        raise ValueError(f"--detector: expected one of {DETECTORS.names()}, found {args.detector!r}")
+    ents = _read_entities(args.entities) if args.entities is not None else None
+    engine = _engine_module().KnowledgeVQA.from_pretrained(args.model, kg=args.kg,
+                                                           detector=ents is None and (args.detector or True),
+                                                           kg_cache=args.kg_cache)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputWarning)
+        ans = engine.answer(image, question, entities=ents, max_new_tokens=args.max_new_tokens,
+                            num_beams=args.beams)
+    for w in caught:
+        if issubclass(w.category, InputWarning):
+            print(f"ravlm: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if args.draw:
-        _draw(args.image, ans, args.draw)
+        _draw(image, ans, args.draw)
     if args.json:
         print(json.dumps(ans.to_dict(), ensure_ascii=False))
     else:
@@ -67,10 +108,11 @@ def _draw(image, ans, out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    draw_entities = importlib.import_module("ravlm_graph.explore").draw_entities
     ents = [e for e in ans.entities if e.origin == "image"]
     ax = draw_entities(image, ents)
     title = ax.get_title()
-    head = f"{ans.question}\n-> {ans.answer.replace('_', ' ')} (p={ans.score:.2f})"
+    head = f"{ans.question}\n-> {str(ans.answer).replace('_', ' ')} (p={ans.score:.2f})"
     if not ents:
         head += "\nno object found in the image"
     ax.set_title(head + ("\n" + title if title else ""), fontsize=8)
@@ -79,9 +121,11 @@ def _draw(image, ans, out: str) -> None:
 
 
 def _export(args) -> int:
+    import torch
+
     if (args.detector_path or args.detector_settings) and not args.detector:
         raise ValueError("export: --detector-path and --detector-settings need --detector KIND")
-    engine = KnowledgeVQA.from_pretrained(args.engine, kg=None, detector=args.detector is None)
+    engine = _engine_module().KnowledgeVQA.from_pretrained(args.engine, kg=None, detector=args.detector is None)
     if args.detector:
         try:
             settings = json.loads(args.detector_settings) if args.detector_settings else {}

@@ -65,6 +65,7 @@ from ravlm_graph.retrieval.embeddings import TextEncoder
 from ravlm_graph.retrieval.config import RetrievalConfig
 from ravlm_graph.retrieval.embeddings import NodeEmbeddings
 from ravlm_graph.grounding.text import TextGrounder
+from ravlm_graph.grounding.config import GroundingConfig
 from ravlm_graph.retrieval.retriever import SubgraphRetriever
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -259,7 +260,7 @@ def _markdown(results: dict) -> str:
 
 
 def run_csqa(train_path: str | os.PathLike, dev_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-             kg: "str | KnowledgeGraph" = "bundled:cn100k", kg_cache: str | os.PathLike | None = "stores",
+             kg: "str | KnowledgeGraph" = "bundled:cn100k", kg_cache: str | os.PathLike | None = None,
              variants: Sequence[str] = VARIANTS, epochs: int | None = None, limit: int | None = None,
              dev_limit: int | None = None, seed: int | None = None, config: CSQAConfig | None = None,
              encoder=None, node_cache_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
@@ -271,7 +272,7 @@ def run_csqa(train_path: str | os.PathLike, dev_path: str | os.PathLike, out_dir
             ``predictions_<variant>.jsonl``.
         kg: engine spec (``bundled:cn100k``, a store folder) or a loaded store; only
             opened when the ``kg`` variant runs.
-        kg_cache: folder for the bundled stores (default ``stores``).
+        kg_cache: folder for the bundled stores (default: the user cache folder).
         variants: some of :data:`VARIANTS`.
         epochs, seed: override ``config``'s (None: keep them; the default seed is 0).
         limit: use only the first ``limit`` training questions; dev_limit: the first
@@ -331,7 +332,8 @@ def run_csqa(train_path: str | os.PathLike, dev_path: str | os.PathLike, out_dir
         secs["open_kg"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
         node_emb = NodeEmbeddings(store, encoder, cache_dir=node_cache_dir)
-        grounder = TextGrounder(store)
+        # Text-only questions: "left" may be the verb, not a place in an image.
+        grounder = TextGrounder(store, GroundingConfig(spatial=False))
         retriever = SubgraphRetriever(store, RetrievalConfig(budget=cfg.budget, method=cfg.method, cache_size=0),
                                       embeddings=node_emb, encoder=encoder, grounder=grounder)
         train_g = build_graph_features(train_recs, store, retriever, grounder, config=cfg, num_choices=c,

@@ -83,7 +83,6 @@ class SubgraphRetriever:
         self._grounder = grounder
         self.max_frontier = int(max_frontier)
         self._cache: OrderedDict = OrderedDict()
-        self._emb32: np.ndarray | None = None
         e = kg.num_edges
         w = np.asarray(kg.edge_weight, dtype=np.float32)
         tie = (np.arange(e, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2 ** 32)
@@ -123,16 +122,15 @@ class SubgraphRetriever:
         return self._grounder
 
     def embed_question(self, question: str) -> np.ndarray:
-        """(D,) unit embedding of the question."""
-        return self.encoder.encode([question])[0]
+        """(D,) unit embedding of the question (cached on disk with the node embeddings)."""
+        if self._encoder is None or self._encoder is self.embeddings._encoder:
+            return self.embeddings.encode_texts([question])[0]
+        return self._encoder.encode([question])[0]
 
     def _node_vectors(self, ids: np.ndarray) -> np.ndarray:
-        emb = self.embeddings
-        if self._emb32 is None and emb.complete:
-            self._emb32 = emb.vectors.astype(np.float32)  # hot path: no per-query dtype conversion
-        if self._emb32 is not None:
-            return self._emb32[ids]
-        return emb.get(ids)
+        # Rows are gathered from the (possibly memory-mapped float16) matrix and converted
+        # per query: a float32 copy of a 1 M-node matrix would cost 1.5 GB of memory.
+        return self.embeddings.get(ids)
 
     # ----------------------------------------------------------------- seeds
     def _seeds(self, entities: Sequence[Entity | str]) -> tuple[dict[int, tuple[int, float]], list[str], list[Entity]]:
