@@ -151,11 +151,11 @@ def test_verbalize_and_paths(retriever):
     sg = retriever.retrieve(["knife"], "Where is a knife kept in a house?", budget=20, method="hybrid",
                             ground_question=False)
     facts = sg.verbalize(max_facts=100)
-    assert "knife is used for cut" in facts and "knife can be found at kitchen" in facts
+    assert "a knife is used for cutting" in facts and "a knife can be found in a kitchen" in facts
     assert len(sg.verbalize(max_facts=2)) == 2
     paths = sg.paths("house")
     assert paths and str(paths[0]) == "knife --AtLocation--> kitchen --PartOf--> house"
-    assert paths[0].text == "knife can be found at kitchen; kitchen is part of house"
+    assert paths[0].text == "a knife can be found in a kitchen; a kitchen is part of a house"
     assert [str(p) for p in sg.paths("knife")] == ["knife"]
     with pytest.raises(KeyError, match="not a node"):
         sg.paths("island")

@@ -481,6 +481,8 @@ class SubgraphRetriever:
             origin=torch.from_numpy(origin),
         )
         sg.num_nodes = n
+        if kg.has_surface:  # ConceptNet's own sentences, for the evidence
+            sg.edge_surface = [kg.surface_text(int(e)) or "" for e in eids.tolist()]
         sg.node_names = kg.concept_names(nodes.tolist())
         sg.relation_names = rels
         return sg
