@@ -24,7 +24,7 @@ Prize-collecting Steiner trees for retrieval: He et al., "G-Retriever", 2024
 >>> retriever = SubgraphRetriever(kg)
 >>> sg = retriever.retrieve(["apple", "knife"], question="What is used to cut an apple?")
 >>> sg.verbalize(max_facts=3)
-['knife is used for cut', ...]
+['a knife is used for cutting', ...]
 """
 
 from __future__ import annotations

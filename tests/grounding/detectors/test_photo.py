@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ravlm_graph.grounding.detectors.photo import PhotoDetector, PhotoDetectorConfig
+pytest.importorskip("torch")  # the tagger's network; cv2 and the weight packages are checked per test
+from ravlm_graph.grounding.detectors.photo import PhotoDetector, PhotoDetectorConfig  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parents[3] / "ravlm_graph" / "data" / "photos"
 
