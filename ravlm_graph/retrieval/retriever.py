@@ -83,9 +83,7 @@ class SubgraphRetriever:
         self._grounder = grounder
         self.max_frontier = int(max_frontier)
         self._cache: OrderedDict = OrderedDict()
-        self._emb32: np.ndarray | None = None
         self._relation_vecs: np.ndarray | None = None
-        self._qcache: OrderedDict = OrderedDict()
         e = kg.num_edges
         w = np.asarray(kg.edge_weight, dtype=np.float32)
         tie = (np.arange(e, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2 ** 32)
@@ -125,25 +123,15 @@ class SubgraphRetriever:
         return self._grounder
 
     def embed_question(self, question: str) -> np.ndarray:
-        """(D,) unit embedding of the question (the last ``cache_size`` are kept)."""
-        hit = self._qcache.get(question)
-        if hit is not None:
-            self._qcache.move_to_end(question)
-            return hit
-        v = self.encoder.encode([question])[0]
-        if self.config.cache_size:
-            self._qcache[question] = v
-            if len(self._qcache) > self.config.cache_size:
-                self._qcache.popitem(last=False)
-        return v
+        """(D,) unit embedding of the question (cached on disk with the node embeddings)."""
+        if self._encoder is None or self._encoder is self.embeddings._encoder:
+            return self.embeddings.encode_texts([question])[0]
+        return self._encoder.encode([question])[0]
 
     def _node_vectors(self, ids: np.ndarray) -> np.ndarray:
-        emb = self.embeddings
-        if self._emb32 is None and emb.complete:
-            self._emb32 = emb.vectors.astype(np.float32)  # hot path: no per-query dtype conversion
-        if self._emb32 is not None:
-            return self._emb32[ids]
-        return emb.get(ids)
+        # Rows are gathered from the (possibly memory-mapped float16) matrix and converted
+        # per query: a float32 copy of a 1 M-node matrix would cost 1.5 GB of memory.
+        return self.embeddings.get(ids)
 
     def relation_vectors(self) -> np.ndarray:
         """(R, D) unit embeddings of the store's relations, each verbalised with placeholder
