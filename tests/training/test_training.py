@@ -42,8 +42,8 @@ def test_resume_continues_exactly(tmp_path):
     cfg = dict(out_dir=str(tmp_path / "part"), batch_size=8, lr=0.05, progress=False)
 
     def interrupt(epoch, model):
-        if epoch == 1:
-            raise KeyboardInterrupt  # the run is stopped after its second epoch
+        if epoch == 2:
+            raise KeyboardInterrupt  # the run is stopped after its second checkpoint, evaluating the third epoch
 
     with pytest.raises(KeyboardInterrupt):
         train(part, toy_data(), collate, TrainConfig(epochs=4, **cfg), on_epoch_end=interrupt)
