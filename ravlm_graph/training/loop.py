@@ -1,10 +1,17 @@
 """Training loop: single process or ``torchrun`` with DistributedDataParallel.
 
-One loop for every model of the project: the model's ``forward(batch)`` returns
-an output with a scalar ``loss``; the model has ``save_pretrained(path)``. The loop
-is seeded (same seed, same data order, same result in one process), shows a tqdm
-bar with the running loss, checkpoints every epoch, and resumes from the last
-checkpoint (model weights, optimizer and scheduler state, epoch, RNG states).
+One loop for every model of the project (the knowledge-VQA model, the CommonsenseQA
+scorer, the image taggers): the model's ``forward(batch)`` returns an output with a
+scalar ``loss``; the model has ``save_pretrained(path)``. The loop is seeded (same seed,
+same data order, same result in one process), shows a tqdm bar with the running loss,
+checkpoints every epoch (the model in ``out_dir/last``; the optimizer and scheduler
+state, epoch, RNG states and best epoch so far in ``out_dir/trainer_state.pt``), and
+resumes from there.
+
+An ``on_epoch_end`` callback may return metrics (say, held-out accuracy); with
+``select_metric`` the loop keeps the weights of the best epoch (``out_dir/best``),
+stops early after ``patience`` epochs without improvement, and ends with the best
+weights loaded. With ``out_dir=""`` nothing is written (no checkpoints, no resume).
 
 Distributed: started by ``torchrun --nproc_per_node N``, each process reads
 ``RANK``/``WORLD_SIZE`` from the environment, joins a gloo (CPU) or NCCL (GPU)
@@ -54,6 +61,8 @@ class TrainConfig:
             that picks the best epoch, whose weights the model ends with; "" keeps the last.
         patience (int): with ``select_metric``, stop after this many epochs without a better
             value (0: never stop early). Default 0.
+        lr_schedule (str): after the warm-up, ``"cosine"`` decay to 0 or ``"constant"``.
+            Default ``"cosine"``.
     """
 
     out_dir: str = "runs/default"
@@ -71,6 +80,7 @@ class TrainConfig:
     backbone_lr: float = 0.0
     select_metric: str = ""
     patience: int = 0
+    lr_schedule: str = "cosine"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -88,6 +98,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}: expected an integer >= 0, found {v!r}")
         if not (isinstance(self.backbone_lr, (int, float)) and self.backbone_lr >= 0):
             raise ValueError(f"TrainConfig.backbone_lr: expected a number >= 0, found {self.backbone_lr!r}")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"TrainConfig.lr_schedule: expected 'cosine' or 'constant', found {self.lr_schedule!r}")
         if self.patience and not self.select_metric:
             raise ValueError("TrainConfig.patience: early stopping needs select_metric (the metric to watch)")
 
@@ -150,10 +162,12 @@ class TrainResult:
     best_metric: float | None = None
 
 
-def _lr_lambda(total: int, warmup: int):
+def _lr_lambda(total: int, warmup: int, schedule: str = "cosine"):
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / max(1, warmup)
+        if schedule == "constant":
+            return 1.0
         p = (step - warmup) / max(1, total - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
 
@@ -208,11 +222,11 @@ def train(model, train_data: Sequence[Any], collate: Callable[[list], Any], conf
     total = steps_per_epoch * config.epochs
     if config.max_steps:
         total = min(total, config.max_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(config.warmup_ratio * total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(config.warmup_ratio * total), config.lr_schedule))
 
     progress = _Progress()
     last = out / "last" if out is not None else None
-    if config.resume and last is not None and (last / STATE_NAME).exists():
+    if config.resume and last is not None and (out / STATE_NAME).exists() and last.exists():
         _check_same_model(last, model)
         progress = _resume(last, model, opt, sched, gen)
         log.info("resumed from %s at epoch %d (step %d)", last, progress.epoch, progress.step)
@@ -349,9 +363,11 @@ def _checkpoint(path: Path, model, opt, sched, gen, progress: _Progress, config)
              "best_metric": progress.best_metric, "optimizer": opt.state_dict(),
              "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "generator": gen.get_state(),
              "config": json.dumps(asdict(config))}
-    tmp = path / (STATE_NAME + ".tmp")
+    # Beside the model folder, not in it: ``last`` stays a plain checkpoint of the model,
+    # which loaders that refuse pickle files (the state is read with weights_only) accept.
+    tmp = path.parent / (STATE_NAME + ".tmp")
     torch.save(state, tmp)
-    os.replace(tmp, path / STATE_NAME)
+    os.replace(tmp, path.parent / STATE_NAME)
 
 
 def _check_same_model(path: Path, model) -> None:
@@ -373,7 +389,7 @@ def _resume(path: Path, model, opt, sched, gen) -> _Progress:
 
     read_weights(path, model)
     # weights_only: tensors and plain containers only, no arbitrary unpickling.
-    state = torch.load(path / STATE_NAME, weights_only=True)
+    state = torch.load(path.parent / STATE_NAME, weights_only=True)
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
