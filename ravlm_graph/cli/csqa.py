@@ -23,7 +23,7 @@ from ravlm_graph.training.loop import TrainConfig
 from ravlm_graph.utils.config import _from_dict
 
 # option -> (section, field) of the --config file
-_MODEL_OPTIONS = ("trunk_layers", "pooling", "max_length", "hidden", "dropout", "gnn_kind", "gnn_hidden", "gnn_layers",
+_MODEL_OPTIONS = ("trunk_layers", "train_layers", "pooling", "max_length", "hidden", "dropout", "gnn_kind", "gnn_hidden", "gnn_layers",
                   "gnn_heads", "budget", "method", "text_backbone")
 _TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "backbone_lr", "weight_decay", "warmup_ratio", "seed", "patience")
 
@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     model.add_argument("--text-backbone", default=None, help=f"'minilm' or a model folder (default {m.text_backbone})")
     model.add_argument("--trunk-layers", type=int, default=None,
                        help=f"first N trunk layers, 0: all (default {m.trunk_layers})")
+    model.add_argument("--train-layers", type=int, default=None,
+                       help=f"fine-tune the top N kept layers, 0: all (default {m.train_layers})")
     model.add_argument("--pooling", choices=POOLINGS, default=None, help=f"default {m.pooling}")
     model.add_argument("--max-length", type=int, default=None, help=f"tokens per pair (default {m.max_length})")
     model.add_argument("--hidden", type=int, default=None, help=f"scoring MLP width (default {m.hidden})")

@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 #: Training settings of the CommonsenseQA runs (a small trunk fine-tuned gently, the new
 #: layers faster); ``out_dir`` is set per run.
-DEFAULT_TRAIN = TrainConfig(epochs=2, batch_size=8, lr=1e-3, backbone_lr=5e-5, weight_decay=0.01, warmup_ratio=0.1,
+DEFAULT_TRAIN = TrainConfig(epochs=2, batch_size=8, lr=1e-3, backbone_lr=1e-4, weight_decay=0.01, warmup_ratio=0.1,
                             grad_clip=1.0, seed=0)
 
 
@@ -117,8 +117,8 @@ def results_markdown(results: dict) -> str:
     lines = ["# CommonsenseQA: the fine-tuned cross-encoder with and without the knowledge graph", "",
              f"Train: `{results['train_file']}` ({results['n_train']} questions, {results['n_val']} of them held out "
              f"to pick the epoch); dev: `{results['dev_file']}` ({results['n_dev']} questions); "
-             f"KG: {results['kg'] or 'none'}; trunk: {m['text_backbone']}, first {m['trunk_layers'] or 'all'} layers "
-             f"(fine-tuned), {m['pooling']} pooling, {m['max_length']} tokens per pair; "
+             f"KG: {results['kg'] or 'none'}; trunk: {m['text_backbone']}, {m['trunk_layers'] or 'all'} layers "
+             f"(top {m['train_layers'] or 'all'} fine-tuned), {m['pooling']} pooling, {m['max_length']} tokens per pair; "
              f"{results['torch_threads']} torch threads.", "",
              "| variant | dev accuracy | dev questions | best epoch | held-out train accuracy | train s |",
              "|---|---|---|---|---|---|"]

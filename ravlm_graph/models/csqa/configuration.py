@@ -14,7 +14,7 @@ FORMAT_VERSION = 2
 
 #: Model variants: the fine-tuned trunk alone, and the trunk joined with the graph module.
 VARIANTS: tuple[str, ...] = ("no_kg", "kg")
-POOLINGS: tuple[str, ...] = ("cls", "mean")
+POOLINGS: tuple[str, ...] = ("mean", "cls")
 
 # Node origins seen by the graph encoder: 0-3 are the retriever's codes, with its second
 # origin slot ("image") carrying the answer-choice concepts; 4 marks the context node.
@@ -33,11 +33,14 @@ class CSQAConfig:
         use_kg (bool): add the graph module (the ``kg`` variant). Default False.
         text_backbone (str): ``"minilm"`` (the packaged all-MiniLM-L6-v2) or a local model
             folder with its tokenizer. Default ``"minilm"``.
-        trunk_layers (int): keep the trunk's first N transformer layers (0: all). Default 3.
+        trunk_layers (int): keep the trunk's first N transformer layers (0: all). Default 0.
+        train_layers (int): fine-tune only the top N of the kept layers; the lower ones stay
+            as pretrained, so backpropagation stops at them (0: fine-tune all). Default 2.
         freeze_embeddings (bool): keep the trunk's token embeddings fixed (fewer parameters
             to update; the vocabulary is mostly unseen in a small training set). Default True.
-        pooling (str): pair representation: ``"cls"`` (the [CLS] state) or ``"mean"``
-            (mean of the token states). Default ``"cls"``.
+        pooling (str): pair representation: ``"mean"`` (mean of the token states, the
+            pooling the packaged MiniLM was trained with) or ``"cls"`` (the [CLS] state).
+            Default ``"mean"``.
         max_length (int): tokens per (question, choice) pair; longer pairs are truncated.
             Default 64.
         hidden (int): width of the scoring MLP. Default 256.
@@ -55,9 +58,10 @@ class CSQAConfig:
 
     use_kg: bool = False
     text_backbone: str = "minilm"
-    trunk_layers: int = 3
+    trunk_layers: int = 0
+    train_layers: int = 2
     freeze_embeddings: bool = True
-    pooling: str = "cls"
+    pooling: str = "mean"
     max_length: int = 64
     hidden: int = 256
     dropout: float = 0.1
@@ -75,7 +79,7 @@ class CSQAConfig:
         o = "CSQAConfig"
         for name in ("max_length", "hidden", "node_dim", "gnn_hidden", "gnn_heads", "budget"):
             _check_range(o, name, getattr(self, name), lo=1, kind=int)
-        for name in ("trunk_layers", "num_relations", "gnn_layers", "max_facts"):
+        for name in ("trunk_layers", "train_layers", "num_relations", "gnn_layers", "max_facts"):
             _check_range(o, name, getattr(self, name), lo=0, kind=int)
         _check_range(o, "dropout", self.dropout, lo=0.0, hi=0.99)
         if self.pooling not in POOLINGS:

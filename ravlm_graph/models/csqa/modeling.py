@@ -95,6 +95,13 @@ class CSQAModel(nn.Module):
         self.trunk = trunk
         if config.freeze_embeddings:
             trunk.embeddings.requires_grad_(False)
+        layers = trunk.encoder.layer
+        if config.train_layers > len(layers):
+            raise ValueError(f"CSQAConfig.train_layers: expected at most the trunk's {len(layers)} layers, "
+                             f"found {config.train_layers}")
+        if config.train_layers:
+            for layer in layers[:len(layers) - config.train_layers]:
+                layer.requires_grad_(False)
         d = trunk.config.hidden_size
         in_dim = d
         if config.use_kg:
@@ -112,7 +119,8 @@ class CSQAModel(nn.Module):
     def __repr__(self) -> str:
         c = self.config
         return (f"{type(self).__name__}(variant={c.variant!r}, trunk_layers={len(self.trunk.encoder.layer)}, "
-                f"pooling={c.pooling!r}, gnn={c.gnn_kind if c.use_kg else None!r})")
+                f"train_layers={c.train_layers or 'all'}, pooling={c.pooling!r}, "
+                f"gnn={c.gnn_kind if c.use_kg else None!r})")
 
     def backbone_parameters(self):
         """The pretrained trunk's parameters (fine-tuned with ``TrainConfig.backbone_lr``)."""
