@@ -20,7 +20,6 @@ import torch
 from ravlm_graph.evaluation.csqa import DEFAULT_TRAIN, results_markdown, run_csqa
 from ravlm_graph.models.csqa.configuration import POOLINGS, VARIANTS, CSQAConfig
 from ravlm_graph.training.loop import TrainConfig
-from ravlm_graph.utils.config import _from_dict
 
 # option -> (section, field) of the --config file
 _MODEL_OPTIONS = ("trunk_layers", "train_layers", "pooling", "max_length", "hidden", "dropout", "gnn_kind", "gnn_hidden", "gnn_layers",
@@ -95,7 +94,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[CSQAConfig, TrainConfi
         train.update(data.get("train", {}))
     model.update({k: getattr(args, k) for k in _MODEL_OPTIONS if getattr(args, k) is not None})
     train.update({k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k) is not None})
-    tcfg = _from_dict(TrainConfig, train)
+    tcfg = TrainConfig.from_dict(train)
     return CSQAConfig.from_dict(model), replace(tcfg, progress=not args.no_progress)
 
 

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 from ravlm_graph.utils.checkpoint import read_weights
+from ravlm_graph.utils.config import _from_dict
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,11 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr_schedule: expected 'cosine' or 'constant', found {self.lr_schedule!r}")
         if self.patience and not self.select_metric:
             raise ValueError("TrainConfig.patience: early stopping needs select_metric (the metric to watch)")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """From a JSON object; unknown fields are an error that names them."""
+        return _from_dict(cls, data)
 
 
 def seed_everything(seed: int) -> None:

@@ -80,7 +80,7 @@ def files(tmp_path_factory):
 
 
 def model_cfg(trunk_dir, **kw):
-    base = dict(text_backbone=trunk_dir, trunk_layers=0, hidden=32, dropout=0.0, gnn_hidden=16, gnn_heads=2,
+    base = dict(text_backbone=trunk_dir, trunk_layers=0, train_layers=0, hidden=32, dropout=0.0, gnn_hidden=16, gnn_heads=2,
                 budget=8, max_length=16)
     return CSQAConfig(**{**base, **kw})
 
@@ -203,14 +203,18 @@ def test_pairs_are_tokenised_once_and_padded_per_batch(files, trunk_dir):
 def test_model_checks(trunk_dir, tmp_path):
     with pytest.raises(ValueError, match="needs the store's relation count"):
         CSQAModel(model_cfg(trunk_dir, use_kg=True))
-    with pytest.raises(ValueError, match="at most the trunk's 2 layers, found 3"):
+    with pytest.raises(ValueError, match="trunk_layers: expected at most the trunk's 2 layers, found 3"):
         CSQAModel(model_cfg(trunk_dir, trunk_layers=3))
+    with pytest.raises(ValueError, match="train_layers: expected at most the trunk's 1 layers, found 2"):
+        CSQAModel(model_cfg(trunk_dir, trunk_layers=1, train_layers=2))
+    top = CSQAModel(model_cfg(trunk_dir, train_layers=1))
+    assert [any(p.requires_grad for p in layer.parameters()) for layer in top.trunk.encoder.layer] == [False, True]
     with pytest.raises(ValueError, match="pooling: expected one of"):
         model_cfg(trunk_dir, pooling="max")
     with pytest.raises(CheckpointError, match="neither 'minilm' nor a local model folder"):
         CSQAModel(model_cfg(trunk_dir, text_backbone=str(tmp_path / "nope")))
-    m = CSQAModel(model_cfg(trunk_dir, trunk_layers=1, pooling="mean"))
-    assert len(m.trunk.encoder.layer) == 1 and "pooling='mean'" in repr(m)
+    m = CSQAModel(model_cfg(trunk_dir, trunk_layers=1, pooling="cls"))
+    assert len(m.trunk.encoder.layer) == 1 and "pooling='cls'" in repr(m)
     assert not any(p.requires_grad for p in m.trunk.embeddings.parameters())
     m.save_pretrained(tmp_path / "ck")
     cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
@@ -247,7 +251,11 @@ def test_settings_from_config_file_and_options(tmp_path):
     args = csqa_cli.add_arguments(__import__("argparse").ArgumentParser()).parse_args(
         ["--train", "t", "--dev", "d", "--out", "o", "--config", str(tmp_path / "c.json"), "--budget", "8"])
     cfg, tc = csqa_cli.settings_from_args(args)
-    assert (cfg.trunk_layers, cfg.budget, tc.epochs, tc.lr, tc.backbone_lr) == (2, 8, 3, 0.01, 5e-5)
+    assert (cfg.trunk_layers, cfg.budget, tc.epochs, tc.lr, tc.backbone_lr) == (2, 8, 3, 0.01, 1e-4)
+    # the shipped settings file holds the defaults
+    args.config, args.budget = "configs/csqa.json", None
+    shipped, shipped_tc = csqa_cli.settings_from_args(args)
+    assert shipped == CSQAConfig() and shipped_tc.backbone_lr == 1e-4 and shipped_tc.epochs == 2
 
 
 def test_text_only_needs_no_graph(files, trunk_dir, tmp_path):
