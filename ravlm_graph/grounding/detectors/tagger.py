@@ -1,10 +1,11 @@
-"""A small CNN image tagger trained from scratch, for image domains without pretrained vision weights.
+""":class:`TrainableTagger`: a small CNN, multi-label over a concept vocabulary, trained
+from scratch — for image domains without pretrained vision weights (the built-in
+benchmark's drawn emoji). Saved as ``config.json`` + ``model.safetensors``.
 
-:class:`TrainableTagger` holds the network, the concept vocabulary, inference
-(``predict_proba``, ``detect``, ``detect_batch``), its loss and its checkpoint folder.
-It is trained by :func:`ravlm_graph.training.detectors.fit_tagger` (the project's one
-training loop); this module only prepares what the loop reads (:meth:`TrainableTagger.images_to_tensor`,
-:meth:`TrainableTagger.targets`, :meth:`TrainableTagger.loss`).
+The tagger holds the network, inference, its loss and its checkpoint folder; it is trained
+by :func:`ravlm_graph.training.detectors.fit_tagger` (the project's one training loop),
+which reads :meth:`TrainableTagger.images_to_tensor`, :meth:`TrainableTagger.targets` and
+:meth:`TrainableTagger.loss`.
 """
 
 from __future__ import annotations
