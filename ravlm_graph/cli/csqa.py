@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="variants to train (default: no_kg kg)")
     parser.add_argument("--kg", default="bundled:cn100k+fvqa", help="bundled:cn100k[+fvqa] or a store folder "
                         "(default bundled:cn100k+fvqa)")
-    parser.add_argument("--kg-cache", default=None, help="folder for the bundled store (default: built in memory)")
+    parser.add_argument("--kg-cache", default=None, help="folder for the bundled stores (default: the user cache folder)")
     parser.add_argument("--limit", type=int, default=None, help="use the first N training questions")
     parser.add_argument("--dev-limit", type=int, default=None, help="use the first N dev questions")
     parser.add_argument("--val-fraction", type=float, default=0.1,

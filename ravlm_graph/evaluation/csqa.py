@@ -151,7 +151,7 @@ def run_csqa(train_path: str | os.PathLike, dev_path: str | os.PathLike, out_dir
             ``predictions_<variant>.jsonl`` (and ``checkpoints/<variant>`` with ``keep_checkpoints``).
         kg: engine spec (``bundled:cn100k+fvqa``, a store folder) or a loaded store; only
             opened when the ``kg`` variant runs.
-        kg_cache: folder for the bundled stores (None: built in memory, about a second).
+        kg_cache: folder for the bundled stores (None: the user cache folder).
         variants: some of :data:`VARIANTS`.
         limit: use only the first ``limit`` training questions; dev_limit: the first
             ``dev_limit`` dev questions (default: all).
