@@ -46,7 +46,7 @@ def test_tagger_checkpoints_are_tagger_folders_and_resume_exactly(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         x, y = part.images_to_tensor(images), part.targets(labels)
         with torch.random.fork_rng(devices=[]):
-            loop.train(detectors._TaggerObjective(part), list(range(len(images))),
+            loop.train(detectors._TaggerObjective(part, part.model), list(range(len(images))),
                        detectors._AugmentingCollate(x, y, True), objective_cfg, on_epoch_end=stop)
     resumed = TrainableTagger(cfg, seed=1)
     res = fit_tagger(resumed, images, labels, objective_cfg)

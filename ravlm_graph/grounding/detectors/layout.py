@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ravlm_graph.grounding.detectors.base import ImageEntityDetector
+from ravlm_graph.grounding.detectors.features import FeatureTagger, is_feature_tagger_folder
 from ravlm_graph.grounding.detectors.tagger import TrainableTagger
 from ravlm_graph.grounding.images import load_image
 from ravlm_graph.types import Entity
@@ -61,7 +62,8 @@ class LayoutCellDetector(ImageEntityDetector):
     """Detect objects by classifying the cells of candidate layouts.
 
     Args:
-        tagger (TrainableTagger): a crop classifier whose vocabulary includes ``__none__``.
+        tagger (TrainableTagger or FeatureTagger): a crop classifier whose vocabulary includes
+            ``__none__`` (trained from scratch, or a head on frozen pretrained features).
         layouts (list[tuple[str, ...]]): candidate layouts (slot names); default: the built-in ones.
         min_score (float): cells whose best concept scores below this are dropped (default 0.2).
     """
@@ -179,7 +181,9 @@ class LayoutCellDetector(ImageEntityDetector):
             meta = json.loads(p.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"{p}: not valid JSON ({e})") from e
-        return cls(TrainableTagger.from_pretrained(path), meta.get("layouts"), float(meta.get("min_score", 0.2)))
+        tagger = FeatureTagger.from_pretrained(path) if is_feature_tagger_folder(path) else \
+            TrainableTagger.from_pretrained(path)
+        return cls(tagger, meta.get("layouts"), float(meta.get("min_score", 0.2)))
 
 
 def _jitter(im, rng: random.Random):
