@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ravlm_graph.utils.checkpoint import CheckpointError
+from ravlm_graph.utils.english import Realiser, kg_purposes
 from ravlm_graph.types import Entity
 from ravlm_graph.kg import open_kg
 from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder
@@ -185,6 +186,8 @@ class KnowledgeVQA:
         self.kg = kg
         self.retriever = retriever
         self.detector = detector
+        # Evidence in English; compound names read with the KG's help ("parking lot").
+        self.realiser = Realiser(kg_purposes(kg) if kg is not None else None)
 
         if isinstance(model, KnowledgeGenerator):
             self.features = GenerativeFeatureBuilder(model, retriever if model.config.uses_graph else None,
@@ -371,7 +374,8 @@ class KnowledgeVQA:
                 known = {(e.concept, e.origin) for e in all_ents}
                 all_ents += [e for e in getattr(ex.subgraph, "entities", []) if (e.concept, e.origin) not in known]
             answers.append(Answer(question=questions[b], answer=best, score=float(p), candidates=ranked[:top_k],
-                                  entities=all_ents, subgraph=ex.subgraph, facts=_reasoning_facts(ex.subgraph, best),
+                                  entities=all_ents, subgraph=ex.subgraph,
+                                  facts=_reasoning_facts(ex.subgraph, best, self.realiser),
                                   copy_prob=float(out.copy_prob[b]), graph_attributions=attributions, timings=per,
                                   references=refs[b], notes=notes[b], answer_nodes=answer_nodes(best, ex.subgraph)))
         return answers
@@ -397,7 +401,7 @@ class KnowledgeVQA:
             answers.append(Answer(question=q, answer=g["text"], score=g["score"],
                                   candidates=[(g["text"], g["score"] if g["score"] is not None else 1.0)],
                                   entities=all_ents, subgraph=ex.subgraph,
-                                  facts=_reasoning_facts(ex.subgraph, nodes[0] if nodes else g["text"]),
+                                  facts=_reasoning_facts(ex.subgraph, nodes[0] if nodes else g["text"], self.realiser),
                                   copy_prob=float(g["copy_prob"]), graph_attributions=[(n, 1.0) for n in nodes],
                                   timings=per, answer_nodes=nodes, generated=True,
                                   references=refs[b], notes=notes[b]))
@@ -432,7 +436,7 @@ class KnowledgeVQA:
         ents = self.detect([im])[0]
         if not ents:
             return {"text": "I see nothing I can name.", "entities": [], "facts": []}
-        names = [e.concept.replace("_", " ") for e in ents]
+        names = [self.realiser.name(e.concept) for e in ents]
         text = "I see " + _join([_a(n) for n in names]) + "."
         facts: list[str] = []
         if self.kg is not None:
@@ -443,7 +447,7 @@ class KnowledgeVQA:
                     if e.concept in self.kg else []
                 rows.sort(key=lambda r: -r.weight)
                 for r in rows[:max(1, max_facts // len(ents))]:
-                    facts.append(Fact(e.concept, r.relation, r.concept).verbalize())
+                    facts.append(Fact(e.concept, r.relation, r.concept).verbalize(self.realiser))
         if facts:
             text += " " + " ".join(f[0].upper() + f[1:] + "." for f in facts)
         return {"text": text, "entities": ents, "facts": facts}
@@ -510,19 +514,22 @@ def answer_nodes(answer: str, subgraph) -> list[str]:
     return exact + inside
 
 
-def _reasoning_facts(sg, answer: str, max_paths: int = 3, extra: int = 3) -> list[str]:
+def _reasoning_facts(sg, answer: str, realiser: Realiser | None = None, max_paths: int = 3,
+                     extra: int = 3) -> list[str]:
+    """Evidence sentences: the paths from the seeds to the answer, then the most relevant
+    facts of the subgraph, each once, in English (ConceptNet's surface text where kept)."""
     if sg is None or sg.is_empty:
         return []
     facts: list[str] = []
     try:
         for p in sg.paths(answer, max_len=2, max_paths=max_paths):
             for f in p.facts:
-                s = f.verbalize()
+                s = f.verbalize(realiser)
                 if s not in facts:
                     facts.append(s)
     except KeyError:
         pass
-    for s in sg.verbalize(max_facts=extra + len(facts)):
+    for s in sg.verbalize(max_facts=extra + len(facts), realiser=realiser):
         if len(facts) >= max_paths + extra:
             break
         if s not in facts:

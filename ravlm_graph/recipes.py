@@ -6,7 +6,7 @@ A recipe file is JSON::
       "dataset": "builtin",            # or "fvqa"
       "out_dir": "runs/builtin",
       "kg": "bundled:cn100k+fvqa",    # or a store folder
-      "kg_cache": "stores",           # where a bundled KG (and its node embeddings) is cached
+      "kg_cache": null,               # where a bundled KG is built (null: the user cache folder)
       "budget": 64,
       "retrieval": {"method": "ppr"},  # RetrievalConfig fields
       "model": {"fusion": "graph_tokens", "gnn_kind": "gatv2", ...},   # KnowledgeVQAConfig fields
@@ -192,8 +192,8 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
     tcfg = TrainConfig(out_dir=str(out_dir), **{k: v for k, v in recipe.get("train", {}).items() if k != "out_dir"})
     seed_everything(tcfg.seed)
     kg_spec = recipe.get("kg", "bundled:cn100k+fvqa")
-    # Bundled KGs are built once under kg_cache (default ./stores) with their embedding cache.
-    kg = open_kg(kg_spec, cache_root=recipe.get("kg_cache", "stores"))
+    # Bundled KGs are built once under kg_cache (default: the user cache folder).
+    kg = open_kg(kg_spec, cache_root=recipe.get("kg_cache"))
     rcfg = RetrievalConfig.from_dict(recipe.get("retrieval", {})) if recipe.get("retrieval") else RetrievalConfig()
     retriever = SubgraphRetriever(kg, rcfg)
     budget = int(recipe.get("budget", 64))
@@ -329,7 +329,7 @@ def train_generative_recipe(recipe: dict, progress: bool = True) -> dict:
     tcfg = TrainConfig(out_dir=str(out_dir), **{k: v for k, v in recipe.get("train", {}).items() if k != "out_dir"})
     seed_everything(tcfg.seed)
     kg_spec = recipe.get("kg", "bundled:cn100k+fvqa")
-    kg = open_kg(kg_spec, cache_root=recipe.get("kg_cache", "stores"))
+    kg = open_kg(kg_spec, cache_root=recipe.get("kg_cache"))
     rcfg = RetrievalConfig.from_dict(recipe.get("retrieval", {})) if recipe.get("retrieval") else RetrievalConfig()
     retriever = SubgraphRetriever(kg, rcfg)
     budget = int(recipe.get("budget", 96))

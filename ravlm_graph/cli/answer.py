@@ -32,7 +32,8 @@ def register(sub) -> None:
     a.add_argument("--any-language", action="store_true",
                    help="answer a question that does not look English (the engine reads English only)")
     a.add_argument("--kg", default=None, help="store folder to use instead of the engine's KG")
-    a.add_argument("--kg-cache", default=None, help="folder to build/cache a bundled KG and its node embeddings")
+    a.add_argument("--kg-cache", default=None,
+                   help="folder to build a bundled KG in (default: the user cache folder, or $RAVLM_CACHE)")
     a.add_argument("--json", action="store_true", help="print one JSON object (answer, entities, facts, "
                    "subgraph_size, answer_nodes, ...)")
     a.add_argument("--max-new-tokens", type=int, default=None, help="generative engines: longest answer")

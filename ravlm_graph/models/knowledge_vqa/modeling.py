@@ -39,7 +39,7 @@ from torch import nn
 
 from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, write_checkpoint
 from ravlm_graph.models.knowledge_vqa.configuration import FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN, KnowledgeVQAConfig, NUM_ORIGINS
-from ravlm_graph.retrieval.embeddings import minilm_path
+from ravlm_graph.retrieval.embeddings import minilm_path, quiet_loading
 from ravlm_graph.nn.fusion.pointer import CopyGate, PointerHead
 from ravlm_graph.nn.fusion.graph_tokens import GraphTokenProjector
 from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
@@ -122,8 +122,9 @@ def load_text_backbone(spec: str):
         path = spec
         if not Path(path).is_dir():
             raise CheckpointError(f"text_backbone: {path!r} is neither 'minilm' nor a local model folder")
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, local_files_only=True)
+    with quiet_loading():  # no per-call "Loading weights" bar for a local load
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModel.from_pretrained(path, local_files_only=True)
     return tok, model
 
 
