@@ -111,7 +111,8 @@ def train_detector(records, cfg: dict, seed: int):
 
         scenes += list(synthetic_scenes(sorted(pool), extra, emoji_root or default_emoji_root(), seed=seed + 1))
     concepts = sorted({c for _, objs in scenes for c, _ in objs})
-    kw = {k: cfg[k] for k in ("epochs", "image_size", "negatives_per_scene", "batch_size", "lr") if k in cfg}
+    kw = {k: cfg[k] for k in ("epochs", "image_size", "negatives_per_scene", "batch_size", "lr", "features",
+                              "feature_size", "hidden") if k in cfg}
     if "channels" in cfg:
         kw["channels"] = tuple(cfg["channels"])
     kw.setdefault("image_size", 32)
