@@ -29,6 +29,7 @@ from pathlib import Path
 from ravlm_graph.grounding.layouts import layout_cells
 from ravlm_graph.types import Entity
 from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
+from ravlm_graph.training.detectors import train_layout_detector
 from ravlm_graph.datasets.builtin import default_emoji_root
 from ravlm_graph.datasets.scenes import synthetic_scenes
 from ravlm_graph.datasets import BuiltinRecord
@@ -121,7 +122,7 @@ def train_detector(records, cfg: dict, seed: int):
     kw.setdefault("image_size", 32)
     kw.setdefault("channels", (32, 64, 96))
     kw.setdefault("negatives_per_scene", 1)
-    return LayoutCellDetector.train(scenes, concepts, seed=seed, **kw)
+    return train_layout_detector(scenes, concepts, seed=seed, **kw)
 
 
 def record_image(record):
