@@ -16,11 +16,12 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ravlm_graph.utils.checkpoint import CheckpointError
+from ravlm_graph.utils.config import Config
 from ravlm_graph.types import Entity
 from ravlm_graph.kg import open_kg
 from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder
@@ -36,42 +37,72 @@ from ravlm_graph.types import Fact
 log = logging.getLogger(__name__)
 
 ENGINE_FILE = "engine.json"
-ENGINE_FORMAT_VERSION = 1
+#: 2: the node budget lives in ``retrieval.budget`` only (1: a top-level ``budget`` that
+#: overrode it); version 1 files still load.
+ENGINE_FORMAT_VERSION = 2
 
 
 @dataclass
-class EngineConfig:
-    """Everything but the weights.
+class EngineConfig(Config):
+    """Everything but the weights (``engine.json``).
 
     Args:
         kg (str): ``bundled:cn100k``, ``bundled:cn100k+fvqa`` or a store folder.
-        retrieval (dict): :class:`~ravlm_graph.config.RetrievalConfig` fields.
-        budget (int): subgraph node budget per question.
+        retrieval (RetrievalConfig): subgraph retrieval, node budget included (a dict of its
+            fields is accepted).
         detector (str | None): detector subfolder, or None (entities must be given).
         dataset (str): what the model was trained on (for the record).
     """
 
     kg: str = "bundled:cn100k+fvqa"
-    retrieval: dict = field(default_factory=dict)
-    budget: int = 64
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     detector: str | None = "detector"
     dataset: str = "builtin"
     format_version: int = ENGINE_FORMAT_VERSION
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def validate(self) -> None:
+        if isinstance(self.retrieval, Mapping):
+            self.retrieval = RetrievalConfig.from_dict(self.retrieval, "EngineConfig.retrieval")
+        if not isinstance(self.retrieval, RetrievalConfig):
+            raise ValueError(f"EngineConfig.retrieval: expected a RetrievalConfig or its fields, "
+                             f"found {type(self.retrieval).__name__}")
+        if self.format_version != ENGINE_FORMAT_VERSION:
+            raise ValueError(f"engine format version {self.format_version!r}; this version reads "
+                             f"{ENGINE_FORMAT_VERSION} (and converts 1)")
 
-    @classmethod
-    def from_dict(cls, d: dict, where: str = ENGINE_FILE) -> "EngineConfig":
-        known = {k for k in cls.__dataclass_fields__}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise CheckpointError(f"{where}: unknown fields {unknown}")
-        cfg = cls(**d)
-        if cfg.format_version != ENGINE_FORMAT_VERSION:
-            raise CheckpointError(f"{where}: engine format version {cfg.format_version!r}; this version reads "
-                                  f"{ENGINE_FORMAT_VERSION}")
-        return cfg
+    @property
+    def budget(self) -> int:
+        """The node budget (owned by ``retrieval``)."""
+        return self.retrieval.budget
+
+
+def read_engine_config(path: str | os.PathLike) -> EngineConfig:
+    """Parse an ``engine.json``; a version-1 file (top-level ``budget``) is converted.
+
+    Raises:
+        CheckpointError: not JSON, unknown fields, a format version this code cannot read.
+    """
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    if d.get("format_version") == 1:
+        # Version 1 kept a top-level budget that overrode retrieval.budget on the VQA path.
+        d = dict(d, retrieval=dict(d.get("retrieval") or {}), format_version=ENGINE_FORMAT_VERSION)
+        if "budget" in d:
+            d["retrieval"]["budget"] = d.pop("budget")
+        log.info("%s: engine format 1 read (budget moved into retrieval); `ravlm export` rewrites it "
+                 "in format %d", path, ENGINE_FORMAT_VERSION)
+    elif d.get("format_version") != ENGINE_FORMAT_VERSION:
+        raise CheckpointError(f"{path}: engine format version {d.get('format_version')!r}; this version of "
+                              f"ravlm_graph reads {ENGINE_FORMAT_VERSION} (and converts 1)")
+    try:
+        return EngineConfig.from_dict(d, str(path))
+    except ValueError as e:
+        raise CheckpointError(str(e)) from e
 
 
 @dataclass
@@ -143,9 +174,10 @@ class KnowledgeVQA:
         self.kg = kg
         self.retriever = retriever
         self.detector = detector
-
-        self.features = FeatureBuilder(model.config, model.tokenizer, retriever if model.config.uses_graph else None,
-                                       budget=engine_config.budget)
+        if retriever is not None and retriever.config != engine_config.retrieval:
+            raise ValueError("KnowledgeVQA: the retriever's config differs from engine_config.retrieval "
+                             "(the engine config owns the retrieval settings, node budget included)")
+        self.features = FeatureBuilder(model.config, model.tokenizer, retriever if model.config.uses_graph else None)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, kg=None, detector: bool = True,
@@ -170,10 +202,7 @@ class KnowledgeVQA:
         if not ep.exists():
             raise CheckpointError(f"{path}: missing {ENGINE_FILE} (not an engine folder; a bare model folder "
                                   f"loads with KnowledgeVQAModel.from_pretrained)")
-        try:
-            ecfg = EngineConfig.from_dict(json.loads(ep.read_text(encoding="utf-8")), str(ep))
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{ep}: not valid JSON ({e})") from e
+        ecfg = read_engine_config(ep)
         model = KnowledgeVQAModel.from_pretrained(path)
         retriever = None
         if model.config.uses_graph:
@@ -184,7 +213,7 @@ class KnowledgeVQA:
             if kg.num_relations > model.config.num_relations:
                 raise CheckpointError(f"the KG has {kg.num_relations} relations; the model was built for at most "
                                       f"{model.config.num_relations}")
-            retriever = SubgraphRetriever(kg, RetrievalConfig.from_dict(ecfg.retrieval) if ecfg.retrieval else None)
+            retriever = SubgraphRetriever(kg, ecfg.retrieval)
         det = None
         if detector and ecfg.detector:
 

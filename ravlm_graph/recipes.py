@@ -189,9 +189,11 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
     kg_spec = recipe.get("kg", "bundled:cn100k+fvqa")
     # Bundled KGs are built once under kg_cache (default ./stores) with their embedding cache.
     kg = open_kg(kg_spec, cache_root=recipe.get("kg_cache", "stores"))
-    rcfg = RetrievalConfig.from_dict(recipe.get("retrieval", {})) if recipe.get("retrieval") else RetrievalConfig()
+    rdict = dict(recipe.get("retrieval") or {})
+    if "budget" in recipe:  # older recipes kept the node budget at the top level
+        rdict.setdefault("budget", recipe["budget"])
+    rcfg = RetrievalConfig.from_dict(rdict)
     retriever = SubgraphRetriever(kg, rcfg)
-    budget = int(recipe.get("budget", 64))
 
     train_recs, val_recs, entity_fn, data_info = _dataset(recipe, dataset, kg)
     if recipe.get("limit"):
@@ -201,7 +203,7 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
                               **recipe.get("model", {}))
     model = KnowledgeVQAModel(mcfg)
 
-    fb = FeatureBuilder(mcfg, model.tokenizer, retriever if mcfg.uses_graph else None, budget=budget)
+    fb = FeatureBuilder(mcfg, model.tokenizer, retriever if mcfg.uses_graph else None)
     t0 = time.perf_counter()
     train_ex = build_examples(fb, train_recs, entity_fn, "features (train)", progress)
     val_ex = build_examples(fb, val_recs, entity_fn, "features (val)", progress)
@@ -230,8 +232,7 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
         else:
             det = train_detector(train_recs, dcfg, tcfg.seed)
         t_det = time.perf_counter() - t0
-    ecfg = EngineConfig(kg=kg_spec, retrieval=rcfg.to_dict(), budget=budget,
-                        detector="detector" if det is not None else None, dataset=dataset)
+    ecfg = EngineConfig(kg=kg_spec, retrieval=rcfg, detector="detector" if det is not None else None, dataset=dataset)
     engine = KnowledgeVQA(model, ecfg, kg=kg, retriever=retriever, detector=det)
     final = engine.save_pretrained(out_dir / "final")
     # The recipe travels with the engine (``ravlm bench builtin --ablate --model`` varies it).

@@ -25,26 +25,27 @@ import logging
 import time
 from pathlib import Path
 from typing import Sequence
+from ravlm_graph.nn.fusion import FUSIONS
 from ravlm_graph.recipes import train_recipe
 from ravlm_graph.evaluation.bench import bench_builtin
 from ravlm_graph.evaluation.bench import plot_comparison
 
 log = logging.getLogger(__name__)
 
-#: variant name -> changes to the recipe's ``model`` section
-ABLATIONS: dict[str, dict] = {
-    "no_kg": {"fusion": "none"},
-    "verbalized": {"fusion": "verbalized"},
-    "graph_tokens": {"fusion": "graph_tokens"},
-    "both": {"fusion": "both"},
-    "xattn": {"fusion": "xattn"},
-    "concat": {"fusion": "concat"},
-    "product": {"fusion": "product"},
-    "attention": {"fusion": "attention"},
+def _variants() -> dict[str, dict]:
+    """One variant per registered fusion kind (named by the kind, or its ``variant`` name),
+    the kinds without a graph first; then the non-fusion variants."""
+    kinds = sorted(FUSIONS, key=lambda n: (FUSIONS.get(n).uses_graph, n))
+    out = {(FUSIONS.get(n).variant or n): {"fusion": n} for n in kinds}
     # the recipe's own fusion with the text trunk re-initialised: what the pretrained MiniLM brings
-    "scratch_trunk": {"trunk_init": "scratch"},
-}
-DEFAULT_VARIANTS = ("no_kg", "verbalized", "graph_tokens", "both", "xattn", "concat", "product", "attention")
+    out["scratch_trunk"] = {"trunk_init": "scratch"}
+    return out
+
+
+#: variant name -> changes to the recipe's ``model`` section
+ABLATIONS: dict[str, dict] = _variants()
+#: every fusion variant
+DEFAULT_VARIANTS: tuple[str, ...] = tuple(n for n, change in ABLATIONS.items() if "fusion" in change)
 
 
 def variant_recipe(recipe: dict, name: str, out: Path, *, epochs: int | None = None, limit: int | None = None,

@@ -174,7 +174,7 @@ def test_repr():
 
 
 @pytest.mark.parametrize("kw, match", [
-    ({"kind": "gcn"}, r"GNNConfig.kind: expected one of \('rgcn', 'gatv2', 'transformer'\), found 'gcn'"),
+    ({"kind": "gcn"}, r"GNNConfig.kind: expected one of \('gatv2', 'rgcn', 'transformer'\), found 'gcn'"),
     ({"hidden_dim": 30, "heads": 4}, r"GNNConfig.heads: expected a divisor of hidden_dim=30"),
     ({"num_layers": -1}, r"GNNConfig.num_layers: expected an integer >= 0, found -1"),
     ({"in_dim": 1.5}, r"GNNConfig.in_dim: expected an integer, found 1.5"),

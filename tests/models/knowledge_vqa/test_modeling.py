@@ -12,7 +12,8 @@ from ravlm_graph.utils.checkpoint import CheckpointError
 from ravlm_graph.retrieval.config import RetrievalConfig
 from ravlm_graph.retrieval.embeddings import NodeEmbeddings
 from ravlm_graph.types import Entity
-from ravlm_graph.models.knowledge_vqa.configuration import FUSIONS, KnowledgeVQAConfig
+from ravlm_graph.models.knowledge_vqa.configuration import KnowledgeVQAConfig
+from ravlm_graph.nn.fusion import FUSIONS
 from ravlm_graph.models.knowledge_vqa.modeling import KnowledgeVQAModel, answer_distribution
 from ravlm_graph.engine import EngineConfig, KnowledgeVQA
 from ravlm_graph.retrieval.retriever import SubgraphRetriever
@@ -61,13 +62,13 @@ def image():
 
 
 def examples(tiny, model, answers=("eating",)):
-    fb = FeatureBuilder(model.config, model.tokenizer, tiny[3] if model.config.uses_graph else None, budget=6)
+    fb = FeatureBuilder(model.config, model.tokenizer, tiny[3] if model.config.uses_graph else None)
     ents = [Entity("apple", 1.0, "image", box=(0, 0, 8, 16)), Entity("banana", 1.0, "image", box=(8, 0, 16, 16))]
     return [fb.build(image(), "what is the object used for?", ents, answers),
             fb.build(image(), "which of these can peel?", ents[1:], ("banana",))]
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", FUSIONS.names())
 def test_forward_every_fusion(tiny, fusion):
     m = make_model(tiny, fusion)
     exs = examples(tiny, m)
@@ -80,8 +81,14 @@ def test_forward_every_fusion(tiny, fusion):
     else:
         assert out.pointer_logits.shape[0] == 2 and bool(out.node_mask.any())
         assert exs[0].node_targets, "the answer node must be in the subgraph"
-    if fusion in ("graph_tokens", "both", "xattn", "concat", "product", "attention"):
+    kind = FUSIONS.get(fusion)
+    assert hasattr(m, "gnn") == kind.uses_gnn
+    if kind.uses_gnn:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.gnn.parameters())
+    # what the text holds is asked of the kind
+    assert (m.kg_id in exs[0].input_ids) == kind.graph_placeholder
+    assert (m.img_id in exs[0].input_ids) == kind.image_in_trunk
+    assert any(p.grad is not None for p in m.fusion.parameters()) or not list(m.fusion.parameters())
 
 
 def test_seed_relation_keys_and_verify_head(tiny):
@@ -163,7 +170,8 @@ def test_save_load_round_trip_and_bad_checkpoints(tiny, tmp_path):
 def test_pipeline_answers_with_evidence(tiny):
     _, _, kg, retriever = tiny
     m = make_model(tiny)
-    engine = KnowledgeVQA(m, EngineConfig(kg="unused", budget=6, detector=None), kg=kg, retriever=retriever)
+    engine = KnowledgeVQA(m, EngineConfig(kg="unused", retrieval=retriever.config, detector=None), kg=kg,
+                          retriever=retriever)
     ents = [Entity("apple", 0.9, "image", box=(0, 0, 8, 16))]
     a = engine.answer(image(), "what is the object used for?", entities=ents)
     d = a.to_dict()
@@ -188,7 +196,7 @@ def test_pipeline_answers_with_evidence(tiny):
 
 def test_seed_link_mlp_keys_depend_on_where_the_seed_is(tiny):
     m = make_model(tiny, seed_relation_keys=True, seed_link_mlp=True)
-    fb = FeatureBuilder(m.config, m.tokenizer, tiny[3], budget=6)
+    fb = FeatureBuilder(m.config, m.tokenizer, tiny[3])
     q = "what is the object used for?"
     left = fb.build(image(), q, [Entity("apple", 1.0, "image", box=(0, 0, 8, 16))], ("eating",))
     right = fb.build(image(), q, [Entity("apple", 1.0, "image", box=(8, 0, 16, 16))], ("eating",))
@@ -255,9 +263,9 @@ def test_xattn_reads_graph_tokens_through_gated_adapters(tiny):
     b = collate(exs, m.config)
     with torch.no_grad():
         at_init = m(b).vocab_logits
-        m.xattn[0].attn_gate.data.fill_(0.5)
+        m.fusion.adapters[0].attn_gate.data.fill_(0.5)
         opened = m(b).vocab_logits
-        m.xattn[0].attn_gate.data.fill_(0.0)
+        m.fusion.adapters[0].attn_gate.data.fill_(0.0)
     # An opened gate lets the graph tokens change the answer (at 0 each adapter is the
     # identity, see tests/test_fusion.py).
     ids = b.input_ids
@@ -265,8 +273,8 @@ def test_xattn_reads_graph_tokens_through_gated_adapters(tiny):
     m.train()
     out = m(b)
     out.loss.backward()
-    assert m.xattn[0].attn_gate.grad is not None and m.xattn[-1].ff_gate.grad is not None
-    assert m._xattn_ctx is None  # cleared after each forward pass
+    assert m.fusion.adapters[0].attn_gate.grad is not None and m.fusion.adapters[-1].ff_gate.grad is not None
+    assert m.fusion._memory is None  # cleared after each forward pass
     # Outside the model's forward, the hooked trunk behaves as before.
     m.eval()
     trunk.eval()
