@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ravlm_graph.utils.checkpoint import CheckpointError
+from ravlm_graph.utils.checkpoint import CheckpointError, atomic_folder
 from ravlm_graph.utils.config import Config
 from ravlm_graph.types import Entity
 from ravlm_graph.kg import open_kg
@@ -224,14 +224,17 @@ class KnowledgeVQA:
         return cls(model, ecfg, kg=kg, retriever=retriever, detector=det)
 
     def save_pretrained(self, path: str | os.PathLike, dtype=None) -> Path:
-        """Write the engine folder (``dtype=torch.float16`` halves the weights file)."""
+        """Write the engine folder in today's formats (``dtype=torch.float16`` halves the
+        weights file); an existing folder at ``path`` is replaced whole."""
         path = Path(path)
-        self.model.save_pretrained(path, dtype=dtype)
-        if self.detector is not None:
-            self.detector.save_pretrained(path / (self.config.detector or "detector"))
-        else:
-            self.config.detector = None
-        (path / ENGINE_FILE).write_text(json.dumps(self.config.to_dict(), indent=1), encoding="utf-8")
+        config = self.config.replace(detector=(self.config.detector or "detector") if self.detector is not None
+                                     else None)
+        # One folder written at once: model, detector and engine.json replace the old ones together.
+        with atomic_folder(path) as tmp:
+            self.model.write_files(tmp, dtype=dtype)
+            if self.detector is not None:
+                self.detector.save_pretrained(tmp / config.detector)
+            (tmp / ENGINE_FILE).write_text(json.dumps(config.to_dict(), indent=1), encoding="utf-8")
         return path
 
     # ------------------------------------------------------------- answering

@@ -1,19 +1,22 @@
 """Training recipes behind ``ravlm train CONFIG.json``.
 
-A recipe file is JSON::
+A recipe file is JSON, read into a typed :class:`Recipe`::
 
     {
       "dataset": "builtin",            # or "fvqa"
       "out_dir": "runs/builtin",
       "kg": "bundled:cn100k+fvqa",    # or a store folder
       "kg_cache": "stores",           # where a bundled KG (and its node embeddings) is cached
-      "budget": 64,
-      "retrieval": {"method": "ppr"},  # RetrievalConfig fields
+      "retrieval": {"method": "ppr", "budget": 96},                     # RetrievalConfig fields
       "model": {"fusion": "graph_tokens", "gnn_kind": "gatv2", ...},   # KnowledgeVQAConfig fields
       "train": {"epochs": 8, "batch_size": 32, "lr": 3e-4, "seed": 0},  # TrainConfig fields
       "detector": {"epochs": 6, "image_size": 32},                      # or {"from": "path/to/detector"}
       "limit": null                                                     # use only the first N train questions
     }
+
+Each setting has one owner: the node budget is ``retrieval.budget`` (a top-level
+``budget`` of older recipes is moved there on load). :func:`load_recipe` checks every key
+and value and names the file and the key in its errors.
 
 The engine is written to ``out_dir/final`` (model, ``engine.json``, ``detector/``);
 ``out_dir/last`` is the resumable checkpoint.
@@ -25,7 +28,9 @@ import json
 import logging
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 from ravlm_graph.grounding.layouts import layout_cells
 from ravlm_graph.types import Entity
 from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
@@ -44,14 +49,123 @@ from ravlm_graph.training.loop import TrainConfig, seed_everything, train
 from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder
 from ravlm_graph.datasets import load_builtin
 from ravlm_graph.datasets import load_fvqa
+from ravlm_graph.utils.config import Config, check_choice, check_int, check_range
 
 log = logging.getLogger(__name__)
 
-RECIPE_KEYS = {"kg_cache", "dataset", "out_dir", "kg", "budget", "model", "train", "detector", "limit", "data", "retrieval",
-               "questions", "facts", "holdout", "threads"}
+DATASETS = ("builtin", "fvqa")
+#: Settings of the layout-cell detector a recipe may train (or ``{"from": folder}``).
+DETECTOR_KEYS = ("epochs", "image_size", "channels", "negatives_per_scene", "batch_size", "lr", "extra_scenes")
+#: Model settings a recipe may not give: they come from the data and the KG.
+DERIVED_MODEL_KEYS = ("answer_vocab",)
 
 
-def load_recipe(path: str | Path) -> dict:
+@dataclass
+class Recipe(Config):
+    """A training recipe (see the module docstring for the file format).
+
+    Args:
+        dataset (str): ``"builtin"`` or ``"fvqa"`` (default ``"builtin"``).
+        out_dir (str | None): output folder (default None: ``runs/<dataset>``).
+        kg (str): ``bundled:cn100k``, ``bundled:cn100k+fvqa`` or a store folder.
+        kg_cache (str | None): where a bundled KG and its node embeddings are cached (default ``"stores"``).
+        retrieval (RetrievalConfig): subgraph retrieval, node budget included (a dict of its fields is accepted).
+        model (dict): :class:`KnowledgeVQAConfig` fields (``answer_vocab`` comes from the data).
+        train (dict): :class:`TrainConfig` fields (``out_dir`` comes from the recipe).
+        detector (dict | None): layout-detector training settings (:data:`DETECTOR_KEYS`) or
+            ``{"from": folder}``; None: no detector (given entities).
+        limit (int | None): use only the first N training questions.
+        data (str | None): the built-in benchmark's folder (default: the packaged one).
+        questions, facts (str | None): FVQA training files (``fvqa`` recipes).
+        holdout (float): share of FVQA questions held out for validation (default 0.15).
+        threads (int | None): torch threads.
+    """
+
+    dataset: str = "builtin"
+    out_dir: str | None = None
+    kg: str = "bundled:cn100k+fvqa"
+    kg_cache: str | None = "stores"
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    detector: dict | None = None
+    limit: int | None = None
+    data: str | None = None
+    questions: str | None = None
+    facts: str | None = None
+    holdout: float = 0.15
+    threads: int | None = None
+
+    def validate(self) -> None:
+        o = "Recipe"
+        check_choice(o, "dataset", self.dataset, DATASETS)
+        for name in ("kg",):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{o}.{name}: expected a non-empty string, found {getattr(self, name)!r}")
+        for name in ("out_dir", "kg_cache", "data", "questions", "facts"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                raise ValueError(f"{o}.{name}: expected a path (string) or null, found {v!r}")
+        if isinstance(self.retrieval, Mapping):
+            self.retrieval = RetrievalConfig.from_dict(self.retrieval, f"{o}.retrieval")
+        if not isinstance(self.retrieval, RetrievalConfig):
+            raise ValueError(f"{o}.retrieval: expected RetrievalConfig fields, found {self.retrieval!r}")
+        if not isinstance(self.model, dict):
+            raise ValueError(f"{o}.model: expected KnowledgeVQAConfig fields, found {self.model!r}")
+        derived = sorted(set(self.model) & set(DERIVED_MODEL_KEYS))
+        if derived:
+            raise ValueError(f"{o}.model: {derived} come from the training data, not the recipe")
+        self.model_config(["yes", "no"], 1)  # every value checked now, not after hours of features
+        if not isinstance(self.train, dict) or "out_dir" in self.train:
+            raise ValueError(f"{o}.train: expected TrainConfig fields other than out_dir (the recipe's "
+                             f"out_dir owns it), found {self.train!r}")
+        self.train_config()
+        if self.detector is not None:
+            if not isinstance(self.detector, dict):
+                raise ValueError(f"{o}.detector: expected an object or null, found {self.detector!r}")
+            allowed = ("from",) if "from" in self.detector else DETECTOR_KEYS
+            unknown = sorted(set(self.detector) - set(allowed))
+            if unknown:
+                raise ValueError(f"{o}.detector: unknown fields {unknown}; expected some of {sorted(allowed)}")
+        if self.limit is not None:
+            check_int(o, "limit", self.limit, 1)
+        check_range(o, "holdout", self.holdout, 0.0, 0.9)
+        if self.threads is not None:
+            check_int(o, "threads", self.threads, 1, 1024)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str | None = None) -> "Recipe":
+        """As :meth:`Config.from_dict`; a top-level ``budget`` (older recipes) moves into ``retrieval``."""
+        if isinstance(data, Mapping) and "budget" in data:
+            data = dict(data)
+            budget = data.pop("budget")
+            retrieval = data.get("retrieval")
+            retrieval = retrieval.to_dict() if isinstance(retrieval, RetrievalConfig) else dict(retrieval or {})
+            if "budget" in retrieval and retrieval["budget"] != budget:
+                raise ValueError(f"{where or cls.__name__}: 'budget' ({budget}) and 'retrieval.budget' "
+                                 f"({retrieval['budget']}) disagree; the budget belongs in retrieval only")
+            retrieval["budget"] = budget
+            data["retrieval"] = retrieval
+        return super().from_dict(data, where)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.out_dir or f"runs/{self.dataset}")
+
+    def model_config(self, answer_vocab, num_relations: int) -> KnowledgeVQAConfig:
+        """The model's config: the recipe's settings, the answers seen in training, the KG's relations."""
+        try:
+            base = KnowledgeVQAConfig.from_dict(self.model, "Recipe.model")
+        except TypeError as e:
+            raise ValueError(f"Recipe.model: {e}") from e
+        return base.replace(answer_vocab=list(answer_vocab), num_relations=max(base.num_relations, num_relations))
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.from_dict({**self.train, "out_dir": str(self.output_dir)}, "Recipe.train")
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and check a recipe file; errors name the file and the key."""
     p = Path(path)
     try:
         rec = json.loads(p.read_text(encoding="utf-8"))
@@ -61,12 +175,12 @@ def load_recipe(path: str | Path) -> dict:
         raise ValueError(f"{p}:{e.lineno}: recipe is not valid JSON: {e.msg}") from e
     if not isinstance(rec, dict):
         raise ValueError(f"{p}: expected a JSON object")
-    unknown = sorted(set(rec) - RECIPE_KEYS)
-    if unknown:
-        raise ValueError(f"{p}: unknown recipe keys {unknown}; expected some of {sorted(RECIPE_KEYS)}")
-    if rec.get("dataset", "builtin") not in ("builtin", "fvqa"):
-        raise ValueError(f"{p}: dataset must be 'builtin' or 'fvqa', found {rec.get('dataset')!r}")
-    return rec
+    return Recipe.from_dict(rec, str(p))
+
+
+def as_recipe(recipe: Recipe | Mapping[str, Any]) -> Recipe:
+    """A :class:`Recipe` from a recipe or a dict of its fields."""
+    return recipe if isinstance(recipe, Recipe) else Recipe.from_dict(recipe)
 
 
 def builtin_entities(record) -> list:
@@ -174,33 +288,28 @@ def evaluate_examples(model, examples, batch_size: int = 64) -> dict:
     return {"accuracy": hits / n, "top3": top3 / n, "coverage": cov / n, "n": len(examples), "predictions": preds}
 
 
-def train_recipe(recipe: dict, progress: bool = True) -> dict:
+def train_recipe(recipe: Recipe | Mapping[str, Any], progress: bool = True) -> dict:
     """Run a recipe; returns a summary (paths, times, validation figures)."""
     import torch
 
-
+    recipe = as_recipe(recipe)
     t_start = time.perf_counter()
-    if recipe.get("threads"):
-        torch.set_num_threads(int(recipe["threads"]))
-    dataset = recipe.get("dataset", "builtin")
-    out_dir = Path(recipe.get("out_dir", f"runs/{dataset}"))
-    tcfg = TrainConfig(out_dir=str(out_dir), **{k: v for k, v in recipe.get("train", {}).items() if k != "out_dir"})
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    dataset = recipe.dataset
+    out_dir = recipe.output_dir
+    tcfg = recipe.train_config()
     seed_everything(tcfg.seed)
-    kg_spec = recipe.get("kg", "bundled:cn100k+fvqa")
     # Bundled KGs are built once under kg_cache (default ./stores) with their embedding cache.
-    kg = open_kg(kg_spec, cache_root=recipe.get("kg_cache", "stores"))
-    rdict = dict(recipe.get("retrieval") or {})
-    if "budget" in recipe:  # older recipes kept the node budget at the top level
-        rdict.setdefault("budget", recipe["budget"])
-    rcfg = RetrievalConfig.from_dict(rdict)
+    kg = open_kg(recipe.kg, cache_root=recipe.kg_cache)
+    rcfg = recipe.retrieval
     retriever = SubgraphRetriever(kg, rcfg)
 
-    train_recs, val_recs, entity_fn, data_info = _dataset(recipe, dataset, kg)
-    if recipe.get("limit"):
-        train_recs = train_recs[: int(recipe["limit"])]
+    train_recs, val_recs, entity_fn, data_info = _dataset(recipe, kg)
+    if recipe.limit:
+        train_recs = train_recs[: recipe.limit]
     vocab = sorted({a for r in train_recs for a in record_answers(r)} | {"yes", "no"})
-    mcfg = KnowledgeVQAConfig(answer_vocab=vocab, num_relations=max(64, kg.num_relations),
-                              **recipe.get("model", {}))
+    mcfg = recipe.model_config(vocab, kg.num_relations)
     model = KnowledgeVQAModel(mcfg)
 
     fb = FeatureBuilder(mcfg, model.tokenizer, retriever if mcfg.uses_graph else None)
@@ -223,20 +332,20 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
 
     det = None
     t_det = 0.0
-    dcfg = recipe.get("detector")
+    dcfg = recipe.detector
     if dataset == "builtin" and dcfg is not None:
         t0 = time.perf_counter()
         if "from" in dcfg:
-
             det = LayoutCellDetector.from_pretrained(dcfg["from"])
         else:
             det = train_detector(train_recs, dcfg, tcfg.seed)
         t_det = time.perf_counter() - t0
-    ecfg = EngineConfig(kg=kg_spec, retrieval=rcfg, detector="detector" if det is not None else None, dataset=dataset)
+    ecfg = EngineConfig(kg=recipe.kg, retrieval=rcfg, detector="detector" if det is not None else None,
+                        dataset=dataset)
     engine = KnowledgeVQA(model, ecfg, kg=kg, retriever=retriever, detector=det)
     final = engine.save_pretrained(out_dir / "final")
     # The recipe travels with the engine (``ravlm bench builtin --ablate --model`` varies it).
-    (Path(final) / "recipe.json").write_text(json.dumps(recipe, indent=1))
+    (Path(final) / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
     val = evaluate_examples(model, val_ex)
     summary = {"engine": str(final), "train_questions": len(train_ex), "val_questions": len(val_ex),
                "answer_vocab": len(vocab), "val_accuracy": round(val["accuracy"], 4),
@@ -247,22 +356,20 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
     return summary
 
 
-def _dataset(recipe: dict, dataset: str, kg):
+def _dataset(recipe: Recipe, kg):
     """(train records, val records, entity function, info) for a recipe."""
-    if dataset == "builtin":
-
-        root = recipe.get("data")
-        tr = load_builtin("train", root=root)
-        va = load_builtin("val", root=root)
+    if recipe.dataset == "builtin":
+        tr = load_builtin("train", root=recipe.data)
+        va = load_builtin("val", root=recipe.data)
         return tr, va, builtin_entities, {"dataset": "builtin"}
 
-    if not recipe.get("questions") or not recipe.get("facts"):
+    if not recipe.questions or not recipe.facts:
         raise ValueError("an fvqa recipe needs 'questions' and 'facts' (FVQA train files)")
-    recs = [r for r in load_fvqa(recipe["questions"], recipe["facts"]) if r.answer_concepts]
-    rng = random.Random(int(recipe.get("train", {}).get("seed", 0)))
+    recs = [r for r in load_fvqa(recipe.questions, recipe.facts) if r.answer_concepts]
+    rng = random.Random(int(recipe.train.get("seed", 0)))
     order = list(range(len(recs)))
     rng.shuffle(order)
-    k = int(len(recs) * float(recipe.get("holdout", 0.15)))
+    k = int(len(recs) * float(recipe.holdout))
     held = {recs[i].qid for i in order[:k]}
     tr = [r for r in recs if r.qid not in held]
     va = [r for r in recs if r.qid in held]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
-from ravlm_graph.utils.config import _check_range, _from_dict
+from ravlm_graph.utils.config import Config, _check_range
 
 
 # Words too general to be a useful seed on their own (kept with a reduced score, or
@@ -21,7 +21,7 @@ DEFAULT_GENERAL_CONCEPTS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class GroundingConfig:
+class GroundingConfig(Config):
     """Text grounding (question -> ConceptNet concepts).
 
     Args:
@@ -62,11 +62,3 @@ class GroundingConfig:
             raise ValueError(f"{o}.general_concepts: expected a tuple of concept names, found {self.general_concepts!r}")
         object.__setattr__(self, "general_concepts", tuple(self.general_concepts))
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["general_concepts"] = list(self.general_concepts)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "GroundingConfig":
-        return _from_dict(cls, data)

@@ -23,7 +23,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
-from ravlm_graph.utils.checkpoint import read_weights
+from ravlm_graph.utils.checkpoint import atomic_folder, read_weights
+from ravlm_graph.utils.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ STATE_NAME = "trainer_state.pt"
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """How to train.
 
     Args:
@@ -269,13 +270,13 @@ def train(model, train_data: Sequence[Any], collate: Callable[[list], Any], conf
 def _checkpoint(path: Path, model, opt, sched, gen, epoch: int, step: int, losses: list[float], config) -> None:
     import torch
 
-    model.save_pretrained(path)
     state = {"epoch": epoch, "step": step, "losses": losses, "optimizer": opt.state_dict(),
              "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "generator": gen.get_state(),
              "config": json.dumps(asdict(config))}
-    tmp = path / (STATE_NAME + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path / STATE_NAME)
+    # Weights and trainer state replace the previous checkpoint together, or not at all.
+    with atomic_folder(path) as tmp:
+        model.save_pretrained(tmp)
+        torch.save(state, tmp / STATE_NAME)
 
 
 def _check_same_model(path: Path, model) -> None:

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-__all__ = ["CONFIG_NAME", "CheckpointError", "WEIGHTS_NAME", "atomic_folder", "check_no_pickles",
+__all__ = ["CONFIG_NAME", "CheckpointError", "CheckpointNotFoundError", "WEIGHTS_NAME", "atomic_folder", "check_no_pickles",
            "load_safetensors", "read_config", "read_json", "read_weights", "write_checkpoint"]
 
 CONFIG_NAME = "config.json"
@@ -37,6 +37,10 @@ _DTYPES = {"F64": (8, "f"), "F32": (4, "f"), "F16": (2, "f"), "BF16": (2, "f"),
 
 class CheckpointError(ValueError):
     """A checkpoint folder that is missing files, mismatched, or of another format."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint folder does not exist."""
 
 
 # --------------------------------------------------------------------------- writing
@@ -121,7 +125,7 @@ def read_config(path: str | os.PathLike, format_name: str, format_version: int |
     path = Path(path)
     versions = (format_version,) if isinstance(format_version, int) else tuple(format_version)
     if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint folder")
+        raise CheckpointNotFoundError(f"{path}: no such checkpoint folder")
     if not path.is_dir():
         raise CheckpointError(f"{path}: expected a checkpoint folder (config.json + model.safetensors), found a file")
     check_no_pickles(path)

@@ -57,6 +57,10 @@ class Config:
         unknown = sorted(set(data) - set(fields))
         if unknown:
             raise ValueError(f"{owner}: unknown fields {unknown}; expected some of {sorted(fields)}")
+        missing = sorted(n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING)
+        if missing:
+            raise ValueError(f"{owner}: missing required fields {missing}")
         kwargs = {}
         for k, v in data.items():
             if isinstance(v, list) and "tuple" in str(fields[k].type):
@@ -121,9 +125,5 @@ def check_choice(owner: str, name: str, value: Any, choices) -> None:
         raise ValueError(f"{owner}.{name}: expected one of {names}, found {value!r}")
 
 
-# Older spellings, kept for the modules that import them.
+# Older spelling, kept for the modules that import it.
 _check_range = check_range
-
-
-def _from_dict(cls, data: Mapping[str, Any]):
-    return Config.from_dict.__func__(cls, data)

@@ -33,9 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ravlm_graph.types import Entity
-from ravlm_graph.grounding.detectors.base import ImageEntityDetector, _ORIGIN, _PICKLE_SUFFIXES, _load_all, _resolve_device
+from ravlm_graph.grounding.detectors.base import ImageEntityDetector, _ORIGIN, _load_all, _resolve_device
 from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, InvalidImageError, load_image
 from ravlm_graph.grounding.labels import map_label_to_concept
+from ravlm_graph.utils.checkpoint import atomic_folder, read_config, read_weights, write_checkpoint_files
+from ravlm_graph.utils.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ _TAGGER_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class TaggerConfig:
+class TaggerConfig(Config):
     """Settings of :class:`TrainableTagger`; saved as ``config.json`` with the weights.
 
     Args:
@@ -99,21 +101,6 @@ class TaggerConfig:
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"TaggerConfig: expected top_k >= 1 or None, found {self.top_k}")
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["concepts"] = list(self.concepts)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "config") -> TaggerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"{where}: unknown TaggerConfig fields {unknown}")
-        if "concepts" not in d:
-            raise ValueError(f"{where}: missing 'concepts'")
-        return cls(**dict(d))
 
 
 @dataclass
@@ -376,60 +363,24 @@ class TrainableTagger(ImageEntityDetector):
         return out
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` into the folder ``path``."""
-        from safetensors.torch import save_file
+        """Write ``config.json`` + ``model.safetensors`` as the folder ``path`` (atomically)."""
+        with atomic_folder(path) as tmp:
+            self.write_files(tmp)
+        return Path(path)
 
-        p = Path(path)
-        p.mkdir(parents=True, exist_ok=True)
-        cfg = {"format": _TAGGER_FORMAT, "format_version": _TAGGER_FORMAT_VERSION, **self.config.to_dict()}
-        state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
-        save_file(state, str(p / "model.safetensors"), metadata={"format": _TAGGER_FORMAT})
-        tmp = p / "config.json.tmp"
-        tmp.write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, p / "config.json")
-        return p
+    def write_files(self, folder: str | os.PathLike) -> Path:
+        """Write the checkpoint files into an existing folder."""
+        return write_checkpoint_files(folder, self.config.to_dict(), self.model.state_dict(),
+                                      format_name=_TAGGER_FORMAT, format_version=_TAGGER_FORMAT_VERSION)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, device: Any = None) -> TrainableTagger:
-        """Load a folder written by :meth:`save_pretrained`. Pickled weights are refused."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
+        """Load a folder written by :meth:`save_pretrained`. Pickled weights are refused; every
+        weight's name, dtype and shape is checked against the config before it is read."""
         p = Path(path)
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: tagger checkpoint folder not found")
-        if not p.is_dir():
-            raise ValueError(f"{p}: expected a checkpoint folder (config.json + model.safetensors), found a file")
-        pickles = sorted(f.name for f in p.iterdir() if f.suffix in _PICKLE_SUFFIXES)
-        weights = p / "model.safetensors"
-        if not weights.is_file():
-            extra = f"; found pickled weights {pickles}, which are refused (unpickling runs code)" if pickles else ""
-            raise ValueError(f"{p}: missing model.safetensors{extra}")
-        if pickles:
-            raise ValueError(f"{p}: refusing a folder with pickled weights {pickles}: only safetensors are loaded")
-        cp = p / "config.json"
-        if not cp.is_file():
-            raise ValueError(f"{p}: missing config.json")
-        try:
-            raw = json.loads(cp.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{cp}: not valid JSON ({e})") from e
-        if not isinstance(raw, dict) or raw.get("format") != _TAGGER_FORMAT:
-            found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-            raise ValueError(f"{cp}: expected a {_TAGGER_FORMAT!r} checkpoint, found format {found!r}")
-        if raw.get("format_version") != _TAGGER_FORMAT_VERSION:
-            raise ValueError(f"{cp}: expected format_version {_TAGGER_FORMAT_VERSION}, "
-                             f"found {raw.get('format_version')!r}")
+        raw = read_config(p, _TAGGER_FORMAT, _TAGGER_FORMAT_VERSION)
         body = {k: v for k, v in raw.items() if k not in ("format", "format_version")}
-        tagger = cls(TaggerConfig.from_dict(body, where=str(cp)))
-        try:
-            state = load_file(str(weights))
-        except (SafetensorError, OSError) as e:
-            raise ValueError(f"{weights}: cannot read weights: {e}") from e
-        own = tagger.model.state_dict()
-        bad = sorted(set(own) ^ set(state)) or [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
-        if bad:
-            raise ValueError(f"{weights}: weights do not match config.json (first mismatch: {bad[0]!r})")
-        tagger.model.load_state_dict(state, strict=True)
+        tagger = cls(TaggerConfig.from_dict(body, where=str(p / "config.json")))
+        read_weights(p, tagger.model)
         tagger.model.to(_resolve_device(device)).eval()
         return tagger

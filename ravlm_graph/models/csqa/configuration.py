@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from ravlm_graph.retrieval.config import RETRIEVAL_METHODS
 from ravlm_graph.nn.gnn import GNN_KINDS
+from ravlm_graph.utils.config import Config
 
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,7 +61,7 @@ _NUM_ORIGINS = 5
 
 
 @dataclass(frozen=True)
-class CSQAConfig:
+class CSQAConfig(Config):
     """Settings shared by both variants (the KG-only ones are ignored by ``no_kg``).
 
     Args:

@@ -42,6 +42,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ravlm_graph.nn.fusion.base import GraphTokens
 from ravlm_graph.nn.fusion.graph_tokens import inject_graph_tokens
+from ravlm_graph.utils.config import Config
 
 __all__ = [
     "BACKBONE_KINDS",
@@ -64,7 +65,7 @@ IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
-class BackboneConfig:
+class BackboneConfig(Config):
     """Which Hugging Face backbone to load and how to use it.
 
     Args:
@@ -101,16 +102,6 @@ class BackboneConfig:
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1:
             raise ValueError(f"{o}.max_length: expected an int >= 1, found {self.max_length!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "BackboneConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"BackboneConfig: unknown fields {unknown}; expected some of {sorted(names)}")
-        return cls(**dict(data))
 
 
 # --------------------------------------------------------------------------- outputs

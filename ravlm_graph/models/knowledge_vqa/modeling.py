@@ -28,8 +28,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ravlm_graph.utils.checkpoint import (WEIGHTS_NAME, CheckpointError, check_no_pickles, read_config, read_weights,
-                                         write_checkpoint)
+from ravlm_graph.utils.checkpoint import (WEIGHTS_NAME, CheckpointError, atomic_folder, check_no_pickles, read_config,
+                                         read_weights, write_checkpoint_files)
 from ravlm_graph.models.knowledge_vqa.configuration import (FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN,
                                                             KnowledgeVQAConfig, NUM_ORIGINS)
 from ravlm_graph.retrieval.embeddings import minilm_path
@@ -255,15 +255,22 @@ class KnowledgeVQAModel(nn.Module):
 
     # ----------------------------------------------------------- save/load
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
-        """``config.json`` + ``model.safetensors`` (without the frozen pretrained trunk weights).
+        """``config.json`` + ``model.safetensors`` (without the frozen pretrained trunk weights),
+        written as the folder ``path`` at once (see :func:`~ravlm_graph.utils.checkpoint.atomic_folder`).
 
         ``dtype=torch.float16`` halves the file (weights are cast back to float32 on load).
         """
+        with atomic_folder(path) as tmp:
+            self.write_files(tmp, dtype)
+        return Path(path)
+
+    def write_files(self, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write the checkpoint files into an existing folder (an engine folder being written)."""
         state = self._trainable_state()
         if dtype is not None:
             state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-        return write_checkpoint(path, self.config.to_dict(), state, format_name=FORMAT,
-                                format_version=FORMAT_VERSION)
+        return write_checkpoint_files(folder, self.config.to_dict(), state, format_name=FORMAT,
+                                      format_version=FORMAT_VERSION)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, trunk=None, tokenizer=None) -> "KnowledgeVQAModel":
