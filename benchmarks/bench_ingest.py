@@ -7,7 +7,9 @@ For each scale, in one run:
 (b) ``python -m kg_ingest conceptnet FILE --out DIR``: wall time, peak RSS of
     that child process (``os.wait4`` rusage), lines/s;
 (c) store load: ``KnowledgeGraph.load(DIR)`` timed inside a fresh interpreter
-    (import excluded), median of 5 processes;
+    (import excluded), median of 5 processes, at each verify level: the default
+    (every file's checksum + structural cross-checks), "quick" (structure + the
+    small files' checksums) and none (file kinds and sizes only);
 (d) 2-hop neighbourhood of 3 seed concepts: ``kg.k_hop(seeds, 2)`` against
     networkx on the MultiDiGraph of the same store (``kg.to_networkx()``);
     node sets must be identical; speed-ups "node set only" and "with edges";
@@ -73,8 +75,9 @@ TARGETS = {
 _LOAD_SNIPPET = r"""
 import json, sys, time
 from kg_ingest import KnowledgeGraph
+level = {"default": True, "quick": "quick", "none": False}[sys.argv[2]]
 t = time.perf_counter()
-kg = KnowledgeGraph.load(sys.argv[1])
+kg = KnowledgeGraph.load(sys.argv[1], verify=level)
 dt = time.perf_counter() - t
 print(json.dumps({"seconds": dt, "nodes": kg.num_nodes, "edges": kg.num_edges}))
 """
@@ -220,11 +223,13 @@ def measure_ingest(dump: Path, lines: int, store: Path, work: Path, tag: str) ->
             "cpu_s": r["user_s"] + r["sys_s"], "lines_per_s": lines / r["wall_s"]}
 
 
-def measure_load(store: Path, work: Path, repeat: int = 5) -> dict:
+def measure_load(store: Path, work: Path, repeat: int = 5, level: str = "default") -> dict:
+    """``KnowledgeGraph.load`` in fresh interpreters; ``level``: "default" (every checksum and the
+    structural cross-checks), "quick" (structure + small files' checksums) or "none" (sizes only)."""
     times, info = [], {}
     for i in range(repeat):
         outp = work / "load.out"
-        r = run_measured([sys.executable, "-c", _LOAD_SNIPPET, str(store)], stdout_path=outp,
+        r = run_measured([sys.executable, "-c", _LOAD_SNIPPET, str(store), level], stdout_path=outp,
                          stderr_path=work / "load.err", work=work)
         if r["rc"] != 0:
             raise RuntimeError(f"store load failed:\n{_tail(work / 'load.err')}")
@@ -342,8 +347,11 @@ def report(results: dict) -> str:
         rows.append((key, "ingest peak RSS", f"{ing['peak_rss_mb']:.0f} MB",
                      f"<= {TARGETS['peak_rss_mb_at_0.1']:.0f} MB at 1/10" if is_tenth else "(250 MB at 1/10)",
                      _verdict(ing["peak_rss_mb"] <= TARGETS["peak_rss_mb_at_0.1"]) if is_tenth else "-"))
-        rows.append((key, "store load (median of 5)", f"{ld['median_s'] * 1000:.1f} ms",
+        rows.append((key, "store load, full checks (median of 5)", f"{ld['median_s'] * 1000:.1f} ms",
                      f"<= {TARGETS['load_s'] * 1000:.0f} ms", _verdict(ld["median_s"] <= TARGETS["load_s"])))
+        for level, lk in (("quick checks", "load_quick"), ("sizes only", "load_none")):
+            if lk in r:
+                rows.append((key, f"store load, {level} (median of 5)", f"{r[lk]['median_s'] * 1000:.1f} ms", "", "-"))
         h = r["two_hop"]
         rows.append((key, "2-hop ours, node set", f"{h['ours_nodes_s'] * 1000:.2f} ms ({h['nodes']:,} nodes)", "", "-"))
         rows.append((key, "2-hop ours, with edges", f"{h['ours_edges_s'] * 1000:.2f} ms ({h['edges']:,} edges)", "", "-"))
@@ -431,8 +439,10 @@ def main(argv=None) -> int:
         log(f"[{key}] ingest -> {store} ...")
         r["ingest"] = measure_ingest(dump, lines, store, work, key)
         log(f"[{key}]   {r['ingest']['wall_s']:.2f} s, peak RSS {r['ingest']['peak_rss_mb']:.0f} MB")
-        log(f"[{key}] store load x5 ...")
+        log(f"[{key}] store load x5 (each verify level) ...")
         r["load"] = measure_load(store, work)
+        r["load_quick"] = measure_load(store, work, level="quick")
+        r["load_none"] = measure_load(store, work, level="none")
         log(f"[{key}] 2-hop ...")
         r["two_hop"] = measure_two_hop(store, a.skip_networkx)
         if a.baseline:

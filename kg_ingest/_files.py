@@ -183,8 +183,9 @@ class StoreDir:
                     shape, fortran, found = np.lib.format.read_array_header_2_0(bio)
                 else:
                     raise ValueError(f"unsupported .npy version {version}")
-            except (ValueError, SyntaxError, EOFError) as e:
-                raise StoreError(f"{p}: damaged array file: {str(e).splitlines()[0][:200]}") from e
+            except Exception as e:  # numpy's header reader raises ValueError, SyntaxError, TokenError, ...
+                first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+                raise StoreError(f"{p}: damaged array file: {first}") from e
             want = np.dtype(dtype)
             if found != want or fortran or len(shape) != 1 or shape[0] != length:
                 raise StoreError(f"{p}: expected {want.name} array of length {length}, "

@@ -184,6 +184,8 @@ class GraphBuilder:
             surf_list = [surface[i] for i in idx.tolist()]
         del order, keep
         self.stats.kept = int(len(src))
+        if len(w) and not np.all(np.isfinite(w)):
+            raise ValueError(f"edge weight {float(w[~np.isfinite(w)][0])} is not a finite float32 number")
         return KnowledgeGraph.from_arrays(
             names=names_sorted, relations=rel_names, src=src, dst=dst, rel=rel, weight=w,
             surface=surf_list, meta=meta or {})

@@ -25,9 +25,11 @@ def _relation_config(args) -> RelationConfig:
         cfg = RelationConfig.from_json(spec)
         cfg.add_inverse = cfg.add_inverse or args.inverse
     if args.drop:
-        cfg = RelationConfig(keep=cfg.keep, drop=cfg.drop + args.drop, merge=cfg.merge, add_inverse=cfg.add_inverse)
+        cfg = RelationConfig(keep=cfg.keep, drop=cfg.drop + args.drop, merge=cfg.merge, add_inverse=cfg.add_inverse,
+                             others=cfg.others)
     if args.keep:
-        cfg = RelationConfig(keep=args.keep, drop=cfg.drop, merge=cfg.merge, add_inverse=cfg.add_inverse)
+        cfg = RelationConfig(keep=args.keep, drop=cfg.drop, merge=cfg.merge, add_inverse=cfg.add_inverse,
+                             others=cfg.others)
     return cfg
 
 
@@ -107,25 +109,54 @@ def _info(args) -> int:
     return 0
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
+
+
 def _verify(args) -> int:
     from .store import verify_store
 
     r = verify_store(args.store, level="quick" if args.quick else "full")
-    what = ("checksums of every file and structure" if r["level"] == "full"
-            else "structure and checksums of the small files")
+    if r["checksum"] is None:
+        what = "structure (a version 1 store: no checksums recorded)"
+    elif r["level"] == "full":
+        what = "checksums of every file and structure"
+    else:
+        what = "structure and checksums of the small files"
     print(f"ok: {r['path']}: {r['num_nodes']:,} concepts, {r['num_edges']:,} edges; {what} verified "
-          f"({r['files']} files, {r['bytes'] / 2**20:.1f} MiB, {r['checksum']}) in {r['seconds']:.3f} s")
+          f"({r['files']} files, {_size(r['bytes'])}{', ' + r['checksum'] if r['checksum'] else ''}) "
+          f"in {r['seconds']:.3f} s")
     return 0
 
 
 def _neighbors(args) -> int:
+    """Outgoing edges as ``relation <tab> concept <tab> weight``; with --direction in/both each
+    edge is written whole, ``head --relation--> tail <tab> weight``, so an incoming edge never
+    reads as an outgoing one."""
     kg = KnowledgeGraph.load(args.store)
-    rows = kg.neighbors(args.concept, relation=args.relation, direction=args.direction)
-    rows.sort(key=lambda r: -r.weight)
-    for r in rows[: args.limit]:
-        print(f"{r.relation}\t{r.concept}\t{r.weight:g}")
-    if len(rows) > args.limit:
-        print(f"... {len(rows) - args.limit} more", file=sys.stderr)
+    r = kg.resolve(args.concept)
+    if r is None:
+        kg.concept_id(args.concept)  # raises the KeyError with similar names
+    if r.concept != args.concept:
+        typed = kg.find_id(args.concept)
+        also = ""
+        if typed is not None and typed != r.id:
+            d = int(kg.out_indptr[typed + 1] - kg.out_indptr[typed] + kg.in_indptr[typed + 1] - kg.in_indptr[typed])
+            also = f"; {args.concept!r} has {d:,} edge{'s' * (d != 1)}"
+        print(f"kg-ingest: using concept {r.concept!r} ({r.degree:,} edges) for {args.concept!r}{also}",
+              file=sys.stderr)
+    if args.direction == "out":
+        rows = kg.neighbors(r.id, relation=args.relation, direction="out")
+        rows.sort(key=lambda x: -x.weight)
+        lines = [f"{x.relation}\t{x.concept}\t{x.weight:g}" for x in rows]
+    else:
+        edges = kg.incident_edges(r.id, relation=args.relation, direction=args.direction)
+        edges.sort(key=lambda x: -x.weight)
+        lines = [f"{x.head} --{x.relation}--> {x.tail}\t{x.weight:g}" for x in edges]
+    for ln in lines[: args.limit]:
+        print(ln)
+    if len(lines) > args.limit:
+        print(f"... {len(lines) - args.limit} more", file=sys.stderr)
     return 0
 
 
@@ -223,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("store")
     n.add_argument("concept")
     n.add_argument("--relation", default=None)
-    n.add_argument("--direction", default="out", choices=["out", "in", "both"])
+    n.add_argument("--direction", default="out", choices=["out", "in", "both"],
+                   help="out (default): 'relation<TAB>concept<TAB>weight'; in/both: whole edges, "
+                        "'head --relation--> tail<TAB>weight'")
     n.add_argument("--limit", type=int, default=50)
     return p
 

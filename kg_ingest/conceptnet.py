@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover
     _JSONError = (ValueError,)
 
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # weights are stored as float32
 _LANG_START = re.compile(rb"[a-z]{2}")
 _LANG_RE = re.compile(r"^[a-z]{2,3}(?:[-_][a-z0-9]+)*$|^mul$")
 
@@ -163,6 +164,9 @@ class _LineParser:
         ep = self.uri_parts(end, lineno, "end")
         if ep is None:
             return None
+        if self.langs is not None and (sp[2] not in self.langs or ep[2] not in self.langs):
+            self.stats.skipped["language"] += 1
+            return None
         head = self.concept(start, lineno, "start", sp)
         if head is None:
             return None
@@ -178,8 +182,10 @@ class _LineParser:
             self.bad(lineno, "bad JSON", f"expected a JSON object in column 5, found {type(meta).__name__}")
             return None
         weight = meta.get("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight != weight:
-            self.bad(lineno, "bad weight", f"expected a numeric 'weight' in the JSON, found {weight!r}")
+        if (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                or not -FLOAT32_MAX <= weight <= FLOAT32_MAX):
+            self.bad(lineno, "bad weight", f"expected a numeric 'weight' (a finite float32) in the JSON, "
+                                           f"found {str(weight)[:40]}")
             return None
         surface = meta.get("surfaceText") if self.opts.keep_surface else None
         try:
@@ -223,7 +229,8 @@ def _make_indexer(languages: tuple[str, ...] | None):
     prefixes = [b"/c/" + l.encode() + b"/" for l in languages] if languages is not None else [b"/c/"]
     tests = [_prefix_test(p) for p in prefixes if len(p) <= 8]
     long_prefixes = [p for p in prefixes if len(p) > 8]
-    C, HTTP, R = _prefix_test(b"/c/"), _prefix_test(b"http"), _prefix_test(b"/r/")
+    C, R = _prefix_test(b"/c/"), _prefix_test(b"/r/")
+    HTTP, HTTPS = _prefix_test(b"http://"), _prefix_test(b"https://")
     u8, slash = np.uint64(0xFF), np.uint64(47)
 
     def byte(w, k):  # byte k (0-based) of each big-endian 8-byte window
@@ -294,7 +301,8 @@ def _make_indexer(languages: tuple[str, ...] | None):
         for p in long_prefixes:
             wanted |= gather_match(a, s_pos, p) & gather_match(a, e_pos, p)
         rel_ok = ((r_w >> R[0]) == R[1]) & (tabs[:, 1] > tabs[:, 0] + 4)
-        s_http, e_http = (s_w >> HTTP[0]) == HTTP[1], (e_w >> HTTP[0]) == HTTP[1]
+        s_http = ((s_w >> HTTP[0]) == HTTP[1]) | ((s_w >> HTTPS[0]) == HTTPS[1])
+        e_http = ((e_w >> HTTP[0]) == HTTP[1]) | ((e_w >> HTTPS[0]) == HTTPS[1])
         s_ok, s_unsure = concept_shape(a, s_w, s_pos, tabs[:, 2])
         e_ok, e_unsure = concept_shape(a, e_w, e_pos, tabs[:, 3])
         # Lines skipped without the parser: a well-formed relation, each end a
@@ -422,7 +430,7 @@ def _fast_parser(lp: _LineParser):
                 except errors:
                     meta = None
             w = meta.get("weight", 1.0) if type(meta) is dict else None
-            if type(w) is not float:
+            if type(w) is not float or not -FLOAT32_MAX <= w <= FLOAT32_MAX:
                 # Unusual line (int weight, bad JSON, empty term, new relation, ...):
                 # the full parser decides and reports.
                 ls = block.rfind(b"\n", 0, t0) + 1

@@ -77,8 +77,11 @@ class RelationConfig:
             as ``"dbpedia/*"`` allowed) are kept. Default: keep all not dropped.
         drop (list[str]): relations (globs) to drop. Default: ``ExternalURL``, ``dbpedia/*``.
         merge (dict[str, list[str]]): output relation -> input relations merged into it;
-            an input written ``"*Name"`` is reversed. Inputs not named in a non-empty
-            merge map are dropped (the map defines the relation set).
+            an input written ``"*Name"`` is reversed.
+        others (str): what becomes of relations a non-empty merge map does not
+            name: ``"keep"`` (default: stored under their own name) or ``"drop"``
+            (the map defines the relation set, as in the ``qagnn17`` preset).
+            Dropped records are counted per relation in the ingest summary.
         add_inverse (bool): also add each edge reversed, under ``<relation>_inv``.
     """
 
@@ -86,6 +89,7 @@ class RelationConfig:
     drop: list[str] = field(default_factory=lambda: list(DEFAULT_DROP))
     merge: dict[str, list[str]] = field(default_factory=dict)
     add_inverse: bool = False
+    others: str = "keep"
 
     def __post_init__(self):
         if self.keep is not None and not isinstance(self.keep, (list, tuple)):
@@ -94,6 +98,8 @@ class RelationConfig:
             raise ValueError(f"RelationConfig.drop: expected a list of names, found {type(self.drop).__name__}")
         if not isinstance(self.merge, dict):
             raise ValueError(f"RelationConfig.merge: expected a mapping, found {type(self.merge).__name__}")
+        if self.others not in ("keep", "drop"):
+            raise ValueError(f"RelationConfig.others: expected 'keep' or 'drop', found {self.others!r}")
         self.keep = None if self.keep is None else [canonical_relation(k) for k in self.keep]
         self.drop = [canonical_relation(d) for d in self.drop]
         seen: dict[str, str] = {}
@@ -121,6 +127,7 @@ class RelationConfig:
         if name == "conceptnet":
             return cls(**overrides)
         if name == "qagnn17":
+            overrides.setdefault("others", "drop")
             return cls(merge={k: list(v) for k, v in QAGNN_MERGE_GROUPS.items()}, **overrides)
         raise ValueError(f"unknown relation preset {name!r}; expected one of {', '.join(PRESETS)}")
 
@@ -136,16 +143,18 @@ class RelationConfig:
             raise ValueError(f"{p}:{e.lineno}: relation config is not valid JSON: {e.msg}") from e
         if not isinstance(data, dict):
             raise ValueError(f"{p}: expected a JSON object with keep/drop/merge/add_inverse, found {type(data).__name__}")
-        unknown = set(data) - {"keep", "drop", "merge", "add_inverse", "preset"}
+        unknown = set(data) - {"keep", "drop", "merge", "others", "add_inverse", "preset"}
         if unknown:
-            raise ValueError(f"{p}: unknown keys {sorted(unknown)}; expected keep, drop, merge, add_inverse, preset")
+            raise ValueError(f"{p}: unknown keys {sorted(unknown)}; expected keep, drop, merge, others, add_inverse, "
+                             f"preset")
         preset = data.pop("preset", None)
         if preset:
             return cls.preset(preset, **data)
         return cls(**data)
 
     def to_dict(self) -> dict:
-        return {"keep": self.keep, "drop": self.drop, "merge": self.merge, "add_inverse": self.add_inverse}
+        return {"keep": self.keep, "drop": self.drop, "merge": self.merge, "others": self.others,
+                "add_inverse": self.add_inverse}
 
     def resolve(self, relation: str) -> tuple[str, bool] | None:
         """Map an input relation to ``(output_name, reversed)``, or None to drop it."""
@@ -158,8 +167,10 @@ class RelationConfig:
             out = None
         elif self.keep is not None and not any(fnmatch.fnmatchcase(name, pat) for pat in self.keep):
             out = None
-        elif self.merge:
-            out = self._merge_index.get(name)
+        elif self.merge and name in self._merge_index:
+            out = self._merge_index[name]
+        elif self.merge and self.others == "drop":
+            out = None
         else:
             out = (name, False)
         self._cache[relation] = out

@@ -66,6 +66,41 @@ class Edge(NamedTuple):
     weight: float
 
 
+class Resolution(NamedTuple):
+    """What :meth:`KnowledgeGraph.resolve` chose for a typed text."""
+
+    id: int
+    concept: str
+    how: str  # "exact", "normalised" or "lemma"
+    degree: int  # edges in and out
+    text: str  # what was typed
+
+
+# English irregular plurals (a closed list of the language, not of any data set).
+_IRREGULAR = {"men": "man", "women": "woman", "children": "child", "feet": "foot", "teeth": "tooth",
+              "mice": "mouse", "geese": "goose", "people": "person", "oxen": "ox", "lice": "louse",
+              "dice": "die", "knives": "knife", "wives": "wife", "lives": "life", "leaves": "leaf",
+              "loaves": "loaf", "halves": "half", "wolves": "wolf", "shelves": "shelf", "calves": "calf",
+              "thieves": "thief", "scarves": "scarf", "hooves": "hoof", "elves": "elf", "selves": "self"}
+
+
+def _singular_forms(term: str) -> list[str]:
+    """Singular candidates for the last word of a ConceptNet term (``ice_creams`` -> ``ice_cream``)."""
+    head, sep, word = term.rpartition("_")
+    forms: list[str] = []
+    if word in _IRREGULAR:
+        forms.append(_IRREGULAR[word])
+    if len(word) > 3 and word.endswith("ies"):
+        forms.append(word[:-3] + "y")
+    if len(word) > 3 and word.endswith("ves"):
+        forms += [word[:-3] + "f", word[:-3] + "fe"]
+    if len(word) > 3 and word.endswith("es") and word[:-2].endswith(("s", "x", "z", "ch", "sh", "o")):
+        forms.append(word[:-2])
+    if len(word) > 2 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        forms.append(word[:-1])
+    return [head + sep + f for f in dict.fromkeys(forms) if f and f != word]
+
+
 _WS = re.compile(r"[\s\-]+")
 
 
@@ -208,16 +243,56 @@ class KnowledgeGraph:
             return i
         return None
 
-    def lookup(self, text: str) -> int | None:
-        """Exact name first, then the normalised text (``"Ice Cream"`` -> ``ice_cream``)."""
+    def lookup(self, text: str, lemma: bool = False) -> int | None:
+        """Exact name first, then the normalised text (``"Ice Cream"`` -> ``ice_cream``).
+
+        With ``lemma=True``, the choice of :meth:`resolve` (``"scissors"`` ->
+        ``scissor`` when that concept has more edges).
+        """
         if not isinstance(text, str):
             raise TypeError(f"expected a concept name (str), found {type(text).__name__}")
+        if lemma:
+            r = self.resolve(text)
+            return None if r is None else r.id
         i = self.find_id(text)
         if i is None:
             norm = normalize_concept(text)
             if norm and norm != text:
                 i = self.find_id(norm)
         return i
+
+    def resolve(self, text: str) -> "Resolution | None":
+        """The concept a person most likely means by ``text``, and how it was found.
+
+        Candidates: the text as typed, its normalised form, and singular forms of
+        its last word (``scissors`` -> ``scissor``, ``knives`` -> ``knife``,
+        ``berries`` -> ``berry``, ``mice`` -> ``mouse``). Among those in the
+        graph, the one with the most edges wins (the typed form on a tie), so a
+        rarely-used plural never hides the concept that holds the facts.
+        Returns None when no candidate is in the graph.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"expected a concept name (str), found {type(text).__name__}")
+        cands: list[tuple[str, str]] = [(text, "exact")]
+        norm = normalize_concept(text)
+        if norm and norm != text:
+            cands.append((norm, "normalised"))
+        base = norm or text
+        for form in _singular_forms(base):
+            cands.append((form, "lemma"))
+        best = None
+        seen = set()
+        for name, how in cands:
+            if name in seen:
+                continue
+            seen.add(name)
+            i = self.find_id(name)
+            if i is None:
+                continue
+            deg = int(self.out_indptr[i + 1] - self.out_indptr[i] + self.in_indptr[i + 1] - self.in_indptr[i])
+            if best is None or deg > best.degree:
+                best = Resolution(i, name, how, deg, text)
+        return best
 
     def concept_id(self, concept: str | int) -> int:
         """Id of a concept given by name (exact or normalised) or id; KeyError if absent."""
@@ -302,6 +377,20 @@ class KnowledgeGraph:
             other = self.edge_dst[e] if d == "out" else self.edge_src[e]
             for r, o, w in zip(self.edge_rel[e].tolist(), other.tolist(), self.edge_weight[e].tolist()):
                 out.append(Neighbor(self.relations[r], self.concept_name(o), w))
+        return out
+
+    def incident_edges(self, concept: str | int, relation: str | None = None,
+                       direction: str = "out") -> list[Edge]:
+        """Edges at ``concept`` as full (head, relation, tail, weight) records, outgoing first.
+
+        Unlike :meth:`neighbors`, each record keeps its direction: for
+        ``direction="in"`` the concept is the tail.
+        """
+        node = self.concept_id(concept)
+        rel = None if relation is None else self.relation_id(relation)
+        out: list[Edge] = []
+        for _, e in self._edges_of(node, direction, rel):
+            out.extend(self.edge(x) for x in e.tolist())
         return out
 
     def edges_between(self, a: str | int, b: str | int) -> list[Edge]:

@@ -13,6 +13,7 @@ import re
 from typing import Callable, Iterator
 
 from ._io import InputError, PathOrFile, ReadStats, iter_lines, source_name
+from .conceptnet import FLOAT32_MAX
 from .records import Assertion, IngestStats
 from .store import normalize_concept
 
@@ -93,7 +94,7 @@ def iter_triples(
             except ValueError:
                 bad(lineno, "bad weight", f"expected a number in the weight column, found {cols[3][:40]!r}")
                 continue
-            if not math.isfinite(w):
+            if not math.isfinite(w) or abs(w) > FLOAT32_MAX:
                 bad(lineno, "bad weight", f"expected a finite weight, found {cols[3][:40]!r}")
                 continue
         batch.append(Assertion(rel, head, tail, w, None, lineno))

@@ -2,7 +2,7 @@
 
 An engine folder holds everything needed to answer::
 
-    config.json, model.safetensors   the model (see :mod:`ravlm_graph.modeling`)
+    config.json, model.safetensors   the model (see :mod:`ravlm_graph.models.knowledge_vqa`)
     engine.json                      which KG, retrieval settings, node budget
     detector/                        the image entity detector (optional)
 

@@ -1,14 +1,5 @@
-"""The engine's public face: ``KnowledgeVQA.from_pretrained(path).answer(image, question)``.
-
-An engine folder holds everything needed to answer::
-
-    config.json, model.safetensors   the model (see :mod:`ravlm_graph.modeling`)
-    engine.json                      which KG, retrieval settings, node budget
-    detector/                        the image entity detector (optional)
-
-The KG is named in ``engine.json``: ``"bundled:cn100k"``, ``"bundled:cn100k+fvqa"`` or a
-store folder; ``from_pretrained(path, kg=...)`` can point it elsewhere.
-"""
+"""Opening the knowledge graph an engine names: a store folder, or ``"bundled:cn100k"`` /
+``"bundled:cn100k+fvqa"`` for the CN-100K store shipped with kg_ingest."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, Union
@@ -35,7 +36,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "FVQA_DBPEDIA_RELATIONS",
+    "UnknownRelationWarning",
     "fvqa_relation",
+    "unknown_relation_name",
+    "unknown_relations",
     "load_aokvqa",
     "load_csqa",
     "load_fvqa",
@@ -46,16 +50,27 @@ __all__ = [
 
 Source = Union[str, os.PathLike, IO[str], IO[bytes]]
 
-# FVQA's DBpedia relations, mapped to the ConceptNet relation closest in meaning
-# (category membership, taxonomic class and family are all "is a").
+# FVQA's DBpedia relations map to the ConceptNet relation closest in meaning. Category
+# membership ("transnbhd", FVQA's name for DBpedia's category neighbourhood) and the generic
+# RDF membership predicates are "is a"; so is every taxonomic-rank relation
+# ("animal_class", "animal_kingdom", "plant_genus", "dbo:family", ...), matched by rule below.
 FVQA_DBPEDIA_RELATIONS: Mapping[str, str] = {
     "transnbhd": "IsA",
-    "animal_class": "IsA",
-    "animal_family": "IsA",
+    "type": "IsA",
+    "subject": "IsA",
+    "category": "IsA",
+    "broader": "IsA",
 }
+# The ranks of the Linnaean hierarchy (with their sub-/super-/infra- forms, matched by
+# rule): the last word of a DBpedia taxonomy relation.
+_TAXON_RANKS = frozenset({"domain", "kingdom", "phylum", "division", "class", "cohort", "order", "family",
+                          "tribe", "genus", "section", "series", "species", "variety", "form", "clade",
+                          "taxon", "rank"})
+_RANK_AFFIX = re.compile(r"^(?:sub|super|infra|parv)(?=[a-z])")
 # FVQA's WebChild comparatives: "<adjective>#f" (head is more <adj> than tail) and
-# "<adjective>#r" (head is less <adj> than tail).
-_WEBCHILD = re.compile(r"^([a-z][a-z_\- ]*)#([fr])$")
+# "<adjective>#r" (head is less <adj> than tail); also accepted spelt as "more_big" / "LessBig".
+_WEBCHILD = re.compile(r"^([a-z][a-z0-9_\- ]*)#([fr])$", re.IGNORECASE)
+_COMPARATIVE_NAME = re.compile(r"^(more|less)(?:[_\- ]+([a-z][a-z0-9_\- ]*)|([A-Z][A-Za-z0-9]*))$", re.IGNORECASE)
 _SURFACE_SPAN = re.compile(r"\[\[(.+?)\]\]")
 _ARTICLES = frozenset({"a", "an", "the"})
 
@@ -138,30 +153,72 @@ def _answer_concepts(scores: Mapping[str, float], first: Iterable[str] = ()) -> 
 
 # --------------------------------------------------------------------------- FVQA
 
+def _relation_words(name: str) -> list[str]:
+    """Lower-case words of a relation name in any spelling: the last segment of a URI or a
+    prefixed name (``http://dbpedia.org/ontology/family``, ``dbo:family``, ``/r/UsedFor``),
+    split on separators and CamelCase."""
+    key = name.strip().rstrip("/#")
+    key = re.split(r"[/#]", key)[-1] if re.search(r"[/#]", key) else key
+    key = key.split(":")[-1]
+    words = []
+    for part in re.split(r"[\s_\-.]+", key):
+        words += [w.lower() for w in re.findall(r"[A-Z]+(?=[A-Z][a-z]|[0-9]|$)|[A-Z]?[a-z]+|[0-9]+", part)]
+    return words
+
+
+def _camel(words: Iterable[str]) -> str:
+    return "".join(w[:1].upper() + w[1:] for w in words if w)
+
+
 def fvqa_relation(name: str) -> tuple[str, str] | None:
-    """Map an FVQA relation name to a ConceptNet-style relation and its source.
+    """Map an FVQA relation name to a ConceptNet-style relation and its source, by rule.
 
     Args:
-        name: ``"UsedFor"``, ``"transnbhd"``, ``"big#f"``, ...
+        name: a relation of FVQA's knowledge base in any usual spelling: ConceptNet's
+            (``"UsedFor"``, ``"/r/UsedFor"``, ``"used_for"``, ``"Used For"``), DBpedia's
+            (``"transnbhd"``, any taxonomic-rank relation such as ``"animal_kingdom"`` or
+            ``"dbo:genus"``) or WebChild comparatives (``"big#f"``, ``"natural#r"``).
 
     Returns:
         ``(relation, source)``: ConceptNet relations keep their CamelCase name
-        (``("UsedFor", "conceptnet")``), DBpedia ones map by
-        :data:`FVQA_DBPEDIA_RELATIONS` (``("IsA", "dbpedia")``), WebChild comparatives
-        become ``More<Adj>`` / ``Less<Adj>`` (``("MoreBig", "webchild")``); None when
-        the name is none of these.
+        (``("UsedFor", "conceptnet")``); DBpedia category and taxonomy relations become
+        ``("IsA", "dbpedia")``; WebChild comparatives become ``More<Adj>`` / ``Less<Adj>``
+        (``("MoreBig", "webchild")``). None when the name matches none of these rules.
     """
-    cn = canonical_relation(name)
-    if cn is not None:
-        return cn, "conceptnet"
+    if not isinstance(name, str) or not name.strip():
+        return None
     key = name.strip()
-    if key in FVQA_DBPEDIA_RELATIONS:
-        return FVQA_DBPEDIA_RELATIONS[key], "dbpedia"
     m = _WEBCHILD.match(key)
     if m:
-        adj = "".join(w.capitalize() for w in re.split(r"[\s_\-]+", m.group(1)) if w)
-        return ("More" if m.group(2) == "f" else "Less") + adj, "webchild"
+        adj = _camel(re.split(r"[\s_\-]+", m.group(1).lower()))
+        return ("More" if m.group(2).lower() == "f" else "Less") + adj, "webchild"
+    cn = canonical_relation(key)
+    if cn is None:
+        words = _relation_words(key)
+        cn = canonical_relation("".join(words)) if words else None
+    if cn is not None:
+        return cn, "conceptnet"
+    words = _relation_words(key)
+    if not words:
+        return None
+    joined = "_".join(words)
+    if joined in FVQA_DBPEDIA_RELATIONS:
+        return FVQA_DBPEDIA_RELATIONS[joined], "dbpedia"
+    if _RANK_AFFIX.sub("", words[-1]) in _TAXON_RANKS:
+        return "IsA", "dbpedia"
+    m = _COMPARATIVE_NAME.match(key)
+    if m:
+        rest = m.group(2) if m.group(2) is not None else m.group(3)
+        adj_words = re.split(r"[\s_\-]+", rest) if m.group(2) is not None else _relation_words(rest)
+        return ("More" if m.group(1).lower() == "more" else "Less") + _camel(w.lower() for w in adj_words), \
+            "webchild"
     return None
+
+
+def unknown_relation_name(name: str) -> str:
+    """A CamelCase relation name for a relation :func:`fvqa_relation` does not know
+    (``"capital_of"`` -> ``"CapitalOf"``), so that its record still carries a fact."""
+    return _camel(_relation_words(name)) or "Unknown"
 
 
 def _fvqa_concept(text: str) -> str:
@@ -300,8 +357,15 @@ def load_fvqa(
 
     Raises:
         ValueError: malformed JSON (naming the file), a record missing ``question`` or
-            ``answer``, a question without a supporting fact, a malformed triple, or an
-            unknown relation name (naming the file and record).
+            ``answer``, a question without a supporting fact, or a malformed triple
+            (naming the file and record).
+
+    Warns:
+        UnknownRelationWarning: once per call, when some supporting facts have a relation
+            that :func:`fvqa_relation` cannot map, with the names, their counts and the
+            first record of each. Such records are kept: their fact's relation is the
+            name as written in CamelCase, ``source="unknown"``, and
+            ``extra["relation_known"]`` is False (see :func:`unknown_relations`).
     """
     if not isinstance(distractors, int) or distractors < 0:
         raise ValueError(f"load_fvqa: expected distractors >= 0, found {distractors!r}")
@@ -318,6 +382,8 @@ def load_fvqa(
             kb = set(kb_facts)
 
     parsed = []  # (qid, rec, fact | None, ends | None, visual index | None, fvqa relation)
+    unknown: dict[str, int] = {}  # relation name -> records
+    unknown_where: dict[str, str] = {}  # relation name -> its first record
     for qid, rec in qdata.items():
         qid = str(qid)
         where = f"{qname}: record {qid!r}"
@@ -339,9 +405,11 @@ def load_fvqa(
             raw_head, raw_rel, raw_tail = triple
             mapped = fvqa_relation(raw_rel)
             if mapped is None:
-                raise ValueError(
-                    f"{twhere}: unknown relation {raw_rel!r}; expected a ConceptNet relation, one of "
-                    f"{sorted(FVQA_DBPEDIA_RELATIONS)} or a WebChild comparative like 'big#f'")
+                # Counted and reported once for the whole file; the record keeps its fact
+                # (its ends still give the answer and the visual concept).
+                unknown[raw_rel] = unknown.get(raw_rel, 0) + 1
+                unknown_where.setdefault(raw_rel, twhere)
+                mapped = (unknown_relation_name(raw_rel), "unknown")
             head, tail = _fvqa_concept(raw_head), _fvqa_concept(raw_tail)
             if not head or not tail:
                 raise ValueError(f"{twhere}: empty head or tail in {triple!r}")
@@ -376,6 +444,7 @@ def load_fvqa(
             "fact_surface": rec.get("fact_surface"),
             "fact_id": (rec.get("fact") or [None])[0] if isinstance(rec.get("fact"), list) else rec.get("fact"),
             "fvqa_relation": raw_rel,
+            "relation_known": raw_rel is None or raw_rel not in unknown,
             "visual_concept": None,
         }
         if ends is not None and visual is not None:
@@ -410,7 +479,30 @@ def load_fvqa(
         ))
     if n_missing_kb:
         logger.info("%s: %d ConceptNet supporting facts are not in the given KB facts", qname, n_missing_kb)
+    if unknown:
+        warnings.warn(
+            f"{tname}: {sum(unknown.values())} of {len(records)} records have a relation that is neither "
+            f"ConceptNet's, a DBpedia category/taxonomy relation nor a WebChild comparative: "
+            + ", ".join(f"{r!r} x{n} (first at {unknown_where[r].split(': ', 1)[-1]})"
+                        for r, n in sorted(unknown.items(), key=lambda kv: (-kv[1], kv[0])))
+            + "; kept with the relation name as written (extra['relation_known'] is False)",
+            UnknownRelationWarning, stacklevel=2)
     return records
+
+
+class UnknownRelationWarning(UserWarning):
+    """A loader met relation names it cannot map; the records were kept and counted."""
+
+
+def unknown_relations(records: Iterable[VQARecord]) -> dict[str, int]:
+    """Relation name -> number of records whose supporting fact has a relation the loader
+    could not map (``extra["relation_known"]`` False), most frequent first."""
+    counts: dict[str, int] = {}
+    for r in records:
+        if r.extra.get("relation_known") is False:
+            name = str(r.extra.get("fvqa_relation"))
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 # --------------------------------------------------------------------------- VQA / OK-VQA

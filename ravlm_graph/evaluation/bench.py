@@ -29,7 +29,7 @@ from ravlm_graph.recipes import record_image
 from ravlm_graph.types import Entity
 from ravlm_graph.datasets import load_builtin
 from ravlm_graph.engine import KnowledgeVQA
-from ravlm_graph.datasets import load_fvqa
+from ravlm_graph.datasets import load_fvqa, unknown_relations
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,11 @@ def results_table(results: dict, title: str) -> str:
             continue
         lines.append(f"| {split} | {m['n']} | {100 * m['accuracy']:.1f} | {100 * m['top3']:.1f} | "
                      f"{100 * m['coverage']:.1f} |")
+    notes = [f"{split}: {m['n_unknown_relation']} questions with a relation the loader does not know "
+             f"({', '.join(f'{r} x{n}' for r, n in m['unknown_relations'].items())}); evaluated all the same"
+             for split, m in results.items() if isinstance(m, dict) and m.get("n_unknown_relation")]
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
@@ -218,6 +223,9 @@ def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | No
     if limit:
         recs = recs[:limit]
     m, rows = run_split(engine, recs, _entity_fn("fvqa", False), progress=progress)
+    # Relations the loader could not map: counted here (the loader warned once).
+    m["unknown_relations"] = unknown_relations(recs)
+    m["n_unknown_relation"] = sum(m["unknown_relations"].values())
     results = {"fvqa": m, "_meta": {"model": str(model), "setting": "given entities (no images)",
                                     "questions": str(questions)}}
     if budgets and engine.retriever is not None and engine.model.config.uses_graph:

@@ -1,23 +1,8 @@
-"""Image grounding: detectors that turn an image into ConceptNet entities.
+"""The one gate images pass through: :func:`load_image` takes a path, bytes, a file object,
+a PIL image or a numpy array and returns a decoded RGB ``PIL.Image``, or raises
+:class:`InvalidImageError` (a ``ValueError``) naming the source and the problem.
 
-Every detector implements :class:`ImageEntityDetector`: ``detect(image) -> list[Entity]``
-with ``origin="image"``, plus ``detect_batch``. Implementations:
-
-* :class:`OwlDetector` — zero-shot open-vocabulary detection with an OWL-ViT / OWLv2
-  checkpoint (local folder); text queries are the concept names, boxes in pixels.
-* :class:`ClipTagger` — CLIP image–text matching over a concept vocabulary (top-k,
-  softmax scores), without boxes.
-* :class:`TrainableTagger` — a small CNN trained from scratch, multi-label over a concept
-  vocabulary, for image domains without pretrained vision weights.
-* :class:`GivenEntities` — the objects annotated with a dataset record.
-
-:func:`load_image` is the one gate images pass through: path / bytes / file object /
-PIL image / numpy array in, a decoded RGB ``PIL.Image`` out, or an
-:class:`InvalidImageError` (a ``ValueError``) that names the file and the problem.
-
-Heavy imports (torch, transformers, PIL) happen inside the functions that need them, so
-importing this module is cheap.
-"""
+PIL is imported inside the functions, so importing this module stays cheap."""
 
 from __future__ import annotations
 

@@ -1,23 +1,6 @@
-"""Image grounding: detectors that turn an image into ConceptNet entities.
-
-Every detector implements :class:`ImageEntityDetector`: ``detect(image) -> list[Entity]``
-with ``origin="image"``, plus ``detect_batch``. Implementations:
-
-* :class:`OwlDetector` — zero-shot open-vocabulary detection with an OWL-ViT / OWLv2
-  checkpoint (local folder); text queries are the concept names, boxes in pixels.
-* :class:`ClipTagger` — CLIP image–text matching over a concept vocabulary (top-k,
-  softmax scores), without boxes.
-* :class:`TrainableTagger` — a small CNN trained from scratch, multi-label over a concept
-  vocabulary, for image domains without pretrained vision weights.
-* :class:`GivenEntities` — the objects annotated with a dataset record.
-
-:func:`load_image` is the one gate images pass through: path / bytes / file object /
-PIL image / numpy array in, a decoded RGB ``PIL.Image`` out, or an
-:class:`InvalidImageError` (a ``ValueError``) that names the file and the problem.
-
-Heavy imports (torch, transformers, PIL) happen inside the functions that need them, so
-importing this module is cheap.
-"""
+"""Detector labels to ConceptNet concepts: ``"Traffic lights"`` -> ``traffic_light``
+(articles and punctuation dropped, plurals singularised, checked against a KG when one is
+given), and the label/concept tables the open-vocabulary detectors query with."""
 
 from __future__ import annotations
 

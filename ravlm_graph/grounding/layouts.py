@@ -1,23 +1,5 @@
-"""Scenes of the built-in benchmark: 1-4 emoji objects on a background, drawn with Pillow.
-
-A scene is stored as a *specification* (a JSON-able dict), not as pixels; rendering it
-is deterministic (same spec, same sprite files, same Pillow -> same pixels). Spec fields:
-
-``id``            scene id (str)
-``size``          ``[W, H]`` canvas size in px
-``style``         sprite style: ``"twemoji"`` or ``"noto"`` (sprite folders ``twemoji64/``, ``noto64/``)
-``background``    ``{"kind": "solid", "color": [r, g, b]}``,
-                  ``{"kind": "gradient", "colors": [c0, c1], "axis": "x"|"y"}`` or
-                  ``{"kind": "checker", "colors": [c0, c1], "cell": px}``
-``objects``       list of ``{"image", "concept", "slot", "size", "angle", "x", "y", "box"}``:
-                  the sprite is resized to ``size`` x ``size``, rotated by ``angle`` degrees
-                  (counter-clockwise, canvas grown to fit), and pasted with its top-left
-                  corner at ``(x, y)``; ``box`` = ``[x0, y0, x1, y1]`` (x1, y1 exclusive) is the
-                  bounding box of its visible (alpha > 0) pixels on the canvas.
-
-Objects sit in disjoint layout cells (:data:`LAYOUTS`), so the slot names
-("left", "top_right", ...) are true spatial descriptions of the rendered scene.
-"""
+"""Scene layouts: slot names ("left", "top_right", ...) by object count and the pixel cell
+of each slot. Shared by the benchmark's scene renderer and the layout-cell detector."""
 
 from __future__ import annotations
 

@@ -1,31 +1,5 @@
-"""Seed concepts -> a pruned, readable :class:`Subgraph` of the knowledge graph.
-
-Pipeline (all vectorised numpy on the store's CSR arrays; no networkx):
-
-1. **Seeds**: entities (``origin`` question / image) mapped to store ids; absent ones
-   are reported in ``Subgraph.info["missing_seeds"]``.
-2. **Expansion**: ``k`` hops, following each node's heaviest edges first, at most
-   ``max_degree`` per node and direction (``seed_max_degree`` for seeds). When a hop's
-   frontier is larger than ``max_frontier`` nodes, only the most relevant ones (text
-   similarity to the question, when known) are expanded further — a beam.
-3. **Scoring** of the candidates, by ``method``:
-   ``khop`` (closer first), ``relevance`` (cosine similarity of the node name's
-   all-MiniLM-L6-v2 embedding with the question's), ``ppr`` (personalised PageRank
-   from the seeds on the candidate graph, restarts weighted by entity score), ``hybrid``
-   (relevance and PPR mixed), ``pcst`` (hybrid prizes, then a greedy prize-collecting
-   tree: a node joins with its path to the tree only when its prize pays for the edges).
-4. **Pruning** to ``budget`` nodes: seeds first, then by score; with ``connect`` a node
-   joins with the path that discovered it, so the subgraph stays connected to the seeds.
-
-Personalised PageRank: Haveliwala, "Topic-sensitive PageRank", WWW 2002.
-Prize-collecting Steiner trees for retrieval: He et al., "G-Retriever", 2024
-(https://arxiv.org/abs/2402.07630).
-
->>> retriever = SubgraphRetriever(kg)
->>> sg = retriever.retrieve(["apple", "knife"], question="What is used to cut an apple?")
->>> sg.verbalize(max_facts=3)
-['knife is used for cut', ...]
-"""
+"""Node scores for pruning a candidate subgraph: personalised PageRank over a CSR graph,
+min-max scaling, and CSR range expansion."""
 
 from __future__ import annotations
 

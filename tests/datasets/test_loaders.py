@@ -5,13 +5,16 @@ from types import MappingProxyType
 
 import pytest
 
-from ravlm_graph.datasets.loaders import fvqa_relation, load_aokvqa, load_csqa, load_fvqa, load_fvqa_kb_facts, load_lxmert, load_vqa
+from ravlm_graph.datasets.loaders import UnknownRelationWarning, fvqa_relation, unknown_relations, load_aokvqa, load_csqa, load_fvqa, load_fvqa_kb_facts, load_lxmert, load_vqa
 from ravlm_graph.types import Entity, Fact, VQARecord, canonical_relation, normalize_concept
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "vqa"
 FVQA_Q = FIX / "fvqa_train_split0_questions.json"
 FVQA_T = FIX / "fvqa_train_split0_fact_triples.json"
 FVQA_KB = FIX / "fvqa_conceptnet_facts.tsv"
+FVQA_MORE_Q = FIX / "fvqa_more_relations_questions.json"
+FVQA_MORE_T = FIX / "fvqa_more_relations_fact_triples.json"
+FVQA_ALTERED_T = FIX / "fvqa_altered_relations_fact_triples.json"
 OKVQA_Q = FIX / "okvqa_OpenEnded_mscoco_val2014_questions.json"
 LXMERT = FIX / "okvqa_lxmert_format_testdev.json"
 AOKVQA = FIX / "aokvqa_v1p0_val.json"
@@ -66,6 +69,62 @@ def test_relation_and_concept_normalisation():
     assert fvqa_relation("natural#r") == ("LessNatural", "webchild")
     assert fvqa_relation("UsedFor") == ("UsedFor", "conceptnet")
     assert fvqa_relation("capital_of") is None
+
+
+@pytest.mark.parametrize("name, expected", [
+    # ConceptNet relations in any spelling
+    ("UsedFor", ("UsedFor", "conceptnet")), ("/r/UsedFor", ("UsedFor", "conceptnet")),
+    ("used_for", ("UsedFor", "conceptnet")), ("Used For", ("UsedFor", "conceptnet")),
+    ("used-for", ("UsedFor", "conceptnet")), ("http://conceptnet.io/r/AtLocation", ("AtLocation", "conceptnet")),
+    ("is_a", ("IsA", "conceptnet")), ("NotCapableOf", ("NotCapableOf", "conceptnet")),
+    # DBpedia: category membership and every taxonomic rank, with or without a prefix
+    ("transnbhd", ("IsA", "dbpedia")), ("animal_class", ("IsA", "dbpedia")),
+    ("animal_kingdom", ("IsA", "dbpedia")), ("animal_phylum", ("IsA", "dbpedia")),
+    ("animal_order", ("IsA", "dbpedia")), ("animal_genus", ("IsA", "dbpedia")),
+    ("animal_species", ("IsA", "dbpedia")), ("plant_subfamily", ("IsA", "dbpedia")),
+    ("dbo:family", ("IsA", "dbpedia")), ("http://dbpedia.org/ontology/superorder", ("IsA", "dbpedia")),
+    ("http://purl.org/dc/terms/subject", ("IsA", "dbpedia")),
+    # WebChild comparatives, both directions, any case, multi-word adjectives
+    ("big#f", ("MoreBig", "webchild")), ("natural#r", ("LessNatural", "webchild")),
+    ("Expensive#R", ("LessExpensive", "webchild")), ("well_known#f", ("MoreWellKnown", "webchild")),
+    ("more_big", ("MoreBig", "webchild")), ("LessNatural", ("LessNatural", "webchild")),
+    # unknown
+    ("capital_of", None), ("conservation_status", None), ("", None), ("#f", None),
+])
+def test_fvqa_relation_by_rule(name, expected):
+    assert fvqa_relation(name) == expected
+
+
+def test_load_fvqa_more_real_relations():
+    recs = {r.qid: r for r in load_fvqa(FVQA_MORE_Q, FVQA_MORE_T)}
+    assert recs["4314"].facts[0] == Fact("giraffe", "IsA", "giraffidae")
+    assert recs["4314"].facts[0].source == "dbpedia"
+    assert recs["4314"].answer_concepts == ("giraffidae",)
+    assert recs["1071"].facts[0] == Fact("snail", "IsA", "gastropoda")
+    assert recs["875"].facts[0] == Fact("motorcycle", "MoreCool", "car")
+    assert recs["699"].facts[0] == Fact("motorcycle", "LessStable", "car")
+    assert recs["3518"].facts[0] == Fact("pizza", "IsA", "italian_design")
+    assert recs["3513"].facts[0] == Fact("lizard", "CapableOf", "sun_itself_on_rock")
+    assert all(r.extra["relation_known"] for r in recs.values())
+    assert unknown_relations(recs.values()) == {}
+
+
+def test_load_fvqa_unknown_relation_is_counted_not_fatal():
+    with pytest.warns(UnknownRelationWarning,
+                      match=r"1 of 9 records .*'conservation_status' x1 \(first at record '1071'\)"):
+        altered = {r.qid: r for r in load_fvqa(FVQA_MORE_Q, FVQA_ALTERED_T)}
+    plain = {r.qid: r for r in load_fvqa(FVQA_MORE_Q, FVQA_MORE_T)}
+    assert len(altered) == 9
+    # Other spellings of known relations give the same records.
+    for qid in ("4314", "3512", "2689"):
+        assert altered[qid].facts == plain[qid].facts and altered[qid].extra["relation_known"]
+    # The unknown one is kept: same ends, answer and entities; its relation as written.
+    u = altered["1071"]
+    assert u.extra["relation_known"] is False and u.extra["fvqa_relation"] == "conservation_status"
+    assert u.facts[0] == Fact("snail", "ConservationStatus", "gastropoda") and u.facts[0].source == "unknown"
+    assert u.answer_concepts == plain["1071"].answer_concepts
+    assert u.entities == plain["1071"].entities
+    assert unknown_relations(altered.values()) == {"conservation_status": 1}
 
 
 def test_record_is_immutable_and_validated():
@@ -125,6 +184,7 @@ def test_load_fvqa_real_record_fields():
         "fact_surface": "[[Lipstick]] is for [[coloring the lips]]",
         "fact_id": "conceptnet/e/18b413dee0ebe3cadef337f364baa61649f36b2a",
         "fvqa_relation": "UsedFor",
+        "relation_known": True,
         "visual_concept": "lipstick",
         "fact_in_kb": True,
     }
@@ -235,8 +295,6 @@ def test_load_fvqa_errors(tmp_path):
     with pytest.raises(ValueError, match=r"record '999': field 'question_id' is '272', expected '999'"):
         load_fvqa(_write(tmp_path, "questions.json", {"999": qs["272"]}))
     q = _write(tmp_path, "questions.json", {"272": qs["272"]})
-    with pytest.raises(ValueError, match=r"facts\.json: record '272': unknown relation 'FooBar'"):
-        load_fvqa(q, _write(tmp_path, "facts.json", {"272": ["lipstick", "FooBar", "color_lip"]}))
     with pytest.raises(ValueError, match=r"facts\.json: record '272': missing supporting fact"):
         load_fvqa(q, _write(tmp_path, "facts.json", {"273": ts["273"]}))
     with pytest.raises(ValueError, match=r"facts\.json: record '272': expected \[head, relation, tail\]"):

@@ -269,3 +269,15 @@ def test_ntriples_file_with_comments_escapes_and_bom(tmp_path):
     kg, stats = ingest_rdf(p, strict=True)
     assert edge_set(kg) == {("café", "AtLocation", "paris"), ("dog", "IsA", "animal")}
     assert stats.n_malformed == 0
+
+
+def test_weights_beyond_float32_are_malformed_not_infinite(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text(line("IsA", "/c/en/dog", "/c/en/animal", weight="1e39") + line("IsA", "/c/en/cat", "/c/en/animal"))
+    kg, stats = ingest_conceptnet(p)
+    assert edge_set(kg) == {("cat", "IsA", "animal")}
+    assert stats.malformed_samples == [f"{p}:1: expected a numeric 'weight' (a finite float32) in the JSON, found 1e+39"]
+    t = tmp_path / "t.txt"
+    t.write_text("IsA\tdog\tanimal\t1e39\nIsA\tcat\tanimal\t2\n")
+    kg, stats = ingest_triples(t)
+    assert edge_set(kg) == {("cat", "IsA", "animal")} and stats.skipped["malformed: bad weight"] == 1

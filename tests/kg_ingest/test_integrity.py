@@ -245,6 +245,7 @@ def test_a_version_1_store_loads_but_cannot_be_fully_verified(store, capsys):
     with pytest.raises(StoreError, match="a format version 1 store carries no checksums"):
         KnowledgeGraph.load(store, verify="full")
     assert main(["verify", str(store), "--quick"]) == 0
+    assert "structure (a version 1 store: no checksums recorded) verified" in capsys.readouterr().out
     assert main(["verify", str(store)]) == 2
     assert "re-run the ingest" in capsys.readouterr().err
 
@@ -291,3 +292,12 @@ def test_reingest_under_a_reader_process(tmp_path):
         p.kill() if p.poll() is None else None
     assert p.returncode == 0 and out.split() == ["1.0", "6"]
     assert KnowledgeGraph.load(d).neighbors("banana") == [("IsA", "fruit", 9.0)]
+
+
+def test_read_into_memory_gives_the_same_store_and_the_same_checks(store):
+    a, b = KnowledgeGraph.load(store), KnowledgeGraph.load(store, mmap=False)
+    assert not isinstance(b.edge_src, np.memmap)
+    assert sorted(a.neighbors("apple", direction="both")) == sorted(b.neighbors("apple", direction="both"))
+    _swap(store, "edge_src.npy", "edge_dst.npy")
+    with pytest.raises(StoreError, match=r"edge_src\.npy: damaged store: checksum"):
+        KnowledgeGraph.load(store, mmap=False)

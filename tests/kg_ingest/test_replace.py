@@ -65,9 +65,12 @@ def test_leftovers_of_interrupted_runs_are_removed_by_the_next_ingest(tmp_path, 
     mine = tmp_path / ".s.tmp-notours"  # a user's folder that only looks like ours
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
+    other = tmp_path / ".s.tmp-x.tmp-0badcafe"  # a partial write of another store, named "s.tmp-x"
+    other.mkdir()
+    (other / _replace.PARTIAL_MARKER).write_bytes(b"")
     with caplog.at_level("WARNING", logger="kg_ingest._replace"):
         assert ingest(b, tmp_path / "s") == 0
-    assert listing(tmp_path) == [".s.tmp-notours", "a.txt", "b.txt", "s"]
+    assert listing(tmp_path) == [".s.tmp-notours", ".s.tmp-x.tmp-0badcafe", "a.txt", "b.txt", "s"]
     assert (mine / "notes.txt").read_text() == "keep me"
     msgs = " | ".join(r.getMessage() for r in caplog.records)
     assert "removed .s.tmp-dead0001, left by an interrupted ingest" in msgs

@@ -82,15 +82,23 @@ def test_degree_and_relation_counts(tiny_kg):
 
 
 def test_relation_config_merge_reverse_and_inverse():
-    cfg = RelationConfig(merge={"PartOf": ["PartOf", "*HasA"], "IsA": ["IsA"]}, add_inverse=True)
+    cfg = RelationConfig(merge={"PartOf": ["PartOf", "*HasA"], "IsA": ["IsA"]}, add_inverse=True, others="drop")
     b = GraphBuilder(cfg)
     b.add("HasA", "car", "wheel")
     b.add("IsA", "car", "vehicle")
-    b.add("UsedFor", "car", "driving")  # not in the merge map: dropped
+    b.add("UsedFor", "car", "driving")  # not in the merge map, others="drop": dropped
     kg = b.build()
     assert sorted(kg.neighbors("wheel")) == [("PartOf", "car", 1.0)]
     assert sorted(kg.neighbors("car")) == [("IsA", "vehicle", 1.0), ("PartOf_inv", "wheel", 1.0)]
-    assert b.stats.skipped["relation dropped"] == 1
+    assert b.stats.skipped["relation dropped"] == 1 and b.dropped_relations == {"UsedFor": 1}
+    # By default a merge map keeps the relations it does not name.
+    b = GraphBuilder(RelationConfig(merge={"PartOf": ["PartOf", "*HasA"]}))
+    b.add("HasA", "car", "wheel")
+    b.add("UsedFor", "car", "driving")
+    assert sorted(b.build().neighbors("car")) == [("UsedFor", "driving", 1.0)]
+    assert b.dropped_relations == {}
+    with pytest.raises(ValueError, match="RelationConfig.others: expected 'keep' or 'drop', found 'maybe'"):
+        RelationConfig(others="maybe")
     with pytest.raises(ValueError, match="merged into both"):
         RelationConfig(merge={"A": ["IsA"], "B": ["IsA"]})
     qa = RelationConfig.preset("qagnn17")

@@ -13,3 +13,4 @@ DETECTORS.register("layout_cells", "ravlm_graph.grounding.detectors.layout:Layou
 DETECTORS.register("tagger", "ravlm_graph.grounding.detectors.tagger:TrainableTagger")
 DETECTORS.register("owl", "ravlm_graph.grounding.detectors.owl:OwlDetector")
 DETECTORS.register("clip", "ravlm_graph.grounding.detectors.clip:ClipTagger")
+DETECTORS.register("photo", "ravlm_graph.grounding.detectors.photo:PhotoDetector")

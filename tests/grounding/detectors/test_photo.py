@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ravlm_graph.grounding.detectors.photo import PhotoDetector, PhotoDetectorConfig
+pytest.importorskip("torch")  # the tagger's network; cv2 and the weight packages are checked per test
+from ravlm_graph.grounding.detectors.photo import PhotoDetector, PhotoDetectorConfig  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parents[3] / "ravlm_graph" / "data" / "photos"
 
@@ -70,6 +71,12 @@ def test_from_config_reads_a_json_dict():
     assert repr(det) == "PhotoDetector(parts=boxes+box_tags, kg=no)"
     with pytest.raises(TypeError, match="expected a PhotoDetectorConfig or a dict, found list"):
         PhotoDetector.from_config([("boxes", True)])
+
+
+def test_registered_as_photo():
+    from ravlm_graph.grounding.detectors import DETECTORS
+
+    assert "photo" in DETECTORS and DETECTORS.get("photo") is PhotoDetector
 
 
 def test_missing_packages_name_the_extra(monkeypatch):
