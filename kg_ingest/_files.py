@@ -310,7 +310,7 @@ def _write_error(path: Path, e: OSError) -> StoreError:
             import shutil
 
             free = shutil.disk_usage(path.parent).free
-            room = f"; {free / 2**20:.1f} MiB free there"
+            room = f"; {free / 2**20:.1f} MiB free there" if free >= 2**20 else f"; {free / 1024:.0f} KiB free there"
         except OSError:
             room = ""
         return StoreError(f"{path}: the disk is full (no space left to write the store{room}); "

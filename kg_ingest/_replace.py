@@ -297,7 +297,10 @@ def write_folder(target: Path, write: Callable[[Path], None], *, locked: bool = 
         clean_leftovers(target)
         tmp = new_temp_folder(target)
         try:
-            write(tmp)
+            try:
+                write(tmp)
+            except StoreError as e:  # name the store, not the temporary folder that is removed now
+                raise StoreError(str(e).replace(str(tmp), str(target))) from e
             swap_in(tmp, target, use_exchange=use_exchange)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -74,7 +74,7 @@ def _prepare_out(out):
         raise StoreError(f"{out}: cannot write the store here: {probe} is not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise StoreError(f"{out}: cannot write the store here: permission denied on {probe}")
-    return target
+    return Path(out)
 
 
 def _no_edges_message(stats: IngestStats, source: str) -> str:

@@ -11,6 +11,7 @@ are counted as skipped.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Callable, Iterator
@@ -41,17 +42,22 @@ _PN_CHARS = _PN_CHARS_U + "\\-0-9\u00B7\u0300-\u036F\u203F-\u2040"
 _BNODE = rf"_:[{_PN_CHARS_U}0-9](?:[{_PN_CHARS}.]*[{_PN_CHARS}])?"
 _STRING = rf'"((?:[^"\\\n\r]|\\[tbnrf"\'\\]|{_UCHAR})*)"'
 _LANGTAG = r"@[a-zA-Z]+(?:-[a-zA-Z0-9]+)*"
-_NT_STATEMENT = re.compile(
+_NT_STATEMENT_RE = (
     rf"[ \t]*(?:{_IRIREF}|({_BNODE}))"           # subject: 1 IRI, 2 blank node
     rf"[ \t]*{_IRIREF}"                          # predicate: 3
     rf"[ \t]*(?:{_IRIREF}|({_BNODE})|{_STRING}(?:\^\^{_IRIREF}|{_LANGTAG})?)"  # object: 4 IRI, 5 bnode, 6 literal
     rf"[ \t]*\.[ \t]*(?:#.*)?"
-)
+)  # compiled on first use (its Unicode classes take a while to compile)
 _NT_BLANK = re.compile(r"[ \t]*(?:#.*)?")
 _ESCAPE = re.compile(rf"{_UCHAR}|\\[tbnrf\"'\\]")
 _ECHAR = {"t": "\t", "b": "\b", "n": "\n", "r": "\r", "f": "\f", '"': '"', "'": "'", "\\": "\\"}
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _IRI_FORBIDDEN = re.compile(r'[\x00-\x20<>"{}|^`\\]')
+
+
+@functools.lru_cache(maxsize=1)
+def _nt_statement() -> "re.Pattern[str]":
+    return re.compile(_NT_STATEMENT_RE)
 
 
 def _unescape(text: str) -> str:
@@ -79,7 +85,7 @@ def parse_ntriples_line(line: str):
     """
     if _NT_BLANK.fullmatch(line):
         return None
-    m = _NT_STATEMENT.fullmatch(line)
+    m = _nt_statement().fullmatch(line)
     if m is None:
         raise ValueError("expected an N-Triples statement '<s> <p> <o> .'")
     s_iri, s_bn, p_iri, o_iri, o_bn, o_lit, o_dt = m.groups()

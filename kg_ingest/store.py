@@ -971,4 +971,4 @@ def save_and_reload(kg: KnowledgeGraph, path: str | os.PathLike) -> KnowledgeGra
     target = _replace.check_target(path)
     with _replace.target_lock(target):
         _replace.write_folder(target, lambda tmp: _write_store(kg, tmp), locked=True)
-        return KnowledgeGraph.load(target)
+        return KnowledgeGraph.load(path)  # by the name the caller gave (a symlink keeps its name)

@@ -287,6 +287,8 @@ class Entity:
         span (tuple[int, int], optional): character span ``[start, end)`` in the question.
         box (tuple[float, float, float, float], optional): ``(x0, y0, x1, y1)`` in the image.
         label (str, optional): the surface text or detector label it came from.
+        referred (bool): the question points at this image entity ("the thing on the
+            left"); set by :func:`ravlm_graph.grounding.spatial.refer_entities`.
     """
 
     concept: str
@@ -295,6 +297,7 @@ class Entity:
     span: Optional[Tuple[int, int]] = None
     box: Optional[Tuple[float, float, float, float]] = None
     label: Optional[str] = None
+    referred: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.concept, str) or not self.concept:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+import warnings
 from pathlib import Path
 
 import torch
 
-from ravlm_graph.engine import KnowledgeVQA
-from ravlm_graph.types import Entity
+from ravlm_graph.engine import InputWarning, KnowledgeVQA, check_question, parse_entities
+from ravlm_graph.grounding.detectors.given import read_entity_file
+from ravlm_graph.grounding.images import load_image
+from ravlm_graph.grounding.language import non_english_message
 
 
 def register(sub) -> None:
@@ -18,7 +22,11 @@ def register(sub) -> None:
     a.add_argument("--image", required=True, help="image file")
     a.add_argument("--question", required=True)
     a.add_argument("--entities", default=None,
-                   help="comma-separated image concepts to use instead of the detector (given-entities mode)")
+                   help="the image's objects instead of the detector: 'knife,bread', with positions "
+                        "'knife@left,bread@top right' or boxes 'knife@10,20,60,80' (pixels, or fractions <= 1), "
+                        "or a JSON file [{\"concept\": \"knife\", \"box\": [x0, y0, x1, y1]}, ...]")
+    a.add_argument("--any-language", action="store_true",
+                   help="answer a question that does not look English (the engine reads English only)")
     a.add_argument("--kg", default=None, help="store folder to use instead of the engine's KG")
     a.add_argument("--kg-cache", default=None, help="folder to build/cache a bundled KG and its node embeddings")
     a.add_argument("--json", action="store_true", help="print one JSON object")
@@ -31,13 +39,30 @@ def register(sub) -> None:
     e.set_defaults(func=_export)
 
 
+def _read_entities(value: str) -> list:
+    """--entities: a JSON file when it names one (or ends in .json), else a list."""
+    if value.strip().lower().endswith(".json") or Path(value).is_file():
+        return read_entity_file(value)
+    return parse_entities(value, "--entities")
+
+
 def _answer(args) -> int:
-    engine = KnowledgeVQA.from_pretrained(args.model, kg=args.kg, detector=args.entities is None,
-                                          kg_cache=args.kg_cache)
-    ents = None
-    if args.entities is not None:
-        ents = [Entity(c.strip().replace(" ", "_").lower(), 1.0, "image") for c in args.entities.split(",") if c.strip()]
-    ans = engine.answer(args.image, args.question, entities=ents)
+    # Every input is checked before the engine (seconds) is loaded.
+    image = load_image(args.image)
+    question = check_question(args.question, "--question")
+    msg = non_english_message(question)
+    if msg and not args.any_language:
+        raise ValueError(f"--question: {msg} (pass --any-language to answer anyway)")
+    ents = _read_entities(args.entities) if args.entities is not None else None
+    engine = KnowledgeVQA.from_pretrained(args.model, kg=args.kg, detector=ents is None, kg_cache=args.kg_cache)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputWarning)
+        ans = engine.answer(image, question, entities=ents)
+    for w in caught:
+        if issubclass(w.category, InputWarning):
+            print(f"ravlm: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if args.json:
         print(json.dumps(ans.to_dict(), ensure_ascii=False))
     else:

@@ -65,6 +65,7 @@ from ravlm_graph.retrieval.embeddings import TextEncoder
 from ravlm_graph.retrieval.config import RetrievalConfig
 from ravlm_graph.retrieval.embeddings import NodeEmbeddings
 from ravlm_graph.grounding.text import TextGrounder
+from ravlm_graph.grounding.config import GroundingConfig
 from ravlm_graph.retrieval.retriever import SubgraphRetriever
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -331,7 +332,8 @@ def run_csqa(train_path: str | os.PathLike, dev_path: str | os.PathLike, out_dir
         secs["open_kg"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
         node_emb = NodeEmbeddings(store, encoder, cache_dir=node_cache_dir)
-        grounder = TextGrounder(store)
+        # Text-only questions: "left" may be the verb, not a place in an image.
+        grounder = TextGrounder(store, GroundingConfig(spatial=False))
         retriever = SubgraphRetriever(store, RetrievalConfig(budget=cfg.budget, method=cfg.method, cache_size=0),
                                       embeddings=node_emb, encoder=encoder, grounder=grounder)
         train_g = build_graph_features(train_recs, store, retriever, grounder, config=cfg, num_choices=c,

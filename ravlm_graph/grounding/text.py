@@ -8,6 +8,12 @@ with articles/possessives removed (``watching the film`` -> ``watch_film``). A m
 not start or end with a stop-word, single stop-words are never concepts, and
 over-general concepts (``person``, ``thing``) are down-weighted or dropped.
 
+Words that point into the image ("left", "top right", "this thing", "the object in the
+picture"; the sets are :class:`~ravlm_graph.grounding.config.GroundingConfig` fields) are
+never linked: "left" is a position, not ``leave``. The references they form are returned
+in ``GroundingResult.references`` (:mod:`ravlm_graph.grounding.spatial` selects the image
+entity they point at).
+
 >>> g = TextGrounder(kg)
 >>> [(e.concept, e.span) for e in g.ground("Where do you keep ice cream?")]
 [('keep', (12, 16)), ('ice_cream', (17, 26)), ...]
@@ -18,11 +24,12 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ravlm_graph.grounding.config import GroundingConfig
+from ravlm_graph.grounding.spatial import SpatialReference, parse_references, spatial_token_mask
+from ravlm_graph.grounding.tokens import Token, tokenize
 from ravlm_graph.types import Entity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,42 +69,6 @@ _PREPOSITIONS = frozenset("""
 to of in on at by for with from into onto about above below over under up down out off
 through during before after
 """.split())
-
-_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)*")
-_BREAK = re.compile(r"[.,;:!?()\[\]{}\"/]")
-
-
-@dataclass(frozen=True)
-class Token:
-    """A word of the input: ``text`` (as written), ``norm`` (lower case, no ``'s``),
-    ``start``/``end`` character offsets, and ``sentence`` (clause index: matches never
-    cross punctuation)."""
-
-    text: str
-    norm: str
-    start: int
-    end: int
-    clause: int
-
-
-def tokenize(text: str) -> list[Token]:
-    """Words with character offsets; clauses are separated by punctuation."""
-    out: list[Token] = []
-    clause = 0
-    pos = 0
-    for m in _TOKEN.finditer(text):
-        if _BREAK.search(text, pos, m.start()):
-            clause += 1
-        pos = m.end()
-        w = m.group(0)
-        norm = w.lower().replace("’", "'")
-        if norm.endswith("'s") and len(norm) > 2:
-            norm = norm[:-2]
-        elif norm.endswith("s'"):
-            norm = norm[:-1]
-        out.append(Token(w, norm, m.start(), m.end(), clause))
-    return out
-
 
 def word_forms(word: str, lemmatize: bool = True, limit: int = 3) -> tuple[str, ...]:
     """The word and its lemmas (lemminflect, all parts of speech), surface form first.
@@ -150,12 +121,15 @@ class GroundingResult:
         entities: concepts found (``origin="question"``), by span start then score.
         tokens: the tokenised question.
         reason: None, or why nothing was found (``"empty question"``, ``"no concept ..."``).
+        references: the question's spatial references ("the thing on the left"), whose
+            words were not linked as concepts.
     """
 
     text: str
     entities: tuple[Entity, ...]
     tokens: tuple[Token, ...] = ()
     reason: str | None = None
+    references: tuple[SpatialReference, ...] = ()
 
     def __iter__(self) -> Iterator[Entity]:
         return iter(self.entities)
@@ -225,18 +199,29 @@ class TextGrounder:
                     for combo in itertools.product(*(forms[k] for k in keep)):
                         yield "_".join(combo), 0.8
 
-    def _find_matches(self, toks: Sequence[Token]) -> list[_Match]:
+    def _find_matches(self, toks: Sequence[Token], blocked: Sequence[bool] = ()) -> list[_Match]:
         vocab = self.vocab
         cfg = self.config
         forms = [word_forms(t.norm, cfg.lemmatize) for t in toks]
         matches: list[_Match] = []
         n = len(toks)
         stop = [t.norm in STOP_WORDS for t in toks]
+        blocked = list(blocked) or [False] * n
+        position = cfg.position_words if cfg.spatial else frozenset()
         for i in range(n):
             first = toks[i].norm
             for j in range(i + 1, min(n, i + cfg.max_ngram) + 1):
                 if toks[j - 1].clause != toks[i].clause:
                     break
+                # A pointing word is never a concept on its own, and a longer match may
+                # hold a position word only with another content word ("top_hat", not
+                # "top_right") and outside the question's spatial references.
+                if j - i == 1 and blocked[i]:
+                    continue
+                if j - i > 1 and (any(blocked[i:j]) and (
+                        all(blocked[k] or stop[k] for k in range(i, j))
+                        or any(blocked[k] and toks[k].norm not in position for k in range(i, j)))):
+                    continue
                 if j - i == 1:
                     if stop[i] or len(first) < 2:
                         continue
@@ -279,7 +264,15 @@ class TextGrounder:
         if not toks:
             return GroundingResult(text, (), (), reason="no words in the question")
         cfg = self.config
-        matches = self._find_matches(toks)
+        blocked = spatial_token_mask(toks, cfg)
+        refs = tuple(parse_references(text, cfg, toks))
+        for r in refs:  # a reference's words are never part of a concept
+            for k, t in enumerate(toks):
+                if r.span[0] <= t.start and t.end <= r.span[1] and t.norm in cfg.position_words:
+                    blocked[k] = True
+        in_ref = [any(r.span[0] <= t.start and t.end <= r.span[1] for r in refs) for t in toks]
+        matches = [m for m in self._find_matches(toks, blocked)
+                   if not (m.j - m.i > 1 and any(in_ref[m.i:m.j]) and any(blocked[m.i:m.j]))]
         # Longest span first, then better quality, then earlier position.
         matches.sort(key=lambda m: (-(m.j - m.i), -m.quality, m.i))
         taken = [False] * len(toks)
@@ -308,7 +301,7 @@ class TextGrounder:
             ents.append(Entity(concept, round(float(s), 4), "question", span=span, label=text[span[0]:span[1]]))
         ents.sort(key=lambda e: (e.span[0], -e.score, e.concept))
         reason = None if ents else "no concept of the knowledge graph found in the question"
-        return GroundingResult(text, tuple(ents), tuple(toks), reason=reason)
+        return GroundingResult(text, tuple(ents), tuple(toks), reason=reason, references=refs)
 
     def __call__(self, text: str) -> GroundingResult:
         return self.ground(text)

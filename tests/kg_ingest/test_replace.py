@@ -295,7 +295,8 @@ def test_disk_full_is_reported_clearly_and_the_old_store_kept(tmp_path, two_inpu
     assert ingest(b, tmp_path / "s") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "concepts.bin: the disk is full (no space left to write the store;" in err
-    assert "MiB free there); the previous store, if any, is unchanged" in err
+    assert f"kg-ingest: error: {tmp_path / 's' / 'concepts.bin'}: the disk is full (no space left to write the " \
+           f"store;" in err
+    assert "iB free there); the previous store, if any, is unchanged" in err
     assert listing(tmp_path) == ["a.txt", "b.txt", "s"]
     assert "dog" in KnowledgeGraph.load(tmp_path / "s")

@@ -177,7 +177,8 @@ def test_pipeline_answers_with_evidence(tiny):
     d = a.to_dict()
     assert {"answer", "entities", "facts", "subgraph_size"} <= set(d)
     assert d["subgraph_size"] == a.subgraph.num_nodes > 0
-    assert {"concept": "apple", "origin": "image", "score": 0.9, "box": [0, 0, 8, 16], "label": None} in d["entities"]
+    assert {"concept": "apple", "origin": "image", "score": 0.9, "box": [0, 0, 8, 16], "label": None,
+            "referred": True} in d["entities"]  # "the object": the one image entity
     assert abs(sum(p for _, p in a.candidates) - 1.0) < 1.0  # a probability distribution's top entries
     assert a.facts and all(isinstance(f, str) for f in a.facts)
     with pytest.raises(ValueError, match="2 images but 1 questions"):

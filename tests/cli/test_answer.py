@@ -1,0 +1,103 @@
+"""`ravlm answer`: inputs checked before the engine loads; entities with positions and boxes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ravlm_graph.cli.main import main
+from ravlm_graph.engine import KnowledgeVQA
+
+ENGINE = Path(__file__).resolve().parents[2] / "ravlm_graph" / "data" / "engine_builtin"
+
+
+@pytest.fixture()
+def png(tmp_path):
+    p = tmp_path / "scene.png"
+    Image.new("RGB", (96, 64), (120, 160, 200)).save(p)
+    return p
+
+
+def run(capsys, *argv):
+    rc = main(["answer", *argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+# The engine folder does not exist: each error below must come from the input check,
+# which runs first (a missing engine would be reported otherwise).
+NO_ENGINE = "/no/such/engine"
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--image", "/no/such/photo.jpg", "--question", "What is it?"], "/no/such/photo.jpg"),
+    (["--question", "   "], "--question is empty"),
+    (["--question", "Qu'est-ce que c'est, l'objet à gauche ?"], "looks like French.*--any-language"),
+    (["--question", "左边的东西是用来做什么的？"], "looks like Chinese"),
+    (["--question", "What is it?", "--entities", ","], "--entities: expected one or more object names"),
+    (["--question", "What is it?", "--entities", "knife@behind"], "'behind' is not a position word"),
+    (["--question", "What is it?", "--entities", "/no/such/ents.json"], "entity file not found"),
+])
+def test_inputs_are_checked_before_the_engine_loads(capsys, monkeypatch, png, args, match):
+    def never(*a, **k):
+        raise AssertionError("the engine was loaded before the inputs were checked")
+
+    monkeypatch.setattr(KnowledgeVQA, "from_pretrained", never)
+    if "--image" not in args:
+        args = ["--image", str(png), *args]
+    rc, out, err = run(capsys, "--model", NO_ENGINE, *args)
+    assert rc == 2 and out == ""
+    assert err.startswith("ravlm: error: ")
+    assert re.search(match, err), err
+
+
+def test_undecodable_image_is_reported(capsys, tmp_path):
+    bad = tmp_path / "photo.jpg"
+    bad.write_bytes(b"not an image at all")
+    rc, _, err = run(capsys, "--model", NO_ENGINE, "--image", str(bad), "--question", "What is it?")
+    assert rc == 2 and "photo.jpg" in err and "engine" not in err
+
+
+def test_bad_json_entity_file_names_the_line(capsys, png, tmp_path):
+    f = tmp_path / "ents.json"
+    f.write_text('[{"concept": "knife"},\n {"concept": }]')
+    rc, _, err = run(capsys, "--model", NO_ENGINE, "--image", str(png), "--question", "What is it?",
+                     "--entities", str(f))
+    assert rc == 2 and "ents.json:2: not valid JSON" in err
+
+
+@pytest.mark.slow
+def test_positions_and_boxes_reach_the_answer(capsys, png, tmp_path):
+    q = "Which object keeps you dry when it rains?"
+    rc, out, err = run(capsys, "--model", str(ENGINE), "--image", str(png), "--question", q,
+                       "--entities", "umbrella@left,apple@middle,guitar@right", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["answer_concept"] == "umbrella"
+    boxes = {e["concept"]: e["box"] for e in d["entities"] if e["origin"] == "image"}
+    assert boxes == {"umbrella": [0.0, 64 / 3, 32.0, 128 / 3], "apple": [32.0, 64 / 3, 64.0, 128 / 3],
+                     "guitar": [64.0, 64 / 3, 96.0, 128 / 3]}
+    # Plain names: the model reads them as covering the whole image, and answers the same.
+    rc, out, err = run(capsys, "--model", str(ENGINE), "--image", str(png), "--question", q,
+                       "--entities", "umbrella,apple,guitar", "--json")
+    assert rc == 0 and json.loads(out)["answer_concept"] == "umbrella"
+    # The same with boxes from a JSON file.
+    f = tmp_path / "ents.json"
+    f.write_text(json.dumps([{"concept": "umbrella", "box": [0, 20, 32, 44]},
+                             {"concept": "apple", "box": [32, 20, 64, 44]},
+                             {"concept": "guitar", "box": [64, 20, 96, 44]}]))
+    rc, out, err = run(capsys, "--model", str(ENGINE), "--image", str(png), "--question", q,
+                       "--entities", str(f), "--json")
+    assert rc == 0 and json.loads(out)["answer_concept"] == "umbrella"
+    # A spatial reference picks the object by its given position; a plural is mapped with a note.
+    rc, out, err = run(capsys, "--model", str(ENGINE), "--image", str(png), "--question",
+                       "What is the thing on the right used for?", "--entities", "scissors@left,guitar@right",
+                       "--json")
+    assert rc == 0
+    d = json.loads(out)
+    assert [e["concept"] for e in d["entities"] if e["referred"]] == ["guitar"]
+    assert "used concept `scissor`" in err and "used concept `scissor`" in d["notes"][0]
