@@ -38,6 +38,8 @@ from ravlm_graph.grounding.detectors.given import parse_entities, resolve_entiti
 from ravlm_graph.models.knowledge_vqa.modeling import answer_distribution
 from ravlm_graph.models.knowledge_vqa.processing import collate
 from ravlm_graph.types import Fact
+from ravlm_graph.models.hf_backbones import (GenerativeFeatureBuilder, KnowledgeGenerator, answer_text,
+                                             collate_generative)
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,10 @@ class Answer:
         references: the question's spatial references and what they selected
             (``"the thing on the left -> bank"``); the selected image entities have
             ``referred=True``.
+        answer_nodes: the subgraph nodes the answer names (exact name first), so that one
+            sees whether the answer came from the graph.
+        generated: True when the answer is free text from a generative backbone (``score``
+            is then the probability of the whole answer, None when the backbone gives none).
     """
 
     question: str
@@ -154,6 +160,8 @@ class Answer:
     timings: dict = field(default_factory=dict)
     references: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    answer_nodes: list[str] = field(default_factory=list)
+    generated: bool = False
 
     @property
     def subgraph_size(self) -> int:
@@ -161,8 +169,10 @@ class Answer:
 
     def to_dict(self) -> dict:
         return {
-            "question": self.question, "answer": self.answer.replace("_", " "), "answer_concept": self.answer,
-            "score": round(self.score, 4),
+            "question": self.question, "answer": self.answer.replace("_", " "),
+            "answer_concept": None if self.generated else self.answer,
+            "answer_nodes": list(self.answer_nodes), "generated": self.generated,
+            "score": None if self.score is None else round(self.score, 4),
             "candidates": [[a, round(p, 4)] for a, p in self.candidates],
             "entities": [{"concept": e.concept, "origin": e.origin, "score": round(e.score, 4),
                           "box": list(e.box) if e.box else None, "label": e.label, "referred": e.referred}
@@ -176,8 +186,11 @@ class Answer:
         }
 
     def __str__(self) -> str:
-        lines = [f"Q: {self.question}", f"A: {self.answer.replace('_', ' ')}  (p={self.score:.2f}, "
+        p = "" if self.score is None else f"p={self.score:.2f}, "
+        lines = [f"Q: {self.question}", f"A: {self.answer.replace('_', ' ')}  ({p}"
                  f"copied from the graph with p={self.copy_prob:.2f})"]
+        if self.answer_nodes:
+            lines.append("answer nodes: " + ", ".join(self.answer_nodes))
         if self.entities:
             lines.append("entities: " + ", ".join(
                 f"{e.concept} [{e.origin}{', ' + e.label if e.label else ''}{', referred' if e.referred else ''}]"
@@ -207,7 +220,17 @@ class KnowledgeVQA:
         if retriever is not None and retriever.config != engine_config.retrieval:
             raise ValueError("KnowledgeVQA: the retriever's config differs from engine_config.retrieval "
                              "(the engine config owns the retrieval settings, node budget included)")
-        self.features = FeatureBuilder(model.config, model.tokenizer, retriever if model.config.uses_graph else None)
+        if isinstance(model, KnowledgeGenerator):
+            self.features = GenerativeFeatureBuilder(model, retriever if model.config.uses_graph else None,
+                                                     budget=engine_config.budget, cache_images=False)
+        else:
+            self.features = FeatureBuilder(model.config, model.tokenizer,
+                                           retriever if model.config.uses_graph else None)
+
+    @property
+    def generative(self) -> bool:
+        """Whether answers are generated text (a Hugging Face backbone) rather than graph concepts."""
+        return isinstance(self.model, KnowledgeGenerator)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, kg=None, detector: bool = True,
@@ -233,7 +256,10 @@ class KnowledgeVQA:
             raise CheckpointError(f"{path}: missing {ENGINE_FILE} (not an engine folder; a bare model folder "
                                   f"loads with KnowledgeVQAModel.from_pretrained)")
         ecfg = read_engine_config(ep)
-        model = KnowledgeVQAModel.from_pretrained(path)
+        if KnowledgeGenerator.is_checkpoint(path):
+            model = KnowledgeGenerator.from_pretrained(path)
+        else:
+            model = KnowledgeVQAModel.from_pretrained(path)
         retriever = None
         if model.config.uses_graph:
             if kg is None:
@@ -261,7 +287,10 @@ class KnowledgeVQA:
                                      else None)
         # One folder written at once: model, detector and engine.json replace the old ones together.
         with atomic_folder(path) as tmp:
-            self.model.write_files(tmp, dtype=dtype)
+            if hasattr(self.model, "write_files"):
+                self.model.write_files(tmp, dtype=dtype)
+            else:  # a model that writes whole folders only: it replaces the empty temporary one
+                self.model.save_pretrained(tmp, dtype=dtype)
             if self.detector is not None:
                 self.detector.save_pretrained(tmp / config.detector)
             (tmp / ENGINE_FILE).write_text(json.dumps(config.to_dict(), indent=1), encoding="utf-8")
@@ -273,7 +302,8 @@ class KnowledgeVQA:
             raise ValueError("this engine has no image detector; pass entities= to answer()")
         return self.detector.detect_batch(list(images))
 
-    def answer(self, image, question: str, entities: Sequence[Any] | str | None = None, top_k: int = 5) -> Answer:
+    def answer(self, image, question: str, entities: Sequence[Any] | str | None = None, top_k: int = 5,
+               max_new_tokens: int | None = None, num_beams: int | None = None) -> Answer:
         """Answer one question about one image (see :meth:`answer_batch`).
 
         ``entities`` replaces detection: names (``["knife", "bread"]``), names with a
@@ -281,17 +311,27 @@ class KnowledgeVQA:
         (``{"concept": "knife", "box": [...]}``), :class:`Entity` objects, or one string
         ``"knife@left,bread@right"``.
         """
-        return self.answer_batch([image], [question], None if entities is None else [entities], top_k=top_k)[0]
+        return self.answer_batch([image], [question], None if entities is None else [entities], top_k=top_k,
+                                 max_new_tokens=max_new_tokens, num_beams=num_beams)[0]
 
     def answer_batch(self, images: Sequence[Any], questions: Sequence[str],
-                     entities: Sequence[Sequence[Any] | str] | None = None, top_k: int = 5) -> list[Answer]:
+                     entities: Sequence[Sequence[Any] | str] | None = None, top_k: int = 5,
+                     max_new_tokens: int | None = None, num_beams: int | None = None) -> list[Answer]:
         """Answer a batch. ``entities`` (per question) replaces image detection when given
         (each list as :meth:`answer` takes it).
+
+        A generative engine (Hugging Face backbone) writes its answer as text: greedy, or beam
+        search with ``num_beams`` > 1, at most ``max_new_tokens`` (defaults from its config);
+        the pointer model ignores both.
 
         Names are mapped to the graph's concepts (a lemma with more facts is used:
         ``"scissors"`` -> ``scissor``); a name the graph lacks, a question that does not
         look English and a reference that selects nothing give an :class:`InputWarning`
         and a line in ``Answer.notes``.
+
+        A generative engine (Hugging Face backbone) writes its answer as text: greedy, or beam
+        search with ``num_beams`` > 1, at most ``max_new_tokens`` (defaults from its config);
+        the pointer model ignores both.
 
         Raises:
             ValueError: batches of different lengths, an empty question, a question longer
@@ -346,6 +386,8 @@ class KnowledgeVQA:
                 warnings.warn(n, InputWarning, stacklevel=3)
         exs = [self.features.build(im, q, e) for im, q, e in zip(imgs, questions, focus)]
         t["retrieve"] = time.perf_counter() - t0
+        if self.generative:
+            return self._answer_generated(exs, questions, t, max_new_tokens, num_beams, ents, refs, notes)
         t0 = time.perf_counter()
         batch = collate(exs, self.model.config, pad_id=self.model.tokenizer.pad_token_id or 0, with_targets=False)
         self.model.eval()
@@ -372,6 +414,33 @@ class KnowledgeVQA:
             answers.append(Answer(question=questions[b], answer=best, score=float(p), candidates=ranked[:top_k],
                                   entities=all_ents, subgraph=ex.subgraph, facts=_reasoning_facts(ex.subgraph, best),
                                   copy_prob=float(out.copy_prob[b]), graph_attributions=attributions, timings=per,
+                                  references=refs[b], notes=notes[b], answer_nodes=answer_nodes(best, ex.subgraph)))
+        return answers
+
+    def _answer_generated(self, exs, questions, t: dict, max_new_tokens, num_beams, ents, refs,
+                          notes) -> list[Answer]:
+        import torch
+
+        t0 = time.perf_counter()
+        self.model.eval()
+        with torch.inference_mode():
+            gen = self.model.generate(collate_generative(exs, self.model, with_answers=False),
+                                      max_new_tokens=max_new_tokens, num_beams=num_beams, details=True)
+        t["model"] = time.perf_counter() - t0
+        per = {k: v / len(exs) for k, v in t.items()}
+        answers = []
+        for b, (q, ex, g) in enumerate(zip(questions, exs, gen)):
+            nodes = answer_nodes(g["text"], ex.subgraph)
+            all_ents = list(ents[b])
+            if ex.subgraph is not None:
+                known = {(e.concept, e.origin) for e in all_ents}
+                all_ents += [e for e in getattr(ex.subgraph, "entities", []) if (e.concept, e.origin) not in known]
+            answers.append(Answer(question=q, answer=g["text"], score=g["score"],
+                                  candidates=[(g["text"], g["score"] if g["score"] is not None else 1.0)],
+                                  entities=all_ents, subgraph=ex.subgraph,
+                                  facts=_reasoning_facts(ex.subgraph, nodes[0] if nodes else g["text"]),
+                                  copy_prob=float(g["copy_prob"]), graph_attributions=[(n, 1.0) for n in nodes],
+                                  timings=per, answer_nodes=nodes, generated=True,
                                   references=refs[b], notes=notes[b]))
         return answers
 
@@ -452,6 +521,34 @@ class KnowledgeVQA:
             out.append({"index": i, "score": round(score, 4), "shared": shared})
         out.sort(key=lambda d: -d["score"])
         return out[:top_k]
+
+
+def _norm(text: str) -> str:
+    """Lower case, punctuation and articles dropped, spaces collapsed (to match names)."""
+    words = "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split()
+    return " ".join(w for w in words if w not in ("a", "an", "the"))
+
+
+def answer_nodes(answer: str, subgraph) -> list[str]:
+    """The subgraph's nodes that an answer names: the node whose name is the answer first,
+    then nodes whose name appears in it as whole words (``"leather boots"`` names ``leather``)."""
+    if subgraph is None or getattr(subgraph, "is_empty", True) or not answer:
+        return []
+    target = _norm(answer_text(answer))
+    if not target:
+        return []
+    padded = f" {target} "
+    exact, inside = [], []
+    for n in subgraph.node_names:
+        name = _norm(answer_text(n))
+        if not name:
+            continue
+        if name == target:
+            exact.append(n)
+        elif f" {name} " in padded:
+            inside.append(n)
+    inside.sort(key=lambda n: -len(n))
+    return exact + inside
 
 
 def _reasoning_facts(sg, answer: str, max_paths: int = 3, extra: int = 3) -> list[str]:

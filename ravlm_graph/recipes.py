@@ -49,6 +49,9 @@ from ravlm_graph.training.loop import TrainConfig, seed_everything, train
 from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder
 from ravlm_graph.datasets import load_builtin
 from ravlm_graph.datasets import load_fvqa
+from ravlm_graph.models.hf_backbones import (GenerativeFeatureBuilder, GenerativeVQAConfig, KnowledgeGenerator,
+                                             answer_text, backbone_kind, collate_generative)
+from ravlm_graph.datasets.answers import normalize_answer
 from ravlm_graph.utils.config import Config, check_choice, check_int, check_range
 
 log = logging.getLogger(__name__)
@@ -70,7 +73,8 @@ class Recipe(Config):
         kg (str): ``bundled:cn100k``, ``bundled:cn100k+fvqa`` or a store folder.
         kg_cache (str | None): where a bundled KG and its node embeddings are cached (default ``"stores"``).
         retrieval (RetrievalConfig): subgraph retrieval, node budget included (a dict of its fields is accepted).
-        model (dict): :class:`KnowledgeVQAConfig` fields (``answer_vocab`` comes from the data).
+        model (dict): :class:`KnowledgeVQAConfig` fields (``answer_vocab`` comes from the data), or
+            with a ``backbone`` entry :class:`GenerativeVQAConfig` fields (and ``val_limit``).
         train (dict): :class:`TrainConfig` fields (``out_dir`` comes from the recipe).
         detector (dict | None): layout-detector training settings (:data:`DETECTOR_KEYS`) or
             ``{"from": folder}``; None: no detector (given entities).
@@ -112,10 +116,13 @@ class Recipe(Config):
             raise ValueError(f"{o}.retrieval: expected RetrievalConfig fields, found {self.retrieval!r}")
         if not isinstance(self.model, dict):
             raise ValueError(f"{o}.model: expected KnowledgeVQAConfig fields, found {self.model!r}")
-        derived = sorted(set(self.model) & set(DERIVED_MODEL_KEYS))
-        if derived:
-            raise ValueError(f"{o}.model: {derived} come from the training data, not the recipe")
-        self.model_config(["yes", "no"], 1)  # every value checked now, not after hours of features
+        if self.generative:
+            self.generative_config(1)
+        else:
+            derived = sorted(set(self.model) & set(DERIVED_MODEL_KEYS))
+            if derived:
+                raise ValueError(f"{o}.model: {derived} come from the training data, not the recipe")
+            self.model_config(["yes", "no"], 1)  # every value checked now, not after hours of features
         if not isinstance(self.train, dict) or "out_dir" in self.train:
             raise ValueError(f"{o}.train: expected TrainConfig fields other than out_dir (the recipe's "
                              f"out_dir owns it), found {self.train!r}")
@@ -149,8 +156,25 @@ class Recipe(Config):
         return super().from_dict(data, where)
 
     @property
+    def generative(self) -> bool:
+        """Whether ``model`` names a Hugging Face backbone (answers generated as text)."""
+        try:
+            return backbone_kind(self.model) != "builtin"
+        except ValueError as e:
+            raise ValueError(f"Recipe.{e}") from e
+
+    @property
     def output_dir(self) -> Path:
-        return Path(self.out_dir or f"runs/{self.dataset}")
+        return Path(self.out_dir or f"runs/{self.dataset}" + ("_generative" if self.generative else ""))
+
+    def generative_config(self, num_relations: int) -> GenerativeVQAConfig:
+        """The generative model's config (``model`` without ``val_limit``), for the KG's relations."""
+        section = {k: v for k, v in self.model.items() if k != "val_limit"}
+        try:
+            base = GenerativeVQAConfig.from_dict(section, "Recipe.model")
+        except TypeError as e:
+            raise ValueError(f"Recipe.model: {e}") from e
+        return base.replace(num_relations=max(base.num_relations, num_relations))
 
     def model_config(self, answer_vocab, num_relations: int) -> KnowledgeVQAConfig:
         """The model's config: the recipe's settings, the answers seen in training, the KG's relations."""
@@ -298,6 +322,8 @@ def train_recipe(recipe: Recipe | Mapping[str, Any], progress: bool = True) -> d
         torch.set_num_threads(recipe.threads)
     dataset = recipe.dataset
     out_dir = recipe.output_dir
+    if recipe.generative:
+        return train_generative_recipe(recipe, progress=progress)
     tcfg = recipe.train_config()
     seed_everything(tcfg.seed)
     # Bundled KGs are built once under kg_cache (default ./stores) with their embedding cache.
@@ -380,3 +406,89 @@ def fvqa_entities(record) -> list:
     """Given-entities mode: the record's image entities (visual concept + distractors)."""
 
     return [Entity(e.concept, 1.0, "image") for e in record.entities if e.origin == "image"]
+
+
+# --------------------------------------------------------------------------- generative backbones
+
+
+def generative_accuracy(model, examples, batch_size: int = 32, max_new_tokens: int | None = None,
+                        num_beams: int | None = None) -> dict:
+    """Exact match of generated answers (any valid answer, as text) over examples."""
+    import torch
+
+    model.eval()
+    hits, preds = 0, []
+    with torch.inference_mode():
+        for s in range(0, len(examples), batch_size):
+            chunk = examples[s:s + batch_size]
+            texts = model.generate(collate_generative(chunk, model, with_answers=False), max_new_tokens, num_beams)
+            for ex, t in zip(chunk, texts):
+                ok = normalize_answer(t) in {normalize_answer(answer_text(a)) for a in ex.answers}
+                hits += ok
+                preds.append((t, bool(ok)))
+    return {"exact_match": hits / max(1, len(examples)), "n": len(examples), "predictions": preds}
+
+
+def build_generative_examples(fb, records, entity_fn, desc: str, progress: bool = True, chunk: int = 32):
+    """:class:`GenExample` s of records, images encoded ``chunk`` at a time."""
+    from tqdm import tqdm
+
+    out = []
+    with tqdm(total=len(records), desc=desc, disable=not progress, dynamic_ncols=True, leave=False) as bar:
+        for s in range(0, len(records), chunk):
+            part = records[s:s + chunk]
+            images = [record_image(r) for r in part]
+            states = fb.encode_images(images) or [None] * len(part)
+            for r, im, st in zip(part, images, states):
+                out.append(fb.build(im, r.question, entity_fn(r), record_answers(r),
+                                    meta={"qid": r.qid, "split": r.split, **_meta(r)}, image_states=st))
+            bar.update(len(part))
+    return out
+
+
+def train_generative_recipe(recipe: Recipe | Mapping[str, Any], progress: bool = True) -> dict:
+    """A recipe whose ``model.backbone`` names a Hugging Face kind: the GNN, graph-token
+    projector (and copy head, LoRA, named backbone weights) train with token cross-entropy
+    on the answer text, through the same loop (seeded, resumable, DDP)."""
+    recipe = as_recipe(recipe)
+    t_start = time.perf_counter()
+    dataset = recipe.dataset
+    out_dir = recipe.output_dir
+    tcfg = recipe.train_config()
+    seed_everything(tcfg.seed)
+    kg = open_kg(recipe.kg, cache_root=recipe.kg_cache)
+    rcfg = recipe.retrieval
+    retriever = SubgraphRetriever(kg, rcfg)
+    train_recs, val_recs, entity_fn, data_info = _dataset(recipe, kg)
+    if recipe.limit:
+        train_recs = train_recs[: recipe.limit]
+    val_limit = int(recipe.model.get("val_limit", 200))
+    mcfg = recipe.generative_config(kg.num_relations)
+    model = KnowledgeGenerator(mcfg)
+    fb = GenerativeFeatureBuilder(model, retriever if mcfg.use_graph else None, budget=rcfg.budget)
+    t0 = time.perf_counter()
+    train_ex = build_generative_examples(fb, train_recs, entity_fn, "features (train)", progress)
+    val_ex = build_generative_examples(fb, val_recs[:val_limit], entity_fn, "features (val)", progress)
+    t_feat = time.perf_counter() - t0
+    log.info("features: %d train, %d val examples in %.0f s", len(train_ex), len(val_ex), t_feat)
+
+    def on_epoch_end(epoch, m):
+        return {"val_exact_match": round(generative_accuracy(m, val_ex)["exact_match"], 4)}
+
+    t0 = time.perf_counter()
+    res = train(model, train_ex, lambda items: collate_generative(items, model), tcfg, on_epoch_end=on_epoch_end)
+    t_train = time.perf_counter() - t0
+    ecfg = EngineConfig(kg=recipe.kg, retrieval=rcfg, detector=None, dataset=dataset)
+    engine = KnowledgeVQA(model, ecfg, kg=kg if mcfg.use_graph else None,
+                          retriever=retriever if mcfg.use_graph else None)
+    final = engine.save_pretrained(out_dir / "final")
+    (Path(final) / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
+    val = generative_accuracy(model, val_ex)
+    summary = {"engine": str(final), "backbone": mcfg.backbone.kind, "use_graph": mcfg.use_graph,
+               "train_questions": len(train_ex), "val_questions": len(val_ex),
+               "val_exact_match": round(val["exact_match"], 4), "epochs": res.epochs_run, "losses": res.losses,
+               "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+               "seconds": {"features": round(t_feat, 1), "train": round(t_train, 1),
+                           "total": round(time.perf_counter() - t_start, 1)}, **data_info}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary

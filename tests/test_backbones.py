@@ -145,7 +145,7 @@ def test_config_validation():
     with pytest.raises(ValueError, match="max_length: expected an int >= 1, found 0"):
         BackboneConfig(path="x", max_length=0)
     with pytest.raises(ValueError, match="unknown fields"):
-        BackboneConfig.from_dict({"path": "x", "dtype": "bf16"})
+        BackboneConfig.from_dict({"path": "x", "precision": "bf16"})
 
 
 # --------------------------------------------------------------------------- LLaVA

@@ -10,12 +10,16 @@ from ravlm_graph.recipes import Recipe, load_recipe
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["builtin.json", "builtin_nokg.json", "fvqa.json"])
+@pytest.mark.parametrize("name", ["builtin.json", "builtin_nokg.json", "fvqa.json", "builtin_generative.json",
+                                  "builtin_generative_nokg.json"])
 def test_committed_recipes_load(name):
     r = load_recipe(ROOT / "configs" / name)
     assert isinstance(r, Recipe) and r.retrieval.budget == 96 and r.retrieval.method == "ppr"
-    cfg = r.model_config(["yes", "no", "apple"], 40)
-    assert cfg.answer_vocab == ["yes", "no", "apple"] and cfg.num_relations == 64
+    if r.generative:
+        assert r.generative_config(40).num_relations == 64 and r.output_dir.name == Path(r.out_dir).name
+    else:
+        cfg = r.model_config(["yes", "no", "apple"], 40)
+        assert cfg.answer_vocab == ["yes", "no", "apple"] and cfg.num_relations == 64
     assert r.train_config().out_dir == r.out_dir
     assert Recipe.from_dict(r.to_dict()) == r  # round trip through JSON-safe dicts
     json.dumps(r.to_dict())

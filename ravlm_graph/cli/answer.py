@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import sys
 import warnings
 from pathlib import Path
 
-import torch
-
-from ravlm_graph.engine import InputWarning, KnowledgeVQA, check_question, parse_entities
-from ravlm_graph.grounding.detectors.given import read_entity_file
+from ravlm_graph.grounding.detectors.given import parse_entities, read_entity_file
 from ravlm_graph.grounding.images import load_image
-from ravlm_graph.grounding.language import non_english_message
+from ravlm_graph.grounding.language import InputWarning, check_question, non_english_message
+
+
+def _engine_module():
+    """The engine (torch, the model code: seconds to import), imported once the inputs
+    have been checked, so that a wrong path or question is reported at once."""
+    return importlib.import_module("ravlm_graph.engine")
 
 
 def register(sub) -> None:
@@ -29,7 +33,10 @@ def register(sub) -> None:
                    help="answer a question that does not look English (the engine reads English only)")
     a.add_argument("--kg", default=None, help="store folder to use instead of the engine's KG")
     a.add_argument("--kg-cache", default=None, help="folder to build/cache a bundled KG and its node embeddings")
-    a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.add_argument("--json", action="store_true", help="print one JSON object (answer, entities, facts, "
+                   "subgraph_size, answer_nodes, ...)")
+    a.add_argument("--max-new-tokens", type=int, default=None, help="generative engines: longest answer")
+    a.add_argument("--beams", type=int, default=None, help="generative engines: 1 greedy, more beam search")
     a.set_defaults(func=_answer)
 
     e = sub.add_parser("export", help="copy an engine folder, optionally with float16 weights (half the size)")
@@ -53,11 +60,17 @@ def _answer(args) -> int:
     msg = non_english_message(question)
     if msg and not args.any_language:
         raise ValueError(f"--question: {msg} (pass --any-language to answer anyway)")
+    for opt in ("max_new_tokens", "beams"):
+        v = getattr(args, opt)
+        if v is not None and v < 1:
+            raise SystemExit(f"--{opt.replace('_', '-')}: expected an integer >= 1, found {v}")
     ents = _read_entities(args.entities) if args.entities is not None else None
-    engine = KnowledgeVQA.from_pretrained(args.model, kg=args.kg, detector=ents is None, kg_cache=args.kg_cache)
+    engine = _engine_module().KnowledgeVQA.from_pretrained(args.model, kg=args.kg, detector=ents is None,
+                                                           kg_cache=args.kg_cache)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InputWarning)
-        ans = engine.answer(image, question, entities=ents)
+        ans = engine.answer(image, question, entities=ents, max_new_tokens=args.max_new_tokens,
+                            num_beams=args.beams)
     for w in caught:
         if issubclass(w.category, InputWarning):
             print(f"ravlm: warning: {w.message}", file=sys.stderr)
@@ -71,7 +84,9 @@ def _answer(args) -> int:
 
 
 def _export(args) -> int:
-    engine = KnowledgeVQA.from_pretrained(args.engine, kg=None)
+    import torch
+
+    engine = _engine_module().KnowledgeVQA.from_pretrained(args.engine, kg=None)
     out = engine.save_pretrained(args.out, dtype=torch.float16 if args.fp16 else None)
     recipe = Path(args.engine) / "recipe.json"
     if recipe.exists():

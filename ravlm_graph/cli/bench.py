@@ -27,6 +27,7 @@ def register(sub) -> None:
     bb.add_argument("--kg-cache", default="stores", help="where the bundled KG and node embeddings are cached")
     bb.add_argument("--budgets", type=int, nargs="*", default=None,
                     help=BUDGETS_HELP)
+    _decoding_args(bb)
     ab = bb.add_argument_group("ablations (--ablate: train and evaluate one recipe with several fusions)")
     ab.add_argument("--ablate", action="store_true", help="run the ablation variants instead of one engine")
     ab.add_argument("--recipe", default=None, help="recipe to vary (default: the --model engine's recipe.json)")
@@ -47,11 +48,26 @@ def register(sub) -> None:
     bf.add_argument("--kg-cache", default="stores", help="where the bundled KG and node embeddings are cached")
     bf.add_argument("--budgets", type=int, nargs="*", default=None,
                     help=BUDGETS_HELP)
+    _decoding_args(bf)
     bf.set_defaults(func=_bench_fvqa)
     # `ravlm bench csqa ...` is dispatched to ravlm_graph.csqa before this parser runs
     # (see ravlm_graph.cli.main); listed here so that `ravlm bench --help` shows it.
     bsub.add_parser("csqa", help="CommonsenseQA dev accuracy with and without the KG "
                                  "(--train FILE --dev FILE --out DIR; see `ravlm bench csqa --help`)")
+
+
+def _decoding_args(p) -> None:
+    g = p.add_argument_group("generative engines (Hugging Face backbones)")
+    g.add_argument("--max-new-tokens", type=int, default=None, help="longest answer (default: the model's)")
+    g.add_argument("--beams", type=int, default=None, help="1: greedy; more: beam search (default: the model's)")
+
+
+def _decoding(args) -> dict:
+    for opt in ("max_new_tokens", "beams"):
+        v = getattr(args, opt)
+        if v is not None and v < 1:
+            raise SystemExit(f"--{opt.replace('_', '-')}: expected an integer >= 1, found {v}")
+    return {"max_new_tokens": args.max_new_tokens, "num_beams": args.beams}
 
 
 def _bench_builtin(args) -> int:
@@ -64,14 +80,14 @@ def _bench_builtin(args) -> int:
             raise SystemExit(f"ravlm bench builtin: --{opt.replace('_', '-')} only applies with --ablate")
     res = bench_builtin(args.model, args.out, splits=args.splits, data=args.data, kg=args.kg,
                         use_detector=not args.given_entities, limit=args.limit, kg_cache=args.kg_cache,
-                        budgets=_budgets(args))
+                        budgets=_budgets(args), **_decoding(args))
     sys.stdout.write(results_table(res, "built-in benchmark"))
     return 0
 
 
 def _bench_fvqa(args) -> int:
     res = bench_fvqa(args.model, args.questions, args.facts, args.out, limit=args.limit, kg=args.kg,
-                     kg_cache=args.kg_cache, budgets=_budgets(args))
+                     kg_cache=args.kg_cache, budgets=_budgets(args), **_decoding(args))
     sys.stdout.write(results_table(res, "FVQA (given-entities mode)"))
     return 0
 

@@ -30,6 +30,8 @@ from ravlm_graph.types import Entity
 from ravlm_graph.datasets import load_builtin
 from ravlm_graph.engine import KnowledgeVQA
 from ravlm_graph.datasets import load_fvqa, unknown_relations
+from ravlm_graph.evaluation.metrics import exact_match, soft_score_accuracy, vqa_accuracy
+from ravlm_graph.models.hf_backbones import answer_text
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +43,36 @@ def _entity_fn(dataset: str, use_detector: bool):
     return None if use_detector else builtin_entities
 
 
+def _generated_scores(prediction: str, record, valid: set) -> tuple[float, float]:
+    """(exact match, VQA accuracy) of a generated answer.
+
+    Exact match: the normalised text equals a valid answer (concepts read as text). VQA
+    accuracy: the official min(#humans/3, 1) over the record's raw human answers when it has
+    several (VQAv2 / OK-VQA style), else its soft score table, else the exact match."""
+    texts = [answer_text(v) for v in valid]
+    em = exact_match(prediction, texts) if texts else 0.0
+    raw = list(getattr(record, "answers", ()) or ())
+    if len(raw) >= 3 and not getattr(record, "answer_concepts", None):
+        return em, vqa_accuracy(prediction, raw)
+    scores = getattr(record, "answer_scores", None)
+    if scores:
+        return em, max(em, soft_score_accuracy(prediction, {answer_text(k): v for k, v in scores.items()}))
+    return em, em
+
+
 def run_split(engine, records: Sequence[Any], entity_fn: Callable | None, batch_size: int = 16,
-              progress: bool = True) -> tuple[dict, list[dict]]:
-    """Answer every record; returns (metrics, per-question rows)."""
+              progress: bool = True, max_new_tokens: int | None = None,
+              num_beams: int | None = None) -> tuple[dict, list[dict]]:
+    """Answer every record; returns (metrics, per-question rows).
+
+    A generative engine is scored by exact match of its text (``accuracy``) and VQA accuracy
+    (``vqa_accuracy``); ``max_new_tokens`` / ``num_beams`` set its decoding."""
     from tqdm import tqdm
 
 
     rows = []
+    generative = bool(getattr(engine, "generative", False))
+    vqa_sum = 0.0
     per_rel: dict[str, list[int]] = defaultdict(list)
     per_type: dict[str, list[int]] = defaultdict(list)
     hits = top3 = cov = 0
@@ -56,11 +81,18 @@ def run_split(engine, records: Sequence[Any], entity_fn: Callable | None, batch_
         chunk = records[s:s + batch_size]
         images = [record_image(r) for r in chunk]
         ents = None if entity_fn is None else [entity_fn(r) for r in chunk]
-        answers = engine.answer_batch(images, [r.question for r in chunk], ents, top_k=3)
+        kw = {"max_new_tokens": max_new_tokens, "num_beams": num_beams} if generative else {}
+        answers = engine.answer_batch(images, [r.question for r in chunk], ents, top_k=3, **kw)
         for r, a in zip(chunk, answers):
             valid = set(r.answer_concepts) if getattr(r, "answer_concepts", None) else set(r.answers)
-            ok = a.answer in valid
-            in3 = any(c in valid for c, _ in a.candidates[:3])
+            if generative:
+                em, vqa = _generated_scores(a.answer, r, valid)
+                ok, in3 = em > 0, em > 0
+            else:
+                ok = a.answer in valid
+                in3 = any(c in valid for c, _ in a.candidates[:3])
+                vqa = float(ok)
+            vqa_sum += vqa
             covered = (valid <= {"yes", "no"}) or (a.subgraph is not None and
                                                    any(n in valid for n in a.subgraph.node_names))
             hits += ok
@@ -70,11 +102,13 @@ def run_split(engine, records: Sequence[Any], entity_fn: Callable | None, batch_
             per_rel[rel].append(int(ok))
             per_type[r.extra.get("question_type", "all")].append(int(ok))
             row = {"qid": r.qid, "question": r.question, "prediction": a.answer, "correct": bool(ok),
+                   "vqa_accuracy": round(vqa, 4),
                    "answers": sorted(valid), "relation": rel, **{k: v for k, v in a.to_dict().items()
                                                                   if k not in ("question", "answer")}}
             rows.append(row)
     n = max(1, len(records))
     metrics = {"accuracy": hits / n, "top1": hits / n, "top3": top3 / n, "coverage": cov / n, "n": len(records),
+               "exact_match": hits / n, "vqa_accuracy": vqa_sum / n, "generative": generative,
                "per_relation": {k: sum(v) / len(v) for k, v in sorted(per_rel.items())},
                "per_question_type": {k: sum(v) / len(v) for k, v in sorted(per_type.items())},
                "seconds": round(time.perf_counter() - t0, 2)}
@@ -126,11 +160,16 @@ def write_outputs(out: Path, results: dict, rows: list[dict], title: str) -> Non
 
 
 def results_table(results: dict, title: str) -> str:
-    lines = [f"### {title}", "", "| split | n | accuracy | top-3 | coverage |", "|---|---:|---:|---:|---:|"]
+    gen = any(isinstance(m, dict) and m.get("generative") for m in results.values())
+    if gen:
+        lines = [f"### {title}", "", "| split | n | exact match | VQA accuracy | coverage |", "|---|---:|---:|---:|---:|"]
+    else:
+        lines = [f"### {title}", "", "| split | n | accuracy | top-3 | coverage |", "|---|---:|---:|---:|---:|"]
     for split, m in results.items():
         if not isinstance(m, dict) or "accuracy" not in m:
             continue
-        lines.append(f"| {split} | {m['n']} | {100 * m['accuracy']:.1f} | {100 * m['top3']:.1f} | "
+        second = m.get("vqa_accuracy", m["top3"]) if gen else m["top3"]
+        lines.append(f"| {split} | {m['n']} | {100 * m['accuracy']:.1f} | {100 * second:.1f} | "
                      f"{100 * m['coverage']:.1f} |")
     notes = [f"{split}: {m['n_unknown_relation']} questions with a relation the loader does not know "
              f"({', '.join(f'{r} x{n}' for r, n in m['unknown_relations'].items())}); evaluated all the same"
@@ -185,7 +224,8 @@ def _plots(out: Path, results: dict) -> None:
 def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, data: str | None = None,
                   use_detector: bool = True, limit: int | None = None, progress: bool = True,
                   kg_cache: str | None = "stores", kg: str | None = None,
-                  budgets: Sequence[int] | None = DEFAULT_BUDGETS) -> dict:
+                  budgets: Sequence[int] | None = DEFAULT_BUDGETS, max_new_tokens: int | None = None,
+                  num_beams: int | None = None) -> dict:
     """Evaluate an engine on the built-in benchmark's test splits (``kg``: a store folder
     to use instead of the engine's own KG; ``budgets``: node budgets of the coverage curve,
     None or empty for none)."""
@@ -200,7 +240,8 @@ def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, dat
         recs = load_builtin(sp, root=data)
         if limit:
             recs = recs[:limit]
-        m, rows = run_split(engine, recs, _entity_fn("builtin", use_detector), progress=progress)
+        m, rows = run_split(engine, recs, _entity_fn("builtin", use_detector), progress=progress,
+                            max_new_tokens=max_new_tokens, num_beams=num_beams)
         for r in rows:
             r["split"] = sp
         results[sp] = m
@@ -208,21 +249,25 @@ def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, dat
         log.info("%s: accuracy %.3f, coverage %.3f (n=%d)", sp, m["accuracy"], m["coverage"], m["n"])
     if budgets and engine.retriever is not None and engine.model.config.uses_graph:
         results["_coverage_by_budget"] = coverage_by_budget(engine.retriever, all_rows, budgets, progress)
-    results["_meta"] = {"model": str(model), "detector": use_detector, "fusion": engine.model.config.fusion}
-    write_outputs(Path(out), results, all_rows, f"built-in benchmark — {model} ({engine.model.config.fusion})")
+    kind = _model_kind(engine)
+    results["_meta"] = {"model": str(model), "detector": use_detector, "fusion": kind,
+                        "max_new_tokens": max_new_tokens, "num_beams": num_beams}
+    write_outputs(Path(out), results, all_rows, f"built-in benchmark — {model} ({kind})")
     return results
 
 
 def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | None = None,
                progress: bool = True, kg_cache: str | None = "stores", kg: str | None = None,
-               budgets: Sequence[int] | None = DEFAULT_BUDGETS) -> dict:
+               budgets: Sequence[int] | None = DEFAULT_BUDGETS, max_new_tokens: int | None = None,
+               num_beams: int | None = None) -> dict:
     """Evaluate on FVQA questions in given-entities mode (visual concept + distractors as image entities)."""
 
     engine = KnowledgeVQA.from_pretrained(model, kg=kg, detector=False, kg_cache=kg_cache)
     recs = [r for r in load_fvqa(questions, facts) if r.answer_concepts]
     if limit:
         recs = recs[:limit]
-    m, rows = run_split(engine, recs, _entity_fn("fvqa", False), progress=progress)
+    m, rows = run_split(engine, recs, _entity_fn("fvqa", False), progress=progress, max_new_tokens=max_new_tokens,
+                        num_beams=num_beams)
     # Relations the loader could not map: counted here (the loader warned once).
     m["unknown_relations"] = unknown_relations(recs)
     m["n_unknown_relation"] = sum(m["unknown_relations"].values())
@@ -232,6 +277,13 @@ def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | No
         results["_coverage_by_budget"] = coverage_by_budget(engine.retriever, rows, budgets, progress)
     write_outputs(Path(out), results, rows, f"FVQA (given-entities mode) — {model}")
     return results
+
+
+def _model_kind(engine) -> str:
+    """What answers: the pointer model's fusion, or the generative backbone's kind."""
+    if getattr(engine, "generative", False):
+        return f"generative {engine.model.config.backbone.kind}" + ("" if engine.model.config.use_graph else ", no KG")
+    return engine.model.config.fusion
 
 
 def load_results(path: str | Path) -> dict:

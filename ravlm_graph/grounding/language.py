@@ -21,8 +21,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["LanguageGuess", "guess_language", "non_english_message"]
+__all__ = ["LanguageGuess", "guess_language", "non_english_message", "check_question", "InputWarning"]
 
 _FUNCTION_WORDS: dict[str, frozenset[str]] = {
     "French": frozenset("""le la les une des du et est sont que qui quoi où quel quelle quels quelles dans sur
@@ -112,3 +113,17 @@ def non_english_message(text: str) -> str | None:
     shown = ", ".join(repr(e) for e in g.evidence[:5])
     return (f"the question looks like {g.language} ({shown}); this engine reads English questions only "
             f"and its answer would not be meaningful: {text[:60]!r}")
+
+
+class InputWarning(UserWarning):
+    """Something about a question or its entities the engine can work with, but that the
+    user should know (a non-English question, an entity unknown to the graph)."""
+
+
+def check_question(question: Any, where: str = "question") -> str:
+    """A question as the engine takes it: a non-blank str (TypeError / ValueError else)."""
+    if not isinstance(question, str):
+        raise TypeError(f"{where}: expected the question as a str, found {type(question).__name__}")
+    if not question.strip():
+        raise ValueError(f"{where} is empty: expected a question, found {question!r}")
+    return question

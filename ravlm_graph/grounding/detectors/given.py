@@ -1,5 +1,12 @@
 """:class:`GivenEntities`: the objects annotated with a record (or typed by a user) as
-image entities, with their boxes when given — the given-entities mode, no vision model."""
+image entities, with their boxes when given — the given-entities mode, no vision model.
+
+Entities a user types (``ravlm answer --entities``, ``engine.answer(..., entities=...)``)
+are parsed here too: ``"knife@left,bread@10,20,60,80"`` (:func:`parse_entity_list`), a
+JSON file (:func:`read_entity_file`), names, pairs and mappings (:func:`coerce_entity`);
+:func:`resolve_entities` maps their names to the graph's concepts (a lemma with more
+facts is used: ``"scissors"`` -> ``scissor``; an unknown name gets the nearest concepts)
+and turns positions into boxes."""
 
 from __future__ import annotations
 
@@ -455,3 +462,23 @@ def resolve_entities(items: Iterable[Any], kg: Any = None, image_size: tuple[int
         seen.add(key)
         out.append(ent)
     return out, matches
+
+
+def parse_entities(entities: Any, where: str = "entities") -> list:
+    """Check given entities before anything is loaded: a string ``"knife@left,bread"``
+    or a sequence of names, pairs, mappings, :class:`EntitySpec` s or :class:`Entity` s.
+
+    Returns the items as :class:`EntitySpec` / :class:`Entity`; raises ValueError or
+    TypeError naming the bad item.
+    """
+    if isinstance(entities, str):
+        return parse_entity_list(entities, source=where)
+    if isinstance(entities, (bytes, bytearray)) or not hasattr(entities, "__iter__"):
+        raise TypeError(f"{where}: expected a list of entities or a string 'knife,bread', "
+                        f"found {type(entities).__name__}")
+    items = [e if isinstance(e, (Entity, EntitySpec)) else coerce_entity(e, f"{where}[{i}]")
+             for i, e in enumerate(entities)]
+    if not items:
+        raise ValueError(f"{where}: expected at least one entity, found an empty list "
+                         f"(pass entities=None to detect them in the image)")
+    return items

@@ -1,6 +1,14 @@
-"""Hugging Face vision-language backbones that read graph tokens (LLaVA-style, VisionEncoderDecoder)."""
+"""Generative knowledge-VQA on Hugging Face backbones (LLaVA-style, VisionEncoderDecoder) reading graph tokens."""
 
-from ravlm_graph.models.hf_backbones.modeling import (BACKBONE_KINDS, BackboneConfig, LlavaKGBackbone,
+from ravlm_graph.models.hf_backbones.configuration import (BACKBONE_KINDS, BACKBONES, BackboneConfig,
+                                                           GenerativeVQAConfig, backbone_fingerprint, backbone_kind)
+from ravlm_graph.models.hf_backbones.modeling import (ComposedEncoderDecoderKGBackbone, GenBatch, GenerativeOutput,
+                                                      KnowledgeGenerator, LlavaKGBackbone,
                                                       VisionEncoderDecoderKGBackbone, load_backbone)
+from ravlm_graph.models.hf_backbones.processing import (GenExample, GenerativeFeatureBuilder, answer_text,
+                                                        collate_generative)
 
-__all__ = ["BACKBONE_KINDS", "BackboneConfig", "LlavaKGBackbone", "VisionEncoderDecoderKGBackbone", "load_backbone"]
+__all__ = ["BACKBONES", "BACKBONE_KINDS", "BackboneConfig", "ComposedEncoderDecoderKGBackbone", "GenBatch",
+           "GenExample", "GenerativeFeatureBuilder", "GenerativeOutput", "GenerativeVQAConfig", "KnowledgeGenerator",
+           "LlavaKGBackbone", "VisionEncoderDecoderKGBackbone", "answer_text", "backbone_fingerprint", "backbone_kind",
+           "collate_generative", "load_backbone"]

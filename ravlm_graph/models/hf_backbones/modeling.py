@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -38,11 +39,16 @@ try:
     import torch
     from torch import nn
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("ravlm_graph.backbones needs torch: pip install 'ravlm-graph[model]'") from exc
+    raise ImportError("ravlm_graph.models.hf_backbones needs torch: pip install 'ravlm-graph[model]'") from exc
 
+from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, write_checkpoint
 from ravlm_graph.nn.fusion.base import GraphTokens
-from ravlm_graph.nn.fusion.graph_tokens import inject_graph_tokens
-from ravlm_graph.utils.config import Config
+from ravlm_graph.nn.fusion.graph_tokens import GraphTokenProjector, inject_graph_tokens
+from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
+from ravlm_graph.grounding.vision.efficientnet_lite import (EfficientNetLiteConfig, load_efficientnet_lite0,
+                                                            preprocess_images)
+from ravlm_graph.models.hf_backbones.configuration import (BACKBONE_KINDS, BACKBONES, BackboneConfig,
+                                                           GenerativeVQAConfig, backbone_fingerprint)
 
 __all__ = [
     "BACKBONE_KINDS",
@@ -57,51 +63,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BACKBONE_KINDS: tuple[str, ...] = ("llava", "vision_encoder_decoder")
 IGNORE_INDEX = -100
-
-
-# --------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class BackboneConfig(Config):
-    """Which Hugging Face backbone to load and how to use it.
-
-    Args:
-        kind (str): ``"llava"`` (vision tower + projector + causal LM) or
-            ``"vision_encoder_decoder"`` (ViT + GPT-2/BERT decoder) (default ``"llava"``).
-        path (str): local folder holding the model's ``config.json``, weights, tokenizer
-            and image processor (required; never a hub id).
-        kg_token (str): the placeholder the graph tokens replace (default ``"<kg>"``);
-            added to the tokenizer as a special token when absent.
-        freeze (bool): frozen-backbone mode: every backbone parameter gets
-            ``requires_grad=False``, so only the graph projector/adapters train (default True).
-        max_length (int): longest prompt (+ answer) in text tokens, not counting the image
-            placeholder expansion nor the graph tokens (default 512).
-    """
-
-    kind: str = "llava"
-    path: str = ""
-    kg_token: str = "<kg>"
-    freeze: bool = True
-    max_length: int = 512
-
-    def __post_init__(self) -> None:
-        o = "BackboneConfig"
-        if self.kind not in BACKBONE_KINDS:
-            raise ValueError(f"{o}.kind: expected one of {list(BACKBONE_KINDS)}, found {self.kind!r}")
-        if isinstance(self.path, os.PathLike):
-            object.__setattr__(self, "path", os.fspath(self.path))
-        if not isinstance(self.path, str) or not self.path.strip():
-            raise ValueError(f"{o}.path: expected a local model folder, found {self.path!r}")
-        if not isinstance(self.kg_token, str) or not self.kg_token or any(c.isspace() for c in self.kg_token):
-            raise ValueError(f"{o}.kg_token: expected a non-empty string without whitespace, found {self.kg_token!r}")
-        if not isinstance(self.freeze, bool):
-            raise ValueError(f"{o}.freeze: expected a bool, found {self.freeze!r}")
-        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1:
-            raise ValueError(f"{o}.max_length: expected an int >= 1, found {self.max_length!r}")
-
 
 
 # --------------------------------------------------------------------------- outputs
@@ -336,9 +298,19 @@ class _KGBackbone(nn.Module):
         self.image_processor = image_processor
         self.processor = processor
         self.config = config
-        if config.freeze:
-            for p in self.model.parameters():
-                p.requires_grad_(False)
+        self.apply_training_mode()
+
+    @classmethod
+    def from_config(cls, config: BackboneConfig) -> "_KGBackbone":
+        """Load the backbone ``config`` names (its ``path``, or its encoder + decoder)."""
+        if config.kind == "vision_encoder_decoder" and config.composed:
+            return ComposedEncoderDecoderKGBackbone.from_config(config)
+        return cls.from_pretrained(config.path, config)
+
+    def apply_training_mode(self) -> None:
+        """Freeze per the config: all frozen but the ``train`` patterns (or all trainable)."""
+        for name, p in self.model.named_parameters():
+            p.requires_grad_((not self.config.freeze) or any(t in name for t in self.config.train))
 
     @property
     def device(self) -> torch.device:
@@ -422,7 +394,8 @@ class LlavaKGBackbone(_KGBackbone):
             raise ValueError(f"{folder / 'config.json'}: expected a LLaVA-style model (vision_config, text_config "
                              f"and image_token_id), found model_type {model_type!r}{hint}")
         try:
-            model = tf.AutoModelForImageTextToText.from_pretrained(str(folder), local_files_only=True)
+            model = tf.AutoModelForImageTextToText.from_pretrained(str(folder), local_files_only=True,
+                                                                  dtype=resolve_dtype(config.dtype))
         except ValueError as exc:
             raise ValueError(f"{folder}: expected a model AutoModelForImageTextToText can load, "
                              f"found model_type {model_type!r}: {exc}") from exc
@@ -659,8 +632,9 @@ class LlavaKGBackbone(_KGBackbone):
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, pixel_values: torch.Tensor, graph_tokens: GraphTokens,
-                 max_new_tokens: int = 16, attention_mask: torch.Tensor | None = None) -> list[str]:
-        """Greedy answers, one string per question (prompt not included)."""
+                 max_new_tokens: int = 16, attention_mask: torch.Tensor | None = None,
+                 num_beams: int = 1) -> list[str]:
+        """Greedy (``num_beams=1``) or beam-search answers, one string per question (prompt not included)."""
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens: expected an int >= 1, found {max_new_tokens!r}")
         inj = self.build_inputs_embeds(input_ids, pixel_values, graph_tokens, attention_mask)
@@ -669,13 +643,46 @@ class LlavaKGBackbone(_KGBackbone):
         # The placeholders are input-only tokens: never emit them.
         new = self.model.generate(inputs_embeds=inj.inputs_embeds, attention_mask=inj.attention_mask,
                                   position_ids=inj.position_ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                  num_beams=1, pad_token_id=_pad_id(self.tokenizer), eos_token_id=eos,
+                                  num_beams=num_beams, pad_token_id=_pad_id(self.tokenizer), eos_token_id=eos,
                                   suppress_tokens=[self.kg_token_id, self.image_token_id])
         return self._decode(new)
 
     def forward_batch(self, batch: BackboneInputs, graph_tokens: GraphTokens) -> BackboneOutput:
         return self.forward(batch.input_ids, batch.pixel_values, graph_tokens, labels=batch.labels,
                             attention_mask=batch.attention_mask)
+
+    # ----------------------------------------------------------------- pieces for KnowledgeGenerator
+
+    @property
+    def eos_token_id(self) -> int | None:
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        return None if eos is None else int(eos)
+
+    def pixel_values(self, images) -> torch.Tensor:
+        return _pixel_values(self.image_processor, images)
+
+    @property
+    def word_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def prompt_ids(self, question: str, template: str = "<image>\n{question} <kg> Answer:") -> list[int]:
+        """The template filled with ``question``, tokenised, its image placeholder expanded to
+        :attr:`num_image_tokens` slots; exactly one ``<kg>``."""
+        question = " ".join(question.replace(self.config.kg_token, " ").split())
+        text = template.replace("<image>", self.image_token).format(question=question)
+        ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        for tid, what in ((self.kg_token_id, self.config.kg_token), (self.image_token_id, self.image_token)):
+            if ids.count(tid) != 1:
+                raise ValueError(f"prompt template {template!r}: expected exactly one {what!r}, found {ids.count(tid)}")
+        at = ids.index(self.image_token_id)
+        ids = ids[:at] + [self.image_token_id] * self.num_image_tokens + ids[at + 1:]
+        self._check_length(len(ids) - self.num_image_tokens, 0, "prompt")
+        return ids
+
+    def answer_ids(self, answer: str, max_tokens: int) -> list[int]:
+        ids = list(self.tokenizer(" " + answer.strip(), add_special_tokens=False)["input_ids"])[:max_tokens]
+        eos = self.eos_token_id
+        return ids + ([eos] if eos is not None else [])
 
     def generate_batch(self, batch: BackboneInputs, graph_tokens: GraphTokens,
                        max_new_tokens: int = 16) -> list[str]:
@@ -712,7 +719,8 @@ class VisionEncoderDecoderKGBackbone(_KGBackbone):
             hint = " (use kind='llava')" if model_type == "llava" else ""
             raise ValueError(f"{folder / 'config.json'}: expected model_type 'vision-encoder-decoder', "
                              f"found {model_type!r}{hint}")
-        model = tf.VisionEncoderDecoderModel.from_pretrained(str(folder), local_files_only=True)
+        model = tf.VisionEncoderDecoderModel.from_pretrained(str(folder), local_files_only=True,
+                                                             dtype=resolve_dtype(config.dtype))
         if not getattr(model.decoder.config, "add_cross_attention", False):
             raise ValueError(f"{folder}: expected a decoder with cross-attention (add_cross_attention=True), "
                              f"found {type(model.decoder).__name__} without it")
@@ -885,12 +893,601 @@ class VisionEncoderDecoderKGBackbone(_KGBackbone):
                              max_new_tokens=max_new_tokens, decoder_attention_mask=batch.attention_mask)
 
 
+    # ----------------------------------------------------------------- pieces for KnowledgeGenerator
+
+    @property
+    def eos_token_id(self) -> int | None:
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        if eos is None:
+            eos = getattr(self.tokenizer, "sep_token_id", None)
+        if eos is None:
+            eos = self.model.config.eos_token_id
+        return None if eos is None else int(eos)
+
+    @property
+    def memory_width(self) -> int:
+        """Width E of :meth:`encode_pixels`' output."""
+        return self.encoder_hidden_size
+
+    @property
+    def word_embeddings(self) -> nn.Embedding:
+        return self.model.decoder.get_input_embeddings()
+
+    def pixel_values(self, images) -> torch.Tensor:
+        """Images -> the (B, 3, H, W) batch the encoder reads."""
+        return _pixel_values(self.image_processor, images)
+
+    def prompt_ids(self, question: str) -> list[int]:
+        """``[start] + question`` token ids (a ``<kg>`` placeholder is dropped: the graph enters
+        through the cross-attention)."""
+        q = " ".join(question.replace(self.config.kg_token, " ").split())
+        return [self.decoder_start_token_id] + list(self.tokenizer(q, add_special_tokens=False)["input_ids"])
+
+    def answer_ids(self, answer: str, max_tokens: int) -> list[int]:
+        """Answer token ids + EOS (at most ``max_tokens`` before the EOS)."""
+        ids = list(self.tokenizer(" " + answer.strip(), add_special_tokens=False)["input_ids"])[:max_tokens]
+        eos = self.eos_token_id
+        return ids + ([eos] if eos is not None else [])
+
+    def encode_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> encoder states (B, P, E); no gradient when the encoder is frozen."""
+        _check_image_size(pixel_values, self.model.encoder.config, "encoder config")
+        trainable = any(p.requires_grad for p in self.model.encoder.parameters())
+        with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
+            return self.model.encoder(pixel_values=pixel_values.to(self.device, self.dtype)).last_hidden_state
+
+    def project_memory(self, states: torch.Tensor) -> torch.Tensor:
+        """Encoder states (B, P, E) -> the decoder's cross-attention width (B, P, D)."""
+        proj = getattr(self.model, "enc_to_dec_proj", None)
+        if proj is not None and (self.model.encoder.config.hidden_size != self.model.decoder.config.hidden_size
+                                 and getattr(self.model.decoder.config, "cross_attention_hidden_size", None) is None):
+            return proj(states.to(self.dtype))
+        return states
+
+    def decoder_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, memory: torch.Tensor,
+                        memory_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, L, V), last hidden states (B, L, D)) of the decoder reading ``memory`` (B, M, D)."""
+        out = self.model.decoder(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
+                                 position_ids=_position_ids(attention_mask).to(self.device),
+                                 encoder_hidden_states=memory.to(self.dtype),
+                                 encoder_attention_mask=memory_mask.long().to(self.device),
+                                 output_hidden_states=True, use_cache=False)
+        return out.logits, out.hidden_states[-1]
+
+
+class _ComposedModel(nn.Module):
+    """A packaged image encoder + a Hugging Face decoder with cross-attention."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.config = decoder.config
+
+    def save_pretrained(self, path: str) -> None:
+        raise NotImplementedError("a composed encoder-decoder is rebuilt from its parts; save the decoder folder")
+
+
+class _EfficientNetImages:
+    """Image processor of the packaged encoder: whole image resized, ImageNet-normalised."""
+
+    def __init__(self, size: int) -> None:
+        self.config = EfficientNetLiteConfig(num_classes=0, image_size=size)
+
+    def __call__(self, images, return_tensors: str = "pt"):
+        return {"pixel_values": preprocess_images(list(images), self.config, center_crop=False)}
+
+
+class ComposedEncoderDecoderKGBackbone(VisionEncoderDecoderKGBackbone):
+    """The VisionEncoderDecoder architecture from parts: a packaged pretrained image encoder
+    (EfficientNet-lite0, ImageNet weights) and a BERT/GPT-2 folder loaded as a decoder with
+    cross-attention (``is_decoder=True, add_cross_attention=True``).
+
+    The encoder's feature map ``(B, 1280, S/32, S/32)`` becomes ``S/32 * S/32`` memory slots
+    of width 1280; :class:`KnowledgeGenerator` projects them to the decoder's width (a new,
+    trained layer), appends the graph tokens and lets the decoder cross-attend to both.
+    A BERT checkpoint has no cross-attention nor LM-head transform: name them in
+    ``BackboneConfig.train`` (``["crossattention", "cls.predictions"]``) so that they train.
+    """
+
+    @classmethod
+    def from_config(cls, config: BackboneConfig) -> "ComposedEncoderDecoderKGBackbone":
+        if not config.composed:
+            raise ValueError("ComposedEncoderDecoderKGBackbone: expected a config with encoder and decoder")
+        folder = _check_folder(config.decoder_folder)
+        tf = _transformers()
+        encoder = load_efficientnet_lite0(classifier=False)
+        dec_cfg = tf.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        dec_cfg.is_decoder = True
+        dec_cfg.add_cross_attention = True
+        try:
+            decoder = tf.AutoModelForCausalLM.from_pretrained(str(folder), config=dec_cfg, local_files_only=True,
+                                                              dtype=resolve_dtype(config.dtype))
+        except ValueError as exc:
+            raise ValueError(f"{folder}: expected a decoder AutoModelForCausalLM can load (BERT, GPT-2, ...), "
+                             f"found model_type {dec_cfg.model_type!r}: {exc}") from exc
+        try:
+            tokenizer = tf.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise FileNotFoundError(f"{folder}: expected a tokenizer, could not load one: {exc}") from exc
+        model = _ComposedModel(encoder.to(resolve_dtype(config.dtype) or torch.float32), decoder)
+        model.eval()
+        return cls(model, tokenizer, _EfficientNetImages(config.image_size), None, config)
+
+    @property
+    def encoder_hidden_size(self) -> int:
+        return int(self.model.encoder.config.head_channels)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.decoder.get_input_embeddings().weight.shape[1])
+
+    @property
+    def decoder_start_token_id(self) -> int:
+        for value in (getattr(self.tokenizer, "cls_token_id", None), getattr(self.tokenizer, "bos_token_id", None),
+                      self.model.decoder.config.bos_token_id):
+            if value is not None:
+                return int(value)
+        raise ValueError(f"{self.config.decoder}: expected a CLS or BOS token in the tokenizer, found neither")
+
+    @property
+    def eos_token_id(self) -> int | None:
+        for value in (getattr(self.tokenizer, "sep_token_id", None), getattr(self.tokenizer, "eos_token_id", None)):
+            if value is not None:
+                return int(value)
+        return None
+
+    @property
+    def word_embeddings(self) -> nn.Embedding:
+        return self.model.decoder.get_input_embeddings()
+
+    def pixel_values(self, images) -> torch.Tensor:
+        if isinstance(images, torch.Tensor):
+            return images
+        return self.image_processor(images)["pixel_values"]
+
+    def encode_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, S/32 * S/32, 1280) feature-map cells, row-major."""
+        if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
+            raise ValueError(f"pixel_values: expected a (B, 3, H, W) tensor, found {_desc(pixel_values)}")
+        trainable = any(p.requires_grad for p in self.model.encoder.parameters())
+        with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
+            fmap = self.model.encoder.forward_features(pixel_values.to(self.device, self.dtype))  # (B, C, h, w)
+        return fmap.flatten(2).transpose(1, 2)  # (B, h * w, C)
+
+    def project_memory(self, states: torch.Tensor) -> torch.Tensor:
+        raise ValueError("a composed encoder-decoder has no projection of its own; KnowledgeGenerator adds one")
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        raise ValueError("a composed encoder-decoder is rebuilt from its packaged encoder and decoder folder")
+
+
 # --------------------------------------------------------------------------- factory
 
 
 def load_backbone(config: BackboneConfig) -> LlavaKGBackbone | VisionEncoderDecoderKGBackbone:
-    """Load the backbone ``config.kind`` names from ``config.path``."""
+    """Load the backbone ``config.kind`` names (registry :data:`BACKBONES`)."""
     if not isinstance(config, BackboneConfig):
         raise TypeError(f"load_backbone: expected a BackboneConfig, found {type(config).__name__}")
-    cls = LlavaKGBackbone if config.kind == "llava" else VisionEncoderDecoderKGBackbone
-    return cls.from_pretrained(config.path, config)
+    return BACKBONES.get(config.kind).from_config(config)
+
+
+def resolve_dtype(name: str) -> torch.dtype | None:
+    """``"float32"`` / ``"bfloat16"`` / ``"float16"`` / ``"auto"`` -> a torch dtype.
+
+    ``"auto"``: bfloat16 on a GPU that supports it, float16 on another GPU, float32 on a CPU.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name not in table:
+        raise ValueError(f"dtype: expected one of {sorted(table) + ['auto']}, found {name!r}")
+    return table[name]
+
+
+# --------------------------------------------------------------------------- the generative model
+
+FORMAT = "ravlm-generative"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class GenBatch:
+    """A collated batch for :class:`KnowledgeGenerator` (see ``processing.collate_generative``).
+
+    Shapes:
+        input_ids: (B, L) long, left-padded prompt (+ answer + EOS when training).
+        attention_mask: (B, L) long.
+        labels: (B, L) long aligned with ``input_ids`` (``-100`` on the prompt and padding), or None.
+        pixel_values: (B, 3, H, W) or None when ``image_states`` are given.
+        image_states: (B, P, E) precomputed frozen-encoder states, or None.
+        graph: a PyG ``Batch`` of subgraphs (``x``, ``edge_index``, ``edge_type``, ``origin``,
+            ``node_relevance``, ``box``), or None without the KG.
+        name_ids: (N, K) long: the first K word pieces of each node's name, -1 padded.
+        node_names: per question, its subgraph's node names.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor | None = None
+    pixel_values: torch.Tensor | None = None
+    image_states: torch.Tensor | None = None
+    graph: Any = None
+    name_ids: torch.Tensor | None = None
+    node_names: list = None  # type: ignore[assignment]
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+@dataclass
+class GenerativeOutput:
+    """Output of :meth:`KnowledgeGenerator.forward`.
+
+    Shapes:
+        loss: () mean token negative log-likelihood of the answer tokens, or None without labels.
+        log_probs: (B, L, V) log-probabilities of the next token at every position.
+        copy_prob: (B, L) probability that each next token is copied from a node name (0 without copying).
+        graph_tokens: the :class:`GraphTokens` read by the decoder (None without the KG).
+    """
+
+    loss: torch.Tensor | None
+    log_probs: torch.Tensor
+    copy_prob: torch.Tensor
+    graph_tokens: GraphTokens | None = None
+
+
+class KnowledgeGenerator(nn.Module):
+    """A vision-language backbone answering in free text, reading the retrieved subgraph.
+
+    Parts (the trained ones first):
+
+    * a GNN (:class:`~ravlm_graph.nn.gnn.GraphEncoder`) over the subgraph, plus the entity
+      boxes of the image's objects;
+    * a graph-token projector (:class:`~ravlm_graph.nn.fusion.graph_tokens.GraphTokenProjector`)
+      to the backbone's width: LLaVA reads the tokens at ``<kg>``; an encoder-decoder reads
+      them appended to its encoder memory;
+    * for encoder-decoders, a copy head (pointer-generator at the word-piece level, See et al.
+      2017, https://arxiv.org/abs/1704.04368): the word pieces of the top ``copy_nodes`` node
+      names join the memory, and each next token mixes the LM's distribution with attention
+      over those pieces — so the decoder can spell a concept it never produced in training;
+    * the backbone, frozen except the ``train`` patterns of its config (and LoRA when set).
+
+    Shapes:
+        see :class:`GenBatch` and :class:`GenerativeOutput`.
+    """
+
+    def __init__(self, config: GenerativeVQAConfig, backbone: _KGBackbone | None = None) -> None:
+        super().__init__()
+        if not isinstance(config, GenerativeVQAConfig):
+            raise TypeError(f"KnowledgeGenerator: expected a GenerativeVQAConfig, found {type(config).__name__}")
+        self.config = config
+        self.backbone = backbone if backbone is not None else load_backbone(config.backbone)
+        if not config.backbone_hash:
+            config.backbone_hash = backbone_fingerprint(config.backbone)
+        d = self.backbone.hidden_size
+        self.is_llava = config.backbone.kind == "llava"
+        if config.node_features == "word_embeddings":
+            config.node_dim = int(self.backbone.word_embeddings.weight.shape[1])
+        self.gnn = self.box_proj = self.token_proj = None
+        if config.use_graph:
+            gcfg = GNNConfig.from_dict({"in_dim": config.node_dim, "num_relations": config.num_relations,
+                                        **config.gnn})
+            self.gnn = GraphEncoder(gcfg)
+            h = gcfg.hidden_dim
+            self.box_proj = nn.Linear(5, h)
+            self.token_proj = GraphTokenProjector(h, d, num_tokens=config.num_graph_tokens)
+        self.name_proj = self.piece_pos = self.copy_query = self.copy_key = self.copy_gate = None
+        if config.copies:
+            self.name_proj = GraphTokenProjector(h, d, num_tokens=config.copy_nodes)
+            self.piece_pos = nn.Embedding(config.name_pieces, d)
+            self.copy_query = nn.Linear(d, d)
+            self.copy_key = nn.Linear(d, d)
+            self.copy_gate = nn.Linear(d, 1)
+        self.image_proj = self.image_pos = None
+        if isinstance(self.backbone, ComposedEncoderDecoderKGBackbone):
+            self.image_proj = nn.Sequential(nn.LayerNorm(self.backbone.memory_width),
+                                            nn.Linear(self.backbone.memory_width, d))
+            self.image_pos = nn.Parameter(torch.zeros(64, d))
+        if config.backbone.lora:
+            self._add_lora(config.backbone.lora)
+
+    # ----------------------------------------------------------------- parts
+
+    def _add_lora(self, spec: Mapping[str, Any]) -> None:
+        try:
+            import peft
+        except ImportError as exc:
+            raise ImportError("LoRA needs the 'peft' package: pip install 'ravlm-graph[lora]'") from exc
+        targets = spec.get("target_modules") or ["q_proj", "v_proj", "query", "value", "c_attn"]
+        names = {n.rsplit(".", 1)[-1] for n, _ in self.backbone.model.named_modules()}
+        targets = [t for t in targets if t in names]
+        if not targets:
+            raise ValueError(f"backbone.lora.target_modules: none of {spec.get('target_modules')} names a module of "
+                             f"{type(self.backbone.model).__name__}")
+        lcfg = peft.LoraConfig(r=int(spec.get("r", 8)), lora_alpha=int(spec.get("alpha", 16)),
+                               lora_dropout=float(spec.get("dropout", 0.05)), target_modules=targets)
+        # inject_adapter_in_model keeps the module tree (and its parameter names) as it is.
+        self.backbone.model = peft.inject_adapter_in_model(lcfg, self.backbone.model)
+        for name, p in self.backbone.model.named_parameters():
+            if "lora_" in name:
+                p.requires_grad_(True)
+
+    def freeze_backbone(self) -> None:
+        """Frozen-backbone mode (the default of every HF backbone config): nothing more to do."""
+        self.backbone.apply_training_mode()
+        for name, p in self.backbone.model.named_parameters():
+            if "lora_" in name:
+                p.requires_grad_(True)
+
+    def _trained_keys(self) -> list[str]:
+        trained = {f"backbone.model.{n}" for n, p in self.backbone.model.named_parameters() if p.requires_grad}
+        return [k for k in super().state_dict() if not k.startswith("backbone.") or k in trained]
+
+    def state_dict(self, *args, **kwargs):  # noqa: D401 - the trained parts only
+        """The trained parts only (the backbone's frozen weights stay in its folder)."""
+        full = super().state_dict(*args, **kwargs)
+        keep = set(self._trained_keys())
+        prefix = kwargs.get("prefix", "")
+        return type(full)((k, v) for k, v in full.items() if k[len(prefix):] in keep)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        keep = set(self._trained_keys())
+        if strict:
+            missing, unexpected = sorted(keep - set(state_dict)), sorted(set(state_dict) - keep)
+            if missing or unexpected:
+                raise CheckpointError(f"trained parts do not match: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        return super().load_state_dict(state_dict, strict=False, assign=assign)
+
+    @property
+    def tokenizer(self):
+        return self.backbone.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(p for p in self.parameters()).device
+
+    # ----------------------------------------------------------------- save / load
+
+    def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        """``config.json`` (with the backbone's path and config hash) + ``model.safetensors``
+        holding only the trained parts."""
+        state = self.state_dict()
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        return write_checkpoint(path, self.config.to_dict(), state, format_name=FORMAT, format_version=FORMAT_VERSION)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, backbone_path: str | None = None) -> "KnowledgeGenerator":
+        """Load a checkpoint; the backbone is read from the folder its config names (or
+        ``backbone_path``), and must have the same ``config.json`` hash as at training time."""
+        cfg = read_config(path, FORMAT, FORMAT_VERSION)
+        where = Path(path) / "config.json"
+        try:
+            config = GenerativeVQAConfig.from_dict({k: v for k, v in cfg.items()
+                                                    if k not in ("format", "format_version")})
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{where}: {e}") from e
+        if backbone_path is not None:
+            key = "decoder" if config.backbone.composed else "path"
+            config.backbone = BackboneConfig.from_dict({**config.backbone.to_dict(), key: str(backbone_path)})
+        found = backbone_fingerprint(config.backbone)
+        if found != config.backbone_hash:
+            raise CheckpointError(f"{where}: trained on a backbone whose config.json hashed to "
+                                  f"{config.backbone_hash[:12]}..., found {found[:12]}... in "
+                                  f"{config.backbone.config_file} (another model in that folder?)")
+        model = cls(config)
+        read_weights(path, model)
+        model.eval()
+        return model
+
+    @classmethod
+    def is_checkpoint(cls, path: str | os.PathLike) -> bool:
+        """Whether ``path`` holds a checkpoint of this class (by its config's ``format``)."""
+        cp = Path(path) / "config.json"
+        try:
+            return json.loads(cp.read_text(encoding="utf-8")).get("format") == FORMAT
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    # ----------------------------------------------------------------- forward
+
+    def _graph(self, batch: GenBatch):
+        """(GraphTokens for the decoder, name memory (B, T*K, D), its mask, its token ids) or Nones."""
+        b = len(batch)
+        if not self.config.use_graph:
+            return None, None, None, None
+        g = batch.graph
+        dev = self.device
+        g = g.to(dev)
+        enc = self.gnn(g, num_graphs=b)
+        states = enc.node_states + self.box_proj(g.box.float())  # (N, H)
+        tokens = self.token_proj(states, g.batch, g.node_relevance, g.origin, num_graphs=b)
+        if not self.config.copies:
+            return tokens, None, None, None
+        names = self.name_proj(states, g.batch, g.node_relevance, g.origin, num_graphs=b)  # T' nodes
+        k = self.config.name_pieces
+        t2 = names.node_index.shape[1]
+        nid = batch.name_ids.to(dev)  # (N, K)
+        if nid.shape[0] == 0:
+            nid = torch.full((1, k), -1, dtype=torch.long, device=dev)
+        pieces = nid[names.node_index.clamp(min=0)]  # (B, T', K)
+        pieces = pieces.masked_fill(~names.mask.unsqueeze(-1), -1)
+        piece_mask = pieces >= 0  # (B, T', K)
+        emb = self.backbone.word_embeddings(pieces.clamp(min=0)).float()  # (B, T', K, D)
+        mem = emb + self.piece_pos.weight[None, None] + names.tokens.unsqueeze(2)  # (B, T', K, D)
+        mem = mem * piece_mask.unsqueeze(-1)
+        return tokens, mem.reshape(b, t2 * k, -1), piece_mask.reshape(b, t2 * k), pieces.reshape(b, t2 * k)
+
+    def _image_memory(self, batch: GenBatch) -> torch.Tensor:
+        states = batch.image_states
+        if states is None:
+            if batch.pixel_values is None:
+                raise ValueError("GenBatch: expected pixel_values or image_states, found neither")
+            states = self.backbone.encode_pixels(batch.pixel_values)
+        states = states.to(self.device)
+        if self.image_proj is not None:
+            mem = self.image_proj(states.float())  # (B, P, D)
+            p = mem.shape[1]
+            if p > self.image_pos.shape[0]:
+                raise ValueError(f"image memory: expected at most {self.image_pos.shape[0]} cells, found {p}")
+            return mem + self.image_pos[:p]
+        return self.backbone.project_memory(states.to(self.backbone.dtype)).float()
+
+    def forward(self, batch: GenBatch) -> GenerativeOutput:
+        """Next-token log-probabilities over ``batch.input_ids``; the loss on ``batch.labels``."""
+        tokens, names, names_mask, names_ids = self._graph(batch)
+        if self.is_llava:
+            return self._forward_llava(batch, tokens)
+        img = self._image_memory(batch)  # (B, P, D)
+        b, p = img.shape[:2]
+        parts, masks = [img], [torch.ones(b, p, dtype=torch.bool, device=img.device)]
+        if tokens is not None:
+            parts.append(tokens.tokens)
+            masks.append(tokens.mask)
+        if names is not None:
+            parts.append(names)
+            masks.append(names_mask)
+        memory = torch.cat(parts, 1)  # (B, P + T + T'K, D)
+        memory_mask = torch.cat(masks, 1)
+        logits, hidden = self.backbone.decoder_forward(batch.input_ids, batch.attention_mask, memory, memory_mask)
+        logits, hidden = logits.float(), hidden.float()
+        log_probs = torch.log_softmax(logits, -1)  # (B, L, V)
+        copy_prob = torch.zeros(log_probs.shape[:2], device=log_probs.device)
+        if names is not None:
+            q = self.copy_query(hidden)  # (B, L, D)
+            k = self.copy_key(names)  # (B, M, D)
+            scores = q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])  # (B, L, M)
+            scores = scores.masked_fill(~names_mask.unsqueeze(1), float("-inf"))
+            has = names_mask.any(1)  # (B,)
+            attn = torch.softmax(scores.masked_fill(~has[:, None, None], 0.0), -1)  # (B, L, M)
+            gate = torch.sigmoid(self.copy_gate(hidden)).squeeze(-1) * has[:, None]  # (B, L)
+            copy = torch.zeros_like(log_probs).scatter_add_(
+                2, names_ids.clamp(min=0).unsqueeze(1).expand(-1, attn.shape[1], -1),
+                attn * names_mask.unsqueeze(1))  # (B, L, V)
+            probs = (1 - gate).unsqueeze(-1) * log_probs.exp() + gate.unsqueeze(-1) * copy
+            log_probs = torch.log(probs.clamp_min(1e-12))
+            copy_prob = gate
+        loss = None
+        if batch.labels is not None:
+            labels = batch.labels.to(log_probs.device)[:, 1:]  # (B, L - 1) next tokens
+            lp = log_probs[:, :-1]
+            keep = labels != IGNORE_INDEX
+            if not bool(keep.any()):
+                raise ValueError("labels: expected at least one answer token (a label != -100), found none")
+            nll = -lp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, L - 1)
+            loss = nll[keep].mean()
+        return GenerativeOutput(loss=loss, log_probs=log_probs, copy_prob=copy_prob, graph_tokens=tokens)
+
+    def _llava_tokens(self, tokens: GraphTokens | None, b: int) -> GraphTokens:
+        if tokens is not None:
+            return GraphTokens(tokens.tokens.to(self.backbone.dtype), tokens.mask, tokens.node_index)
+        dev = self.backbone.device
+        return GraphTokens(torch.zeros(b, 1, self.backbone.hidden_size, device=dev, dtype=self.backbone.dtype),
+                           torch.zeros(b, 1, dtype=torch.bool, device=dev),
+                           torch.full((b, 1), -1, dtype=torch.long, device=dev))
+
+    def _forward_llava(self, batch: GenBatch, tokens: GraphTokens | None) -> GenerativeOutput:
+        b = len(batch)
+        out = self.backbone.forward(batch.input_ids, batch.pixel_values, self._llava_tokens(tokens, b),
+                                    labels=batch.labels, attention_mask=batch.attention_mask)
+        log_probs = torch.log_softmax(out.logits.float(), -1)
+        return GenerativeOutput(loss=out.loss, log_probs=log_probs,
+                                copy_prob=torch.zeros(log_probs.shape[:2], device=log_probs.device),
+                                graph_tokens=tokens)
+
+    # ----------------------------------------------------------------- generation
+
+    @torch.no_grad()
+    def generate(self, batch: GenBatch, max_new_tokens: int | None = None,
+                 num_beams: int | None = None, details: bool = False) -> list:
+        """Answers for a batch of prompts (no labels): greedy or beam search.
+
+        Args:
+            max_new_tokens (int | None): default ``config.max_new_tokens``.
+            num_beams (int | None): 1 greedy; default ``config.num_beams``.
+            details (bool): return dicts ``{"text", "score", "copy_prob"}`` (``score``: the
+                answer's probability; ``copy_prob``: mean probability that its tokens were
+                copied from node names) instead of strings. LLaVA gives no score (None).
+        """
+        n_new = self.config.max_new_tokens if max_new_tokens is None else max_new_tokens
+        beams = self.config.num_beams if num_beams is None else num_beams
+        for name, v in (("max_new_tokens", n_new), ("num_beams", beams)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected an int >= 1, found {v!r}")
+        if self.is_llava:
+            tokens, *_ = self._graph(batch)
+            texts = self.backbone.generate(batch.input_ids, batch.pixel_values, self._llava_tokens(tokens, len(batch)),
+                                           max_new_tokens=n_new, attention_mask=batch.attention_mask,
+                                           num_beams=beams)
+            return [{"text": t, "score": None, "copy_prob": 0.0} for t in texts] if details else texts
+        out = self._beam_search(batch, n_new, beams)
+        return out if details else [o["text"] for o in out]
+
+    def _beam_search(self, batch: GenBatch, n_new: int, beams: int) -> list[dict]:
+        """Beam search over the (copy-mixed) next-token distribution; beams=1 is greedy.
+
+        Every step reruns the decoder over the whole prefix (answers are a few tokens).
+        """
+        b = len(batch)
+        eos = self.backbone.eos_token_id
+        rep = lambda t: None if t is None else t.repeat_interleave(beams, 0)  # noqa: E731
+        graph = batch.graph
+        name_ids = batch.name_ids
+        if graph is not None:
+            from torch_geometric.data import Batch
+
+            graph = Batch.from_data_list([d for d in graph.to_data_list() for _ in range(beams)])
+        ids, mask = rep(batch.input_ids.to(self.device)), rep(batch.attention_mask.to(self.device))
+        if name_ids is not None and graph is not None:
+            # node order inside the repeated graph batch: each graph's nodes, graph by graph
+            counts = torch.bincount(batch.graph.batch.cpu(), minlength=b).tolist()
+            chunks = list(torch.split(name_ids, counts))
+            name_ids = torch.cat([c for c in chunks for _ in range(beams)]) if chunks else name_ids
+        score = torch.zeros(b, beams, device=self.device)
+        score[:, 1:] = float("-inf")  # all beams start identical: keep one
+        done = torch.zeros(b * beams, dtype=torch.bool, device=self.device)
+        new = torch.zeros(b * beams, 0, dtype=torch.long, device=self.device)
+        copied = torch.zeros(b * beams, 0, device=self.device)
+        pad = _pad_id(self.backbone.tokenizer)
+        for _ in range(n_new):
+            step = GenBatch(input_ids=ids, attention_mask=mask, pixel_values=rep(batch.pixel_values),
+                            image_states=rep(batch.image_states), graph=graph, name_ids=name_ids)
+            fo = self.forward(step)
+            lp, gate = fo.log_probs[:, -1], fo.copy_prob[:, -1]  # (B * beams, V), (B * beams,)
+            v = lp.shape[-1]
+            lp = torch.where(done[:, None], torch.full_like(lp, float("-inf")), lp)
+            if eos is not None:
+                lp[done, eos] = 0.0  # a finished beam only extends with EOS, at no cost
+            total = (score.reshape(-1, 1) + lp).reshape(b, beams * v)
+            top, idx = total.topk(beams, dim=-1)  # (B, beams)
+            src = (idx // v) + torch.arange(b, device=self.device)[:, None] * beams  # (B, beams)
+            tok = (idx % v).reshape(-1)
+            src = src.reshape(-1)
+            ids, mask, new, done, gate = ids[src], mask[src], new[src], done[src], gate[src]
+            copied = torch.cat([copied[src], gate.masked_fill(done, float("nan"))[:, None]], 1)
+            tok = torch.where(done, torch.full_like(tok, pad), tok)
+            ids = torch.cat([ids, tok[:, None]], 1)
+            mask = torch.cat([mask, (~done).long()[:, None]], 1)
+            new = torch.cat([new, tok[:, None]], 1)
+            score = top
+            if eos is not None:
+                done = done | (tok == eos)
+            if bool(done.all()):
+                break
+        best = new.reshape(b, beams, -1)[:, 0]  # beams are sorted by score
+        gates = copied.reshape(b, beams, -1)[:, 0]
+        out = []
+        for i, row in enumerate(best.tolist()):
+            n = row.index(eos) if eos is not None and eos in row else len(row)
+            g = gates[i, :n]
+            text = self.backbone.tokenizer.decode([t for t in row[:n] if t != pad], skip_special_tokens=True).strip()
+            out.append({"text": text, "score": float(score[i, 0].exp()),
+                        "copy_prob": float(g.mean()) if n else 0.0})
+        return out
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(backbone={self.backbone!r}, use_graph={self.config.use_graph}, "
+                f"copies={self.config.copies})")
