@@ -106,7 +106,5 @@ def test_boxless_entities_as_the_model_reads_them(tiny, monkeypatch, dataset, bo
 
 
 def test_engine_config_box_missing_is_checked():
-    from ravlm_graph.utils.checkpoint import CheckpointError
-
-    with pytest.raises(CheckpointError, match="box_missing: expected"):
+    with pytest.raises(ValueError, match="box_missing: expected"):
         EngineConfig.from_dict({"box_missing": "everywhere"})
