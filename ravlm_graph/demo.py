@@ -22,15 +22,25 @@ from importlib import resources
 from ravlm_graph.datasets import load_builtin
 from ravlm_graph.engine import KnowledgeVQA
 from ravlm_graph.evaluation.bench import run_split
+from ravlm_graph.explore import draw_entities
 
 
-def _h(title: str) -> None:
-    print(f"\n{'=' * 78}\n{title}\n{'=' * 78}")
+class _Progress:
+    """Headings and step lines, each with the time since the demo started (no step is silent)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def h(self, title: str) -> None:
+        print(f"\n{'=' * 78}\n[{time.perf_counter() - self.t0:6.1f} s] {title}\n{'=' * 78}", flush=True)
+
+    def step(self, msg: str) -> None:
+        print(f"[{time.perf_counter() - self.t0:6.1f} s] {msg}", flush=True)
 
 
-def section_ingest(work: Path):
+def section_ingest(work: Path, p: _Progress):
 
-    _h("1. Ingest: real lines of the official ConceptNet 5.7 dump (.csv.gz), then CN-100K + FVQA facts")
+    p.h("1. Ingest: real lines of the official ConceptNet 5.7 dump (.csv.gz), then CN-100K + FVQA facts")
     sample = bundled_path("cn100k").parent / "conceptnet_sample.csv"
     gz = work / "conceptnet_sample.csv.gz"
     gz.write_bytes(gzip.compress(sample.read_bytes()))
@@ -40,6 +50,7 @@ def section_ingest(work: Path):
     for r in kg_s.neighbors("test", direction="both")[:6]:
         print(f"  {r.relation:<12} {r.concept:<28} weight {r.weight:g}")
 
+    p.step("building the bundled CN-100K + FVQA store (about 2-4 s) ...")
     t = time.perf_counter()
     kg = load_default(with_fvqa=True, out=work / "cn100k_fvqa")
     print(f"\nbundled default KG (CN-100K + FVQA ConceptNet facts): {kg.num_nodes:,} concepts, "
@@ -51,8 +62,8 @@ def section_ingest(work: Path):
     return kg
 
 
-def section_queries(kg) -> None:
-    _h("2. Queries on the store")
+def section_queries(kg, p: _Progress) -> None:
+    p.h("2. Queries on the store")
     for concept, rel in (("umbrella", "UsedFor"), ("apple", "AtLocation"), ("bird", "CapableOf")):
         rows = kg.neighbors(concept, relation=rel)
         print(f"{concept} -{rel}-> " + ", ".join(r.concept.replace("_", " ") for r in rows[:8]))
@@ -63,8 +74,8 @@ def section_queries(kg) -> None:
           f"hubs: {', '.join(f'{n} ({d})' for n, d in ds['top'])}")
 
 
-def section_subgraph(kg, work: Path) -> None:
-    _h("3. A subgraph around seed concepts, and its exports")
+def section_subgraph(kg, work: Path, p: _Progress) -> None:
+    p.h("3. A subgraph around seed concepts, and its exports")
     seeds = ["umbrella", "rain"]
     t = time.perf_counter()
     one = kg.k_hop(seeds, 1)
@@ -96,20 +107,26 @@ def _engine_dir(name: str) -> Path:
     return Path(str(resources.files("ravlm_graph") / "data" / name))
 
 
-def section_answers(work: Path, n_eval: int) -> None:
+def section_answers(work: Path, n_eval: int, p: _Progress) -> None:
 
-    _h("4. Knowledge VQA: answers with their evidence, with the KG and without it")
+    p.h("4. Knowledge VQA: answers with their evidence, with the KG and without it")
     missing = [n for n in ENGINES.values() if not (_engine_dir(n) / "engine.json").exists()]
     if missing:
         print(f"shipped engines missing ({', '.join(missing)}): train them with `ravlm train configs/builtin.json`")
         return
+    p.step("loading the two shipped engines (the KG one opens the bundled store from the user cache, "
+          "building it there the first time) ...")
     t = time.perf_counter()
-    engines = {"KG": KnowledgeVQA.from_pretrained(_engine_dir(ENGINES["KG"]), kg_cache=work),
+    engines = {"KG": KnowledgeVQA.from_pretrained(_engine_dir(ENGINES["KG"])),
                "no KG": KnowledgeVQA.from_pretrained(_engine_dir(ENGINES["no KG"]))}
     print(f"loaded both engines in {time.perf_counter() - t:.1f} s")
+    emb = engines["KG"].retriever.embeddings
+    print(f"node-name embeddings cached so far: {int(emb.done.sum()):,} of {len(emb.done):,} concepts "
+          f"({emb.cache_dir or 'no disk cache'}); the first run computes the ones its questions need")
     picks = [("test_iid", 0), ("test_iid", 3), ("test_unseen_facts", 0), ("test_unseen_facts", 5),
              ("test_other_style", 2)]
     for split, i in picks:
+        p.step(f"answering {split} #{i} with both engines ...")
         r = load_builtin(split)[i]
         img = r.load_image()
         img.save(work / f"{split}-{i}.png")
@@ -128,44 +145,100 @@ def section_answers(work: Path, n_eval: int) -> None:
               f"[{ok(a)}]")
         print(f"answer without the KG: {b.answer.replace('_', ' '):<24} p={b.score:.2f}  [{ok(b)}]")
 
-    _h(f"5. Accuracy, KG vs no KG (live, first {n_eval} questions of each test split, detected entities)")
+    p.h(f"5. Accuracy, KG vs no KG (live, first {n_eval} questions of each test split, detected entities)")
 
     rows = {}
     for name, eng in engines.items():
         for split in ("test_iid", "test_unseen_facts", "test_other_style"):
-            m, _ = run_split(eng, load_builtin(split)[:n_eval], None, progress=False)
+            p.step(f"{name} engine, {split}: answering {n_eval} questions ...")
+            t = time.perf_counter()
+            m, _ = run_split(eng, load_builtin(split)[:n_eval], None, progress=sys.stderr.isatty())
             rows[(name, split)] = m
+            print(f"{'':9}accuracy {100 * m['accuracy']:.1f} % in {time.perf_counter() - t:.1f} s", flush=True)
     print(f"{'split':<20} {'KG':>8} {'no KG':>8} {'coverage':>9}")
     for split in ("test_iid", "test_unseen_facts", "test_other_style"):
         print(f"{split:<20} {100 * rows[('KG', split)]['accuracy']:>7.1f}% {100 * rows[('no KG', split)]['accuracy']:>7.1f}%"
               f" {100 * rows[('KG', split)]['coverage']:>8.1f}%")
-    emb = engines["KG"].retriever.embeddings
-    if emb.cache_dir is not None:
-        emb.save()  # node-name embeddings computed on the way, for the next run
+    emb.save()  # node-name embeddings computed on the way, for the next run (a no-op when saved)
     full = _engine_dir(ENGINES["KG"]) / "results.md"
     if full.exists():
         print(f"\nFull test splits, measured by `ravlm bench builtin` (see README):\n")
         print(full.read_text())
 
 
+#: Real photos shipped in ravlm_graph/data/photos with a question each (the last one shows no object).
+PHOTO_QUESTIONS = (
+    ("chelsea.jpg", "What can the animal in the picture do?"),
+    ("coffee.jpg", "Which object in this image is used for drinking?"),
+    ("camera.jpg", "What is the object on the three legs used for?"),
+    ("grace_hopper.jpg", "Where can the thing the person wears around the neck be found?"),
+    ("grass.jpg", "What can the animal in the picture do?"),
+)
+
+
+def section_photos(work: Path, p: _Progress) -> None:
+    """Real photos answered by the photo engine: a trained model with the photo detector."""
+    p.h("6. Real photos: the photo engine (the photo detector's COCO boxes + ImageNet tags)")
+    folder = _engine_dir("engine_photo")
+    if not (folder / "engine.json").exists():
+        print("the photo engine is missing: see README, 'Real photos' (ravlm export ENGINE --detector photo)")
+        return
+    try:
+        t = time.perf_counter()
+        engine = KnowledgeVQA.from_pretrained(folder, kg_cache=work)
+        engine.detector.load()
+    except ImportError as e:
+        print(f"photo engine skipped: {e}")
+        return
+    p.step(f"loaded {folder.name} ({engine.detector!r}) in {time.perf_counter() - t:.1f} s")
+    photos = Path(str(resources.files("ravlm_graph") / "data" / "photos"))
+    for name, question in PHOTO_QUESTIONS:
+        a = engine.answer(photos / name, question)
+        print(f"\n[{name}]  Q: {question}")
+        seen = [e for e in a.entities if e.origin == "image"]
+        print("seen: " + (", ".join(f"{e.concept.replace('_', ' ')} ({e.score:.2f}"
+                                    f"{', box ' + ','.join(str(round(v)) for v in e.box) if e.box else ''})"
+                                    for e in seen) or "nothing"))
+        print(f"A: {a.answer.replace('_', ' ')}  (p={a.score:.2f})")
+        for f in a.facts[:3]:
+            print(f"  fact: {f}")
+        for n in a.notes:
+            print(f"  note: {n}")
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            ax = draw_entities(photos / name, seen)
+            out = work / f"photo-{Path(name).stem}.png"
+            ax.figure.savefig(out, dpi=100, bbox_inches="tight")
+            plt.close(ax.figure)
+            print(f"  drawn: {out}")
+        except ImportError:
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ravlm_graph.demo", description=__doc__)
-    p.add_argument("--work", default="demo_output", help="folder for the demo's stores and outputs")
-    p.add_argument("--fresh", action="store_true", help="delete the work folder first")
-    p.add_argument("--eval", type=int, default=100, help="questions per test split in the live accuracy table")
-    p.add_argument("--skip-kg", action="store_true", help="skip the ingest/query sections")
-    args = p.parse_args(argv)
+    ap = argparse.ArgumentParser(prog="python -m ravlm_graph.demo", description=__doc__)
+    ap.add_argument("--work", default="demo_output", help="folder for the demo's stores and outputs")
+    ap.add_argument("--fresh", action="store_true", help="delete the work folder first")
+    ap.add_argument("--eval", type=int, default=100, help="questions per test split in the live accuracy table")
+    ap.add_argument("--skip-kg", action="store_true", help="skip the ingest/query sections")
+    args = ap.parse_args(argv)
     work = Path(args.work)
     if args.fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    p = _Progress()
+    t0 = p.t0
     if not args.skip_kg:
-        kg = section_ingest(work)
-        section_queries(kg)
-        section_subgraph(kg, work)
-    section_answers(work, args.eval)
-    _h(f"done in {time.perf_counter() - t0:.1f} s; outputs in {work}/")
+        kg = section_ingest(work, p)
+        section_queries(kg, p)
+        section_subgraph(kg, work, p)
+    section_answers(work, args.eval, p)
+    section_photos(work, p)
+    p.h(f"done in {time.perf_counter() - t0:.1f} s; outputs in {work}/")
     return 0
 
 

@@ -1,21 +1,89 @@
-"""Opening the knowledge graph an engine names: a store folder, or ``"bundled:cn100k"`` /
-``"bundled:cn100k+fvqa"`` for the CN-100K store shipped with kg_ingest."""
+"""Opening the knowledge graph an engine names: a bundled KG or a store folder.
+
+``"bundled:cn100k"`` and ``"bundled:cn100k+fvqa"`` are built from the data files shipped
+in :mod:`kg_ingest` once, into the user's cache folder (:mod:`ravlm_graph.utils.cache`),
+under a key made of the hash of those files and of the ``kg_ingest`` code that builds
+them; every later process memory-maps the built store (milliseconds instead of the
+build's seconds). Concurrent first calls build once: the others wait on the lock.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from pathlib import Path
-from kg_ingest import KnowledgeGraph, load_default
+
+import kg_ingest
+from kg_ingest import KnowledgeGraph, StoreError, bundled_path, cn100k_files, load_default
+
+from ravlm_graph.utils.cache import atomic_dir, cache_dir, cache_enabled, file_digest, locked
+
+log = logging.getLogger(__name__)
+
+__all__ = ["open_kg", "BUNDLED_KGS", "bundled_key"]
+
+BUNDLED_KGS = ("cn100k", "cn100k+fvqa")
 
 
+def _sources(name: str) -> list[Path]:
+    files = list(cn100k_files())
+    if name.endswith("+fvqa"):
+        files.append(bundled_path("fvqa_facts"))
+    return files
 
-def open_kg(spec: str, cache_root: str | os.PathLike | None = None):
-    """A KG from an engine spec: ``bundled:cn100k[+fvqa]`` or a store folder."""
 
-    if spec.startswith("bundled:"):
-        name = spec.split(":", 1)[1]
-        if name not in ("cn100k", "cn100k+fvqa"):
-            raise ValueError(f"unknown bundled KG {name!r}; expected cn100k or cn100k+fvqa")
-        out = Path(cache_root) / name.replace("+", "_") if cache_root is not None else None
-        return load_default(with_fvqa=name.endswith("+fvqa"), out=out)
-    return KnowledgeGraph.load(spec)
+def bundled_key(name: str) -> str:
+    """The cache key of a bundled KG: a hash of its data files and of the ``kg_ingest`` sources."""
+    code = sorted(Path(kg_ingest.__file__).parent.glob("*.py"))
+    return file_digest(_sources(name) + code, extra=[name])
+
+
+def open_kg(spec: str, cache_root: str | os.PathLike | None = None, *, progress: bool = False) -> KnowledgeGraph:
+    """A KG from an engine spec: ``bundled:cn100k[+fvqa]`` or a store folder.
+
+    Args:
+        spec: ``bundled:<name>`` or the path of a store folder.
+        cache_root: where bundled KGs are built and kept; None: the user's cache folder
+            (``$RAVLM_CACHE`` or the platform's; ``RAVLM_CACHE=off`` builds in memory).
+        progress: show the build's progress bar the first time.
+
+    Raises:
+        ValueError: an unknown bundled name.
+        StoreError: a store folder that is not a readable store.
+    """
+    if not spec.startswith("bundled:"):
+        return KnowledgeGraph.load(spec)
+    name = spec.split(":", 1)[1]
+    if name not in BUNDLED_KGS:
+        raise ValueError(f"unknown bundled KG {name!r}; expected one of {', '.join(BUNDLED_KGS)}")
+    with_fvqa = name.endswith("+fvqa")
+    if cache_root is None and not cache_enabled():
+        return load_default(with_fvqa=with_fvqa, progress=progress)
+    folder = cache_dir("kg", cache_root) / f"{name.replace('+', '_')}-{bundled_key(name)}"
+    kg = _try_load(folder)
+    if kg is not None:
+        return kg
+    with locked(folder):
+        kg = _try_load(folder)  # another process may have built it while we waited
+        if kg is not None:
+            return kg
+        t0 = time.perf_counter()
+        log.info("building the bundled KG %s once into %s", name, folder)
+        with atomic_dir(folder) as tmp:
+            load_default(with_fvqa=with_fvqa, out=tmp / "store", progress=progress)
+            for f in (tmp / "store").iterdir():
+                os.replace(f, tmp / f.name)
+            (tmp / "store").rmdir()
+        log.info("built %s in %.1f s", folder, time.perf_counter() - t0)
+    return KnowledgeGraph.load(folder)
+
+
+def _try_load(folder: Path) -> KnowledgeGraph | None:
+    if not (folder / "meta.json").exists():
+        return None
+    try:
+        return KnowledgeGraph.load(folder, verify="quick")
+    except StoreError as e:
+        log.warning("%s: damaged cached store (%s); rebuilding", folder, e)
+        return None

@@ -6,7 +6,7 @@ A recipe file is JSON, read into a typed :class:`Recipe`::
       "dataset": "builtin",            # or "fvqa"
       "out_dir": "runs/builtin",
       "kg": "bundled:cn100k+fvqa",    # or a store folder
-      "kg_cache": "stores",           # where a bundled KG (and its node embeddings) is cached
+      "kg_cache": null,               # where a bundled KG is built (null: the user cache folder)
       "retrieval": {"method": "ppr", "budget": 96},                     # RetrievalConfig fields
       "model": {"fusion": "graph_tokens", "gnn_kind": "gatv2", ...},   # KnowledgeVQAConfig fields
       "train": {"epochs": 8, "batch_size": 32, "lr": 3e-4, "seed": 0},  # TrainConfig fields
@@ -71,7 +71,8 @@ class Recipe(Config):
         dataset (str): ``"builtin"`` or ``"fvqa"`` (default ``"builtin"``).
         out_dir (str | None): output folder (default None: ``runs/<dataset>``).
         kg (str): ``bundled:cn100k``, ``bundled:cn100k+fvqa`` or a store folder.
-        kg_cache (str | None): where a bundled KG and its node embeddings are cached (default ``"stores"``).
+        kg_cache (str | None): where a bundled KG and its node embeddings are cached (default None:
+            the user cache folder).
         retrieval (RetrievalConfig): subgraph retrieval, node budget included (a dict of its fields is accepted).
         model (dict): :class:`KnowledgeVQAConfig` fields (``answer_vocab`` comes from the data), or
             with a ``backbone`` entry :class:`GenerativeVQAConfig` fields (and ``val_limit``).
@@ -88,7 +89,7 @@ class Recipe(Config):
     dataset: str = "builtin"
     out_dir: str | None = None
     kg: str = "bundled:cn100k+fvqa"
-    kg_cache: str | None = "stores"
+    kg_cache: str | None = None
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     model: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
@@ -246,7 +247,8 @@ def train_detector(records, cfg: dict, seed: int):
 
         scenes += list(synthetic_scenes(sorted(pool), extra, emoji_root or default_emoji_root(), seed=seed + 1))
     concepts = sorted({c for _, objs in scenes for c, _ in objs})
-    kw = {k: cfg[k] for k in ("epochs", "image_size", "negatives_per_scene", "batch_size", "lr") if k in cfg}
+    kw = {k: cfg[k] for k in ("epochs", "image_size", "negatives_per_scene", "batch_size", "lr", "features",
+                              "feature_size", "hidden") if k in cfg}
     if "channels" in cfg:
         kw["channels"] = tuple(cfg["channels"])
     kw.setdefault("image_size", 32)
@@ -326,7 +328,7 @@ def train_recipe(recipe: Recipe | Mapping[str, Any], progress: bool = True) -> d
         return train_generative_recipe(recipe, progress=progress)
     tcfg = recipe.train_config()
     seed_everything(tcfg.seed)
-    # Bundled KGs are built once under kg_cache (default ./stores) with their embedding cache.
+    # Bundled KGs are built once under kg_cache (default: the user cache folder) with their embedding cache.
     kg = open_kg(recipe.kg, cache_root=recipe.kg_cache)
     rcfg = recipe.retrieval
     retriever = SubgraphRetriever(kg, rcfg)

@@ -104,7 +104,7 @@ def test_outputs_written(run):
     right = r["correct"]
     assert r["choice_concepts"][right] == [r["choices"][right]]
     # The right choice's first fact links it to the question concept.
-    assert r["facts"][right][0] == f"{r['qid'].replace('q', 'qcon')} can be found at {r['choices'][right]}"
+    assert r["facts"][right][0] == f"{r['qid'].replace('q', 'qcon')} can be found in {r['choices'][right]}"
     acc = np.mean([x["is_correct"] for x in rows])
     assert acc == pytest.approx(res["variants"]["kg"]["accuracy"])
     plain = json.loads((out / "predictions_no_kg.jsonl").read_text().splitlines()[0])

@@ -73,24 +73,65 @@ def test_cache_keyed_by_vocabulary(tmp_path):
     assert not NodeEmbeddings(b, CountingEncoder(), cache_dir=tmp_path).done.any()
 
 
-def test_default_cache_beside_saved_store(tmp_path):
+def test_default_cache_in_the_user_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAVLM_CACHE", str(tmp_path / "c"))
     kg = make_kg(["apple", "pear"])
-    kg.save(tmp_path / "kg")
-    kg = KnowledgeGraph.load(tmp_path / "kg")
-    ne = NodeEmbeddings(kg, CountingEncoder())
-    assert ne.cache_dir == tmp_path / "kg" / "cache"
+    enc = TextEncoder.__new__(TextEncoder)  # a packaged-encoder stand-in: the default cache applies
+    enc.name, enc.dim = "fake", 8
+    enc.encode = CountingEncoder().encode
+    ne = NodeEmbeddings(kg, enc)
+    assert ne.cache_dir == tmp_path / "c" / "emb"
     ne.compute_all(progress=False)
-    assert list((tmp_path / "kg" / "cache").glob("node-emb-fake-*.npy"))
-    KnowledgeGraph.load(tmp_path / "kg")  # the store still loads with the cache inside
-    # an in-memory store has no default cache location
-    assert NodeEmbeddings(make_kg(["a", "b"]), CountingEncoder()).cache_dir is None
+    full = list((tmp_path / "c" / "emb").glob("node-emb-fake-*-float16.npy"))
+    assert len(full) == 1
+    again = NodeEmbeddings(kg, enc)
+    assert again.complete and isinstance(again.vectors, np.memmap) and not again.vectors.flags.writeable
+    np.testing.assert_array_equal(again.get(np.array([0, 1])), ne.get(np.array([0, 1])))
+    # a test double of another kind has no stable identity: memory only
+    assert NodeEmbeddings(kg, CountingEncoder()).cache_dir is None
+    monkeypatch.setenv("RAVLM_CACHE", "off")
+    assert NodeEmbeddings(kg, enc).cache_dir is None
+
+
+def test_xdg_cache_home_is_honoured(tmp_path, monkeypatch):
+    from ravlm_graph.utils.cache import cache_root
+
+    monkeypatch.delenv("RAVLM_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "ravlm-graph"
+
+
+def test_partial_caches_of_two_processes_merge(tmp_path):
+    kg = make_kg(["apple", "ice_cream", "knife"])
+    a = NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path)
+    b = NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path)  # opened before a wrote anything
+    a.get(np.array([0]))
+    b.get(np.array([2]))
+    c = NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path)
+    assert c.done.tolist() == [True, False, True]  # b's save kept a's row
+    c.get(np.array([1]))
+    assert list(tmp_path.glob("*.npy")) and not list(tmp_path.glob("*.part.npz"))  # complete: one mapped file
+
+
+def test_question_vectors_are_cached(tmp_path):
+    kg = make_kg(["apple", "pear"])
+    enc = CountingEncoder()
+    ne = NodeEmbeddings(kg, enc, cache_dir=tmp_path)
+    v = ne.encode_texts(["What is red?", "What is green?"])
+    assert enc.seen == ["What is red?", "What is green?"] and v.shape == (2, 8)
+    enc2 = CountingEncoder()
+    v2 = NodeEmbeddings(kg, enc2, cache_dir=tmp_path).encode_texts(["What is green?", "new"])
+    assert enc2.seen == ["new"]
+    np.testing.assert_array_equal(v2[0], v[1])
 
 
 def test_damaged_cache_is_recomputed(tmp_path):
     kg = make_kg(["apple", "pear"])
     ne = NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path)
     ne.compute_all(progress=False)
-    for f in tmp_path.glob("*.npy"):
+    files = list(tmp_path.glob("*.npy"))
+    assert files
+    for f in files:
         f.write_bytes(b"garbage")
     assert not NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path).done.any()
 

@@ -24,8 +24,9 @@ def register(sub) -> None:
     bb.add_argument("--data", default=None, help="a benchmark folder built by `ravlm data build`")
     bb.add_argument("--given-entities", action="store_true", help="use annotated objects instead of the detector")
     bb.add_argument("--limit", type=int, default=None)
-    bb.add_argument("--kg-cache", default="stores", help="where the bundled KG and node embeddings are cached")
-    bb.add_argument("--budgets", type=int, nargs="*", default=None,
+    bb.add_argument("--kg-cache", default=None,
+                    help="where the bundled KG is built (default: the user cache folder, or $RAVLM_CACHE)")
+    bb.add_argument("--budgets", nargs="+", default=None, metavar="N|none",
                     help=BUDGETS_HELP)
     _decoding_args(bb)
     ab = bb.add_argument_group("ablations (--ablate: train and evaluate one recipe with several fusions)")
@@ -45,8 +46,9 @@ def register(sub) -> None:
     bf.add_argument("--kg", default=None, help="store folder to use instead of the engine's KG")
     bf.add_argument("--out", required=True)
     bf.add_argument("--limit", type=int, default=None)
-    bf.add_argument("--kg-cache", default="stores", help="where the bundled KG and node embeddings are cached")
-    bf.add_argument("--budgets", type=int, nargs="*", default=None,
+    bf.add_argument("--kg-cache", default=None,
+                    help="where the bundled KG is built (default: the user cache folder, or $RAVLM_CACHE)")
+    bf.add_argument("--budgets", nargs="+", default=None, metavar="N|none",
                     help=BUDGETS_HELP)
     _decoding_args(bf)
     bf.set_defaults(func=_bench_fvqa)
@@ -92,12 +94,19 @@ def _bench_fvqa(args) -> int:
     return 0
 
 
-def _budgets(args):
+def _budgets(args) -> tuple[int, ...]:
+    """``--budgets``: None -> the default curve; ``none`` -> () (skip the curve); else positive ints."""
     if args.budgets is None:
         return DEFAULT_BUDGETS
-    if any(b < 1 for b in args.budgets):
-        raise SystemExit(f"--budgets: expected positive node counts, found {args.budgets}")
-    return tuple(args.budgets)
+    if [b.lower() for b in args.budgets] == ["none"]:
+        return ()
+    try:
+        out = tuple(int(b) for b in args.budgets)
+    except ValueError:
+        out = ()
+    if not out or any(b < 1 for b in out):
+        raise ValueError(f"--budgets: expected positive node counts or 'none', found {' '.join(args.budgets)}")
+    return out
 
 
 def _ablate(args) -> int:

@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
                         help="variants to train (default: no_kg kg)")
     parser.add_argument("--kg", default="bundled:cn100k", help="bundled:cn100k[+fvqa] or a store folder")
-    parser.add_argument("--kg-cache", default="stores", help="folder for the bundled stores (default stores)")
+    parser.add_argument("--kg-cache", default=None, help="folder for the bundled stores (default: the user cache folder)")
     parser.add_argument("--limit", type=int, default=None, help="use the first N training questions")
     parser.add_argument("--dev-limit", type=int, default=None, help="use the first N dev questions")
     parser.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")

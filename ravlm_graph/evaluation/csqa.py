@@ -260,7 +260,7 @@ def _markdown(results: dict) -> str:
 
 
 def run_csqa(train_path: str | os.PathLike, dev_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-             kg: "str | KnowledgeGraph" = "bundled:cn100k", kg_cache: str | os.PathLike | None = "stores",
+             kg: "str | KnowledgeGraph" = "bundled:cn100k", kg_cache: str | os.PathLike | None = None,
              variants: Sequence[str] = VARIANTS, epochs: int | None = None, limit: int | None = None,
              dev_limit: int | None = None, seed: int | None = None, config: CSQAConfig | None = None,
              encoder=None, node_cache_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
@@ -272,7 +272,7 @@ def run_csqa(train_path: str | os.PathLike, dev_path: str | os.PathLike, out_dir
             ``predictions_<variant>.jsonl``.
         kg: engine spec (``bundled:cn100k``, a store folder) or a loaded store; only
             opened when the ``kg`` variant runs.
-        kg_cache: folder for the bundled stores (default ``stores``).
+        kg_cache: folder for the bundled stores (default: the user cache folder).
         variants: some of :data:`VARIANTS`.
         epochs, seed: override ``config``'s (None: keep them; the default seed is 0).
         limit: use only the first ``limit`` training questions; dev_limit: the first

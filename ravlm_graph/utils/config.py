@@ -70,7 +70,7 @@ class Config:
             return cls(**kwargs)
         except ValueError as e:
             if where and not str(e).startswith(where):
-                raise ValueError(f"{where}: {e}") from e
+                raise type(e)(f"{where}: {e}") from e  # the same kind of error, with its source
             raise
 
     def replace(self: C, **changes: Any) -> C:

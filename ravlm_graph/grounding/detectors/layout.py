@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ravlm_graph.grounding.detectors.base import ImageEntityDetector
+from ravlm_graph.grounding.detectors.features import FeatureTagger, FeatureTaggerConfig, is_feature_tagger_folder
 from ravlm_graph.grounding.detectors.tagger import TaggerConfig, TrainableTagger
 from ravlm_graph.grounding.images import load_image
 from ravlm_graph.types import Entity
@@ -63,7 +64,8 @@ class LayoutCellDetector(ImageEntityDetector):
     """Detect objects by classifying the cells of candidate layouts.
 
     Args:
-        tagger (TrainableTagger): a crop classifier whose vocabulary includes ``__none__``.
+        tagger (TrainableTagger or FeatureTagger): a crop classifier whose vocabulary includes
+            ``__none__`` (trained from scratch, or a head on frozen pretrained features).
         layouts (list[tuple[str, ...]]): candidate layouts (slot names); default: the built-in ones.
         min_score (float): cells whose best concept scores below this are dropped (default 0.2).
     """
@@ -127,13 +129,19 @@ class LayoutCellDetector(ImageEntityDetector):
     def train(cls, scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequence[float]]]]], concepts: Sequence[str], *,
               epochs: int = 8, negatives_per_scene: int = 2, seed: int = 0, image_size: int = 48,
               channels: Sequence[int] = (32, 64, 128), progress: bool = True, jitter: bool = True,
-              batch_size: int = 64, lr: float = 2e-3) -> "LayoutCellDetector":
+              batch_size: int = 64, lr: float = 2e-3, features: str | None = None, feature_size: int = 128,
+              hidden: int = 256) -> "LayoutCellDetector":
         """Train on scenes given as ``(image, [(concept, box), ...])``.
 
         Every cell of the scene's own layout is a positive crop; ``negatives_per_scene``
         cells of other layouts are added with the label :func:`cell_label` gives them.
         With ``jitter``, each crop gets a random colour change (brightness, contrast,
         saturation, hue rotation), for robustness to other drawing styles.
+
+        ``features`` names a frozen pretrained backbone (``"efficientnet_lite0"``): the crops
+        are then read once through it (at ``feature_size`` pixels) and only a head with
+        ``hidden`` units is trained (:class:`FeatureTagger`), instead of a CNN from scratch
+        (``image_size`` and ``channels`` are then unused).
         """
         rng = random.Random(seed)
         layouts = default_layouts()
@@ -165,8 +173,12 @@ class LayoutCellDetector(ImageEntityDetector):
         labels = [[l if l in vocab else NONE for l in ls] for ls in labels]
         # One label per crop: a softmax over concepts + __none__ learns much faster than
         # 370 independent sigmoids (whose loss is near its minimum by predicting nothing).
-        tagger = TrainableTagger(TaggerConfig(concepts=vocab, image_size=image_size, channels=tuple(channels),
-                                              threshold=0.3, exclusive=True), seed=seed)
+        if features is not None:
+            tagger = FeatureTagger(FeatureTaggerConfig(concepts=vocab, backbone=features, input_size=feature_size,
+                                                       hidden=hidden, threshold=0.3, exclusive=True), seed=seed)
+        else:
+            tagger = TrainableTagger(TaggerConfig(concepts=vocab, image_size=image_size, channels=tuple(channels),
+                                                  threshold=0.3, exclusive=True), seed=seed)
         res = tagger.fit(crops, labels, epochs=epochs, seed=seed, progress=progress, batch_size=batch_size, lr=lr)
         log.info("LayoutCellDetector.train: %d crops, %d concepts, loss %.4f -> %.4f in %.0f s", len(crops),
                  len(vocab) - 1, res.losses[0], res.losses[-1], res.seconds)
@@ -190,7 +202,9 @@ class LayoutCellDetector(ImageEntityDetector):
             meta = json.loads(p.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"{p}: not valid JSON ({e})") from e
-        return cls(TrainableTagger.from_pretrained(path), meta.get("layouts"), float(meta.get("min_score", 0.2)))
+        tagger = FeatureTagger.from_pretrained(path) if is_feature_tagger_folder(path) else \
+            TrainableTagger.from_pretrained(path)
+        return cls(tagger, meta.get("layouts"), float(meta.get("min_score", 0.2)))
 
 
 def _jitter(im, rng: random.Random):

@@ -32,7 +32,7 @@ from ravlm_graph.utils.checkpoint import (WEIGHTS_NAME, CheckpointError, atomic_
                                          read_weights, write_checkpoint_files)
 from ravlm_graph.models.knowledge_vqa.configuration import (FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN,
                                                             KnowledgeVQAConfig, NUM_ORIGINS)
-from ravlm_graph.retrieval.embeddings import minilm_path
+from ravlm_graph.retrieval.embeddings import minilm_path, quiet_loading
 from ravlm_graph.nn.fusion import FusionConfig, GraphInputs, GraphTokens, TrunkInputs, build_fusion
 from ravlm_graph.nn.fusion.graph_tokens import inject_graph_tokens
 from ravlm_graph.nn.fusion.pointer import CopyGate, PointerHead
@@ -114,8 +114,9 @@ def load_text_backbone(spec: str):
     check_no_pickles(path, "text backbone")
     if not (Path(path) / WEIGHTS_NAME).is_file():
         raise CheckpointError(f"text_backbone: {path}: expected the weights as {WEIGHTS_NAME} (safetensors)")
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
+    with quiet_loading():  # no per-call "Loading weights" bar for a local load
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
     return tok, model
 
 
