@@ -22,6 +22,7 @@ from importlib import resources
 from ravlm_graph.datasets import load_builtin
 from ravlm_graph.engine import KnowledgeVQA
 from ravlm_graph.evaluation.bench import run_split
+from ravlm_graph.explore import draw_entities
 
 
 class _Progress:
@@ -165,6 +166,59 @@ def section_answers(work: Path, n_eval: int, p: _Progress) -> None:
         print(full.read_text())
 
 
+#: Real photos shipped in ravlm_graph/data/photos with a question each (the last one shows no object).
+PHOTO_QUESTIONS = (
+    ("chelsea.jpg", "What can the animal in the picture do?"),
+    ("coffee.jpg", "Which object in this image is used for drinking?"),
+    ("camera.jpg", "What is the object on the three legs used for?"),
+    ("grace_hopper.jpg", "Where can the thing the person wears around the neck be found?"),
+    ("grass.jpg", "What can the animal in the picture do?"),
+)
+
+
+def section_photos(work: Path, p: _Progress) -> None:
+    """Real photos answered by the photo engine: a trained model with the photo detector."""
+    p.h("6. Real photos: the photo engine (the photo detector's COCO boxes + ImageNet tags)")
+    folder = _engine_dir("engine_photo")
+    if not (folder / "engine.json").exists():
+        print("the photo engine is missing: see README, 'Real photos' (ravlm export ENGINE --detector photo)")
+        return
+    try:
+        t = time.perf_counter()
+        engine = KnowledgeVQA.from_pretrained(folder, kg_cache=work)
+        engine.detector.load()
+    except ImportError as e:
+        print(f"photo engine skipped: {e}")
+        return
+    p.step(f"loaded {folder.name} ({engine.detector!r}) in {time.perf_counter() - t:.1f} s")
+    photos = Path(str(resources.files("ravlm_graph") / "data" / "photos"))
+    for name, question in PHOTO_QUESTIONS:
+        a = engine.answer(photos / name, question)
+        print(f"\n[{name}]  Q: {question}")
+        seen = [e for e in a.entities if e.origin == "image"]
+        print("seen: " + (", ".join(f"{e.concept.replace('_', ' ')} ({e.score:.2f}"
+                                    f"{', box ' + ','.join(str(round(v)) for v in e.box) if e.box else ''})"
+                                    for e in seen) or "nothing"))
+        print(f"A: {a.answer.replace('_', ' ')}  (p={a.score:.2f})")
+        for f in a.facts[:3]:
+            print(f"  fact: {f}")
+        for n in a.notes:
+            print(f"  note: {n}")
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            ax = draw_entities(photos / name, seen)
+            out = work / f"photo-{Path(name).stem}.png"
+            ax.figure.savefig(out, dpi=100, bbox_inches="tight")
+            plt.close(ax.figure)
+            print(f"  drawn: {out}")
+        except ImportError:
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ravlm_graph.demo", description=__doc__)
     ap.add_argument("--work", default="demo_output", help="folder for the demo's stores and outputs")
@@ -183,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         section_queries(kg, p)
         section_subgraph(kg, work, p)
     section_answers(work, args.eval, p)
+    section_photos(work, p)
     p.h(f"done in {time.perf_counter() - t0:.1f} s; outputs in {work}/")
     return 0
 

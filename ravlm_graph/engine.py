@@ -3,8 +3,16 @@
 An engine folder holds everything needed to answer::
 
     config.json, model.safetensors   the model (see :mod:`ravlm_graph.models.knowledge_vqa`)
-    engine.json                      which KG, retrieval settings, node budget
-    detector/                        the image entity detector (optional)
+    engine.json                      which KG, retrieval settings, node budget, detector
+    detector/                        a trained image entity detector's folder (optional)
+
+``engine.json``'s ``detector`` names a kind of the detector registry
+(:data:`~ravlm_graph.grounding.detectors.DETECTORS`) with its saved folder and/or settings::
+
+    "detector": {"kind": "photo", "settings": {"box_threshold": 0.4}}
+    "detector": {"kind": "layout_cells", "path": "detector"}
+
+A plain string (engines saved before kinds were named) is a layout-cell detector's folder.
 
 The KG is named in ``engine.json``: ``"bundled:cn100k"``, ``"bundled:cn100k+fvqa"`` or a
 store folder; ``from_pretrained(path, kg=...)`` can point it elsewhere.
@@ -22,13 +30,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ravlm_graph.utils.checkpoint import CheckpointError
+from ravlm_graph.utils.english import Realiser, kg_purposes
 from ravlm_graph.types import Entity
 from ravlm_graph.kg import open_kg
 from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder
 from ravlm_graph.retrieval.config import RetrievalConfig
 from ravlm_graph.models.knowledge_vqa.modeling import KnowledgeVQAModel
 from ravlm_graph.retrieval.retriever import SubgraphRetriever
-from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
+from ravlm_graph.grounding.detectors import DETECTORS, build_detector, detector_kind
 from ravlm_graph.grounding.images import load_image
 from ravlm_graph.grounding.config import GroundingConfig
 from ravlm_graph.grounding.spatial import refer_entities
@@ -54,7 +63,10 @@ class EngineConfig:
         kg (str): ``bundled:cn100k``, ``bundled:cn100k+fvqa`` or a store folder.
         retrieval (dict): :class:`~ravlm_graph.config.RetrievalConfig` fields.
         budget (int): subgraph node budget per question.
-        detector (str | None): detector subfolder, or None (entities must be given).
+        detector (dict | str | None): the image detector: ``{"kind": K, "path": folder,
+            "settings": {...}}`` (kind from the detector registry; ``path``, a subfolder, for
+            trained detectors; ``settings`` for detectors built from settings); a plain string
+            is a layout-cell detector's subfolder (engines saved before); None: entities must be given.
         dataset (str): what the model was trained on (for the record).
         box_missing (str | None): what the model reads for an image entity given without
             a box or position: ``"whole_image"`` (a box over the whole image) or ``"none"``
@@ -66,7 +78,7 @@ class EngineConfig:
     kg: str = "bundled:cn100k+fvqa"
     retrieval: dict = field(default_factory=dict)
     budget: int = 64
-    detector: str | None = "detector"
+    detector: dict | str | None = "detector"
     dataset: str = "builtin"
     box_missing: str | None = None
     format_version: int = ENGINE_FORMAT_VERSION
@@ -87,7 +99,44 @@ class EngineConfig:
         if cfg.format_version != ENGINE_FORMAT_VERSION:
             raise CheckpointError(f"{where}: engine format version {cfg.format_version!r}; this version reads "
                                   f"{ENGINE_FORMAT_VERSION}")
+        detector_spec(cfg.detector, where)  # checked now, not at first use
         return cfg
+
+    def detector_spec(self) -> dict | None:
+        """The detector entry as ``{"kind", "path", "settings"}`` (None: no detector)."""
+        return detector_spec(self.detector)
+
+
+_SPEC_KEYS = ("kind", "path", "settings")
+
+
+def detector_spec(value: Any, where: str = ENGINE_FILE) -> dict | None:
+    """``engine.json``'s detector entry as ``{"kind", "path", "settings"}``.
+
+    A plain string is the folder of a layout-cell detector (engines saved before kinds were
+    named); None means no detector.
+
+    Raises:
+        CheckpointError: an entry of another shape, an unknown kind, or fields of the wrong type.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return {"kind": "layout_cells", "path": value, "settings": {}}
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{where}: detector: expected null, a folder name or an object with "
+                              f"{list(_SPEC_KEYS)}, found {type(value).__name__}")
+    unknown = sorted(set(value) - set(_SPEC_KEYS))
+    if unknown:
+        raise CheckpointError(f"{where}: detector: unknown fields {unknown}; expected some of {list(_SPEC_KEYS)}")
+    kind, path, settings = value.get("kind"), value.get("path"), value.get("settings") or {}
+    if kind not in DETECTORS:
+        raise CheckpointError(f"{where}: detector.kind: expected one of {DETECTORS.names()}, found {kind!r}")
+    if path is not None and (not isinstance(path, str) or not path):
+        raise CheckpointError(f"{where}: detector.path: expected a subfolder name, found {path!r}")
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"{where}: detector.settings: expected an object, found {type(settings).__name__}")
+    return {"kind": kind, "path": path, "settings": dict(settings)}
 
 
 @dataclass
@@ -106,7 +155,8 @@ class Answer:
         timings: seconds per stage.
         notes: what was noticed about the input (a question that does not look English,
             an entity name mapped to another concept or unknown to the graph); each was
-            also given as an :class:`InputWarning`.
+            also given as an :class:`InputWarning`; and when the detector found no object in
+            the image, why (so that the answer is seen to rest on the question alone).
         references: the question's spatial references and what they selected
             (``"the thing on the left -> bank"``); the selected image entities have
             ``referred=True``.
@@ -151,6 +201,7 @@ class Answer:
             "copy_prob": round(self.copy_prob, 4),
             "graph_attributions": [[c, round(w, 4)] for c, w in self.graph_attributions],
             "timings_ms": {k: round(1000 * v, 2) for k, v in self.timings.items()},
+            "notes": list(self.notes),
         }
 
     def __str__(self) -> str:
@@ -170,6 +221,8 @@ class Answer:
         lines.append(f"subgraph: {self.subgraph_size} nodes")
         for f in self.facts[:6]:
             lines.append(f"  - {f}")
+        for n in self.notes:
+            lines.append(f"note: {n}")
         return "\n".join(lines)
 
 
@@ -185,6 +238,8 @@ class KnowledgeVQA:
         self.kg = kg
         self.retriever = retriever
         self.detector = detector
+        # Evidence in English; compound names read with the KG's help ("parking lot").
+        self.realiser = Realiser(kg_purposes(kg) if kg is not None else None)
 
         if isinstance(model, KnowledgeGenerator):
             self.features = GenerativeFeatureBuilder(model, retriever if model.config.uses_graph else None,
@@ -199,14 +254,16 @@ class KnowledgeVQA:
         return isinstance(self.model, KnowledgeGenerator)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, kg=None, detector: bool = True,
+    def from_pretrained(cls, path: str | os.PathLike, kg=None, detector: bool | str = True,
                         kg_cache: str | os.PathLike | None = None) -> "KnowledgeVQA":
         """Load an engine folder.
 
         Args:
             path: the folder (``config.json``, ``model.safetensors``, ``engine.json``, ``detector/``).
             kg: a loaded KnowledgeGraph or a store folder to use instead of ``engine.json``'s.
-            detector: load the image detector (False: entities must be passed to :meth:`answer`).
+            detector: load the image detector that ``engine.json`` names (False: entities must be
+                passed to :meth:`answer`); a detector kind (``"photo"``) uses that kind instead —
+                with the engine's settings or folder when it names the same kind, else its defaults.
             kg_cache: folder where a bundled KG is built once and its node embeddings are
                 cached (None: built in memory, about a second, embeddings not kept).
 
@@ -240,12 +297,20 @@ class KnowledgeVQA:
                                       f"{model.config.num_relations}")
             retriever = SubgraphRetriever(kg, RetrievalConfig.from_dict(ecfg.retrieval) if ecfg.retrieval else None)
         det = None
-        if detector and ecfg.detector:
-
-            dp = path / ecfg.detector
-            if not dp.exists():
-                raise CheckpointError(f"{path}: engine.json names detector folder {ecfg.detector!r}, which is missing")
-            det = LayoutCellDetector.from_pretrained(dp)
+        spec = ecfg.detector_spec()
+        if isinstance(detector, str):
+            if detector not in DETECTORS:
+                raise ValueError(f"detector: expected one of {DETECTORS.names()}, found {detector!r}")
+            if spec is None or spec["kind"] != detector:
+                spec = {"kind": detector, "path": None, "settings": {}}
+                ecfg.detector = {"kind": detector}
+        if detector and spec is not None:
+            dp = None
+            if spec["path"] is not None:
+                dp = path / spec["path"]
+                if not dp.exists():
+                    raise CheckpointError(f"{path}: engine.json names detector folder {spec['path']!r}, which is missing")
+            det = build_detector(spec["kind"], path=dp, settings=spec["settings"], kg=kg)
         return cls(model, ecfg, kg=kg, retriever=retriever, detector=det)
 
     def save_pretrained(self, path: str | os.PathLike, dtype=None) -> Path:
@@ -253,7 +318,14 @@ class KnowledgeVQA:
         path = Path(path)
         self.model.save_pretrained(path, dtype=dtype)
         if self.detector is not None:
-            self.detector.save_pretrained(path / (self.config.detector or "detector"))
+            kind = detector_kind(self.detector)
+            old = self.config.detector_spec()
+            if getattr(self.detector, "save_pretrained", None) is not None:  # a trained detector: its folder
+                folder = (old or {}).get("path") or "detector"
+                self.detector.save_pretrained(path / folder)
+                self.config.detector = {"kind": kind, "path": folder}
+            else:  # a detector built from settings: they go into engine.json
+                self.config.detector = {"kind": kind, "settings": self.detector.engine_settings()}
         else:
             self.config.detector = None
         (path / ENGINE_FILE).write_text(json.dumps(self.config.to_dict(), indent=1), encoding="utf-8")
@@ -292,10 +364,6 @@ class KnowledgeVQA:
         look English and a reference that selects nothing give an :class:`InputWarning`
         and a line in ``Answer.notes``.
 
-        A generative engine (Hugging Face backbone) writes its answer as text: greedy, or beam
-        search with ``num_beams`` > 1, at most ``max_new_tokens`` (defaults from its config);
-        the pointer model ignores both.
-
         Raises:
             ValueError: batches of different lengths, an empty question, a question longer
                 than the model's context, an image that cannot be read, an empty or
@@ -323,8 +391,17 @@ class KnowledgeVQA:
         imgs = [load_image(im) for im in images]
         t["load"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        if specs is None:
-            ents = self.detect(imgs) if self.detector is not None else [[] for _ in imgs]
+        if specs is None and self.detector is not None:
+            found = self.detector.detect_explained(imgs)
+            ents = [list(e) for e, _ in found]
+            for i, (_, why) in enumerate(found):
+                if why:
+                    notes[i].append(why)
+        elif specs is None:
+            ents = [[] for _ in imgs]
+            for ns in notes:
+                ns.append("this engine has no image detector and no entities were given: the answer rests on the "
+                          "question alone")
         else:
             ents = []
             for i, (sp, im) in enumerate(zip(specs, imgs)):
@@ -375,7 +452,8 @@ class KnowledgeVQA:
                 known = {(e.concept, e.origin) for e in all_ents}
                 all_ents += [e for e in getattr(ex.subgraph, "entities", []) if (e.concept, e.origin) not in known]
             answers.append(Answer(question=questions[b], answer=best, score=float(p), candidates=ranked[:top_k],
-                                  entities=all_ents, subgraph=ex.subgraph, facts=_reasoning_facts(ex.subgraph, best),
+                                  entities=all_ents, subgraph=ex.subgraph,
+                                  facts=_reasoning_facts(ex.subgraph, best, self.realiser),
                                   copy_prob=float(out.copy_prob[b]), graph_attributions=attributions, timings=per,
                                   references=refs[b], notes=notes[b], answer_nodes=answer_nodes(best, ex.subgraph)))
         return answers
@@ -401,7 +479,7 @@ class KnowledgeVQA:
             answers.append(Answer(question=q, answer=g["text"], score=g["score"],
                                   candidates=[(g["text"], g["score"] if g["score"] is not None else 1.0)],
                                   entities=all_ents, subgraph=ex.subgraph,
-                                  facts=_reasoning_facts(ex.subgraph, nodes[0] if nodes else g["text"]),
+                                  facts=_reasoning_facts(ex.subgraph, nodes[0] if nodes else g["text"], self.realiser),
                                   copy_prob=float(g["copy_prob"]), graph_attributions=[(n, 1.0) for n in nodes],
                                   timings=per, answer_nodes=nodes, generated=True,
                                   references=refs[b], notes=notes[b]))
@@ -436,7 +514,7 @@ class KnowledgeVQA:
         ents = self.detect([im])[0]
         if not ents:
             return {"text": "I see nothing I can name.", "entities": [], "facts": []}
-        names = [e.concept.replace("_", " ") for e in ents]
+        names = [self.realiser.name(e.concept) for e in ents]
         text = "I see " + _join([_a(n) for n in names]) + "."
         facts: list[str] = []
         if self.kg is not None:
@@ -447,7 +525,7 @@ class KnowledgeVQA:
                     if e.concept in self.kg else []
                 rows.sort(key=lambda r: -r.weight)
                 for r in rows[:max(1, max_facts // len(ents))]:
-                    facts.append(Fact(e.concept, r.relation, r.concept).verbalize())
+                    facts.append(Fact(e.concept, r.relation, r.concept).verbalize(self.realiser))
         if facts:
             text += " " + " ".join(f[0].upper() + f[1:] + "." for f in facts)
         return {"text": text, "entities": ents, "facts": facts}
@@ -514,19 +592,22 @@ def answer_nodes(answer: str, subgraph) -> list[str]:
     return exact + inside
 
 
-def _reasoning_facts(sg, answer: str, max_paths: int = 3, extra: int = 3) -> list[str]:
+def _reasoning_facts(sg, answer: str, realiser: Realiser | None = None, max_paths: int = 3,
+                     extra: int = 3) -> list[str]:
+    """Evidence sentences: the paths from the seeds to the answer, then the most relevant
+    facts of the subgraph, each once, in English (ConceptNet's surface text where kept)."""
     if sg is None or sg.is_empty:
         return []
     facts: list[str] = []
     try:
         for p in sg.paths(answer, max_len=2, max_paths=max_paths):
             for f in p.facts:
-                s = f.verbalize()
+                s = f.verbalize(realiser)
                 if s not in facts:
                     facts.append(s)
     except KeyError:
         pass
-    for s in sg.verbalize(max_facts=extra + len(facts)):
+    for s in sg.verbalize(max_facts=extra + len(facts), realiser=realiser):
         if len(facts) >= max_paths + extra:
             break
         if s not in facts:

@@ -524,14 +524,18 @@ def draw_entities(image: Any, entities: Iterable[Any], ax=None, *, color: str = 
         _, ax = plt.subplots(figsize=(4, 4))
     ax.imshow(im)
     unboxed = []
+    labels_at: Counter = Counter()  # labels already drawn at a box corner: the next one goes below them
     for e in entities:
         if e.box is None:
             unboxed.append(e.concept)
             continue
         x0, y0, x1, y1 = e.box
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=1.5))
-        ax.text(x0 + 1, y0 + 1, f"{display_name(e.concept, None)} ({e.score:.2f})", color="white", fontsize=font_size,
-                va="top", bbox={"facecolor": color, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
+        k = labels_at[(round(x0), round(y0))]
+        labels_at[(round(x0), round(y0))] += 1
+        ax.annotate(f"{display_name(e.concept, None)} ({e.score:.2f})", (x0, y0), xytext=(2, -2 - k * 1.8 * font_size),
+                    textcoords="offset points", color="white", fontsize=font_size, va="top",
+                    bbox={"facecolor": color, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
     ax.set_axis_off()
     if unboxed:
         ax.set_title("also: " + ", ".join(display_name(c, None) for c in unboxed), fontsize=font_size)

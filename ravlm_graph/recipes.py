@@ -29,6 +29,7 @@ from pathlib import Path
 from ravlm_graph.grounding.layouts import layout_cells
 from ravlm_graph.types import Entity
 from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
+from ravlm_graph.training.detectors import train_layout_detector
 from ravlm_graph.datasets.builtin import default_emoji_root
 from ravlm_graph.datasets.scenes import synthetic_scenes
 from ravlm_graph.datasets import BuiltinRecord
@@ -111,13 +112,14 @@ def train_detector(records, cfg: dict, seed: int):
 
         scenes += list(synthetic_scenes(sorted(pool), extra, emoji_root or default_emoji_root(), seed=seed + 1))
     concepts = sorted({c for _, objs in scenes for c, _ in objs})
-    kw = {k: cfg[k] for k in ("epochs", "image_size", "negatives_per_scene", "batch_size", "lr") if k in cfg}
+    kw = {k: cfg[k] for k in ("epochs", "image_size", "negatives_per_scene", "batch_size", "lr", "features",
+                              "feature_size", "hidden") if k in cfg}
     if "channels" in cfg:
         kw["channels"] = tuple(cfg["channels"])
     kw.setdefault("image_size", 32)
     kw.setdefault("channels", (32, 64, 96))
     kw.setdefault("negatives_per_scene", 1)
-    return LayoutCellDetector.train(scenes, concepts, seed=seed, **kw)
+    return train_layout_detector(scenes, concepts, seed=seed, **kw)
 
 
 def record_image(record):

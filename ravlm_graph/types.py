@@ -22,62 +22,12 @@ from typing import Any, Mapping, Optional, Tuple
 
 from kg_ingest.relations import CONCEPTNET_RELATIONS
 from kg_ingest.store import normalize_concept as _normalize_term
+from ravlm_graph.utils.english import Realiser
 
 logger = logging.getLogger(__name__)
 
 _RELATION_BY_KEY = {r.lower(): r for r in CONCEPTNET_RELATIONS}
 
-# Verbalisation templates: {h} and {t} are the head and tail with underscores as spaces,
-# {a} the indefinite article for the tail ("a"/"an" by its first letter).
-_TEMPLATES: dict[str, str] = {
-    "RelatedTo": "{h} is related to {t}",
-    "FormOf": "{h} is a form of {t}",
-    "IsA": "{h} is {a} {t}",
-    "PartOf": "{h} is part of {t}",
-    "HasA": "{h} has {t}",
-    "UsedFor": "{h} is used for {t}",
-    "CapableOf": "{h} can {t}",
-    "AtLocation": "{h} can be found at {t}",
-    "Causes": "{h} causes {t}",
-    "HasSubevent": "{h} involves {t}",
-    "HasFirstSubevent": "{h} starts with {t}",
-    "HasLastSubevent": "{h} ends with {t}",
-    "HasPrerequisite": "{h} requires {t}",
-    "HasProperty": "{h} is {t}",
-    "MotivatedByGoal": "{h} is motivated by {t}",
-    "ObstructedBy": "{h} is obstructed by {t}",
-    "Desires": "{h} wants {t}",
-    "CreatedBy": "{h} is created by {t}",
-    "Synonym": "{h} means the same as {t}",
-    "Antonym": "{h} is the opposite of {t}",
-    "DistinctFrom": "{h} is distinct from {t}",
-    "DerivedFrom": "{h} is derived from {t}",
-    "SymbolOf": "{h} is a symbol of {t}",
-    "DefinedAs": "{h} is defined as {t}",
-    "MannerOf": "{h} is a way to {t}",
-    "LocatedNear": "{h} is located near {t}",
-    "HasContext": "{h} is used in the context of {t}",
-    "SimilarTo": "{h} is similar to {t}",
-    "EtymologicallyRelatedTo": "{h} is etymologically related to {t}",
-    "EtymologicallyDerivedFrom": "{h} is etymologically derived from {t}",
-    "CausesDesire": "{h} makes you want {t}",
-    "MadeOf": "{h} is made of {t}",
-    "ReceivesAction": "{h} can be {t}",
-    "InstanceOf": "{h} is an instance of {t}",
-    "Entails": "{h} entails {t}",
-    "NotDesires": "{h} does not want {t}",
-    "NotUsedFor": "{h} is not used for {t}",
-    "NotCapableOf": "{h} cannot {t}",
-    "NotHasProperty": "{h} is not {t}",
-    "NotIsA": "{h} is not {a} {t}",
-    "NotHasA": "{h} does not have {t}",
-    "NotMadeOf": "{h} is not made of {t}",
-    "NotPartOf": "{h} is not part of {t}",
-}
-
-# Comparative relations (WebChild facts of FVQA): MoreBig, LessNatural, ...
-_COMPARATIVE = re.compile(r"^(More|Less)([A-Z][A-Za-z]*)$")
-_CAMEL_WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z]|$)|[A-Z]?[a-z]+|[0-9]+")
 _CONCEPT_URI = re.compile(r"^/c/[a-z]{2,3}/")
 
 
@@ -114,10 +64,6 @@ def normalize_concept(text: str) -> str:
     return _normalize_term(s.replace("_", " "))
 
 
-def _concept_words(name: str) -> str:
-    return " ".join(w for w in name.replace("_", " ").split())
-
-
 @dataclass(frozen=True)
 class Fact:
     """A knowledge triple ``(head, relation, tail)`` over ConceptNet-style concepts.
@@ -128,12 +74,15 @@ class Fact:
         tail: tail concept, e.g. ``"eat"``.
         source: where the fact comes from (``"conceptnet"``, ``"dbpedia"``, ``"webchild"``);
             informative only, not part of equality or hashing.
+        surface: ConceptNet's ``surfaceText`` of the edge (``"[[a knife]] is used for
+            [[cutting]]"``) when the store kept it; not part of equality or hashing.
     """
 
     head: str
     relation: str
     tail: str
     source: str | None = field(default=None, compare=False)
+    surface: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("head", "relation", "tail"):
@@ -141,28 +90,23 @@ class Fact:
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"Fact: expected a non-empty string for {name}, found {value!r}")
 
-    def verbalize(self) -> str:
-        """A short English sentence, e.g. ``Fact("apple", "UsedFor", "eat")`` ->
-        ``"apple is used for eat"``. Underscores in concept names print as spaces;
-        relations without a template are written as their split CamelCase words."""
-        h, t = _concept_words(self.head), _concept_words(self.tail)
-        template = _TEMPLATES.get(self.relation)
-        if template is not None:
-            return template.format(h=h, t=t, a="an" if t[:1].lower() in "aeiou" else "a")
-        m = _COMPARATIVE.match(self.relation)
-        if m:
-            return f"{h} is {m.group(1).lower()} {_concept_words(_split_camel(m.group(2)))} than {t}"
-        rel = self.relation[3:] if self.relation.startswith("/r/") else self.relation
-        return f"{h} {_split_camel(rel).replace('_', ' ')} {t}"
+    def verbalize(self, realiser: Realiser | None = None) -> str:
+        """An English sentence (:class:`~ravlm_graph.utils.english.Realiser`), e.g.
+        ``Fact("knife", "UsedFor", "cut")`` -> ``"a knife is used for cutting"``;
+        ConceptNet's surface text when the fact carries one.
+
+        Args:
+            realiser: the realiser to use (one with a KG ``purposes`` lookup names
+                compounds better: ``park_lot`` -> ``parking lot``); default: a plain one.
+        """
+        return (realiser or _PLAIN).fact(self.head, self.relation, self.tail, self.surface)
 
     def as_tuple(self) -> tuple[str, str, str]:
         """``(head, relation, tail)``."""
         return (self.head, self.relation, self.tail)
 
 
-def _split_camel(name: str) -> str:
-    words = _CAMEL_WORDS.findall(name)
-    return " ".join(w.lower() for w in words) if words else name.lower()
+_PLAIN = Realiser()
 
 
 def _freeze_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:

@@ -58,9 +58,9 @@ def test_neighbours_table_rows_exact(kg):
     assert isinstance(t, Table)
     assert t.columns == ("direction", "relation", "neighbour", "weight", "fact")
     assert t.rows == [
-        ("out", "AtLocation", "kitchen", 2.0, "apple can be found at kitchen"),
-        ("out", "IsA", "fruit", 1.0, "apple is a fruit"),
-        ("out", "UsedFor", "eating", 1.0, "apple is used for eating"),
+        ("out", "AtLocation", "kitchen", 2.0, "an apple can be found in a kitchen"),
+        ("out", "IsA", "fruit", 1.0, "an apple is a fruit"),
+        ("out", "UsedFor", "eating", 1.0, "an apple is used for eating"),
         ("in", "RelatedTo", "kitchen", 0.5, "kitchen is related to apple"),
     ]
     assert t.total == 4 and len(t) == 4
@@ -70,14 +70,14 @@ def test_neighbours_table_rows_exact(kg):
 
 def test_neighbours_table_filters_and_limit(kg):
     assert neighbours_table(kg, "fruit", direction="in", as_frame=False).rows == [
-        ("in", "IsA", "apple", 1.0, "apple is a fruit"),
-        ("in", "IsA", "banana", 1.0, "banana is a fruit"),
+        ("in", "IsA", "apple", 1.0, "an apple is a fruit"),
+        ("in", "IsA", "banana", 1.0, "a banana is a fruit"),
     ]
     assert neighbours_table(kg, "fruit", direction="out", as_frame=False).rows == [
-        ("out", "AtLocation", "market", 1.0, "fruit can be found at market"),
+        ("out", "AtLocation", "market", 1.0, "fruit can be found in market"),
     ]
     t = neighbours_table(kg, "Apple ", relation="AtLocation", as_frame=False)  # normalised lookup
-    assert t.rows == [("out", "AtLocation", "kitchen", 2.0, "apple can be found at kitchen")]
+    assert t.rows == [("out", "AtLocation", "kitchen", 2.0, "an apple can be found in a kitchen")]
     assert t.title == "apple: all AtLocation edges"
     t = neighbours_table(kg, "apple", limit=2, as_frame=False)
     assert [r[2] for r in t.rows] == ["kitchen", "fruit"] and t.total == 4
@@ -94,7 +94,7 @@ def test_neighbours_table_text_and_html(kg):
     assert lines[-1] == "(2 of 4 rows)"
     assert repr(t) == str(t)
     html = t._repr_html_()
-    assert "<th>neighbour</th>" in html and "<td>apple can be found at kitchen</td>" in html
+    assert "<th>neighbour</th>" in html and "<td>an apple can be found in a kitchen</td>" in html
 
 
 def test_neighbours_table_errors(kg):
@@ -283,7 +283,7 @@ def test_relation_bar(kg):
 def test_explain_paths(kg):
     paths = explain_paths(kg, "banana", "eating")
     assert [str(p) for p in paths] == ["banana --IsA--> fruit <--IsA-- apple --UsedFor--> eating"]
-    assert paths[0].text == "banana is a fruit; apple is a fruit; apple is used for eating"
+    assert paths[0].text == "a banana is a fruit; an apple is a fruit; an apple is used for eating"
     assert explain_paths(kg, "banana", "eating", max_len=2) == []
     two = explain_paths(kg, "kitchen", "fruit")
     assert {str(p) for p in two} == {"kitchen --RelatedTo--> apple --IsA--> fruit",

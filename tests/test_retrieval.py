@@ -151,11 +151,11 @@ def test_verbalize_and_paths(retriever):
     sg = retriever.retrieve(["knife"], "Where is a knife kept in a house?", budget=20, method="hybrid",
                             ground_question=False)
     facts = sg.verbalize(max_facts=100)
-    assert "knife is used for cut" in facts and "knife can be found at kitchen" in facts
+    assert "a knife is used for cutting" in facts and "a knife can be found in a kitchen" in facts
     assert len(sg.verbalize(max_facts=2)) == 2
     paths = sg.paths("house")
     assert paths and str(paths[0]) == "knife --AtLocation--> kitchen --PartOf--> house"
-    assert paths[0].text == "knife can be found at kitchen; kitchen is part of house"
+    assert paths[0].text == "a knife can be found in a kitchen; a kitchen is part of a house"
     assert [str(p) for p in sg.paths("knife")] == ["knife"]
     with pytest.raises(KeyError, match="not a node"):
         sg.paths("island")
@@ -256,3 +256,46 @@ def test_cli_ground_and_retrieve(tmp_path, kg, capsys):
     assert out["num_nodes"] == 6 and out["nodes"][0]["name"] == "apple" and out["facts"]
     assert main(["retrieve", "--entities", "zebra", "--kg", str(tmp_path / "kg"), "--method", "khop"]) == 1
     assert "zebra" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- asked relation
+
+def test_relation_prior_and_match():
+    from ravlm_graph.retrieval.scoring import relation_match, relation_prior
+
+    rv = np.eye(3, dtype=np.float32)
+    q = np.array([0.8, 0.6, 0.0])
+    p = relation_prior(q, rv, temperature=0.1)
+    assert p[0] == 1.0 and 0 < p[2] < p[1] < 1
+    assert np.isclose(p[1], np.exp(-2.0)) and np.isclose(p[2], np.exp(-8.0))
+    with pytest.raises(ValueError, match="expected a temperature > 0, found 0"):
+        relation_prior(q, rv, temperature=0)
+    # candidates: store ids 10, 11 (seeds, weights 1 and 0.5), then 20, 21, 22, 23
+    cand = np.array([10, 11, 20, 21, 22, 23])
+    src = np.array([10, 21, 11, 20, 99])
+    dst = np.array([20, 10, 22, 23, 23])
+    rel = np.array([1, 0, 0, 0, 0])
+    m = relation_match(cand, np.array([1.0, 0.5]), src, dst, rel, p)
+    assert np.allclose(m, [0.0, 0.0, p[1], 1.0, 0.5, 0.0])  # 23: linked only to a non-seed
+
+
+def test_relation_weight_puts_the_asked_relation_first():
+    kg = make_kg([("knife", "AtLocation", f"drawer{i}", 3.0) for i in range(6)]
+                 + [("knife", "UsedFor", "cut", 1.0), ("knife", "IsA", "tool", 2.0)])
+    enc = BagOfWords()
+    ne = NodeEmbeddings(kg, enc)
+    q = "What is the knife used for?"
+    seeds = [Entity("knife", 1.0, "image")]
+    plain = SubgraphRetriever(kg, RetrievalConfig(method="ppr"), embeddings=ne, encoder=enc)
+    asked = SubgraphRetriever(kg, RetrievalConfig(method="ppr", relation_weight=2.0), embeddings=ne, encoder=enc)
+    assert "cut" not in plain.retrieve(seeds, q, budget=3, ground_question=False).node_names
+    sg = asked.retrieve(seeds, q, budget=2, ground_question=False)
+    assert sg.node_names == ["knife", "cut"]
+    assert next(iter(sg.info["relation_prior"])) == "UsedFor"
+    assert float(sg.node_relevance.max()) <= 1.0
+    # Another question asks another relation.
+    where = asked.retrieve(seeds, "Where can the knife be found at?", budget=2, ground_question=False)
+    assert where.node_names[1].startswith("drawer")
+    assert next(iter(where.info["relation_prior"])) == "AtLocation"
+    with pytest.raises(ValueError, match="relation_weight"):
+        RetrievalConfig(relation_weight=-1.0)

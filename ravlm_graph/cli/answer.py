@@ -9,6 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from ravlm_graph.grounding.detectors import DETECTORS, build_detector
 from ravlm_graph.grounding.detectors.given import parse_entities, read_entity_file
 from ravlm_graph.grounding.images import load_image
 from ravlm_graph.grounding.language import InputWarning, check_question, non_english_message
@@ -34,6 +35,9 @@ def register(sub) -> None:
     a.add_argument("--kg", default=None, help="store folder to use instead of the engine's KG")
     a.add_argument("--kg-cache", default=None,
                    help="folder to build a bundled KG in (default: the user cache folder, or $RAVLM_CACHE)")
+    a.add_argument("--detector", default=None, metavar="KIND",
+                   help=f"detector kind to use instead of the engine's ({', '.join(DETECTORS.names())})")
+    a.add_argument("--draw", default=None, metavar="OUT.png", help="draw the image's entities with their boxes here")
     a.add_argument("--json", action="store_true", help="print one JSON object (answer, entities, facts, "
                    "subgraph_size, answer_nodes, ...)")
     a.add_argument("--max-new-tokens", type=int, default=None, help="generative engines: longest answer")
@@ -44,6 +48,12 @@ def register(sub) -> None:
     e.add_argument("engine")
     e.add_argument("--out", required=True)
     e.add_argument("--fp16", action="store_true")
+    e.add_argument("--detector", default=None, metavar="KIND",
+                   help=f"give the copy this detector kind ({', '.join(DETECTORS.names())}) instead of the engine's")
+    e.add_argument("--detector-path", default=None, metavar="FOLDER",
+                   help="with --detector: a trained detector folder to copy into the engine")
+    e.add_argument("--detector-settings", default=None, metavar="JSON",
+                   help="with --detector: its settings as a JSON object (e.g. '{\"box_threshold\": 0.4}')")
     e.set_defaults(func=_export)
 
 
@@ -65,8 +75,11 @@ def _answer(args) -> int:
         v = getattr(args, opt)
         if v is not None and v < 1:
             raise SystemExit(f"--{opt.replace('_', '-')}: expected an integer >= 1, found {v}")
+    if args.detector is not None and args.detector not in DETECTORS:
+        raise ValueError(f"--detector: expected one of {DETECTORS.names()}, found {args.detector!r}")
     ents = _read_entities(args.entities) if args.entities is not None else None
-    engine = _engine_module().KnowledgeVQA.from_pretrained(args.model, kg=args.kg, detector=ents is None,
+    engine = _engine_module().KnowledgeVQA.from_pretrained(args.model, kg=args.kg,
+                                                           detector=ents is None and (args.detector or True),
                                                            kg_cache=args.kg_cache)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InputWarning)
@@ -77,17 +90,50 @@ def _answer(args) -> int:
             print(f"ravlm: warning: {w.message}", file=sys.stderr)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if args.draw:
+        _draw(image, ans, args.draw)
     if args.json:
         print(json.dumps(ans.to_dict(), ensure_ascii=False))
     else:
         print(ans)
+        if args.draw:
+            print(f"drawn: {args.draw}")
     return 0
+
+
+def _draw(image, ans, out: str) -> None:
+    """The image with its entities' boxes, the question and the answer as the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    draw_entities = importlib.import_module("ravlm_graph.explore").draw_entities
+    ents = [e for e in ans.entities if e.origin == "image"]
+    ax = draw_entities(image, ents)
+    title = ax.get_title()
+    head = f"{ans.question}\n-> {str(ans.answer).replace('_', ' ')} (p={ans.score:.2f})"
+    if not ents:
+        head += "\nno object found in the image"
+    ax.set_title(head + ("\n" + title if title else ""), fontsize=8)
+    ax.figure.savefig(out, dpi=150, bbox_inches="tight")
+    plt.close(ax.figure)
 
 
 def _export(args) -> int:
     import torch
 
-    engine = _engine_module().KnowledgeVQA.from_pretrained(args.engine, kg=None)
+    if (args.detector_path or args.detector_settings) and not args.detector:
+        raise ValueError("export: --detector-path and --detector-settings need --detector KIND")
+    engine = _engine_module().KnowledgeVQA.from_pretrained(args.engine, kg=None, detector=args.detector is None)
+    if args.detector:
+        try:
+            settings = json.loads(args.detector_settings) if args.detector_settings else {}
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--detector-settings: expected a JSON object, found {args.detector_settings!r} "
+                             f"({err})") from err
+        engine.detector = build_detector(args.detector, path=args.detector_path, settings=settings, kg=engine.kg)
+        engine.config.detector = {"kind": args.detector}
     out = engine.save_pretrained(args.out, dtype=torch.float16 if args.fp16 else None)
     recipe = Path(args.engine) / "recipe.json"
     if recipe.exists():

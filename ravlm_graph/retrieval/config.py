@@ -40,6 +40,13 @@ class RetrievalConfig:
             node's path back to a seed (counts against the budget; default True).
         pcst_edge_cost (float): cost of an edge in ``pcst`` (default 0.05).
         max_edges (int | None): keep at most this many edges (most relevant first); None: all.
+        relation_weight (float): weight of the asked relation in the node scores: a node
+            joined to a seed by an edge of the relation the question most likely asks
+            about (zero-shot, from text embeddings of the relations' phrases) ranks before
+            the others; the final score is ``(score + w * match) / (1 + w)``. 0 turns it
+            off (default 0).
+        relation_temperature (float): softmax temperature of the relation prior on cosine
+            similarities (default 0.05).
         cache_size (int): results kept per retriever, by (seeds, question) (default 256).
     """
 
@@ -57,6 +64,8 @@ class RetrievalConfig:
     connect: bool = True
     pcst_edge_cost: float = 0.05
     max_edges: int | None = None
+    relation_weight: float = 0.0
+    relation_temperature: float = 0.05
     cache_size: int = 256
 
     def __post_init__(self) -> None:
@@ -77,6 +86,8 @@ class RetrievalConfig:
         _check_range(o, "ppr_iters", self.ppr_iters, 1, 1000, kind=int)
         _check_range(o, "hop_decay", self.hop_decay, 0.0, 1.0)
         _check_range(o, "pcst_edge_cost", self.pcst_edge_cost, 0.0)
+        _check_range(o, "relation_weight", self.relation_weight, 0.0)
+        _check_range(o, "relation_temperature", self.relation_temperature, 1e-4)
         _check_range(o, "cache_size", self.cache_size, 0, kind=int)
 
     def to_dict(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ Prize-collecting Steiner trees for retrieval: He et al., "G-Retriever", 2024
 >>> retriever = SubgraphRetriever(kg)
 >>> sg = retriever.retrieve(["apple", "knife"], question="What is used to cut an apple?")
 >>> sg.verbalize(max_facts=3)
-['knife is used for cut', ...]
+['a knife is used for cutting', ...]
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from ravlm_graph.retrieval.config import RetrievalConfig
-from ravlm_graph.types import Entity
-from ravlm_graph.retrieval.scoring import _minmax, _ranges, personalized_pagerank
+from ravlm_graph.types import Entity, Fact
+from ravlm_graph.retrieval.scoring import _minmax, _ranges, personalized_pagerank, relation_match, relation_prior
 from ravlm_graph.retrieval.subgraph import Subgraph, _ORIGIN_BIT
 from ravlm_graph.retrieval.embeddings import NodeEmbeddings
 from ravlm_graph.grounding.text import TextGrounder
@@ -83,6 +83,7 @@ class SubgraphRetriever:
         self._grounder = grounder
         self.max_frontier = int(max_frontier)
         self._cache: OrderedDict = OrderedDict()
+        self._relation_vecs: np.ndarray | None = None
         e = kg.num_edges
         w = np.asarray(kg.edge_weight, dtype=np.float32)
         tie = (np.arange(e, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2 ** 32)
@@ -131,6 +132,14 @@ class SubgraphRetriever:
         # Rows are gathered from the (possibly memory-mapped float16) matrix and converted
         # per query: a float32 copy of a 1 M-node matrix would cost 1.5 GB of memory.
         return self.embeddings.get(ids)
+
+    def relation_vectors(self) -> np.ndarray:
+        """(R, D) unit embeddings of the store's relations, each verbalised with placeholder
+        ends (``"something is used for something"``); computed once per retriever."""
+        if self._relation_vecs is None:
+            phrases = [Fact("something", r, "something").verbalize() for r in self.kg.relations]
+            self._relation_vecs = np.asarray(self.encoder.encode(phrases), dtype=np.float32)
+        return self._relation_vecs
 
     # ----------------------------------------------------------------- seeds
     def _seeds(self, entities: Sequence[Entity | str]) -> tuple[dict[int, tuple[int, float]], list[str], list[Entity]]:
@@ -381,6 +390,16 @@ class SubgraphRetriever:
         cand, hops, parent, pedge, tr, rel = self._expand(seed_ids, qvec)
         t2 = time.perf_counter()
         score, parts = self._scores(method, cand, hops, seed_w, tr, rel)
+        if cfg.relation_weight > 0 and (q or question_embedding is not None):
+            # The asked relation's edges of the seeds first (see RetrievalConfig.relation_weight).
+            qv = qvec if qvec is not None else (
+                np.asarray(question_embedding, dtype=np.float32).ravel() if question_embedding is not None
+                else self.embed_question(q))
+            prior = relation_prior(qv, self.relation_vectors(), cfg.relation_temperature)
+            match = relation_match(cand, seed_w, self._src[tr], self._dst[tr], self._rel[tr], prior)
+            score = (score + cfg.relation_weight * match) / (1.0 + cfg.relation_weight)
+            info["relation_prior"] = {self.kg.relations[i]: round(float(prior[i]), 3)
+                                      for i in np.argsort(-prior)[:3]}
         n_seeds = len(seed_ids)
         keep = self._select(cand, score, parent, n_seeds, int(budget), cfg.connect,
                             cfg.pcst_edge_cost if method == "pcst" else None)
@@ -450,6 +469,8 @@ class SubgraphRetriever:
             origin=torch.from_numpy(origin),
         )
         sg.num_nodes = n
+        if kg.has_surface:  # ConceptNet's own sentences, for the evidence
+            sg.edge_surface = [kg.surface_text(int(e)) or "" for e in eids.tolist()]
         sg.node_names = kg.concept_names(nodes.tolist())
         sg.relation_names = rels
         return sg

@@ -69,6 +69,8 @@ class Subgraph(Data):
 
     Python fields:
         node_names (list[str]), relation_names (list[str]) — all relations of the store,
+        edge_surface (list[str], optional) — per edge, ConceptNet's surface text or ""
+        (only when the store kept surface texts),
         entities (list[Entity]) — the seeds as given, question (str | None),
         reason (str | None) — None, or why the subgraph is empty,
         info (dict) — method, budget, candidate counts, missing seeds, timings.
@@ -135,9 +137,10 @@ class Subgraph(Data):
 
     # ------------------------------------------------------------- reading
     def _fact(self, e: int):
-
         s, d = self.edge_index[:, e].tolist()
-        return Fact(self.node_names[s], self.relation_names[int(self.edge_type[e])], self.node_names[d])
+        surface = self.edge_surface[e] if "edge_surface" in self._store else None
+        return Fact(self.node_names[s], self.relation_names[int(self.edge_type[e])], self.node_names[d],
+                    surface=surface or None)
 
     def facts(self, max_facts: int | None = None) -> list:
         """The edges as :class:`~ravlm_graph.datasets.records.Fact` s, most relevant first."""
@@ -148,10 +151,15 @@ class Subgraph(Data):
             order = order[:max_facts]
         return [self._fact(e) for e in order]
 
-    def verbalize(self, max_facts: int | None = 50) -> list[str]:
-        """Short sentences for the most relevant edges (``"apple is used for eat"``),
-        using the templates of :meth:`Fact.verbalize`."""
-        return [f.verbalize() for f in self.facts(max_facts)]
+    def verbalize(self, max_facts: int | None = 50, realiser=None) -> list[str]:
+        """Sentences for the most relevant edges (``"an apple is used for eating"``), by
+        :meth:`Fact.verbalize` (ConceptNet's surface text where the store kept it).
+
+        Args:
+            max_facts: at most this many, most relevant first (None: all).
+            realiser: a :class:`~ravlm_graph.utils.english.Realiser` (default: a plain one).
+        """
+        return [f.verbalize(realiser) for f in self.facts(max_facts)]
 
     def index_of(self, concept: str) -> int:
         """Local index of a node by name (KeyError when absent)."""

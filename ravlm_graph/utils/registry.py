@@ -66,6 +66,19 @@ class Registry:
             self._entries[name] = entry
         return entry
 
+    def name_of(self, obj: Any) -> str | None:
+        """The name under which ``obj`` (or its class) is registered, or None.
+
+        String entries are compared by their ``"module:attribute"`` text, so nothing is
+        imported to answer.
+        """
+        target = obj if isinstance(obj, type) else type(obj)
+        spelled = f"{target.__module__}:{target.__qualname__}"
+        for name, entry in self._entries.items():
+            if entry is target or entry == spelled:
+                return name
+        return None
+
     def names(self) -> tuple[str, ...]:
         """The registered names, sorted."""
         return tuple(sorted(self._entries))

@@ -34,20 +34,21 @@ def _fvqa_raw():
 
 # --------------------------------------------------------------------------- records
 
-def test_fact_verbalize_templates():
-    assert Fact("apple", "UsedFor", "eat").verbalize() == "apple is used for eat"
-    assert Fact("makeup_cabinet", "AtLocation", "bedroom").verbalize() == "makeup cabinet can be found at bedroom"
+def test_fact_verbalize_reads_as_english():
+    assert Fact("apple", "UsedFor", "eat").verbalize() == "an apple is used for eating"
+    assert Fact("makeup_cabinet", "AtLocation", "bedroom").verbalize() == "makeup cabinet can be found in a bedroom"
     assert Fact("pizza", "IsA", "italian_dish").verbalize() == "pizza is an italian dish"
-    assert Fact("wii", "IsA", "game_system").verbalize() == "wii is a game system"
-    assert Fact("dog", "HasA", "wet_nose").verbalize() == "dog has wet nose"
-    assert Fact("lizard", "CapableOf", "sun_itself").verbalize() == "lizard can sun itself"
+    assert Fact("lizard", "CapableOf", "sun_itself").verbalize() == "a lizard can sun itself"
     assert Fact("person", "Desires", "time_alone").verbalize() == "person wants time alone"
     assert Fact("hot", "Antonym", "cold").verbalize() == "hot is the opposite of cold"
-    assert Fact("whale", "MoreBig", "dolphin").verbalize() == "whale is more big than dolphin"
+    assert Fact("whale", "MoreBig", "dolphin").verbalize() == "whale is bigger than a dolphin"
     assert Fact("balloon", "LessManeuverable", "airplane").verbalize() == \
-        "balloon is less maneuverable than airplane"
+        "a balloon is less maneuverable than an airplane"
     # No template: the relation's CamelCase words.
     assert Fact("paris", "ExternalURL", "x").verbalize() == "paris external url x"
+    # ConceptNet's surface text wins when the fact carries one; it is not part of equality.
+    f = Fact("knife", "UsedFor", "cut", surface="[[A knife]] is used for [[cutting bread]]")
+    assert f.verbalize() == "A knife is used for cutting bread" and f == Fact("knife", "UsedFor", "cut")
 
 
 def test_fact_equality_ignores_source_and_rejects_empty():
@@ -174,7 +175,7 @@ def test_load_fvqa_real_record_fields():
     assert r.answer_concepts == ("color_lip",)  # ans_source "kb": the fact's other end
     assert r.facts == (Fact("lipstick", "UsedFor", "color_lip"),)
     assert r.facts[0].source == "conceptnet"
-    assert r.facts[0].verbalize() == "lipstick is used for color lip"
+    assert r.facts[0].verbalize() == "lipstick is used for coloring lip"
     assert r.image_id == "ILSVRC2012_test_00000444.JPEG" and r.image_path is None
     assert r.choices is None and r.correct_choice is None
     assert dict(r.extra) == {

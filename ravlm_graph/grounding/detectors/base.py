@@ -68,6 +68,41 @@ class ImageEntityDetector(abc.ABC):
     def __call__(self, image: Any) -> list[Entity]:
         return self.detect(image)
 
+    def detect_explained(self, images: Sequence[Any]) -> list[tuple[list[Entity], str | None]]:
+        """Entities of each image with, when none were found, a sentence saying so.
+
+        Detectors that know why nothing was found (thresholds, parts run) override this;
+        the engine passes the sentence on to the answer instead of an unexplained empty result.
+        """
+        return [(ents, None if ents else f"the {type(self).__name__} found no object it can name")
+                for ents in self.detect_batch(images)]
+
+    # -- engines name a detector by its kind, a saved folder and/or settings ----------------
+
+    @classmethod
+    def from_engine(cls, path: Any = None, settings: dict | None = None, kg: Any = None) -> "ImageEntityDetector":
+        """The detector an engine names: its saved folder ``path`` (read by ``from_pretrained``)
+        or its ``settings`` (read by ``from_config`` with the engine's KG, else the constructor).
+
+        Raises:
+            ValueError: a folder for a detector built from settings, or none for one that is trained.
+        """
+        settings = dict(settings or {})
+        if path is not None:
+            loader = getattr(cls, "from_pretrained", None)
+            if loader is None:
+                raise ValueError(f"{cls.__name__}: expected settings only (it has no saved folder), found folder {path}")
+            return loader(path, **settings)
+        if getattr(cls, "from_config", None) is not None:
+            return cls.from_config(settings, kg=kg)
+        if getattr(cls, "from_pretrained", None) is not None:
+            raise ValueError(f"{cls.__name__}: expected a saved (trained) detector folder, found none")
+        return cls(**settings)
+
+    def engine_settings(self) -> dict:
+        """The settings written to ``engine.json`` for a detector built from settings ({} by default)."""
+        return {}
+
 
 def _check_on_error(on_error: str) -> None:
     if on_error not in ("raise", "empty"):

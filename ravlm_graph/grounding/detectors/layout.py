@@ -12,19 +12,18 @@ box, so questions about "the thing on the left" can be grounded.
 from __future__ import annotations
 
 import json
-import logging
 import random
 from pathlib import Path
 from typing import Any, Sequence
 
 from ravlm_graph.grounding.detectors.base import ImageEntityDetector
-from ravlm_graph.grounding.detectors.tagger import TaggerConfig, TrainableTagger
+from ravlm_graph.grounding.detectors.features import FeatureTagger, is_feature_tagger_folder
+from ravlm_graph.grounding.detectors.tagger import TrainableTagger
 from ravlm_graph.grounding.images import load_image
 from ravlm_graph.types import Entity
 from ravlm_graph.grounding.layouts import LAYOUTS
 from ravlm_graph.grounding.layouts import layout_cells
 
-log = logging.getLogger(__name__)
 
 NONE = "__none__"
 DETECTOR_FILE = "layout_detector.json"
@@ -63,7 +62,8 @@ class LayoutCellDetector(ImageEntityDetector):
     """Detect objects by classifying the cells of candidate layouts.
 
     Args:
-        tagger (TrainableTagger): a crop classifier whose vocabulary includes ``__none__``.
+        tagger (TrainableTagger or FeatureTagger): a crop classifier whose vocabulary includes
+            ``__none__`` (trained from scratch, or a head on frozen pretrained features).
         layouts (list[tuple[str, ...]]): candidate layouts (slot names); default: the built-in ones.
         min_score (float): cells whose best concept scores below this are dropped (default 0.2).
     """
@@ -122,18 +122,19 @@ class LayoutCellDetector(ImageEntityDetector):
             out.append(ents)
         return out
 
-    # -------------------------------------------------------------- training
-    @classmethod
-    def train(cls, scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequence[float]]]]], concepts: Sequence[str], *,
-              epochs: int = 8, negatives_per_scene: int = 2, seed: int = 0, image_size: int = 48,
-              channels: Sequence[int] = (32, 64, 128), progress: bool = True, jitter: bool = True,
-              batch_size: int = 64, lr: float = 2e-3) -> "LayoutCellDetector":
-        """Train on scenes given as ``(image, [(concept, box), ...])``.
+    # -------------------------------------------------------------- training data
+    @staticmethod
+    def training_crops(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequence[float]]]]], concepts: Sequence[str],
+                       *, negatives_per_scene: int = 2, seed: int = 0,
+                       jitter: bool = True) -> tuple[list, list[list[str]], tuple[str, ...]]:
+        """The crops a layout detector learns from, their labels and the vocabulary.
 
-        Every cell of the scene's own layout is a positive crop; ``negatives_per_scene``
-        cells of other layouts are added with the label :func:`cell_label` gives them.
-        With ``jitter``, each crop gets a random colour change (brightness, contrast,
-        saturation, hue rotation), for robustness to other drawing styles.
+        Scenes are given as ``(image, [(concept, box), ...])``. Every cell of the scene's own
+        layout is a positive crop; ``negatives_per_scene`` cells of other layouts are added
+        with the label :func:`cell_label` gives them. With ``jitter``, each crop gets a random
+        colour change (brightness, contrast, saturation, hue rotation), for robustness to
+        other drawing styles. The vocabulary is ``concepts`` (sorted) plus ``__none__``.
+        :func:`ravlm_graph.training.detectors.train_layout_detector` trains on them.
         """
         rng = random.Random(seed)
         layouts = default_layouts()
@@ -163,22 +164,12 @@ class LayoutCellDetector(ImageEntityDetector):
                 crops.append(_jitter(im.crop(cell), rng) if jitter else im.crop(cell))
                 labels.append([lab])
         labels = [[l if l in vocab else NONE for l in ls] for ls in labels]
-        # One label per crop: a softmax over concepts + __none__ learns much faster than
-        # 370 independent sigmoids (whose loss is near its minimum by predicting nothing).
-        tagger = TrainableTagger(TaggerConfig(concepts=vocab, image_size=image_size, channels=tuple(channels),
-                                              threshold=0.3, exclusive=True), seed=seed)
-        res = tagger.fit(crops, labels, epochs=epochs, seed=seed, progress=progress, batch_size=batch_size, lr=lr)
-        log.info("LayoutCellDetector.train: %d crops, %d concepts, loss %.4f -> %.4f in %.0f s", len(crops),
-                 len(vocab) - 1, res.losses[0], res.losses[-1], res.seconds)
-        return cls(tagger, layouts)
+        return crops, labels, vocab
 
     # ----------------------------------------------------------- save / load
     def save_pretrained(self, path: str | Path) -> Path:
-        path = Path(path)
-        self.tagger.save_pretrained(path)
-        (path / DETECTOR_FILE).write_text(json.dumps({"layouts": [list(l) for l in self.layouts],
-                                                      "min_score": self.min_score}, indent=1))
-        return path
+        meta = {"layouts": [list(l) for l in self.layouts], "min_score": self.min_score}
+        return self.tagger.save_pretrained(path, extra_json={DETECTOR_FILE: meta})
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "LayoutCellDetector":
@@ -190,7 +181,9 @@ class LayoutCellDetector(ImageEntityDetector):
             meta = json.loads(p.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"{p}: not valid JSON ({e})") from e
-        return cls(TrainableTagger.from_pretrained(path), meta.get("layouts"), float(meta.get("min_score", 0.2)))
+        tagger = FeatureTagger.from_pretrained(path) if is_feature_tagger_folder(path) else \
+            TrainableTagger.from_pretrained(path)
+        return cls(tagger, meta.get("layouts"), float(meta.get("min_score", 0.2)))
 
 
 def _jitter(im, rng: random.Random):

@@ -464,3 +464,16 @@ class PhotoDetector(ImageEntityDetector):
     def detect(self, image: Any) -> list[Entity]:
         """The fused entities of one image, best first (an empty list when nothing was found)."""
         return self.detect_detailed(image).entities
+
+    def detect_explained(self, images: Sequence[Any]) -> list[tuple[list[Entity], Optional[str]]]:
+        """Entities per image and, for an image with none, what the parts saw (``empty_reason``)."""
+        out = []
+        for im in images:
+            d = self.detect_detailed(im)
+            out.append((d.entities, None if d.entities else f"no known object found in the image ({d.empty_reason})"))
+        return out
+
+    def engine_settings(self) -> dict[str, Any]:
+        """The settings that differ from the defaults (what ``engine.json`` records)."""
+        default = PhotoDetectorConfig().to_dict()
+        return {k: v for k, v in self.config.to_dict().items() if v != default[k]}

