@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_detector_features.py --size 96 --train-scenes 1200 --limit 150 --work runs/featbench
 
-The crops are made as ``LayoutCellDetector.train`` makes them (each cell of the scene's own
+The crops are made by ``LayoutCellDetector.training_crops`` (each cell of the scene's own
 layout, one cell of another layout as a negative, colour jitter, seed 0) and read once through
 the frozen backbone; the pooled features are cached in ``--work`` (``train.npz``,
 ``SPLIT.npz``), so further head settings cost seconds. Each head is a
@@ -34,28 +34,12 @@ def _scenes(split: str, n: int | None):
 
 
 def _train_crops(records):
-    from ravlm_graph.grounding.detectors.layout import NONE, _cells, _jitter, cell_label, default_layouts
+    from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
 
-    rng, layouts = random.Random(0), default_layouts()
-    crops, labels = [], []
-    for r in records:
-        im = r.load_image()
-        w, h = im.size
-        objs = [(o["concept"], tuple(o["box"])) for o in r.extra["objects"]]
-        own = next((s for s in layouts if len(s) == len(objs) and
-                    all(cell_label(c, objs) != NONE for c in _cells(s, w, h))), None)
-        pool = []
-        for slots in layouts:
-            for cell in _cells(slots, w, h):
-                if slots == own:
-                    crops.append(_jitter(im.crop(cell), rng))
-                    labels.append(cell_label(cell, objs))
-                else:
-                    pool.append((cell, cell_label(cell, objs)))
-        for cell, lab in rng.sample(pool, min(1, len(pool))):
-            crops.append(_jitter(im.crop(cell), rng))
-            labels.append(lab)
-    return crops, labels
+    scenes = [(r.load_image(), [(o["concept"], o["box"]) for o in r.extra["objects"]]) for r in records]
+    concepts = sorted({c for _, objs in scenes for c, _ in objs})
+    crops, labels, _ = LayoutCellDetector.training_crops(scenes, concepts, negatives_per_scene=1, seed=0)
+    return crops, [lab for (lab,) in labels]
 
 
 def _recall(probs, meta, vocab, layouts) -> float:
@@ -99,6 +83,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from ravlm_graph.grounding.detectors.features import FeatureTagger, FeatureTaggerConfig
     from ravlm_graph.grounding.detectors.layout import NONE, _cells, default_layouts
+    from ravlm_graph.training import TrainConfig
+    from ravlm_graph.training.detectors import fit_feature_tagger
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -131,7 +117,9 @@ def main(argv=None) -> int:
     vocab = tuple(sorted(set(y) - {NONE})) + (NONE,)
     for hidden, epochs, dropout in json.loads(args.heads):
         head = FeatureTagger(FeatureTaggerConfig(vocab, input_size=args.size, hidden=hidden, dropout=dropout))
-        head.fit([None] * len(y), [[v] for v in y], epochs=epochs, features=x, progress=False)
+        fit_feature_tagger(head, [None] * len(y), [[v] for v in y], features=x,
+                           config=TrainConfig(out_dir="", epochs=epochs, batch_size=128, lr=2e-3, weight_decay=1e-4,
+                                              warmup_ratio=0.0, grad_clip=0.0, progress=False))
         rec = {}
         for split, (fx, meta) in tests.items():
             with torch.inference_mode():
