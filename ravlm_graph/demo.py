@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ravlm_graph.demo", description=__doc__)
     ap.add_argument("--work", default="demo_output", help="folder for the demo's stores and outputs")
     ap.add_argument("--fresh", action="store_true", help="delete the work folder first")
-    ap.add_argument("--eval", type=int, default=100, help="questions per test split in the live accuracy table")
+    ap.add_argument("--eval", type=int, default=50, help="questions per test split in the live accuracy table (default 50)")
     ap.add_argument("--skip-kg", action="store_true", help="skip the ingest/query sections")
     args = ap.parse_args(argv)
     work = Path(args.work)
