@@ -364,10 +364,6 @@ class KnowledgeVQA:
         look English and a reference that selects nothing give an :class:`InputWarning`
         and a line in ``Answer.notes``.
 
-        A generative engine (Hugging Face backbone) writes its answer as text: greedy, or beam
-        search with ``num_beams`` > 1, at most ``max_new_tokens`` (defaults from its config);
-        the pointer model ignores both.
-
         Raises:
             ValueError: batches of different lengths, an empty question, a question longer
                 than the model's context, an image that cannot be read, an empty or

@@ -29,6 +29,7 @@ from pathlib import Path
 from ravlm_graph.grounding.layouts import layout_cells
 from ravlm_graph.types import Entity
 from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
+from ravlm_graph.training.detectors import train_layout_detector
 from ravlm_graph.datasets.builtin import default_emoji_root
 from ravlm_graph.datasets.scenes import synthetic_scenes
 from ravlm_graph.datasets import BuiltinRecord
@@ -44,6 +45,7 @@ from ravlm_graph.training.loop import TrainConfig, seed_everything, train
 from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder
 from ravlm_graph.datasets import load_builtin
 from ravlm_graph.datasets import load_fvqa
+from ravlm_graph.datasets.loaders import load_aokvqa, load_vqa
 from ravlm_graph.models.hf_backbones import (GenerativeFeatureBuilder, GenerativeVQAConfig, KnowledgeGenerator,
                                              answer_text, backbone_kind, collate_generative)
 from ravlm_graph.datasets.answers import normalize_answer
@@ -51,7 +53,9 @@ from ravlm_graph.datasets.answers import normalize_answer
 log = logging.getLogger(__name__)
 
 RECIPE_KEYS = {"kg_cache", "dataset", "out_dir", "kg", "budget", "model", "train", "detector", "limit", "data", "retrieval",
-               "questions", "facts", "holdout", "threads"}
+               "questions", "facts", "holdout", "threads", "images", "annotations"}
+#: Datasets a recipe trains on; okvqa / aokvqa need a generative backbone (free-text answers).
+RECIPE_DATASETS = ("builtin", "fvqa", "okvqa", "aokvqa")
 
 
 def load_recipe(path: str | Path) -> dict:
@@ -67,8 +71,8 @@ def load_recipe(path: str | Path) -> dict:
     unknown = sorted(set(rec) - RECIPE_KEYS)
     if unknown:
         raise ValueError(f"{p}: unknown recipe keys {unknown}; expected some of {sorted(RECIPE_KEYS)}")
-    if rec.get("dataset", "builtin") not in ("builtin", "fvqa"):
-        raise ValueError(f"{p}: dataset must be 'builtin' or 'fvqa', found {rec.get('dataset')!r}")
+    if rec.get("dataset", "builtin") not in RECIPE_DATASETS:
+        raise ValueError(f"{p}: dataset must be one of {list(RECIPE_DATASETS)}, found {rec.get('dataset')!r}")
     return rec
 
 
@@ -118,7 +122,7 @@ def train_detector(records, cfg: dict, seed: int):
     kw.setdefault("image_size", 32)
     kw.setdefault("channels", (32, 64, 96))
     kw.setdefault("negatives_per_scene", 1)
-    return LayoutCellDetector.train(scenes, concepts, seed=seed, **kw)
+    return train_layout_detector(scenes, concepts, seed=seed, **kw)
 
 
 def record_image(record):
@@ -188,6 +192,9 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
         torch.set_num_threads(int(recipe["threads"]))
     if backbone_kind(recipe.get("model")) != "builtin":
         return train_generative_recipe(recipe, progress=progress)
+    if recipe.get("dataset", "builtin") not in ("builtin", "fvqa"):
+        raise ValueError(f"dataset {recipe.get('dataset')!r}: free-text answers need a generative backbone "
+                         f"(model.backbone); the built-in pointer model trains on 'builtin' and 'fvqa'")
     dataset = recipe.get("dataset", "builtin")
     out_dir = Path(recipe.get("out_dir", f"runs/{dataset}"))
     tcfg = TrainConfig(out_dir=str(out_dir), **{k: v for k, v in recipe.get("train", {}).items() if k != "out_dir"})
@@ -261,9 +268,22 @@ def _dataset(recipe: dict, dataset: str, kg):
         va = load_builtin("val", root=root)
         return tr, va, builtin_entities, {"dataset": "builtin"}
 
-    if not recipe.get("questions") or not recipe.get("facts"):
-        raise ValueError("an fvqa recipe needs 'questions' and 'facts' (FVQA train files)")
-    recs = [r for r in load_fvqa(recipe["questions"], recipe["facts"]) if r.answer_concepts]
+    if dataset == "fvqa":
+        if not recipe.get("questions") or not recipe.get("facts"):
+            raise ValueError("an fvqa recipe needs 'questions' and 'facts' (FVQA train files)")
+        recs = [r for r in load_fvqa(recipe["questions"], recipe["facts"], images_root=recipe.get("images"))
+                if r.answer_concepts]
+    elif dataset == "okvqa":
+        if not recipe.get("questions") or not recipe.get("annotations"):
+            raise ValueError("an okvqa recipe needs 'questions' and 'annotations' (OK-VQA train files)")
+        recs = load_vqa(recipe["questions"], recipe["annotations"], recipe.get("images"), dataset="okvqa")
+    elif dataset == "aokvqa":
+        if not recipe.get("questions"):
+            raise ValueError("an aokvqa recipe needs 'questions' (the A-OKVQA train JSON)")
+        recs = load_aokvqa(recipe["questions"], recipe.get("images"))
+    else:
+        raise ValueError(f"dataset: expected one of {list(RECIPE_DATASETS)}, found {dataset!r}")
+    recs = [r for r in recs if r.answers]
     rng = random.Random(int(recipe.get("train", {}).get("seed", 0)))
     order = list(range(len(recs)))
     rng.shuffle(order)
@@ -271,7 +291,7 @@ def _dataset(recipe: dict, dataset: str, kg):
     held = {recs[i].qid for i in order[:k]}
     tr = [r for r in recs if r.qid not in held]
     va = [r for r in recs if r.qid in held]
-    return tr, va, fvqa_entities, {"dataset": "fvqa", "holdout_qids": sorted(held)}
+    return tr, va, fvqa_entities, {"dataset": dataset, "holdout_qids": sorted(held)}
 
 
 def fvqa_entities(record) -> list:

@@ -14,6 +14,8 @@ def register(sub) -> None:
     t.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     t.add_argument("--questions", default=None, help="fvqa recipes: the questions JSON (all_qs_dict_release format)")
     t.add_argument("--facts", default=None, help="fvqa recipes: the question-id -> fact triple JSON")
+    t.add_argument("--images", default=None, help="fvqa / okvqa / aokvqa recipes: the images folder")
+    t.add_argument("--annotations", default=None, help="okvqa recipes: the annotations JSON")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_train)
 
@@ -24,7 +26,7 @@ def _train(args) -> int:
         rec["out_dir"] = args.out
     if args.epochs:
         rec.setdefault("train", {})["epochs"] = args.epochs
-    for key in ("questions", "facts"):
+    for key in ("questions", "facts", "images", "annotations"):
         if getattr(args, key):
             rec[key] = getattr(args, key)
     summary = train_recipe(rec, progress=not args.no_progress)

@@ -14,8 +14,9 @@ Positions are compared in image coordinates scaled to [0, 1]: "left" is x = 0, "
 x = 1, "top" y = 0, "bottom" y = 1, "middle" 0.5 on each axis no other word sets. The
 entity whose box centre is nearest to that point (on the named axes only) is chosen,
 with every other one within ``ambiguity_margin`` of it (the two left objects of a 2 x 2
-grid for "the thing on the left"); on each named axis it must be the furthest that way
-or lie in the named part of the image, else nothing is chosen. Extremes ("leftmost")
+grid for "the thing on the left"); on each named side it must be the furthest that way
+or lie in that half of the image, and "middle" means the central third, else nothing is
+chosen. Extremes ("leftmost")
 read like their base words.
 
 >>> refs = parse_references("What is the thing on the left used for?")
@@ -309,12 +310,18 @@ def select_entities(reference: SpatialReference, entities: Sequence[Entity],
     w, h = max(w, 1e-6), max(h, 1e-6)
     axes = [(k, t) for k, t in ((0, reference.x), (1, reference.y)) if t is not None]
     off = {i: [abs(_centre(entities[i].box, w, h)[k] - t) for k, t in axes] for i in boxed}
-    # On each named axis an entity must be (nearly) the furthest that way, or lie in the
-    # named part of the image: with a top-left and a bottom-right object only, nothing is
-    # "at the top right".
+    # On each named side an entity must be (nearly) the furthest that way, or lie in that
+    # half of the image: with a top-left and a bottom-right object only, nothing is "at
+    # the top right". "Middle" means the central third (give or take the margin): with a
+    # left and a right object only, nothing is "the middle one".
     axis_best = [min(off[i][a] for i in boxed) for a in range(len(axes))]
-    region = [1 / 6 if t == 0.5 else 0.5 for _, t in axes]
-    fits = [i for i in boxed if all(o <= b + margin or o < r for o, b, r in zip(off[i], axis_best, region))]
+
+    def fits_axis(o: float, best: float, target: float) -> bool:
+        if target == 0.5:
+            return o <= 1 / 6 + margin
+        return o <= best + margin or o < 0.5
+
+    fits = [i for i in boxed if all(fits_axis(o, b, t) for o, b, (_, t) in zip(off[i], axis_best, axes))]
     if not fits:
         seen = ", ".join(entities[i].concept for i in boxed)
         return [], f"no image entity at the {reference.describe()} (found {seen})"

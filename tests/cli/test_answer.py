@@ -28,9 +28,13 @@ def run(capsys, *argv):
     return rc, out.out, out.err
 
 
-# The engine folder does not exist: each error below must come from the input check,
-# which runs first (a missing engine would be reported otherwise).
-NO_ENGINE = "/no/such/engine"
+@pytest.fixture()
+def not_an_engine(tmp_path):
+    """A folder that exists but holds no engine: an error below must come from the input
+    checks, which run first (loading it would fail otherwise)."""
+    d = tmp_path / "engine"
+    d.mkdir()
+    return str(d)
 
 
 @pytest.mark.parametrize("args, match", [
@@ -42,30 +46,30 @@ NO_ENGINE = "/no/such/engine"
     (["--question", "What is it?", "--entities", "knife@behind"], "'behind' is not a position word"),
     (["--question", "What is it?", "--entities", "/no/such/ents.json"], "entity file not found"),
 ])
-def test_inputs_are_checked_before_the_engine_loads(capsys, monkeypatch, png, args, match):
+def test_inputs_are_checked_before_the_engine_loads(capsys, monkeypatch, png, not_an_engine, args, match):
     def never(*a, **k):
         raise AssertionError("the engine was loaded before the inputs were checked")
 
     monkeypatch.setattr(KnowledgeVQA, "from_pretrained", never)
     if "--image" not in args:
         args = ["--image", str(png), *args]
-    rc, out, err = run(capsys, "--model", NO_ENGINE, *args)
+    rc, out, err = run(capsys, "--model", not_an_engine, *args)
     assert rc == 2 and out == ""
     assert err.startswith("ravlm: error: ")
     assert re.search(match, err), err
 
 
-def test_undecodable_image_is_reported(capsys, tmp_path):
+def test_undecodable_image_is_reported(capsys, tmp_path, not_an_engine):
     bad = tmp_path / "photo.jpg"
     bad.write_bytes(b"not an image at all")
-    rc, _, err = run(capsys, "--model", NO_ENGINE, "--image", str(bad), "--question", "What is it?")
+    rc, _, err = run(capsys, "--model", not_an_engine, "--image", str(bad), "--question", "What is it?")
     assert rc == 2 and "photo.jpg" in err and "engine" not in err
 
 
-def test_bad_json_entity_file_names_the_line(capsys, png, tmp_path):
+def test_bad_json_entity_file_names_the_line(capsys, png, tmp_path, not_an_engine):
     f = tmp_path / "ents.json"
     f.write_text('[{"concept": "knife"},\n {"concept": }]')
-    rc, _, err = run(capsys, "--model", NO_ENGINE, "--image", str(png), "--question", "What is it?",
+    rc, _, err = run(capsys, "--model", not_an_engine, "--image", str(png), "--question", "What is it?",
                      "--entities", str(f))
     assert rc == 2 and "ents.json:2: not valid JSON" in err
 

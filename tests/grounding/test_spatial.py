@@ -167,6 +167,9 @@ def test_unreferred_factor_keeps_others_with_lower_score():
     (PAIR, "Which of these is a vehicle?", "no spatial reference"),
     # A detector that found only the top-left and bottom-right objects: nothing is at the top right.
     ([GRID[0], GRID[3]], "What is the object at the top right?", "no image entity at the top right"),
+    # A detector that missed the middle object of three: neither of the others is "the middle one".
+    ([_e("apple", (0, 40, 40, 80)), _e("gift", (80, 40, 120, 80))], "What can the middle one do?",
+     "no image entity at the middle"),
 ])
 def test_unresolved_reference_changes_nothing(entities, question, reason):
     sel = refer_entities(question, entities, (120, 120))

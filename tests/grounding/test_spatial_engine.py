@@ -43,7 +43,8 @@ def test_readme_question_is_answered_from_the_left_object(engine):
     assert any(left in r and "->" in r for r in a.references)
     # The answer is something the left object is used for, and the evidence says so.
     assert a.answer in _used_for(engine.kg, left) - _used_for(engine.kg, right)
-    assert a.facts[0].startswith(left.replace("_", " "))
+    first = a.facts[0].split()
+    assert left.replace("_", " ") in " ".join(first[:3]) and right not in a.facts[0]
     d = a.to_dict()
     assert [e["concept"] for e in d["entities"] if e["referred"]] == [left]
 
@@ -57,4 +58,4 @@ def test_corner_reference_on_a_grid_scene_with_given_entities(engine):
                       entities=builtin_entities(rec))
     assert [e.concept for e in a.entities if e.referred] == [top_right]
     assert len([e for e in a.entities if e.origin == "image"]) == 4
-    assert a.facts and a.facts[0].startswith(top_right.replace("_", " "))
+    assert a.facts and top_right.replace("_", " ") in " ".join(a.facts[0].split()[:3])
