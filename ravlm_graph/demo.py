@@ -14,6 +14,7 @@ import gzip
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from kg_ingest import ConceptNetOptions, bundled_path, ingest_conceptnet, load_default
 from kg_ingest.cli import print_summary
@@ -23,6 +24,7 @@ from ravlm_graph.datasets import load_builtin
 from ravlm_graph.engine import KnowledgeVQA
 from ravlm_graph.evaluation.bench import run_split
 from ravlm_graph.explore import draw_entities
+from ravlm_graph.grounding.language import InputWarning
 
 
 class _Progress:
@@ -193,7 +195,9 @@ def section_photos(work: Path, p: _Progress) -> None:
     p.step(f"loaded {folder.name} ({engine.detector!r}) in {time.perf_counter() - t:.1f} s")
     photos = Path(str(resources.files("ravlm_graph") / "data" / "photos"))
     for name, question in PHOTO_QUESTIONS:
-        a = engine.answer(photos / name, question)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InputWarning)  # its notes are printed below
+            a = engine.answer(photos / name, question)
         print(f"\n[{name}]  Q: {question}")
         seen = [e for e in a.entities if e.origin == "image"]
         print("seen: " + (", ".join(f"{e.concept.replace('_', ' ')} ({e.score:.2f}"
@@ -223,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ravlm_graph.demo", description=__doc__)
     ap.add_argument("--work", default="demo_output", help="folder for the demo's stores and outputs")
     ap.add_argument("--fresh", action="store_true", help="delete the work folder first")
-    ap.add_argument("--eval", type=int, default=100, help="questions per test split in the live accuracy table")
+    ap.add_argument("--eval", type=int, default=50, help="questions per test split in the live accuracy table (default 50)")
     ap.add_argument("--skip-kg", action="store_true", help="skip the ingest/query sections")
     args = ap.parse_args(argv)
     work = Path(args.work)

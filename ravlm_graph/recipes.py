@@ -34,6 +34,7 @@ from typing import Any, Mapping
 from ravlm_graph.grounding.layouts import layout_cells
 from ravlm_graph.types import Entity
 from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
+from ravlm_graph.training.detectors import train_layout_detector
 from ravlm_graph.datasets.builtin import default_emoji_root
 from ravlm_graph.datasets.scenes import synthetic_scenes
 from ravlm_graph.datasets import BuiltinRecord
@@ -49,6 +50,7 @@ from ravlm_graph.training.loop import TrainConfig, seed_everything, train
 from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder
 from ravlm_graph.datasets import load_builtin
 from ravlm_graph.datasets import load_fvqa
+from ravlm_graph.datasets.loaders import load_aokvqa, load_vqa
 from ravlm_graph.models.hf_backbones import (GenerativeFeatureBuilder, GenerativeVQAConfig, KnowledgeGenerator,
                                              answer_text, backbone_kind, collate_generative)
 from ravlm_graph.datasets.answers import normalize_answer
@@ -56,7 +58,8 @@ from ravlm_graph.utils.config import Config, check_choice, check_int, check_rang
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("builtin", "fvqa")
+#: Datasets a recipe trains on; okvqa / aokvqa need a generative backbone (free-text answers).
+RECIPE_DATASETS = ("builtin", "fvqa", "okvqa", "aokvqa")
 #: Settings of the layout-cell detector a recipe may train (or ``{"from": folder}``).
 DETECTOR_KEYS = ("epochs", "image_size", "channels", "negatives_per_scene", "batch_size", "lr", "extra_scenes")
 #: Model settings a recipe may not give: they come from the data and the KG.
@@ -68,7 +71,7 @@ class Recipe(Config):
     """A training recipe (see the module docstring for the file format).
 
     Args:
-        dataset (str): ``"builtin"`` or ``"fvqa"`` (default ``"builtin"``).
+        dataset (str): one of :data:`RECIPE_DATASETS` (default ``"builtin"``).
         out_dir (str | None): output folder (default None: ``runs/<dataset>``).
         kg (str): ``bundled:cn100k``, ``bundled:cn100k+fvqa`` or a store folder.
         kg_cache (str | None): where a bundled KG and its node embeddings are cached (default None:
@@ -81,7 +84,10 @@ class Recipe(Config):
             ``{"from": folder}``; None: no detector (given entities).
         limit (int | None): use only the first N training questions.
         data (str | None): the built-in benchmark's folder (default: the packaged one).
-        questions, facts (str | None): FVQA training files (``fvqa`` recipes).
+        questions, facts (str | None): FVQA training files (``fvqa`` recipes); ``questions`` and
+            ``annotations`` for ``okvqa``, ``questions`` for ``aokvqa``.
+        images (str | None): the dataset's image folder.
+        annotations (str | None): OK-VQA annotations.
         holdout (float): share of FVQA questions held out for validation (default 0.15).
         threads (int | None): torch threads.
     """
@@ -98,16 +104,18 @@ class Recipe(Config):
     data: str | None = None
     questions: str | None = None
     facts: str | None = None
+    images: str | None = None
+    annotations: str | None = None
     holdout: float = 0.15
     threads: int | None = None
 
     def validate(self) -> None:
         o = "Recipe"
-        check_choice(o, "dataset", self.dataset, DATASETS)
+        check_choice(o, "dataset", self.dataset, RECIPE_DATASETS)
         for name in ("kg",):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{o}.{name}: expected a non-empty string, found {getattr(self, name)!r}")
-        for name in ("out_dir", "kg_cache", "data", "questions", "facts"):
+        for name in ("out_dir", "kg_cache", "data", "questions", "facts", "images", "annotations"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
                 raise ValueError(f"{o}.{name}: expected a path (string) or null, found {v!r}")
@@ -254,7 +262,7 @@ def train_detector(records, cfg: dict, seed: int):
     kw.setdefault("image_size", 32)
     kw.setdefault("channels", (32, 64, 96))
     kw.setdefault("negatives_per_scene", 1)
-    return LayoutCellDetector.train(scenes, concepts, seed=seed, **kw)
+    return train_layout_detector(scenes, concepts, seed=seed, **kw)
 
 
 def record_image(record):
@@ -326,6 +334,9 @@ def train_recipe(recipe: Recipe | Mapping[str, Any], progress: bool = True) -> d
     out_dir = recipe.output_dir
     if recipe.generative:
         return train_generative_recipe(recipe, progress=progress)
+    if recipe.dataset not in ("builtin", "fvqa"):
+        raise ValueError(f"dataset {recipe.dataset!r}: free-text answers need a generative backbone "
+                         f"(model.backbone); the built-in pointer model trains on 'builtin' and 'fvqa'")
     tcfg = recipe.train_config()
     seed_everything(tcfg.seed)
     # Bundled KGs are built once under kg_cache (default: the user cache folder) with their embedding cache.
@@ -386,14 +397,28 @@ def train_recipe(recipe: Recipe | Mapping[str, Any], progress: bool = True) -> d
 
 def _dataset(recipe: Recipe, kg):
     """(train records, val records, entity function, info) for a recipe."""
-    if recipe.dataset == "builtin":
+    dataset = recipe.dataset
+    if dataset == "builtin":
         tr = load_builtin("train", root=recipe.data)
         va = load_builtin("val", root=recipe.data)
         return tr, va, builtin_entities, {"dataset": "builtin"}
 
-    if not recipe.questions or not recipe.facts:
-        raise ValueError("an fvqa recipe needs 'questions' and 'facts' (FVQA train files)")
-    recs = [r for r in load_fvqa(recipe.questions, recipe.facts) if r.answer_concepts]
+    if dataset == "fvqa":
+        if not recipe.questions or not recipe.facts:
+            raise ValueError("an fvqa recipe needs 'questions' and 'facts' (FVQA train files)")
+        recs = [r for r in load_fvqa(recipe.questions, recipe.facts, images_root=recipe.images)
+                if r.answer_concepts]
+    elif dataset == "okvqa":
+        if not recipe.questions or not recipe.annotations:
+            raise ValueError("an okvqa recipe needs 'questions' and 'annotations' (OK-VQA train files)")
+        recs = load_vqa(recipe.questions, recipe.annotations, recipe.images, dataset="okvqa")
+    elif dataset == "aokvqa":
+        if not recipe.questions:
+            raise ValueError("an aokvqa recipe needs 'questions' (the A-OKVQA train JSON)")
+        recs = load_aokvqa(recipe.questions, recipe.images)
+    else:
+        raise ValueError(f"dataset: expected one of {list(RECIPE_DATASETS)}, found {dataset!r}")
+    recs = [r for r in recs if r.answers]
     rng = random.Random(int(recipe.train.get("seed", 0)))
     order = list(range(len(recs)))
     rng.shuffle(order)
@@ -401,7 +426,7 @@ def _dataset(recipe: Recipe, kg):
     held = {recs[i].qid for i in order[:k]}
     tr = [r for r in recs if r.qid not in held]
     va = [r for r in recs if r.qid in held]
-    return tr, va, fvqa_entities, {"dataset": "fvqa", "holdout_qids": sorted(held)}
+    return tr, va, fvqa_entities, {"dataset": dataset, "holdout_qids": sorted(held)}
 
 
 def fvqa_entities(record) -> list:

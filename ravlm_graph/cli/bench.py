@@ -52,7 +52,7 @@ def register(sub) -> None:
                     help=BUDGETS_HELP)
     _decoding_args(bf)
     bf.set_defaults(func=_bench_fvqa)
-    # `ravlm bench csqa ...` is dispatched to ravlm_graph.csqa before this parser runs
+    # `ravlm bench csqa ...` is dispatched to ravlm_graph.cli.csqa before this parser runs
     # (see ravlm_graph.cli.main); listed here so that `ravlm bench --help` shows it.
     bsub.add_parser("csqa", help="CommonsenseQA dev accuracy with and without the KG "
                                  "(--train FILE --dev FILE --out DIR; see `ravlm bench csqa --help`)")

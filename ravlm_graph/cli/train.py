@@ -14,13 +14,16 @@ def register(sub) -> None:
     t.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     t.add_argument("--questions", default=None, help="fvqa recipes: the questions JSON (all_qs_dict_release format)")
     t.add_argument("--facts", default=None, help="fvqa recipes: the question-id -> fact triple JSON")
+    t.add_argument("--images", default=None, help="fvqa / okvqa / aokvqa recipes: the images folder")
+    t.add_argument("--annotations", default=None, help="okvqa recipes: the annotations JSON")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_train)
 
 
 def _train(args) -> int:
     rec = load_recipe(args.recipe)
-    changes = {key: getattr(args, key) for key in ("questions", "facts") if getattr(args, key)}
+    changes = {key: getattr(args, key) for key in ("questions", "facts", "images", "annotations")
+               if getattr(args, key)}
     if args.out:
         changes["out_dir"] = args.out
     if args.epochs:

@@ -1,4 +1,4 @@
-"""One training loop for every model: seeded, resumable, torchrun DDP."""
+"""One training loop for every model (detectors too): seeded, resumable, torchrun DDP."""
 
 from ravlm_graph.training.loop import TrainConfig, TrainResult, seed_everything, train
 

@@ -1,10 +1,17 @@
 """Training loop: single process or ``torchrun`` with DistributedDataParallel.
 
-One loop for every model of the project: the model's ``forward(batch)`` returns
-an output with a scalar ``loss``; the model has ``save_pretrained(path)``. The loop
-is seeded (same seed, same data order, same result in one process), shows a tqdm
-bar with the running loss, checkpoints every epoch, and resumes from the last
-checkpoint (model weights, optimizer and scheduler state, epoch, RNG states).
+One loop for every model of the project (the knowledge-VQA model, the CommonsenseQA
+scorer, the image taggers): the model's ``forward(batch)`` returns an output with a
+scalar ``loss``; the model has ``save_pretrained(path)``. The loop is seeded (same seed,
+same data order, same result in one process), shows a tqdm bar with the running loss,
+checkpoints every epoch (the model in ``out_dir/last``; the optimizer and scheduler
+state, epoch, RNG states and best epoch so far in ``out_dir/trainer_state.pt``), and
+resumes from there.
+
+An ``on_epoch_end`` callback may return metrics (say, held-out accuracy); with
+``select_metric`` the loop keeps the weights of the best epoch (``out_dir/best``),
+stops early after ``patience`` epochs without improvement, and ends with the best
+weights loaded. With ``out_dir=""`` nothing is written (no checkpoints, no resume).
 
 Distributed: started by ``torchrun --nproc_per_node N``, each process reads
 ``RANK``/``WORLD_SIZE`` from the environment, joins a gloo (CPU) or NCCL (GPU)
@@ -23,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
-from ravlm_graph.utils.checkpoint import atomic_folder, read_weights
+from ravlm_graph.utils.checkpoint import read_weights
 from ravlm_graph.utils.config import Config
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,14 @@ class TrainConfig(Config):
         resume (bool): continue from ``out_dir/last`` when it exists. Default True.
         progress (bool): tqdm progress bar. Default True.
         max_steps (int): stop after this many optimizer steps (0: no limit). Default 0.
+        backbone_lr (float): learning rate of ``model.backbone_parameters()`` (a pretrained
+            trunk fine-tuned more gently than the new layers); 0: ``lr`` for all. Default 0.
+        select_metric (str): key of the dict returned by ``on_epoch_end`` (higher is better)
+            that picks the best epoch, whose weights the model ends with; "" keeps the last.
+        patience (int): with ``select_metric``, stop after this many epochs without a better
+            value (0: never stop early). Default 0.
+        lr_schedule (str): after the warm-up, ``"cosine"`` decay to 0 or ``"constant"``.
+            Default ``"cosine"``.
     """
 
     out_dir: str = "runs/default"
@@ -63,6 +78,10 @@ class TrainConfig(Config):
     resume: bool = True
     progress: bool = True
     max_steps: int = 0
+    backbone_lr: float = 0.0
+    select_metric: str = ""
+    patience: int = 0
+    lr_schedule: str = "cosine"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -74,8 +93,16 @@ class TrainConfig(Config):
             raise ValueError(f"TrainConfig.lr: expected a positive number, found {self.lr!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"TrainConfig.warmup_ratio: expected a number in [0, 1), found {self.warmup_ratio!r}")
-        if self.max_steps < 0:
-            raise ValueError(f"TrainConfig.max_steps: expected >= 0, found {self.max_steps!r}")
+        for name in ("max_steps", "patience"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"TrainConfig.{name}: expected an integer >= 0, found {v!r}")
+        if not (isinstance(self.backbone_lr, (int, float)) and self.backbone_lr >= 0):
+            raise ValueError(f"TrainConfig.backbone_lr: expected a number >= 0, found {self.backbone_lr!r}")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"TrainConfig.lr_schedule: expected 'cosine' or 'constant', found {self.lr_schedule!r}")
+        if self.patience and not self.select_metric:
+            raise ValueError("TrainConfig.patience: early stopping needs select_metric (the metric to watch)")
 
 
 def seed_everything(seed: int) -> None:
@@ -131,12 +158,17 @@ class TrainResult:
     seconds: float
     out_dir: str
     resumed_from_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_metric: float | None = None
 
 
-def _lr_lambda(total: int, warmup: int):
+def _lr_lambda(total: int, warmup: int, schedule: str = "cosine"):
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / max(1, warmup)
+        if schedule == "constant":
+            return 1.0
         p = (step - warmup) / max(1, total - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
 
@@ -149,21 +181,25 @@ def train(model, train_data: Sequence[Any], collate: Callable[[list], Any], conf
 
     Args:
         model: an ``nn.Module`` whose ``forward(batch)`` returns an object with ``loss``,
-            and which has ``save_pretrained(path)``.
+            and which has ``save_pretrained(path)`` (unless ``config.out_dir`` is "").
         train_data: indexable examples; ``collate(list_of_examples)`` builds a batch.
         config: :class:`TrainConfig`.
-        on_epoch_end: called on the main process as ``on_epoch_end(epoch, model)``; a
-            returned dict is logged with the epoch (e.g. validation accuracy).
+        on_epoch_end: called on the main process as ``on_epoch_end(epoch, model)`` with the
+            model in eval mode; a returned dict is logged with the epoch (e.g. validation
+            accuracy) and may hold ``config.select_metric``.
     """
     import torch
     from torch.utils.data import DataLoader, DistributedSampler
 
     if len(train_data) == 0:
         raise ValueError("train: the training data is empty")
+    if config.select_metric and on_epoch_end is None:
+        raise ValueError(f"train: select_metric={config.select_metric!r} needs an on_epoch_end callback "
+                         f"that returns it")
     dist_info = init_distributed()
     seed_everything(config.seed)
-    out = Path(config.out_dir)
-    if dist_info.is_main:
+    out = Path(config.out_dir) if config.out_dir else None
+    if out is not None and dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
     if config.freeze_backbone:
         if not hasattr(model, "freeze_backbone"):
@@ -172,7 +208,7 @@ def train(model, train_data: Sequence[Any], collate: Callable[[list], Any], conf
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("train: the model has no trainable parameters")
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(_param_groups(model, params, config), lr=config.lr, weight_decay=config.weight_decay)
 
     gen = torch.Generator().manual_seed(config.seed)
     if dist_info.distributed:
@@ -187,15 +223,16 @@ def train(model, train_data: Sequence[Any], collate: Callable[[list], Any], conf
     total = steps_per_epoch * config.epochs
     if config.max_steps:
         total = min(total, config.max_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(config.warmup_ratio * total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(config.warmup_ratio * total), config.lr_schedule))
 
-    start_epoch, step, losses = 0, 0, []
-    last = out / "last"
-    if config.resume and (last / STATE_NAME).exists():
+    progress = _Progress()
+    last = out / "last" if out is not None else None
+    if config.resume and last is not None and (out / STATE_NAME).exists() and last.exists():
         _check_same_model(last, model)
-        start_epoch, step, losses = _resume(last, model, opt, sched, gen)
-        log.info("resumed from %s at epoch %d (step %d)", last, start_epoch, step)
-    resumed_from = start_epoch
+        progress = _resume(last, model, opt, sched, gen)
+        log.info("resumed from %s at epoch %d (step %d)", last, progress.epoch, progress.step)
+    resumed_from = start_epoch = progress.epoch
+    best_state = None  # weights of the best epoch of this process (None: in out_dir/best, or none yet)
 
     ddp_model = model
     if dist_info.distributed:
@@ -205,7 +242,6 @@ def train(model, train_data: Sequence[Any], collate: Callable[[list], Any], conf
 
     t0 = time.perf_counter()
     epoch = start_epoch
-    history: list[dict] = []
     for epoch in range(start_epoch, config.epochs):
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -221,19 +257,19 @@ def train(model, train_data: Sequence[Any], collate: Callable[[list], Any], conf
             out_ = ddp_model(batch)
             loss = out_.loss
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"train: non-finite loss {loss.item()} at step {step}")
+                raise FloatingPointError(f"train: non-finite loss {loss.item()} at step {progress.step}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             opt.step()
             sched.step()
-            step += 1
+            progress.step += 1
             run += loss.item()
             n += 1
             if bar is not None:
                 bar.set_postfix(loss=f"{run / n:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-            if config.max_steps and step >= config.max_steps:
+            if config.max_steps and progress.step >= config.max_steps:
                 break
         if bar is not None:
             bar.close()
@@ -242,41 +278,97 @@ def train(model, train_data: Sequence[Any], collate: Callable[[list], Any], conf
             t = torch.tensor([epoch_loss])
             torch.distributed.all_reduce(t)
             epoch_loss = t.item() / dist_info.world_size
-        losses.append(epoch_loss)
-        info = {"epoch": epoch + 1, "loss": round(epoch_loss, 5), "step": step}
+        progress.losses.append(epoch_loss)
+        progress.epoch = epoch + 1
+        info = {"epoch": epoch + 1, "loss": round(epoch_loss, 5), "step": progress.step}
+        stop = bool(config.max_steps and progress.step >= config.max_steps)
         if dist_info.is_main:
-            _checkpoint(last, model, opt, sched, gen, epoch + 1, step, losses, config)
             if on_epoch_end is not None:
                 model.eval()
-                extra = on_epoch_end(epoch, model) or {}
-                info.update(extra)
-            history.append(info)
+                info.update(on_epoch_end(epoch, model) or {})
+            if config.select_metric:
+                if config.select_metric not in info:
+                    raise ValueError(f"train: on_epoch_end returned {sorted(info)}, expected the "
+                                     f"select_metric {config.select_metric!r} among them")
+                value = float(info[config.select_metric])
+                if progress.best_metric is None or value > progress.best_metric:
+                    progress.best_metric, progress.best_epoch = value, epoch + 1
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    if out is not None:
+                        model.save_pretrained(out / "best")
+                elif config.patience and epoch + 1 - progress.best_epoch >= config.patience:
+                    log.info("no better %s for %d epochs: stopping", config.select_metric, config.patience)
+                    stop = True
+            progress.history.append(info)
+            if last is not None:
+                _checkpoint(last, model, opt, sched, gen, progress, config)
             log.info("epoch %d/%d: %s", epoch + 1, config.epochs, json.dumps(info))
-        if config.max_steps and step >= config.max_steps:
+        if dist_info.distributed:
+            flag = torch.tensor([int(stop)])
+            torch.distributed.broadcast(flag, 0)
+            stop = bool(flag.item())
+        if stop:
             epoch += 1
             break
     else:
         epoch = config.epochs
-    if dist_info.is_main:
+    if config.select_metric and progress.best_epoch is not None:
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        elif out is not None:
+            read_weights(out / "best", model)  # the best epoch came before a resume
+    if dist_info.is_main and out is not None:
         model.save_pretrained(out / "final")
-        (out / "history.json").write_text(json.dumps(history, indent=1))
+        (out / "history.json").write_text(json.dumps(progress.history, indent=1))
     if dist_info.distributed:
         torch.distributed.barrier()
-    return TrainResult(epochs_run=epoch - resumed_from, steps=step, final_loss=losses[-1] if losses else float("nan"),
-                       losses=losses, seconds=time.perf_counter() - t0, out_dir=str(out),
-                       resumed_from_epoch=resumed_from)
+    losses = progress.losses
+    return TrainResult(epochs_run=epoch - resumed_from, steps=progress.step,
+                       final_loss=losses[-1] if losses else float("nan"), losses=losses,
+                       seconds=time.perf_counter() - t0, out_dir=str(out) if out is not None else "",
+                       resumed_from_epoch=resumed_from, history=progress.history, best_epoch=progress.best_epoch,
+                       best_metric=progress.best_metric)
 
 
-def _checkpoint(path: Path, model, opt, sched, gen, epoch: int, step: int, losses: list[float], config) -> None:
+def _param_groups(model, params: list, config: TrainConfig) -> list[dict]:
+    """One AdamW group, or two when the backbone has its own learning rate."""
+    if not config.backbone_lr:
+        return [{"params": params}]
+    if not hasattr(model, "backbone_parameters"):
+        raise ValueError(f"TrainConfig.backbone_lr needs a model with backbone_parameters(); "
+                         f"{type(model).__name__} has none")
+    trunk = {id(p) for p in model.backbone_parameters()}
+    groups = [{"params": [p for p in params if id(p) in trunk], "lr": config.backbone_lr},
+              {"params": [p for p in params if id(p) not in trunk]}]
+    return [g for g in groups if g["params"]]
+
+
+@dataclass
+class _Progress:
+    """Where a run stands; saved with every checkpoint so that a resumed run continues it."""
+
+    epoch: int = 0
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_metric: float | None = None
+
+
+def _checkpoint(path: Path, model, opt, sched, gen, progress: _Progress, config) -> None:
     import torch
 
-    state = {"epoch": epoch, "step": step, "losses": losses, "optimizer": opt.state_dict(),
+    model.save_pretrained(path)
+    state = {"epoch": progress.epoch, "step": progress.step, "losses": progress.losses,
+             "history": json.dumps(progress.history), "best_epoch": progress.best_epoch,
+             "best_metric": progress.best_metric, "optimizer": opt.state_dict(),
              "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "generator": gen.get_state(),
              "config": json.dumps(asdict(config))}
-    # Weights and trainer state replace the previous checkpoint together, or not at all.
-    with atomic_folder(path) as tmp:
-        model.save_pretrained(tmp)
-        torch.save(state, tmp / STATE_NAME)
+    # Beside the model folder, not in it: ``last`` stays a plain checkpoint of the model,
+    # which loaders that refuse pickle files (the state is read with weights_only) accept.
+    tmp = path.parent / (STATE_NAME + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path.parent / STATE_NAME)
 
 
 def _check_same_model(path: Path, model) -> None:
@@ -293,15 +385,16 @@ def _check_same_model(path: Path, model) -> None:
                          f"(differs in {diff[:5]}); use a new out_dir or resume=False")
 
 
-def _resume(path: Path, model, opt, sched, gen):
+def _resume(path: Path, model, opt, sched, gen) -> _Progress:
     import torch
-
 
     read_weights(path, model)
     # weights_only: tensors and plain containers only, no arbitrary unpickling.
-    state = torch.load(path / STATE_NAME, weights_only=True)
+    state = torch.load(path.parent / STATE_NAME, weights_only=True)
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     gen.set_state(state["generator"])
-    return int(state["epoch"]), int(state["step"]), list(state["losses"])
+    return _Progress(epoch=int(state["epoch"]), step=int(state["step"]), losses=list(state["losses"]),
+                     history=json.loads(state.get("history", "[]")), best_epoch=state.get("best_epoch"),
+                     best_metric=state.get("best_metric"))

@@ -42,8 +42,8 @@ def test_resume_continues_exactly(tmp_path):
     cfg = dict(out_dir=str(tmp_path / "part"), batch_size=8, lr=0.05, progress=False)
 
     def interrupt(epoch, model):
-        if epoch == 1:
-            raise KeyboardInterrupt  # the run is stopped after its second epoch
+        if epoch == 2:
+            raise KeyboardInterrupt  # the run is stopped after its second checkpoint, evaluating the third epoch
 
     with pytest.raises(KeyboardInterrupt):
         train(part, toy_data(), collate, TrainConfig(epochs=4, **cfg), on_epoch_end=interrupt)
@@ -92,3 +92,51 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert r0["w"] == r1["w"]  # DDP keeps the replicas identical
     assert r0["losses"] == r1["losses"] and r0["losses"][-1] < r0["losses"][0]
     assert (tmp_path / "final" / "model.safetensors").exists()
+
+
+def test_best_epoch_selection_and_early_stopping(tmp_path):
+    # A metric that peaks at epoch 2: the model ends with epoch 2's weights; patience 2 stops after epoch 4.
+    values = [0.1, 0.9, 0.5, 0.4, 0.95]
+    snapshots = {}
+
+    def metric(epoch, model):
+        snapshots[epoch + 1] = {k: v.clone() for k, v in model.state_dict().items()}
+        return {"val": values[epoch]}
+
+    m = fresh_model()
+    res = train(m, toy_data(), collate, TrainConfig(out_dir=str(tmp_path), epochs=5, batch_size=8, lr=0.05,
+                                                    select_metric="val", patience=2, progress=False),
+                on_epoch_end=metric)
+    assert (res.best_epoch, res.best_metric, res.epochs_run) == (2, 0.9, 4)
+    assert [h["val"] for h in res.history] == values[:4]
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, snapshots[2][k]), k
+    best = fresh_model()
+    read_weights(tmp_path / "best", best)
+    for k, v in best.state_dict().items():
+        assert torch.equal(v, snapshots[2][k]), k
+    with pytest.raises(ValueError, match="expected the select_metric 'acc' among them"):
+        train(fresh_model(), toy_data(), collate, TrainConfig(out_dir="", epochs=1, select_metric="acc",
+                                                              progress=False), on_epoch_end=metric)
+    with pytest.raises(ValueError, match="needs an on_epoch_end callback"):
+        train(fresh_model(), toy_data(), collate, TrainConfig(out_dir="", select_metric="acc"))
+    with pytest.raises(ValueError, match="early stopping needs select_metric"):
+        TrainConfig(patience=2)
+
+
+def test_in_memory_run_and_backbone_learning_rate(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    m = fresh_model()
+    res = train(m, toy_data(), collate, TrainConfig(out_dir="", epochs=2, batch_size=8, lr=0.05, progress=False))
+    assert res.out_dir == "" and list(tmp_path.iterdir()) == []
+    # backbone_lr 0 < lr: with a tiny backbone rate the backbone barely moves, the head does.
+    m = fresh_model()
+    m.backbone_parameters = m.backbone.parameters
+    before = [p.clone() for p in (m.backbone.weight, m.head.weight)]
+    train(m, toy_data(), collate, TrainConfig(out_dir="", epochs=1, batch_size=8, lr=0.05, backbone_lr=1e-9,
+                                              warmup_ratio=0.0, progress=False))
+    assert (m.backbone.weight - before[0]).abs().max() < 1e-6 < (m.head.weight - before[1]).abs().max()
+    with pytest.raises(ValueError, match="needs a model with backbone_parameters"):
+        train(fresh_model(), toy_data(), collate, TrainConfig(out_dir="", backbone_lr=1e-3, progress=False))
+    with pytest.raises(ValueError, match="lr_schedule: expected 'cosine' or 'constant'"):
+        TrainConfig(lr_schedule="linear")

@@ -14,23 +14,20 @@ head only: the backbone's weights are read from the package when the folder is l
 from __future__ import annotations
 
 import json
-import logging
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ravlm_graph.grounding.detectors.base import ImageEntityDetector, _ORIGIN, _PICKLE_SUFFIXES, _load_all
-from ravlm_graph.grounding.detectors.tagger import TaggerFitResult
 from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, InvalidImageError, load_image
 from ravlm_graph.grounding.vision.efficientnet_lite import load_efficientnet_lite0, preprocess_images
 from ravlm_graph.types import Entity
+from ravlm_graph.utils.checkpoint import write_checkpoint
 
 __all__ = ["FEATURE_BACKBONES", "FeatureTagger", "FeatureTaggerConfig"]
 
-logger = logging.getLogger(__name__)
 
 FEATURE_TAGGER_FORMAT = "ravlm-feature-tagger"
 _FORMAT_VERSION = 1
@@ -115,8 +112,9 @@ class FeatureTagger(ImageEntityDetector):
     """A crop classifier: frozen pretrained features -> a small trained head.
 
     Same interface as :class:`~ravlm_graph.grounding.detectors.tagger.TrainableTagger`
-    (``fit``, ``predict_proba``, ``detect``, ``save_pretrained`` / ``from_pretrained``), so the
-    layout-cell detector can use either.
+    (``targets``, ``loss``, ``predict_proba``, ``detect``, ``save_pretrained`` /
+    ``from_pretrained``), so the layout-cell detector can use either; it is trained by
+    :func:`ravlm_graph.training.detectors.fit_feature_tagger`.
 
     Args:
         config: :class:`FeatureTaggerConfig`.
@@ -125,7 +123,7 @@ class FeatureTagger(ImageEntityDetector):
     Example::
 
         tagger = FeatureTagger(FeatureTaggerConfig(("dog", "cat", "__none__")))
-        tagger.fit(crops, [["dog"], ["cat"], ...], epochs=30)
+        fit_feature_tagger(tagger, crops, [["dog"], ["cat"], ...], TrainConfig(epochs=30, out_dir=""))
         tagger.predict_proba(more_crops)  # (N, 3)
     """
 
@@ -180,7 +178,8 @@ class FeatureTagger(ImageEntityDetector):
         width = FEATURE_BACKBONES[self.config.backbone][1]
         return torch.cat(rows, 0) if rows else torch.zeros((0, width))
 
-    def _targets(self, label_sets: Sequence[Iterable[str]]):
+    def targets(self, label_sets: Sequence[Iterable[str]]):
+        """Multi-hot targets (N, K) of the crops' concept sets; an exclusive tagger needs exactly one each."""
         import torch
 
         y = torch.zeros((len(label_sets), len(self.config.concepts)), dtype=torch.float32)
@@ -191,77 +190,20 @@ class FeatureTagger(ImageEntityDetector):
                     raise ValueError(f"label set {i}: expected a concept of the tagger's vocabulary "
                                      f"({len(self.config.concepts)} concepts), found {c!r}")
                 y[i, j] = 1.0
+        if self.config.exclusive and bool((y.sum(1) != 1).any()):
+            bad = int((y.sum(1) != 1).nonzero()[0, 0])
+            raise ValueError(f"label set {bad}: an exclusive tagger needs exactly one concept per crop, "
+                             f"found {int(y[bad].sum())}")
         return y
 
-    def fit(self, images: Sequence[Any], label_sets: Sequence[Iterable[str]], *, epochs: int = 30,
-            batch_size: int = 128, lr: float = 2e-3, weight_decay: float = 1e-4, seed: int = 0,
-            progress: bool = True, features=None) -> TaggerFitResult:
-        """Compute the images' features once, then train the head on them.
-
-        Args:
-            images: training crops (anything :func:`load_image` accepts).
-            label_sets: per crop, its concepts (exactly one when ``exclusive``).
-            epochs, batch_size, lr, weight_decay, seed: the head's training (AdamW).
-            progress: show a bar while features are computed.
-            features: precomputed ``(N, width)`` features of ``images`` (skips the backbone).
-
-        Returns:
-            :class:`TaggerFitResult` with the mean loss per epoch.
-        """
+    def loss(self, logits, targets):
+        """Training loss of the head's ``logits`` (N, K) against :meth:`targets` (N, K): cross-entropy
+        over the vocabulary for an exclusive tagger, else binary cross-entropy per concept."""
         import torch
 
-        if len(images) != len(label_sets):
-            raise ValueError(f"fit: {len(images)} images but {len(label_sets)} label sets")
-        if len(images) == 0:
-            raise ValueError("fit: expected at least one training image, found none")
-        if epochs < 1 or batch_size < 1:
-            raise ValueError(f"fit: expected epochs >= 1 and batch_size >= 1, found {epochs} and {batch_size}")
-        t0 = time.perf_counter()
-        x_all = features if features is not None else self.features(images, desc="features" if progress else None)
-        if tuple(x_all.shape) != (len(images), FEATURE_BACKBONES[self.config.backbone][1]):
-            raise ValueError(f"fit: expected features of shape ({len(images)}, "
-                             f"{FEATURE_BACKBONES[self.config.backbone][1]}), found {tuple(x_all.shape)}")
-        y_all = self._targets(label_sets)  # (N, K)
         if self.config.exclusive:
-            counts = y_all.sum(1)
-            if bool((counts != 1).any()):
-                bad = int((counts != 1).nonzero()[0, 0])
-                raise ValueError(f"fit: an exclusive tagger needs exactly one concept per crop; crop {bad} has "
-                                 f"{int(counts[bad])}")
-            ce = torch.nn.CrossEntropyLoss()
-
-            def loss_fn(logits, y):
-                return ce(logits, y.argmax(1))
-        else:
-            loss_fn = torch.nn.BCEWithLogitsLoss()
-        n = len(images)
-        result = TaggerFitResult(num_images=n)
-        opt = torch.optim.AdamW(self.head.parameters(), lr=lr, weight_decay=weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * ((n + batch_size - 1) // batch_size))
-        gen = torch.Generator().manual_seed(seed)
-        self.head.train()
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)  # dropout
-                for _ in range(epochs):
-                    perm = torch.randperm(n, generator=gen)
-                    total = 0.0
-                    for s in range(0, n, batch_size):
-                        ids = perm[s:s + batch_size]
-                        loss = loss_fn(self.head(x_all[ids]), y_all[ids])  # logits (B, K)
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                        sched.step()
-                        total += loss.item() * len(ids)
-                    result.losses.append(total / n)
-                    result.epochs += 1
-        finally:
-            self.head.eval()
-        result.seconds = time.perf_counter() - t0
-        logger.info("FeatureTagger.fit: %d crops, %d concepts, %d epochs in %.1f s; loss %.4f -> %.4f", n,
-                    len(self.config.concepts), result.epochs, result.seconds, result.losses[0], result.losses[-1])
-        return result
+            return torch.nn.functional.cross_entropy(logits, targets.argmax(1))
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
 
     def predict_proba(self, images: Sequence[Any], *, batch_size: int = 64):
         """Score of every concept for each image: a float32 numpy array ``(N, K)``."""
@@ -297,19 +239,10 @@ class FeatureTagger(ImageEntityDetector):
 
     # -- save / load ---------------------------------------------------------------------
 
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (the head) into the folder ``path``."""
-        from safetensors.torch import save_file
-
-        p = Path(path)
-        p.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
-        save_file(state, str(p / "model.safetensors"), metadata={"format": FEATURE_TAGGER_FORMAT})
-        cfg = {"format": FEATURE_TAGGER_FORMAT, "format_version": _FORMAT_VERSION, **self.config.to_dict()}
-        tmp = p / "config.json.tmp"
-        tmp.write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, p / "config.json")
-        return p
+    def save_pretrained(self, path: str | os.PathLike, extra_json: Mapping[str, Any] | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (the head; and ``extra_json`` files) atomically."""
+        return write_checkpoint(path, self.config.to_dict(), self.head.state_dict(), extra_json=dict(extra_json or {}),
+                                format_name=FEATURE_TAGGER_FORMAT, format_version=_FORMAT_VERSION)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "FeatureTagger":

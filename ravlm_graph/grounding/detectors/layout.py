@@ -12,20 +12,18 @@ box, so questions about "the thing on the left" can be grounded.
 from __future__ import annotations
 
 import json
-import logging
 import random
 from pathlib import Path
 from typing import Any, Sequence
 
 from ravlm_graph.grounding.detectors.base import ImageEntityDetector
-from ravlm_graph.grounding.detectors.features import FeatureTagger, FeatureTaggerConfig, is_feature_tagger_folder
-from ravlm_graph.grounding.detectors.tagger import TaggerConfig, TrainableTagger
+from ravlm_graph.grounding.detectors.features import FeatureTagger, is_feature_tagger_folder
+from ravlm_graph.grounding.detectors.tagger import TrainableTagger
 from ravlm_graph.grounding.images import load_image
 from ravlm_graph.types import Entity
 from ravlm_graph.grounding.layouts import LAYOUTS
 from ravlm_graph.grounding.layouts import layout_cells
 
-log = logging.getLogger(__name__)
 
 NONE = "__none__"
 DETECTOR_FILE = "layout_detector.json"
@@ -124,24 +122,19 @@ class LayoutCellDetector(ImageEntityDetector):
             out.append(ents)
         return out
 
-    # -------------------------------------------------------------- training
-    @classmethod
-    def train(cls, scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequence[float]]]]], concepts: Sequence[str], *,
-              epochs: int = 8, negatives_per_scene: int = 2, seed: int = 0, image_size: int = 48,
-              channels: Sequence[int] = (32, 64, 128), progress: bool = True, jitter: bool = True,
-              batch_size: int = 64, lr: float = 2e-3, features: str | None = None, feature_size: int = 128,
-              hidden: int = 256) -> "LayoutCellDetector":
-        """Train on scenes given as ``(image, [(concept, box), ...])``.
+    # -------------------------------------------------------------- training data
+    @staticmethod
+    def training_crops(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequence[float]]]]], concepts: Sequence[str],
+                       *, negatives_per_scene: int = 2, seed: int = 0,
+                       jitter: bool = True) -> tuple[list, list[list[str]], tuple[str, ...]]:
+        """The crops a layout detector learns from, their labels and the vocabulary.
 
-        Every cell of the scene's own layout is a positive crop; ``negatives_per_scene``
-        cells of other layouts are added with the label :func:`cell_label` gives them.
-        With ``jitter``, each crop gets a random colour change (brightness, contrast,
-        saturation, hue rotation), for robustness to other drawing styles.
-
-        ``features`` names a frozen pretrained backbone (``"efficientnet_lite0"``): the crops
-        are then read once through it (at ``feature_size`` pixels) and only a head with
-        ``hidden`` units is trained (:class:`FeatureTagger`), instead of a CNN from scratch
-        (``image_size`` and ``channels`` are then unused).
+        Scenes are given as ``(image, [(concept, box), ...])``. Every cell of the scene's own
+        layout is a positive crop; ``negatives_per_scene`` cells of other layouts are added
+        with the label :func:`cell_label` gives them. With ``jitter``, each crop gets a random
+        colour change (brightness, contrast, saturation, hue rotation), for robustness to
+        other drawing styles. The vocabulary is ``concepts`` (sorted) plus ``__none__``.
+        :func:`ravlm_graph.training.detectors.train_layout_detector` trains on them.
         """
         rng = random.Random(seed)
         layouts = default_layouts()
@@ -171,26 +164,12 @@ class LayoutCellDetector(ImageEntityDetector):
                 crops.append(_jitter(im.crop(cell), rng) if jitter else im.crop(cell))
                 labels.append([lab])
         labels = [[l if l in vocab else NONE for l in ls] for ls in labels]
-        # One label per crop: a softmax over concepts + __none__ learns much faster than
-        # 370 independent sigmoids (whose loss is near its minimum by predicting nothing).
-        if features is not None:
-            tagger = FeatureTagger(FeatureTaggerConfig(concepts=vocab, backbone=features, input_size=feature_size,
-                                                       hidden=hidden, threshold=0.3, exclusive=True), seed=seed)
-        else:
-            tagger = TrainableTagger(TaggerConfig(concepts=vocab, image_size=image_size, channels=tuple(channels),
-                                                  threshold=0.3, exclusive=True), seed=seed)
-        res = tagger.fit(crops, labels, epochs=epochs, seed=seed, progress=progress, batch_size=batch_size, lr=lr)
-        log.info("LayoutCellDetector.train: %d crops, %d concepts, loss %.4f -> %.4f in %.0f s", len(crops),
-                 len(vocab) - 1, res.losses[0], res.losses[-1], res.seconds)
-        return cls(tagger, layouts)
+        return crops, labels, vocab
 
     # ----------------------------------------------------------- save / load
     def save_pretrained(self, path: str | Path) -> Path:
-        path = Path(path)
-        self.tagger.save_pretrained(path)
-        (path / DETECTOR_FILE).write_text(json.dumps({"layouts": [list(l) for l in self.layouts],
-                                                      "min_score": self.min_score}, indent=1))
-        return path
+        meta = {"layouts": [list(l) for l in self.layouts], "min_score": self.min_score}
+        return self.tagger.save_pretrained(path, extra_json={DETECTOR_FILE: meta})
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "LayoutCellDetector":

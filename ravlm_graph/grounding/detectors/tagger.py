@@ -1,33 +1,34 @@
 """:class:`TrainableTagger`: a small CNN, multi-label over a concept vocabulary, trained
 from scratch — for image domains without pretrained vision weights (the built-in
-benchmark's drawn emoji). Saved as ``config.json`` + ``model.safetensors``."""
+benchmark's drawn emoji). Saved as ``config.json`` + ``model.safetensors``.
+
+The tagger holds the network, inference, its loss and its checkpoint folder; it is trained
+by :func:`ravlm_graph.training.detectors.fit_tagger` (the project's one training loop),
+which reads :meth:`TrainableTagger.images_to_tensor`, :meth:`TrainableTagger.targets` and
+:meth:`TrainableTagger.loss`.
+"""
 
 from __future__ import annotations
 
-import logging
-
-import json
 import math
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ravlm_graph.types import Entity
-from ravlm_graph.grounding.detectors.base import ImageEntityDetector, _ORIGIN, _load_all, _resolve_device
+from ravlm_graph.grounding.detectors.base import _ORIGIN, ImageEntityDetector, _load_all, _resolve_device
 from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, InvalidImageError, load_image
 from ravlm_graph.grounding.labels import map_label_to_concept
-from ravlm_graph.utils.checkpoint import atomic_folder, read_config, read_weights, write_checkpoint_files
+from ravlm_graph.types import Entity
+from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, write_checkpoint
 from ravlm_graph.utils.config import Config
-
-logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-_TAGGER_FORMAT = "ravlm-image-tagger"
-_TAGGER_FORMAT_VERSION = 1
+
+FORMAT = "ravlm-image-tagger"
+FORMAT_VERSION = 1
 
 
 # --------------------------------------------------------------------------------------
@@ -85,27 +86,6 @@ class TaggerConfig(Config):
             raise ValueError(f"TaggerConfig: expected top_k >= 1 or None, found {self.top_k}")
 
 
-
-@dataclass
-class TaggerFitResult:
-    """What :meth:`TrainableTagger.fit` did.
-
-    Args:
-        losses: mean training loss of each epoch.
-        epochs: epochs run.
-        num_images: training images.
-        seconds: wall time.
-    """
-
-    losses: list[float] = field(default_factory=list)
-    epochs: int = 0
-    num_images: int = 0
-    seconds: float = 0.0
-
-
-_SHIFT = 2  # px, training-time shift augmentation of TrainableTagger
-
-
 def _build_tagger_net(config: TaggerConfig):
     """A small CNN: per stage two 3x3 conv + GroupNorm + ReLU, then 2x2 max-pool; global
     average pool; dropout; linear to one logit per concept. GroupNorm (not BatchNorm)
@@ -150,7 +130,7 @@ class TrainableTagger(ImageEntityDetector):
     Example::
 
         tagger = TrainableTagger(TaggerConfig(("dog", "cat"), image_size=32))
-        tagger.fit(images, [{"dog"}, {"cat", "dog"}], epochs=5)
+        fit_tagger(tagger, images, [{"dog"}, {"cat", "dog"}], TrainConfig(epochs=5, out_dir=""))
         tagger.save_pretrained("ckpt/tagger")
         TrainableTagger.from_pretrained("ckpt/tagger").detect("photo.png")
     """
@@ -179,7 +159,7 @@ class TrainableTagger(ImageEntityDetector):
     def device(self):
         return next(self.model.parameters()).device
 
-    def _to_tensor(self, images: Sequence[Any], desc: str | None = None):
+    def images_to_tensor(self, images: Sequence[Any], desc: str | None = None):
         """Decoded, resized images as a uint8 tensor (N, 3, S, S)."""
         import numpy as np
         import torch
@@ -202,10 +182,12 @@ class TrainableTagger(ImageEntityDetector):
         return out
 
     @staticmethod
-    def _normalise(x_uint8):
+    def normalise(x_uint8):
         return x_uint8.float().div(127.5).sub(1.0)  # [0, 255] -> [-1, 1]
 
-    def _targets(self, label_sets: Sequence[Iterable[str]]):
+    def targets(self, label_sets: Sequence[Iterable[str]]):
+        """Multi-hot targets (N, K) of the images' concept sets (names in the vocabulary or labels mapped
+        to them); an exclusive tagger needs exactly one concept per image."""
         import torch
 
         y = torch.zeros((len(label_sets), len(self.config.concepts)), dtype=torch.float32)
@@ -220,90 +202,20 @@ class TrainableTagger(ImageEntityDetector):
                     raise ValueError(f"label set {i}: concept {c!r} is not in the tagger's vocabulary "
                                      f"({len(self.config.concepts)} concepts)")
                 y[i, j] = 1.0
+        if self.config.exclusive and bool((y.sum(1) != 1).any()):
+            bad = int((y.sum(1) != 1).nonzero()[0, 0])
+            raise ValueError(f"label set {bad}: an exclusive tagger needs exactly one concept per image, "
+                             f"found {int(y[bad].sum())}")
         return y
 
-    def fit(self, images: Sequence[Any], label_sets: Sequence[Iterable[str]], *, epochs: int = 10,
-            batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0,
-            augment: bool = True, progress: bool = True) -> TaggerFitResult:
-        """Train on ``images`` with multi-label targets; reproducible for a given seed.
-
-        Args:
-            images: images (anything :func:`load_image` accepts).
-            label_sets: per image, the concepts it shows (names in the vocabulary).
-            epochs: passes over the data (10).
-            batch_size: images per step (32).
-            lr: AdamW learning rate (1e-3).
-            weight_decay: AdamW weight decay (1e-4).
-            seed: seeds shuffling, flips and dropout (0); the global RNG is untouched.
-            augment: random horizontal flips and shifts of up to 2 px (True).
-            progress: show a tqdm bar per epoch (True).
-
-        Returns:
-            :class:`TaggerFitResult` with the mean loss per epoch.
-        """
+    def loss(self, logits, targets):
+        """Training loss of ``logits`` (N, K) against :meth:`targets` (N, K): cross-entropy over the
+        vocabulary for an exclusive tagger, else binary cross-entropy per concept."""
         import torch
-        from tqdm.auto import tqdm
 
-        if len(images) != len(label_sets):
-            raise ValueError(f"fit: {len(images)} images but {len(label_sets)} label sets")
-        if len(images) == 0:
-            raise ValueError("fit: expected at least one training image, found none")
-        if epochs < 1 or batch_size < 1:
-            raise ValueError(f"fit: expected epochs >= 1 and batch_size >= 1, found {epochs} and {batch_size}")
-        t0 = time.perf_counter()
-        x_all = self._to_tensor(images, desc="decode")  # (N, 3, S, S) uint8
-        y_all = self._targets(label_sets)  # (N, K)
-        n = len(images)
-        result = TaggerFitResult(num_images=n)
         if self.config.exclusive:
-            if bool((y_all.sum(1) != 1).any()):
-                bad = int((y_all.sum(1) != 1).nonzero()[0, 0])
-                raise ValueError(f"fit: an exclusive tagger needs exactly one concept per image; image {bad} has "
-                                 f"{int(y_all[bad].sum())}")
-            ce = torch.nn.CrossEntropyLoss()
-
-            def loss_fn(logits, y):
-                return ce(logits, y.argmax(1))
-        else:
-            loss_fn = torch.nn.BCEWithLogitsLoss()
-        opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay)
-        gen = torch.Generator().manual_seed(seed)
-        device = self.device
-        self.model.train()
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)  # dropout
-                for epoch in range(epochs):
-                    perm = torch.randperm(n, generator=gen)
-                    total = 0.0
-                    bar = tqdm(range(0, n, batch_size), desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                               disable=not progress, leave=False)
-                    for s in bar:
-                        ids = perm[s:s + batch_size]
-                        x = self._normalise(x_all[ids])  # (B, 3, S, S)
-                        if augment:
-                            flip = torch.rand(len(ids), generator=gen) < 0.5
-                            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-                            # a small random shift of the batch (edge pixels repeated)
-                            dx, dy = (int(v) for v in torch.randint(0, 2 * _SHIFT + 1, (2,), generator=gen))
-                            s_ = x.shape[-1]
-                            x = torch.nn.functional.pad(x, (_SHIFT,) * 4, mode="replicate")[..., dy:dy + s_,
-                                                                                            dx:dx + s_]
-                        loss = loss_fn(self.model(x.to(device)), y_all[ids].to(device))
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                        total += loss.item() * len(ids)
-                        bar.set_postfix(loss=f"{loss.item():.4f}")
-                    result.losses.append(total / n)
-                    result.epochs = epoch + 1
-        finally:
-            self.model.eval()
-        result.seconds = time.perf_counter() - t0
-        logger.info("TrainableTagger.fit: %d images, %d concepts, %d epochs in %.1f s; loss %.4f -> %.4f",
-                    n, len(self.config.concepts), result.epochs, result.seconds, result.losses[0],
-                    result.losses[-1])
-        return result
+            return torch.nn.functional.cross_entropy(logits, targets.argmax(1))
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
 
     def predict_proba(self, images: Sequence[Any], *, batch_size: int = 64):
         """Sigmoid score of every concept for each image: a float32 numpy array (N, K)."""
@@ -312,12 +224,12 @@ class TrainableTagger(ImageEntityDetector):
 
         if len(images) == 0:
             return np.zeros((0, len(self.config.concepts)), dtype=np.float32)
-        x_all = self._to_tensor(images)
+        x_all = self.images_to_tensor(images)
         rows = []
         self.model.eval()
         with torch.inference_mode():
             for s in range(0, len(images), batch_size):
-                x = self._normalise(x_all[s:s + batch_size]).to(self.device)  # (B, 3, S, S)
+                x = self.normalise(x_all[s:s + batch_size]).to(self.device)  # (B, 3, S, S)
                 logits = self.model(x)  # (B, K)
                 probs = torch.softmax(logits, -1) if self.config.exclusive else torch.sigmoid(logits)
                 rows.append(probs.float().cpu())
@@ -345,25 +257,23 @@ class TrainableTagger(ImageEntityDetector):
                 out[i] = self._entities(probs[row])
         return out
 
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` as the folder ``path`` (atomically)."""
-        with atomic_folder(path) as tmp:
-            self.write_files(tmp)
-        return Path(path)
-
-    def write_files(self, folder: str | os.PathLike) -> Path:
-        """Write the checkpoint files into an existing folder."""
-        return write_checkpoint_files(folder, self.config.to_dict(), self.model.state_dict(),
-                                      format_name=_TAGGER_FORMAT, format_version=_TAGGER_FORMAT_VERSION)
+    def save_pretrained(self, path: str | os.PathLike, extra_json: Mapping[str, Any] | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (and ``extra_json`` files) atomically into ``path``."""
+        return write_checkpoint(path, self.config.to_dict(), self.model.state_dict(), extra_json=dict(extra_json or {}),
+                                format_name=FORMAT, format_version=FORMAT_VERSION)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, device: Any = None) -> TrainableTagger:
-        """Load a folder written by :meth:`save_pretrained`. Pickled weights are refused; every
-        weight's name, dtype and shape is checked against the config before it is read."""
+        """Load a folder written by :meth:`save_pretrained`. Pickled weights are refused."""
         p = Path(path)
-        raw = read_config(p, _TAGGER_FORMAT, _TAGGER_FORMAT_VERSION)
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: tagger checkpoint folder not found")
+        raw = read_config(p, FORMAT, FORMAT_VERSION)
         body = {k: v for k, v in raw.items() if k not in ("format", "format_version")}
-        tagger = cls(TaggerConfig.from_dict(body, where=str(p / "config.json")))
+        try:
+            tagger = cls(TaggerConfig.from_dict(body, where=str(p / "config.json")))
+        except TypeError as e:
+            raise CheckpointError(f"{p / 'config.json'}: {e}") from e
         read_weights(p, tagger.model)
         tagger.model.to(_resolve_device(device)).eval()
         return tagger

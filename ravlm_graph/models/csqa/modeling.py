@@ -1,122 +1,189 @@
-"""CommonsenseQA (multiple choice) with and without the knowledge graph: a QA-GNN-lite.
+"""The CommonsenseQA scorer: a fine-tuned cross-encoder, optionally joined with a graph module.
 
-What the model is: a **small scorer trained on top of frozen all-MiniLM-L6-v2 sentence
-embeddings** — not a fine-tuned language model. Each (question, choice) pair gets one
-score; the choices of a question compete through a softmax (cross-entropy over the
-choices). Two variants, trained with identical settings so that the difference is the
-knowledge graph only:
+Each (question, choice) pair is read by a pretrained text transformer (the trunk,
+all-MiniLM-L6-v2 by default, maybe only its first layers) as
+``[CLS] question [SEP] choice [SEP]``; its pooled state gives the pair's score, and the
+choices of a question compete through a softmax (cross-entropy over the choices).
 
-* ``no_kg`` — text only. Features of a pair: the frozen MiniLM embedding ``t`` of
-  ``"<question> <choice>"``, the embedding ``c`` of the choice alone, and ``t * c``;
-  a two-layer MLP maps them to a score. This is "the MiniLM-based model without the KG".
-* ``kg`` — the same text features, plus a graph read-out (after QA-GNN, Yasunaga et al.,
-  NAACL 2021, https://arxiv.org/abs/2104.06378, much reduced):
+With ``use_kg`` a graph module joins the trunk, after QA-GNN (Yasunaga et al., NAACL
+2021, https://arxiv.org/abs/2104.06378), much reduced:
 
-  1. seeds: the concepts grounded in the question (plus the dataset's question concept)
-     and the concepts grounded in the choice text;
-  2. a small subgraph around the seeds is retrieved (personalised PageRank pruning,
-     ``budget`` nodes) from the store;
-  3. node features: the MiniLM embedding of the concept name, an origin embedding
-     (question / choice / both / other / context) and the retrieval relevance;
-  4. a context node carrying ``t`` is linked to every seed (two extra relation types:
-     context-question, context-choice), which conditions the graph on the pair;
-  5. a 2-layer GATv2 :class:`~ravlm_graph.gnn.GraphEncoder` with relation-type edge
-     features;
-  6. read-out: attention pooling over the concept nodes with a projection of ``t`` as
-     the query, the context node's final state, and the mean state of the choice's
-     own concept nodes; these join the text features in the scoring MLP.
-
-Every expensive feature (text embeddings, grounding, subgraphs, node-name embeddings)
-is computed once per run, with a progress bar; training epochs then only gather
-tensors. Training is seeded: the same seed and data give the same scores. A held-out
-slice of the *training* file (``val_fraction``) picks the best epoch; the dev file is
-used only for the reported accuracy.
-
-Run it::
-
-    python -m ravlm_graph.csqa --train train.jsonl --dev valid.jsonl --out runs/csqa
-
-which writes ``results.json``, ``results.md`` and ``predictions_<variant>.jsonl`` into
-``--out``. :func:`run_csqa` is the same from Python and accepts an injected encoder and
-store (tests use a hash stand-in encoder and a tiny graph).
+1. the pair's subgraph (retrieved around the question's and the choice's concepts, see
+   :mod:`~ravlm_graph.models.csqa.processing`) gets a context node, linked to every seed by
+   two extra relation types (context-question, context-choice);
+2. node features: the frozen name embedding of each concept, an origin embedding
+   (question / choice / both / other / context) and the retrieval relevance; the context
+   node's features are a projection of the pair's pooled trunk state, so the graph is
+   conditioned on the pair and its gradients reach the trunk;
+3. a :class:`~ravlm_graph.nn.gnn.GraphEncoder` (GATv2 with relation-type edge features);
+4. read-out: attention pooling over the concept nodes (query: the pooled text state), the
+   context node's final state and the mean state of the choice's own concept nodes; they
+   join the pooled text state in the scoring MLP.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
-from ravlm_graph.models.csqa.configuration import ORIGIN_BOTH, ORIGIN_CHOICE
-from ravlm_graph.models.csqa.configuration import CSQAConfig, _NUM_ORIGINS
-from ravlm_graph.models.csqa.processing import _GraphBatch
+
+from ravlm_graph.models.csqa.configuration import (FORMAT, FORMAT_VERSION, NUM_ORIGINS, ORIGIN_BOTH, ORIGIN_CHOICE,
+                                                   CSQAConfig)
+from ravlm_graph.models.csqa.processing import CSQABatch, GraphBatch
 from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
-
-if TYPE_CHECKING:  # pragma: no cover
-
-    pass
+from ravlm_graph.retrieval.embeddings import minilm_path
+from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, write_checkpoint
 
 
-# --------------------------------------------------------------------------- model
+def load_trunk(config: CSQAConfig):
+    """The tokenizer and the text transformer named by ``config.text_backbone``, cut to
+    ``config.trunk_layers`` layers."""
+    from transformers import AutoModel, AutoTokenizer  # heavy optional dependency
 
-class ChoiceScorer(nn.Module):
-    """Scores (question, choice) pairs from frozen text embeddings, optionally with a graph.
+    spec = config.text_backbone
+    path = str(minilm_path()) if spec == "minilm" else spec
+    if spec != "minilm" and not Path(path).is_dir():
+        raise CheckpointError(f"text_backbone: {path!r} is neither 'minilm' nor a local model folder")
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    trunk = AutoModel.from_pretrained(path, local_files_only=True)
+    n = len(trunk.encoder.layer)
+    if config.trunk_layers > n:
+        raise ValueError(f"CSQAConfig.trunk_layers: expected at most the trunk's {n} layers, "
+                         f"found {config.trunk_layers}")
+    if config.trunk_layers:
+        trunk.encoder.layer = trunk.encoder.layer[:config.trunk_layers]
+        trunk.config.num_hidden_layers = config.trunk_layers
+    return tokenizer, trunk
 
-    Args:
-        text_dim: width D of the sentence embeddings.
-        config: the run settings.
-        num_relations: relation types of the store (None: text only, the ``no_kg`` variant).
 
-    Shapes:
-        ``forward(text (P, 3D), pair_emb (P, D), graph, node_table (U, D))`` -> (P,) scores.
+@dataclass
+class CSQAOutput:
+    """Output of :class:`CSQAModel`.
+
+    Fields:
+        logits (Q, C) float: choice scores; padding choices are ``-inf``.
+        loss () float: cross-entropy over the choices, when the batch has labels (else None).
     """
 
-    def __init__(self, text_dim: int, config: CSQAConfig, num_relations: int | None = None) -> None:
-        super().__init__()
-        self.text_dim = int(text_dim)
-        self.use_kg = num_relations is not None
-        in_dim = 3 * self.text_dim
-        if self.use_kg:
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
 
+
+class CSQAModel(nn.Module):
+    """Scores the choices of CommonsenseQA questions (see the module docstring).
+
+    Args:
+        config (CSQAConfig): the settings; ``num_relations`` and ``node_dim`` must match the
+            store and the node-name encoder when ``use_kg``.
+        trunk: an already loaded text transformer (None: loaded from ``config.text_backbone``).
+
+    Shapes:
+        ``forward(batch)`` with Q questions and C choices -> :class:`CSQAOutput` with
+        ``logits`` (Q, C).
+    """
+
+    def __init__(self, config: CSQAConfig, trunk=None) -> None:
+        super().__init__()
+        if config.use_kg and config.num_relations < 1:
+            raise ValueError("CSQAConfig.num_relations: the kg variant needs the store's relation count, found 0")
+        self.config = config
+        if trunk is None:
+            _, trunk = load_trunk(config)
+        self.trunk = trunk
+        if config.freeze_embeddings:
+            trunk.embeddings.requires_grad_(False)
+        layers = trunk.encoder.layer
+        if config.train_layers > len(layers):
+            raise ValueError(f"CSQAConfig.train_layers: expected at most the trunk's {len(layers)} layers, "
+                             f"found {config.train_layers}")
+        if config.train_layers:
+            for layer in layers[:len(layers) - config.train_layers]:
+                layer.requires_grad_(False)
+        d = trunk.config.hidden_size
+        in_dim = d
+        if config.use_kg:
             h = config.gnn_hidden
-            self.gnn = GraphEncoder(GNNConfig(kind=config.gnn_kind, in_dim=self.text_dim, hidden_dim=h,
-                                              num_layers=config.gnn_layers, num_relations=num_relations + 2,
-                                              num_origins=_NUM_ORIGINS, heads=config.gnn_heads,
+            self.context = nn.Linear(d, config.node_dim)
+            self.gnn = GraphEncoder(GNNConfig(kind=config.gnn_kind, in_dim=config.node_dim, hidden_dim=h,
+                                              num_layers=config.gnn_layers, num_relations=config.num_relations + 2,
+                                              num_origins=NUM_ORIGINS, heads=config.gnn_heads,
                                               dropout=config.dropout))
-            self.query = nn.Linear(self.text_dim, h)
+            self.query = nn.Linear(d, h)
             in_dim += 3 * h
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(in_dim, config.hidden), nn.GELU(),
                                   nn.Dropout(config.dropout), nn.Linear(config.hidden, 1))
 
-    def forward(self, text: torch.Tensor, pair_emb: torch.Tensor | None = None, graph: _GraphBatch | None = None,
-                node_table: torch.Tensor | None = None) -> torch.Tensor:
-        feats = [text]
-        if self.use_kg:
-            if graph is None or node_table is None or pair_emb is None:
-                raise ValueError("ChoiceScorer: the kg variant needs pair embeddings, graphs and the node table")
-            feats += list(self._graph_readout(pair_emb, graph, node_table))
-        return self.head(torch.cat(feats, dim=-1)).squeeze(-1)
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"{type(self).__name__}(variant={c.variant!r}, trunk_layers={len(self.trunk.encoder.layer)}, "
+                f"train_layers={c.train_layers or 'all'}, pooling={c.pooling!r}, "
+                f"gnn={c.gnn_kind if c.use_kg else None!r})")
 
-    def _graph_readout(self, pair_emb: torch.Tensor, g: _GraphBatch, node_table: torch.Tensor):
-        from torch_geometric.data import Data
+    def backbone_parameters(self):
+        """The pretrained trunk's parameters (fine-tuned with ``TrainConfig.backbone_lr``)."""
+        return self.trunk.parameters()
+
+    def forward(self, batch: CSQABatch) -> CSQAOutput:
+        q, c = batch.choice_mask.shape
+        states = self.trunk(**batch.tokens).last_hidden_state  # (P, L, D)
+        if self.config.pooling == "cls":
+            text = states[:, 0]  # (P, D)
+        else:
+            m = batch.tokens["attention_mask"].unsqueeze(-1).to(states.dtype)  # (P, L, 1)
+            text = (states * m).sum(1) / m.sum(1).clamp(min=1.0)  # (P, D)
+        feats = [text]
+        if self.config.use_kg:
+            if batch.graph is None:
+                raise ValueError("CSQAModel: the kg variant needs the pairs' subgraphs, found a batch without them")
+            feats += list(self._graph_readout(text, batch.graph))
+        logits = self.head(torch.cat(feats, dim=-1)).view(q, c)  # (Q, C)
+        logits = logits.masked_fill(~batch.choice_mask, float("-inf"))
+        loss = None
+        if batch.labels is not None:
+            loss = nn.functional.cross_entropy(logits, batch.labels)
+        return CSQAOutput(logits=logits, loss=loss)
+
+    def _graph_readout(self, text: torch.Tensor, g: GraphBatch):
+        from torch_geometric.data import Data  # heavy optional dependency
         from torch_geometric.utils import scatter, softmax
 
-        n_graphs = pair_emb.shape[0]
-        x = torch.empty(g.origin.shape[0], self.text_dim)
-        is_ctx = g.x_rows < 0
-        x[~is_ctx] = node_table[g.x_rows[~is_ctx]]
-        x[g.ctx_pos] = pair_emb
+        n_graphs = text.shape[0]
+        x = g.x.clone()
+        x[g.ctx_pos] = self.context(text)  # (G, node_dim)
         data = Data(x=x, edge_index=g.edge_index, edge_type=g.edge_type, origin=g.origin,
                     node_relevance=g.relevance, batch=g.batch, num_nodes=x.shape[0])
         h = self.gnn(data, num_graphs=n_graphs).node_states  # (N, H)
         ctx_state = h[g.ctx_pos]  # (G, H)
-        concept = ~is_ctx
+        concept = torch.ones(h.shape[0], dtype=torch.bool)
+        concept[g.ctx_pos] = False
         hb, bb = h[concept], g.batch[concept]
-        q = self.query(pair_emb)  # (G, H)
+        q = self.query(text)  # (G, H)
         score = (hb * q[bb]).sum(-1) / math.sqrt(h.shape[1])
         w = softmax(score, bb, num_nodes=n_graphs)
         pooled = scatter(hb * w.unsqueeze(-1), bb, dim=0, dim_size=n_graphs, reduce="sum")  # (G, H)
         ch = (g.origin == ORIGIN_CHOICE) | (g.origin == ORIGIN_BOTH)
         choice_mean = scatter(h[ch], g.batch[ch], dim=0, dim_size=n_graphs, reduce="mean")  # (G, H)
         return pooled, ctx_state, choice_mean
+
+    # ----------------------------------------------------------- save / load
+    def save_pretrained(self, path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (atomically) into the folder ``path``."""
+        return write_checkpoint(path, self.config.to_dict(), self.state_dict(), format_name=FORMAT,
+                                format_version=FORMAT_VERSION)
+
+    @classmethod
+    def from_pretrained(cls, path) -> "CSQAModel":
+        """Load a folder written by :meth:`save_pretrained` (the trunk's architecture and
+        tokenizer come from ``text_backbone``, its weights from the folder)."""
+        cfg = read_config(path, FORMAT, FORMAT_VERSION)
+        body = {k: v for k, v in cfg.items() if k not in ("format", "format_version")}
+        try:
+            config = CSQAConfig.from_dict(body)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{Path(path) / 'config.json'}: {e}") from e
+        model = cls(config)
+        read_weights(path, model)
+        return model.eval()

@@ -1,44 +1,10 @@
-"""CommonsenseQA (multiple choice) with and without the knowledge graph: a QA-GNN-lite.
+"""Inputs of the CommonsenseQA scorer: tokenised (question, choice) pairs and their subgraphs.
 
-What the model is: a **small scorer trained on top of frozen all-MiniLM-L6-v2 sentence
-embeddings** — not a fine-tuned language model. Each (question, choice) pair gets one
-score; the choices of a question compete through a softmax (cross-entropy over the
-choices). Two variants, trained with identical settings so that the difference is the
-knowledge graph only:
-
-* ``no_kg`` — text only. Features of a pair: the frozen MiniLM embedding ``t`` of
-  ``"<question> <choice>"``, the embedding ``c`` of the choice alone, and ``t * c``;
-  a two-layer MLP maps them to a score. This is "the MiniLM-based model without the KG".
-* ``kg`` — the same text features, plus a graph read-out (after QA-GNN, Yasunaga et al.,
-  NAACL 2021, https://arxiv.org/abs/2104.06378, much reduced):
-
-  1. seeds: the concepts grounded in the question (plus the dataset's question concept)
-     and the concepts grounded in the choice text;
-  2. a small subgraph around the seeds is retrieved (personalised PageRank pruning,
-     ``budget`` nodes) from the store;
-  3. node features: the MiniLM embedding of the concept name, an origin embedding
-     (question / choice / both / other / context) and the retrieval relevance;
-  4. a context node carrying ``t`` is linked to every seed (two extra relation types:
-     context-question, context-choice), which conditions the graph on the pair;
-  5. a 2-layer GATv2 :class:`~ravlm_graph.gnn.GraphEncoder` with relation-type edge
-     features;
-  6. read-out: attention pooling over the concept nodes with a projection of ``t`` as
-     the query, the context node's final state, and the mean state of the choice's
-     own concept nodes; these join the text features in the scoring MLP.
-
-Every expensive feature (text embeddings, grounding, subgraphs, node-name embeddings)
-is computed once per run, with a progress bar; training epochs then only gather
-tensors. Training is seeded: the same seed and data give the same scores. A held-out
-slice of the *training* file (``val_fraction``) picks the best epoch; the dev file is
-used only for the reported accuracy.
-
-Run it::
-
-    python -m ravlm_graph.csqa --train train.jsonl --dev valid.jsonl --out runs/csqa
-
-which writes ``results.json``, ``results.md`` and ``predictions_<variant>.jsonl`` into
-``--out``. :func:`run_csqa` is the same from Python and accepts an injected encoder and
-store (tests use a hash stand-in encoder and a tiny graph).
+Every expensive input is built once per run: the token ids of each pair
+(:func:`tokenize_pairs`) and, for the graph variant, one retrieved ConceptNet subgraph per
+pair (:func:`build_graph_features`: the question's concepts and the choice's concepts are
+the seeds). :class:`CSQAExamples` holds them for a question set; its collate function
+turns a list of question indices into a :class:`CSQABatch` for the model.
 """
 
 from __future__ import annotations
@@ -48,8 +14,9 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
-from ravlm_graph.models.csqa.configuration import ORIGIN_BOTH, ORIGIN_CHOICE, ORIGIN_CONTEXT, ORIGIN_QUESTION
-from ravlm_graph.models.csqa.configuration import CSQAConfig
+
+from ravlm_graph.models.csqa.configuration import (ORIGIN_BOTH, ORIGIN_CHOICE, ORIGIN_CONTEXT, ORIGIN_QUESTION,
+                                                   CSQAConfig)
 from ravlm_graph.types import Entity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,67 +25,55 @@ if TYPE_CHECKING:  # pragma: no cover
     from ravlm_graph.types import VQARecord
 
 
-def _num_choices(records: Sequence["VQARecord"]) -> int:
+def max_choices(records: Sequence["VQARecord"]) -> int:
+    """The largest number of choices of a question in ``records``."""
     return max(len(r.choices) for r in records)
 
 
-@dataclass
-class TextFeatures:
-    """Frozen sentence embeddings of one question set, padded to ``C`` choices.
-
-    Fields:
-        pair (Q, C, D) float32: embedding of ``"<question> <choice>"``.
-        choice (Q, C, D) float32: embedding of the choice text alone.
-        mask (Q, C) bool: real choices (False: padding).
-        labels (Q,) long: index of the correct choice.
-    """
-
-    pair: np.ndarray
-    choice: np.ndarray
-    mask: np.ndarray
-    labels: np.ndarray
-
-    @property
-    def num_questions(self) -> int:
-        return int(self.pair.shape[0])
-
-    @property
-    def num_choices(self) -> int:
-        return int(self.pair.shape[1])
-
-    def features(self) -> torch.Tensor:
-        """(Q, C, 3D) ``[pair, choice, pair * choice]``."""
-        t, c = torch.from_numpy(self.pair), torch.from_numpy(self.choice)
-        return torch.cat([t, c, t * c], dim=-1)
-
-
 def pair_text(question: str, choice: str) -> str:
-    """The text embedded for a (question, choice) pair."""
+    """The text of a (question, choice) pair where one string is needed (retrieval queries)."""
     return f"{question.strip()} {choice.strip()}"
 
 
-def build_text_features(records: Sequence["VQARecord"], encoder, *, num_choices: int | None = None,
-                        progress: bool = False) -> TextFeatures:
-    """Embed every (question, choice) pair and every distinct choice text once."""
-    q, c = len(records), num_choices or _num_choices(records)
-    pairs, where, choice_texts = [], [], {}
-    for i, r in enumerate(records):
-        for j, ch in enumerate(r.choices):
-            pairs.append(pair_text(r.question, ch))
-            where.append((i, j))
-            choice_texts.setdefault(ch.strip(), len(choice_texts))
-    d = int(encoder.dim)
-    pair = np.zeros((q, c, d), dtype=np.float32)
-    choice = np.zeros((q, c, d), dtype=np.float32)
-    mask = np.zeros((q, c), dtype=bool)
-    vec = np.asarray(encoder.encode(pairs, progress=progress), dtype=np.float32)
-    cvec = np.asarray(encoder.encode(list(choice_texts), progress=progress), dtype=np.float32)
-    for k, (i, j) in enumerate(where):
-        pair[i, j] = vec[k]
-        choice[i, j] = cvec[choice_texts[records[i].choices[j].strip()]]
-        mask[i, j] = True
-    labels = np.asarray([r.correct_choice for r in records], dtype=np.int64)
-    return TextFeatures(pair, choice, mask, labels)
+@dataclass
+class PairTokens:
+    """Token ids of every (question, choice) pair, unpadded; pair ``p = question * C + choice``.
+
+    Fields:
+        input_ids / token_type_ids: one list of ids per pair (``[CLS] question [SEP] choice [SEP]``).
+        pad_id: the tokenizer's padding id.
+    """
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]]
+    pad_id: int
+
+    def pad(self, pairs: Sequence[int]) -> dict[str, torch.Tensor]:
+        """``input_ids``, ``attention_mask``, ``token_type_ids`` (P, L) of ``pairs``, padded to the longest."""
+        length = max(len(self.input_ids[p]) for p in pairs)
+        ids = torch.full((len(pairs), length), self.pad_id, dtype=torch.long)
+        types = torch.zeros((len(pairs), length), dtype=torch.long)
+        mask = torch.zeros((len(pairs), length), dtype=torch.long)
+        for row, p in enumerate(pairs):
+            n = len(self.input_ids[p])
+            ids[row, :n] = torch.tensor(self.input_ids[p])
+            types[row, :n] = torch.tensor(self.token_type_ids[p])
+            mask[row, :n] = 1
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def tokenize_pairs(records: Sequence["VQARecord"], tokenizer, *, max_length: int,
+                   num_choices: int | None = None) -> PairTokens:
+    """Token ids of each (question, choice) pair; missing choices (padding) get an empty choice."""
+    c = num_choices or max_choices(records)
+    questions, choices = [], []
+    for r in records:
+        for j in range(c):
+            questions.append(r.question.strip())
+            choices.append(r.choices[j].strip() if j < len(r.choices) else "")
+    enc = tokenizer(questions, choices, truncation=True, max_length=max_length)
+    types = enc.get("token_type_ids") or [[0] * len(x) for x in enc["input_ids"]]
+    return PairTokens(list(enc["input_ids"]), list(types), int(tokenizer.pad_token_id or 0))
 
 
 @dataclass
@@ -129,7 +84,7 @@ class GraphFeatures:
     edges ``edge_ptr[p]:edge_ptr[p+1]`` (``edge_index`` local to the pair's graph).
 
     Fields:
-        node_store_id (N,) long: store ids; node_origin (N,) long (0-3, see module);
+        node_store_id (N,) long: store ids; node_origin (N,) long (0-3, the ORIGIN_* codes);
         node_relevance (N,) float32; edge_index (2, E) long; edge_type (E,) long;
         choice_concepts / facts: per pair, for the predictions file.
         num_relations: relation types of the store.
@@ -181,16 +136,15 @@ def _pair_facts(sg, choice_set: set[str], max_facts: int) -> list[str]:
 
 def build_graph_features(records: Sequence["VQARecord"], kg: "KnowledgeGraph", retriever, grounder, *,
                          config: CSQAConfig, num_choices: int | None = None, keep_facts: bool = False,
-                         pair_embeddings: np.ndarray | None = None, progress: bool = False,
-                         desc: str = "subgraphs") -> GraphFeatures:
+                         encoder=None, progress: bool = False, desc: str = "subgraphs") -> GraphFeatures:
     """Ground, retrieve and flatten one subgraph per (question, choice) pair.
 
-    ``pair_embeddings`` (Q, C, D): the pair texts' embeddings, used as the query of the
-    relevance-based retrieval methods (``relevance``/``hybrid``/``pcst``).
+    ``encoder`` embeds each pair's text as the query of the relevance-based retrieval
+    methods (``relevance``/``hybrid``/``pcst``); ``ppr`` needs none.
     """
     from tqdm.auto import tqdm
 
-    c = num_choices or _num_choices(records)
+    c = num_choices or max_choices(records)
     node_counts, edge_counts = [], []
     ids, origins, rels, eis, ets = [], [], [], [], []
     choice_concepts: list[list[str]] = []
@@ -198,8 +152,8 @@ def build_graph_features(records: Sequence["VQARecord"], kg: "KnowledgeGraph", r
     empty = no_choice_seed = 0
     q_seeds = c_seeds = 0
     needs_query = config.method in ("relevance", "hybrid", "pcst")
-    if needs_query and pair_embeddings is None:
-        raise ValueError(f"retrieval method {config.method!r} needs the pair embeddings, found none")
+    if needs_query and encoder is None:
+        raise ValueError(f"retrieval method {config.method!r} needs a text encoder for its query, found none")
     for i, r in enumerate(tqdm(records, desc=desc, unit="question", disable=not progress, dynamic_ncols=True)):
         q_ents = _question_entities(grounder, r)
         q_seeds += len(q_ents)
@@ -210,7 +164,7 @@ def build_graph_features(records: Sequence["VQARecord"], kg: "KnowledgeGraph", r
                 continue
             c_ents = _choice_entities(grounder, kg, r.choices[j])
             c_seeds += len(c_ents)
-            query = pair_embeddings[i, j] if needs_query else None
+            query = encoder.encode([pair_text(r.question, r.choices[j])])[0] if needs_query else None
             sg = retriever.retrieve(q_ents + c_ents, None, budget=config.budget, method=config.method,
                                     question_embedding=query, ground_question=False, use_cache=False)
             n, e = int(sg.num_nodes), int(sg.num_edges)
@@ -244,49 +198,54 @@ def build_graph_features(records: Sequence["VQARecord"], kg: "KnowledgeGraph", r
         choice_concepts=choice_concepts, facts=facts, info=info)
 
 
-def _ranges(ptr: np.ndarray, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenated ``ptr[s]:ptr[s+1]`` for ``s`` in ``sel``, and each range's length."""
-    starts = ptr[sel]
-    counts = ptr[sel + 1] - starts
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64), counts
-    shift = np.repeat(starts - (np.cumsum(counts) - counts), counts)
-    return shift + np.arange(total, dtype=np.int64), counts
-
 
 @dataclass
-class _GraphBatch:
-    x_rows: torch.Tensor          # (N,) rows of the node table; -1 for context nodes
-    ctx_pos: torch.Tensor         # (G,) position of each graph's context node
-    edge_index: torch.Tensor      # (2, E')
-    edge_type: torch.Tensor       # (E',)
-    origin: torch.Tensor          # (N,)
-    relevance: torch.Tensor       # (N,)
-    batch: torch.Tensor           # (N,)
+class GraphBatch:
+    """The subgraphs of a batch's pairs as one disjoint union, each with a context node first.
+
+    Fields:
+        x (N, node_dim) float: node-name embeddings (zeros at the context nodes, which the
+            model fills from the text).
+        ctx_pos (G,) long: position of each pair's context node.
+        edge_index (2, E) long; edge_type (E,) long; origin (N,) long; relevance (N,) float;
+        batch (N,) long: the pair of each node.
+    """
+
+    x: torch.Tensor
+    ctx_pos: torch.Tensor
+    edge_index: torch.Tensor
+    edge_type: torch.Tensor
+    origin: torch.Tensor
+    relevance: torch.Tensor
+    batch: torch.Tensor
 
 
-def _collate_graphs(g: GraphFeatures, node_rows: np.ndarray, pairs: np.ndarray) -> _GraphBatch:
-    """Graphs of ``pairs`` as one disjoint union, each with a context node first.
+def collate_graphs(g: GraphFeatures, node_table: np.ndarray, node_rows: np.ndarray,
+                   pairs: Sequence[int]) -> GraphBatch:
+    """The graphs of ``pairs``; ``node_table[node_rows[k]]`` is the embedding of stored node ``k``.
 
     The context node is linked to every seed: relation ``R`` to question concepts and
     ``R + 1`` to choice concepts (R = the store's relation count).
     """
-    nsel, ncount = _ranges(g.node_ptr, pairs)
-    esel, ecount = _ranges(g.edge_ptr, pairs)
+    pairs = np.asarray(pairs, dtype=np.int64)
+    nsel = [np.arange(g.node_ptr[p], g.node_ptr[p + 1]) for p in pairs]
+    esel = [np.arange(g.edge_ptr[p], g.edge_ptr[p + 1]) for p in pairs]
+    ncount = np.array([len(x) for x in nsel], dtype=np.int64)
+    nsel = np.concatenate(nsel) if len(pairs) else np.zeros(0, np.int64)
+    ecount = np.array([len(x) for x in esel], dtype=np.int64)
+    esel = np.concatenate(esel) if len(pairs) else np.zeros(0, np.int64)
     gsz = ncount + 1                                   # (G,) nodes incl. context
     base = np.cumsum(gsz) - gsz                        # (G,) context positions
     total = int(gsz.sum())
     graph_of_node = np.repeat(np.arange(len(pairs)), ncount)
     kg_pos = np.repeat(base + 1, ncount) + (np.arange(len(nsel)) - np.repeat(np.cumsum(ncount) - ncount, ncount))
-    rows = np.full(total, -1, dtype=np.int64)
-    rows[kg_pos] = node_rows[nsel]
+    x = np.zeros((total, node_table.shape[1]), dtype=np.float32)
+    x[kg_pos] = node_table[node_rows[nsel]]
     origin = np.full(total, ORIGIN_CONTEXT, dtype=np.int64)
     origin[kg_pos] = g.node_origin[nsel]
     rel = np.ones(total, dtype=np.float32)
     rel[kg_pos] = g.node_relevance[nsel]
-    edge_graph_base = np.repeat(base + 1, ecount)
-    ei = g.edge_index[:, esel] + edge_graph_base
+    ei = g.edge_index[:, esel] + np.repeat(base + 1, ecount)
     et = g.edge_type[esel]
     seeds = g.node_origin[nsel] > 0
     ctx_src = base[graph_of_node[seeds]]
@@ -295,6 +254,73 @@ def _collate_graphs(g: GraphFeatures, node_rows: np.ndarray, pairs: np.ndarray) 
     ei = np.concatenate([ei, np.stack([ctx_src, ctx_dst])], axis=1)
     et = np.concatenate([et, ctx_type])
     batch = np.repeat(np.arange(len(pairs)), gsz)
-    return _GraphBatch(torch.from_numpy(rows), torch.from_numpy(base.astype(np.int64)),
-                       torch.from_numpy(ei.astype(np.int64)), torch.from_numpy(et.astype(np.int64)),
-                       torch.from_numpy(origin), torch.from_numpy(rel), torch.from_numpy(batch))
+    return GraphBatch(torch.from_numpy(x), torch.from_numpy(base.astype(np.int64)),
+                      torch.from_numpy(ei.astype(np.int64)), torch.from_numpy(et.astype(np.int64)),
+                      torch.from_numpy(origin), torch.from_numpy(rel), torch.from_numpy(batch))
+
+
+@dataclass
+class CSQABatch:
+    """A batch of Q questions with C choices each (P = Q * C pairs).
+
+    Fields:
+        tokens: ``input_ids``, ``attention_mask``, ``token_type_ids``, each (P, L) long.
+        choice_mask (Q, C) bool: real choices (False: padding).
+        labels (Q,) long: the right choice, or None.
+        graph: the pairs' subgraphs (the ``kg`` variant), or None.
+    """
+
+    tokens: dict[str, torch.Tensor]
+    choice_mask: torch.Tensor
+    labels: torch.Tensor | None = None
+    graph: GraphBatch | None = None
+
+
+@dataclass
+class CSQAExamples:
+    """One question set, ready for the model; ``collate(question_indices)`` builds a batch.
+
+    Fields:
+        tokens: the pairs' token ids.
+        choice_mask (Q, C) bool; labels (Q,) long (-1: unlabelled).
+        graphs, node_table (U, D) float32, node_rows (N,) long: the subgraphs and the row of
+            each stored node in the node table (the ``kg`` variant; None otherwise).
+    """
+
+    tokens: PairTokens
+    choice_mask: np.ndarray
+    labels: np.ndarray
+    graphs: GraphFeatures | None = None
+    node_table: np.ndarray | None = None
+    node_rows: np.ndarray | None = None
+
+    @property
+    def num_questions(self) -> int:
+        return int(self.choice_mask.shape[0])
+
+    @property
+    def num_choices(self) -> int:
+        return int(self.choice_mask.shape[1])
+
+    def collate(self, questions: Sequence[int], *, with_graphs: bool = True) -> CSQABatch:
+        qs = np.asarray(list(questions), dtype=np.int64)
+        c = self.num_choices
+        pairs = (qs[:, None] * c + np.arange(c)[None, :]).reshape(-1)
+        graph = None
+        if with_graphs and self.graphs is not None:
+            graph = collate_graphs(self.graphs, self.node_table, self.node_rows, pairs)
+        labels = torch.from_numpy(self.labels[qs])
+        return CSQABatch(self.tokens.pad(pairs.tolist()), torch.from_numpy(self.choice_mask[qs]),
+                         None if bool((labels < 0).any()) else labels, graph)
+
+
+def build_examples(records: Sequence["VQARecord"], tokenizer, config: CSQAConfig, *, num_choices: int,
+                   graphs: GraphFeatures | None = None, node_table: np.ndarray | None = None,
+                   node_rows: np.ndarray | None = None) -> CSQAExamples:
+    """Tokenise ``records`` and bundle them with their subgraphs (if any)."""
+    mask = np.zeros((len(records), num_choices), dtype=bool)
+    for i, r in enumerate(records):
+        mask[i, :len(r.choices)] = True
+    labels = np.asarray([-1 if r.correct_choice is None else r.correct_choice for r in records], dtype=np.int64)
+    tokens = tokenize_pairs(records, tokenizer, max_length=config.max_length, num_choices=num_choices)
+    return CSQAExamples(tokens, mask, labels, graphs, node_table, node_rows)

