@@ -23,7 +23,6 @@ import time
 
 from ravlm_graph.kg import open_kg
 from ravlm_graph.recipes import _dataset, fvqa_entities, load_recipe
-from ravlm_graph.retrieval.config import RetrievalConfig
 from ravlm_graph.retrieval.retriever import SubgraphRetriever
 
 
@@ -42,14 +41,13 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    recipe = load_recipe(args.recipe)
-    recipe.update(questions=args.questions, facts=args.facts)
-    retrieval = dict(recipe.get("retrieval", {}))
+    recipe = load_recipe(args.recipe).replace(questions=args.questions, facts=args.facts)
     if args.relation_weight is not None:
-        retrieval["relation_weight"] = args.relation_weight
-    kg = open_kg(recipe.get("kg", "bundled:cn100k+fvqa"), cache_root=args.kg_cache)
-    retriever = SubgraphRetriever(kg, RetrievalConfig.from_dict(retrieval))
-    _, held_out, _, _ = _dataset(recipe, "fvqa", kg)
+        recipe = recipe.replace(retrieval=recipe.retrieval.replace(relation_weight=args.relation_weight))
+    retrieval = recipe.retrieval.to_dict()
+    kg = open_kg(recipe.kg, cache_root=args.kg_cache)
+    retriever = SubgraphRetriever(kg, recipe.retrieval)
+    _, held_out, _, _ = _dataset(recipe, kg)
     if args.limit:
         held_out = held_out[:args.limit]
     out = {"questions": len(held_out), "retrieval": retrieval, "coverage": {}, "misses": {}}
