@@ -353,6 +353,9 @@ class NodeEmbeddings:
         todo = np.unique(ids[~self.done[ids]]) if len(ids) else ids
         if not len(todo):
             return 0
+        if len(todo) >= 32:  # a first call's cost, said once per batch (later calls read the cache)
+            logger.info("embedding %d concept names not cached yet%s", len(todo),
+                        f" (kept in {self.cache_dir})" if self.cache_dir is not None else "")
         vec = self.encoder.encode([node_text(self.kg.concept_name(i)) for i in todo], progress=progress)
         if not self.vectors.flags.writeable:
             self.vectors = np.array(self.vectors)
