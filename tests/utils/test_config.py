@@ -43,6 +43,7 @@ def test_every_config_of_the_package_uses_the_base():
     from ravlm_graph.engine import EngineConfig
     from ravlm_graph.grounding.config import GroundingConfig
     from ravlm_graph.grounding.detectors.clip import ClipTaggerConfig
+    from ravlm_graph.grounding.detectors.features import FeatureTaggerConfig
     from ravlm_graph.grounding.detectors.owl import OwlDetectorConfig
     from ravlm_graph.grounding.detectors.photo import PhotoDetectorConfig
     from ravlm_graph.grounding.detectors.tagger import TaggerConfig
@@ -57,7 +58,7 @@ def test_every_config_of_the_package_uses_the_base():
 
     from ravlm_graph.grounding.vision.efficientnet_lite import EfficientNetLiteConfig
 
-    for cls in (EngineConfig, EfficientNetLiteConfig, GroundingConfig, ClipTaggerConfig, OwlDetectorConfig, PhotoDetectorConfig, TaggerConfig,
+    for cls in (EngineConfig, EfficientNetLiteConfig, GroundingConfig, ClipTaggerConfig, FeatureTaggerConfig, OwlDetectorConfig, PhotoDetectorConfig, TaggerConfig,
                 CSQAConfig, BackboneConfig, KnowledgeVQAConfig, FusionConfig, GNNConfig, Recipe, RetrievalConfig,
                 TrainConfig):
         assert issubclass(cls, Config), cls

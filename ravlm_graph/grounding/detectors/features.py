@@ -24,6 +24,7 @@ from ravlm_graph.grounding.detectors.base import _PICKLE_SUFFIXES
 from ravlm_graph.grounding.detectors.tagger import VocabularyTagger
 from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, InvalidImageError, load_image
 from ravlm_graph.grounding.vision.efficientnet_lite import load_efficientnet_lite0, preprocess_images
+from ravlm_graph.utils.config import Config
 
 __all__ = ["FEATURE_BACKBONES", "FeatureTagger", "FeatureTaggerConfig"]
 
@@ -35,7 +36,7 @@ FEATURE_BACKBONES = {"efficientnet_lite0": (lambda weights: load_efficientnet_li
 
 
 @dataclass(frozen=True)
-class FeatureTaggerConfig:
+class FeatureTaggerConfig(Config):
     """Settings of :class:`FeatureTagger`; saved as ``config.json`` with the head's weights.
 
     Args:
@@ -80,21 +81,6 @@ class FeatureTaggerConfig:
             raise ValueError(f"{name}.dropout: expected a value in [0, 1), found {self.dropout!r}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"{name}.threshold: expected a value in [0, 1], found {self.threshold!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["concepts"] = list(self.concepts)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "config") -> "FeatureTaggerConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"{where}: unknown {cls.__name__} fields {unknown}; expected some of {sorted(known)}")
-        if "concepts" not in d:
-            raise ValueError(f"{where}: missing 'concepts'")
-        return cls(**dict(d))
 
 
 def _build_head(config: FeatureTaggerConfig, width: int):
