@@ -88,9 +88,11 @@ def main(argv=None) -> int:
     sample = rng.choice(n, min(args.sample, n), replace=False)
     texts = [node_text(kg.concept_name(int(i))) for i in sample]
     enc.encode(texts[:64])  # warm-up
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     enc.encode(texts)
     rate = len(texts) / (time.perf_counter() - t0)
+    cpu_rate = len(texts) / (time.process_time() - c0)  # names per CPU-second (all threads)
+    res["embed_names_per_cpu_s"] = cpu_rate
     res["embed_names_per_s"] = rate
     res["embed_store_s"] = n / rate
     res["embed_full_s"] = FULL_FACTOR * n / rate
@@ -124,11 +126,12 @@ def main(argv=None) -> int:
         qvecs = enc.encode(questions)
         for s, q, qv in zip(seeds, questions, qvecs):  # warm-up: the pages these queries read
             retr.retrieve(s, q, budget=200, method="relevance", question_embedding=qv, use_cache=False)
-        times, cands = [], []
+        times, cpus, cands = [], [], []
         for s, q, qv in zip(seeds, questions, qvecs):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             sg = retr.retrieve(s, q, budget=200, method="relevance", question_embedding=qv, use_cache=False)
             times.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
             cands.append(sg.info.get("candidates", 0))
         after_q = rss_mb()
         ts = sorted(times)
@@ -138,22 +141,24 @@ def main(argv=None) -> int:
             "ram_fp32_copy_full_mb": FULL_FACTOR * n * enc.dim * 4 / 2 ** 20,
             "open_ms": open_ms, "rss_open_delta_mb": after_open - before, "rss_after_queries_delta_mb": after_q - before,
             "query_median_ms": 1e3 * statistics.median(ts), "query_p90_ms": 1e3 * ts[int(0.9 * (len(ts) - 1))],
+            "query_median_cpu_ms": 1e3 * statistics.median(cpus),
             "median_candidates": statistics.median(cands),
         })
 
     print(f"store: {n:,} concepts, {kg.num_edges:,} edges ({store}); full dump ~ x{FULL_FACTOR}: "
           f"{FULL_FACTOR * n:,} concepts")
-    print(f"embed (all-MiniLM-L6-v2, {args.threads} threads): {rate:,.0f} names/s -> this store "
-          f"{res['embed_store_s'] / 60:.1f} min, full dump {res['embed_full_s'] / 3600:.1f} h (once; cached)")
+    print(f"embed (all-MiniLM-L6-v2, {args.threads} threads): {rate:,.0f} names/s wall, {cpu_rate:,.0f} names per "
+          f"CPU-second -> this store {res['embed_store_s'] / 60:.1f} min, full dump {res['embed_full_s'] / 3600:.1f} h "
+          f"wall at this rate ({FULL_FACTOR * n / cpu_rate / 3600:.1f} CPU-hours; once, then cached)")
     print(f"disk, float16: {res['disk_fp16_mb']:.0f} MB here, {res['disk_fp16_full_mb']:,.0f} MB full "
           f"(int8 + a scale per row: {res['disk_int8_full_mb']:,.0f} MB; a float32 copy in RAM would be "
           f"{res['ram_fp32_copy_full_mb']:,.0f} MB)")
     print(f"memory-mapped open: {open_ms:.1f} ms; resident memory +{res['rss_open_delta_mb']:.0f} MB after opening, "
           f"+{res['rss_after_queries_delta_mb']:.0f} MB after {args.queries} queries (only the pages read)")
     ok = "met" if res["query_median_ms"] <= 5 else "missed"
-    print(f"relevance pruning to 200 nodes, 3 seeds: median {res['query_median_ms']:.2f} ms, p90 "
-          f"{res['query_p90_ms']:.2f} ms per query (median {res['median_candidates']:.0f} candidates); "
-          f"target <= 5 ms: {ok}")
+    print(f"relevance pruning to 200 nodes, 3 seeds: median {res['query_median_ms']:.2f} ms wall "
+          f"({res['query_median_cpu_ms']:.2f} ms CPU), p90 {res['query_p90_ms']:.2f} ms per query (median "
+          f"{res['median_candidates']:.0f} candidates); target <= 5 ms: {ok}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
     return 0

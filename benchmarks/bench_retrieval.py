@@ -74,7 +74,8 @@ def coverage(args, encoder) -> dict:
     kg = KnowledgeGraph.load(args.kg) if args.kg else load_default(with_fvqa=True, out=WORK / "store-cn100k-fvqa")
     log(f"coverage KG: {kg!r}")
     ne = _embeddings(kg, Path(args.emb_cache), encoder)
-    retr = SubgraphRetriever(kg, RetrievalConfig(cache_size=0), embeddings=ne, encoder=encoder)
+    retr = SubgraphRetriever(kg, RetrievalConfig(cache_size=0, relation_weight=args.relation_weight),
+                             embeddings=ne, encoder=encoder)
 
     fv = data / "fvqa"
     fvqa = load_fvqa(fv / "train_split0_questions.json", fv / "train_split0_fact_triples.json",
@@ -141,7 +142,8 @@ def latency(args, encoder) -> dict:
     log(f"latency KG: {kg!r}")
     ne = _embeddings(kg, Path(args.emb_cache), encoder)
     t = time.perf_counter()
-    retr = SubgraphRetriever(kg, RetrievalConfig(cache_size=0), embeddings=ne, encoder=encoder)
+    retr = SubgraphRetriever(kg, RetrievalConfig(cache_size=0, relation_weight=args.relation_weight),
+                             embeddings=ne, encoder=encoder)
     retr._node_vectors(np.zeros(1, dtype=np.int64))  # float32 copy of the node embeddings, once
     setup_s = time.perf_counter() - t
 
@@ -244,6 +246,8 @@ def main(argv=None) -> int:
     ap.add_argument("--latency-methods", nargs="+", default=["khop", "relevance", "ppr", "hybrid", "pcst"])
     ap.add_argument("--budgets", nargs="+", type=int, default=[50, 100, 200])
     ap.add_argument("--limit", type=int, default=0, help="first N questions per dataset (0: all)")
+    ap.add_argument("--relation-weight", type=float, default=0.0,
+                    help="RetrievalConfig.relation_weight: rank the asked relation's edges first (default 0: off)")
     ap.add_argument("--queries", type=int, default=200, help="latency queries (default 200)")
     ap.add_argument("--nx-queries", type=int, default=5, help="queries timed with networkx (0: skip)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")

@@ -13,16 +13,20 @@ import argparse
 import gzip
 import shutil
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 from kg_ingest import ConceptNetOptions, bundled_path, ingest_conceptnet, load_default
 from kg_ingest.cli import print_summary
 from kg_ingest import KnowledgeGraph
+from ravlm_graph.utils.cache import cache_dir, cache_enabled
 from importlib import resources
 from ravlm_graph.datasets import load_builtin
 from ravlm_graph.engine import KnowledgeVQA
 from ravlm_graph.evaluation.bench import run_split
 from ravlm_graph.explore import draw_entities
+from ravlm_graph.grounding.language import InputWarning
 
 
 class _Progress:
@@ -193,7 +197,9 @@ def section_photos(work: Path, p: _Progress) -> None:
     p.step(f"loaded {folder.name} ({engine.detector!r}) in {time.perf_counter() - t:.1f} s")
     photos = Path(str(resources.files("ravlm_graph") / "data" / "photos"))
     for name, question in PHOTO_QUESTIONS:
-        a = engine.answer(photos / name, question)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InputWarning)  # its notes are printed below
+            a = engine.answer(photos / name, question)
         print(f"\n[{name}]  Q: {question}")
         seen = [e for e in a.entities if e.origin == "image"]
         print("seen: " + (", ".join(f"{e.concept.replace('_', ' ')} ({e.score:.2f}"
@@ -221,12 +227,14 @@ def section_photos(work: Path, p: _Progress) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ravlm_graph.demo", description=__doc__)
-    ap.add_argument("--work", default="demo_output", help="folder for the demo's stores and outputs")
+    ap.add_argument("--work", default=None, help="folder for the demo's stores and outputs "
+                    "(default: demo/ in the user cache folder, never the current folder)")
     ap.add_argument("--fresh", action="store_true", help="delete the work folder first")
-    ap.add_argument("--eval", type=int, default=100, help="questions per test split in the live accuracy table")
+    ap.add_argument("--eval", type=int, default=50, help="questions per test split in the live accuracy table (default 50)")
     ap.add_argument("--skip-kg", action="store_true", help="skip the ingest/query sections")
     args = ap.parse_args(argv)
-    work = Path(args.work)
+    work = Path(args.work) if args.work else (cache_dir("demo") if cache_enabled() else Path(tempfile.mkdtemp(prefix="ravlm-demo-")))
+    print(f"outputs go to {work}")
     if args.fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)

@@ -25,11 +25,12 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-from ravlm_graph.utils.checkpoint import CheckpointError
+from ravlm_graph.utils.checkpoint import CheckpointError, atomic_folder
+from ravlm_graph.utils.config import Config
 from ravlm_graph.utils.english import Realiser, kg_purposes
 from ravlm_graph.types import Entity
 from ravlm_graph.kg import open_kg
@@ -52,17 +53,19 @@ from ravlm_graph.models.hf_backbones import (GenerativeFeatureBuilder, Knowledge
 log = logging.getLogger(__name__)
 
 ENGINE_FILE = "engine.json"
-ENGINE_FORMAT_VERSION = 1
+#: 2: the node budget lives in ``retrieval.budget`` only (1: a top-level ``budget`` that
+#: overrode it); version 1 files still load.
+ENGINE_FORMAT_VERSION = 2
 
 
 @dataclass
-class EngineConfig:
-    """Everything but the weights.
+class EngineConfig(Config):
+    """Everything but the weights (``engine.json``).
 
     Args:
         kg (str): ``bundled:cn100k``, ``bundled:cn100k+fvqa`` or a store folder.
-        retrieval (dict): :class:`~ravlm_graph.config.RetrievalConfig` fields.
-        budget (int): subgraph node budget per question.
+        retrieval (RetrievalConfig): subgraph retrieval, node budget included (a dict of its
+            fields is accepted).
         detector (dict | str | None): the image detector: ``{"kind": K, "path": folder,
             "settings": {...}}`` (kind from the detector registry; ``path``, a subfolder, for
             trained detectors; ``settings`` for detectors built from settings); a plain string
@@ -76,31 +79,30 @@ class EngineConfig:
     """
 
     kg: str = "bundled:cn100k+fvqa"
-    retrieval: dict = field(default_factory=dict)
-    budget: int = 64
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     detector: dict | str | None = "detector"
     dataset: str = "builtin"
     box_missing: str | None = None
     format_version: int = ENGINE_FORMAT_VERSION
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def validate(self) -> None:
+        if isinstance(self.retrieval, Mapping):
+            self.retrieval = RetrievalConfig.from_dict(self.retrieval, "EngineConfig.retrieval")
+        if not isinstance(self.retrieval, RetrievalConfig):
+            raise ValueError(f"EngineConfig.retrieval: expected a RetrievalConfig or its fields, "
+                             f"found {type(self.retrieval).__name__}")
+        if self.box_missing not in (None, "whole_image", "none"):
+            raise ValueError(f"EngineConfig.box_missing: expected \"whole_image\", \"none\" or null, "
+                             f"found {self.box_missing!r}")
+        if self.format_version != ENGINE_FORMAT_VERSION:
+            raise ValueError(f"engine format version {self.format_version!r}; this version reads "
+                             f"{ENGINE_FORMAT_VERSION} (and converts 1)")
+        detector_spec(self.detector, "EngineConfig")  # checked now, not at first use
 
-    @classmethod
-    def from_dict(cls, d: dict, where: str = ENGINE_FILE) -> "EngineConfig":
-        known = {k for k in cls.__dataclass_fields__}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise CheckpointError(f"{where}: unknown fields {unknown}")
-        cfg = cls(**d)
-        if cfg.box_missing not in (None, "whole_image", "none"):
-            raise CheckpointError(f"{where}: box_missing: expected \"whole_image\", \"none\" or null, "
-                                  f"found {cfg.box_missing!r}")
-        if cfg.format_version != ENGINE_FORMAT_VERSION:
-            raise CheckpointError(f"{where}: engine format version {cfg.format_version!r}; this version reads "
-                                  f"{ENGINE_FORMAT_VERSION}")
-        detector_spec(cfg.detector, where)  # checked now, not at first use
-        return cfg
+    @property
+    def budget(self) -> int:
+        """The node budget (owned by ``retrieval``)."""
+        return self.retrieval.budget
 
     def detector_spec(self) -> dict | None:
         """The detector entry as ``{"kind", "path", "settings"}`` (None: no detector)."""
@@ -137,6 +139,36 @@ def detector_spec(value: Any, where: str = ENGINE_FILE) -> dict | None:
     if not isinstance(settings, dict):
         raise CheckpointError(f"{where}: detector.settings: expected an object, found {type(settings).__name__}")
     return {"kind": kind, "path": path, "settings": dict(settings)}
+
+
+def read_engine_config(path: str | os.PathLike) -> EngineConfig:
+    """Parse an ``engine.json``; a version-1 file (top-level ``budget``) is converted.
+
+    Raises:
+        CheckpointError: not JSON, unknown fields, a format version this code cannot read.
+    """
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    if d.get("format_version") == 1:
+        # Version 1 kept a top-level budget that overrode retrieval.budget on the VQA path.
+        d = dict(d, retrieval=dict(d.get("retrieval") or {}), format_version=ENGINE_FORMAT_VERSION)
+        if "budget" in d:
+            d["retrieval"]["budget"] = d.pop("budget")
+        log.info("%s: engine format 1 read (budget moved into retrieval); `ravlm export` rewrites it "
+                 "in format %d", path, ENGINE_FORMAT_VERSION)
+    elif d.get("format_version") != ENGINE_FORMAT_VERSION:
+        raise CheckpointError(f"{path}: engine format version {d.get('format_version')!r}; this version of "
+                              f"ravlm_graph reads {ENGINE_FORMAT_VERSION} (and converts 1); `ravlm export` "
+                              f"rewrites an engine this version can read in today's format")
+    try:
+        return EngineConfig.from_dict(d, str(path))
+    except ValueError as e:
+        raise CheckpointError(str(e)) from e
 
 
 @dataclass
@@ -238,6 +270,9 @@ class KnowledgeVQA:
         self.kg = kg
         self.retriever = retriever
         self.detector = detector
+        if retriever is not None and retriever.config != engine_config.retrieval:
+            raise ValueError("KnowledgeVQA: the retriever's config differs from engine_config.retrieval "
+                             "(the engine config owns the retrieval settings, node budget included)")
         # Evidence in English; compound names read with the KG's help ("parking lot").
         self.realiser = Realiser(kg_purposes(kg) if kg is not None else None)
 
@@ -246,7 +281,7 @@ class KnowledgeVQA:
                                                      budget=engine_config.budget, cache_images=False)
         else:
             self.features = FeatureBuilder(model.config, model.tokenizer,
-                                           retriever if model.config.uses_graph else None, budget=engine_config.budget)
+                                           retriever if model.config.uses_graph else None)
 
     @property
     def generative(self) -> bool:
@@ -278,10 +313,7 @@ class KnowledgeVQA:
         if not ep.exists():
             raise CheckpointError(f"{path}: missing {ENGINE_FILE} (not an engine folder; a bare model folder "
                                   f"loads with KnowledgeVQAModel.from_pretrained)")
-        try:
-            ecfg = EngineConfig.from_dict(json.loads(ep.read_text(encoding="utf-8")), str(ep))
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{ep}: not valid JSON ({e})") from e
+        ecfg = read_engine_config(ep)
         if KnowledgeGenerator.is_checkpoint(path):
             model = KnowledgeGenerator.from_pretrained(path)
         else:
@@ -295,7 +327,7 @@ class KnowledgeVQA:
             if kg.num_relations > model.config.num_relations:
                 raise CheckpointError(f"the KG has {kg.num_relations} relations; the model was built for at most "
                                       f"{model.config.num_relations}")
-            retriever = SubgraphRetriever(kg, RetrievalConfig.from_dict(ecfg.retrieval) if ecfg.retrieval else None)
+            retriever = SubgraphRetriever(kg, ecfg.retrieval)
         det = None
         spec = ecfg.detector_spec()
         if isinstance(detector, str):
@@ -314,21 +346,28 @@ class KnowledgeVQA:
         return cls(model, ecfg, kg=kg, retriever=retriever, detector=det)
 
     def save_pretrained(self, path: str | os.PathLike, dtype=None) -> Path:
-        """Write the engine folder (``dtype=torch.float16`` halves the weights file)."""
+        """Write the engine folder in today's formats (``dtype=torch.float16`` halves the
+        weights file); an existing folder at ``path`` is replaced whole."""
         path = Path(path)
-        self.model.save_pretrained(path, dtype=dtype)
-        if self.detector is not None:
-            kind = detector_kind(self.detector)
-            old = self.config.detector_spec()
-            if getattr(self.detector, "save_pretrained", None) is not None:  # a trained detector: its folder
-                folder = (old or {}).get("path") or "detector"
-                self.detector.save_pretrained(path / folder)
-                self.config.detector = {"kind": kind, "path": folder}
-            else:  # a detector built from settings: they go into engine.json
-                self.config.detector = {"kind": kind, "settings": self.detector.engine_settings()}
-        else:
-            self.config.detector = None
-        (path / ENGINE_FILE).write_text(json.dumps(self.config.to_dict(), indent=1), encoding="utf-8")
+        # One folder written at once: model, detector and engine.json replace the old ones together.
+        with atomic_folder(path) as tmp:
+            if hasattr(self.model, "write_files"):
+                self.model.write_files(tmp, dtype=dtype)
+            else:  # a model that writes whole folders only: it replaces the empty temporary one
+                self.model.save_pretrained(tmp, dtype=dtype)
+            entry = None
+            if self.detector is not None:
+                kind = detector_kind(self.detector)
+                old = self.config.detector_spec()
+                if getattr(self.detector, "save_pretrained", None) is not None:  # a trained detector: its folder
+                    folder = (old or {}).get("path") or "detector"
+                    self.detector.save_pretrained(tmp / folder)
+                    entry = {"kind": kind, "path": folder}
+                else:  # a detector built from settings: they go into engine.json
+                    entry = {"kind": kind, "settings": self.detector.engine_settings()}
+            config = self.config.replace(detector=entry)
+            (tmp / ENGINE_FILE).write_text(json.dumps(config.to_dict(), indent=1), encoding="utf-8")
+        self.config = config
         return path
 
     # ------------------------------------------------------------- answering

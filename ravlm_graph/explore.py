@@ -461,7 +461,7 @@ def relation_bar(kg: "KnowledgeGraph", ax=None, *, top: int | None = 20, log: bo
 # --------------------------------------------------------------------------- paths
 
 def explain_paths(kg: "KnowledgeGraph", source: str, target: str, *, max_len: int = 3, max_paths: int = 5,
-                  budget: int = 60, retriever: "SubgraphRetriever | None" = None) -> list["ReasoningPath"]:
+                  budget: int | None = None, retriever: "SubgraphRetriever | None" = None) -> list["ReasoningPath"]:
     """Readable paths of facts from ``source`` to ``target``, shortest first.
 
     Retrieves a subgraph seeded with both concepts (personalised PageRank, so the nodes
@@ -474,7 +474,8 @@ def explain_paths(kg: "KnowledgeGraph", source: str, target: str, *, max_len: in
         source, target: concept names (exact or normalisable).
         max_len: longest path in edges (default 3).
         max_paths: at most this many paths (default 5).
-        budget: node budget of the retrieved subgraph (default 60).
+        budget: node budget of the retrieved subgraph (default None: the retriever's
+            ``RetrievalConfig.budget``).
         retriever: a :class:`~ravlm_graph.retrieval.SubgraphRetriever` to reuse (its
             method should need no question: ``"ppr"`` or ``"khop"``); default: a new one
             with ``method="ppr"``.
@@ -493,7 +494,9 @@ def explain_paths(kg: "KnowledgeGraph", source: str, target: str, *, max_len: in
         raise ValueError(f"explain_paths: expected two different concepts, found {source!r} twice")
     if retriever is None:
         # Every node of a path of L edges lies within ceil(L / 2) hops of one of its ends.
-        retriever = SubgraphRetriever(kg, RetrievalConfig(budget=budget, method="ppr", k=max(1, min((max_len + 1) // 2, 6))))
+        hops = max(1, min((max_len + 1) // 2, 6))
+        retriever = SubgraphRetriever(kg, RetrievalConfig(method="ppr", k=hops).replace(
+            **({"budget": budget} if budget is not None else {})))
     a_name, b_name = kg.concept_name(a), kg.concept_name(b)
     method = retriever.config.method if retriever.config.method in ("ppr", "khop") else "ppr"
     sg = retriever.retrieve([a_name, b_name], question=None, budget=budget, method=method)

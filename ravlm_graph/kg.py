@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -76,7 +77,17 @@ def open_kg(spec: str, cache_root: str | os.PathLike | None = None, *, progress:
                 os.replace(f, tmp / f.name)
             (tmp / "store").rmdir()
         log.info("built %s in %.1f s", folder, time.perf_counter() - t0)
+        _drop_stale(folder, name)
     return KnowledgeGraph.load(folder)
+
+
+def _drop_stale(keep: Path, name: str) -> None:
+    """Remove the stores of ``name`` built from older sources (a process that still has one
+    mapped keeps reading it: the files stay until it unmaps them)."""
+    for other in keep.parent.glob(f"{name.replace('+', '_')}-*"):
+        if other != keep and other.is_dir() and not other.name.endswith((".tmp", ".old")):
+            shutil.rmtree(other, ignore_errors=True)
+            Path(f"{other}.lock").unlink(missing_ok=True)
 
 
 def _try_load(folder: Path) -> KnowledgeGraph | None:

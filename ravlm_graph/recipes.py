@@ -1,19 +1,22 @@
 """Training recipes behind ``ravlm train CONFIG.json``.
 
-A recipe file is JSON::
+A recipe file is JSON, read into a typed :class:`Recipe`::
 
     {
       "dataset": "builtin",            # or "fvqa"
       "out_dir": "runs/builtin",
       "kg": "bundled:cn100k+fvqa",    # or a store folder
       "kg_cache": null,               # where a bundled KG is built (null: the user cache folder)
-      "budget": 64,
-      "retrieval": {"method": "ppr"},  # RetrievalConfig fields
+      "retrieval": {"method": "ppr", "budget": 96},                     # RetrievalConfig fields
       "model": {"fusion": "graph_tokens", "gnn_kind": "gatv2", ...},   # KnowledgeVQAConfig fields
       "train": {"epochs": 8, "batch_size": 32, "lr": 3e-4, "seed": 0},  # TrainConfig fields
       "detector": {"epochs": 6, "image_size": 32},                      # or {"from": "path/to/detector"}
       "limit": null                                                     # use only the first N train questions
     }
+
+Each setting has one owner: the node budget is ``retrieval.budget`` (a top-level
+``budget`` of older recipes is moved there on load). :func:`load_recipe` checks every key
+and value and names the file and the key in its errors.
 
 The engine is written to ``out_dir/final`` (model, ``engine.json``, ``detector/``);
 ``out_dir/last`` is the resumable checkpoint.
@@ -25,7 +28,9 @@ import json
 import logging
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 from ravlm_graph.grounding.layouts import layout_cells
 from ravlm_graph.types import Entity
 from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
@@ -49,16 +54,151 @@ from ravlm_graph.datasets.loaders import load_aokvqa, load_vqa
 from ravlm_graph.models.hf_backbones import (GenerativeFeatureBuilder, GenerativeVQAConfig, KnowledgeGenerator,
                                              answer_text, backbone_kind, collate_generative)
 from ravlm_graph.datasets.answers import normalize_answer
+from ravlm_graph.utils.config import Config, check_choice, check_int, check_range
 
 log = logging.getLogger(__name__)
 
-RECIPE_KEYS = {"kg_cache", "dataset", "out_dir", "kg", "budget", "model", "train", "detector", "limit", "data", "retrieval",
-               "questions", "facts", "holdout", "threads", "images", "annotations"}
 #: Datasets a recipe trains on; okvqa / aokvqa need a generative backbone (free-text answers).
 RECIPE_DATASETS = ("builtin", "fvqa", "okvqa", "aokvqa")
+#: Settings of the layout-cell detector a recipe may train (or ``{"from": folder}``).
+DETECTOR_KEYS = ("epochs", "image_size", "channels", "negatives_per_scene", "batch_size", "lr", "extra_scenes")
+#: Model settings a recipe may not give: they come from the data and the KG.
+DERIVED_MODEL_KEYS = ("answer_vocab",)
 
 
-def load_recipe(path: str | Path) -> dict:
+@dataclass
+class Recipe(Config):
+    """A training recipe (see the module docstring for the file format).
+
+    Args:
+        dataset (str): one of :data:`RECIPE_DATASETS` (default ``"builtin"``).
+        out_dir (str | None): output folder (default None: ``runs/<dataset>``).
+        kg (str): ``bundled:cn100k``, ``bundled:cn100k+fvqa`` or a store folder.
+        kg_cache (str | None): where a bundled KG and its node embeddings are cached (default None:
+            the user cache folder).
+        retrieval (RetrievalConfig): subgraph retrieval, node budget included (a dict of its fields is accepted).
+        model (dict): :class:`KnowledgeVQAConfig` fields (``answer_vocab`` comes from the data), or
+            with a ``backbone`` entry :class:`GenerativeVQAConfig` fields (and ``val_limit``).
+        train (dict): :class:`TrainConfig` fields (``out_dir`` comes from the recipe).
+        detector (dict | None): layout-detector training settings (:data:`DETECTOR_KEYS`) or
+            ``{"from": folder}``; None: no detector (given entities).
+        limit (int | None): use only the first N training questions.
+        data (str | None): the built-in benchmark's folder (default: the packaged one).
+        questions, facts (str | None): FVQA training files (``fvqa`` recipes); ``questions`` and
+            ``annotations`` for ``okvqa``, ``questions`` for ``aokvqa``.
+        images (str | None): the dataset's image folder.
+        annotations (str | None): OK-VQA annotations.
+        holdout (float): share of FVQA questions held out for validation (default 0.15).
+        threads (int | None): torch threads.
+    """
+
+    dataset: str = "builtin"
+    out_dir: str | None = None
+    kg: str = "bundled:cn100k+fvqa"
+    kg_cache: str | None = None
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    detector: dict | None = None
+    limit: int | None = None
+    data: str | None = None
+    questions: str | None = None
+    facts: str | None = None
+    images: str | None = None
+    annotations: str | None = None
+    holdout: float = 0.15
+    threads: int | None = None
+
+    def validate(self) -> None:
+        o = "Recipe"
+        check_choice(o, "dataset", self.dataset, RECIPE_DATASETS)
+        for name in ("kg",):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{o}.{name}: expected a non-empty string, found {getattr(self, name)!r}")
+        for name in ("out_dir", "kg_cache", "data", "questions", "facts", "images", "annotations"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                raise ValueError(f"{o}.{name}: expected a path (string) or null, found {v!r}")
+        if isinstance(self.retrieval, Mapping):
+            self.retrieval = RetrievalConfig.from_dict(self.retrieval, f"{o}.retrieval")
+        if not isinstance(self.retrieval, RetrievalConfig):
+            raise ValueError(f"{o}.retrieval: expected RetrievalConfig fields, found {self.retrieval!r}")
+        if not isinstance(self.model, dict):
+            raise ValueError(f"{o}.model: expected KnowledgeVQAConfig fields, found {self.model!r}")
+        if self.generative:
+            self.generative_config(1)
+        else:
+            derived = sorted(set(self.model) & set(DERIVED_MODEL_KEYS))
+            if derived:
+                raise ValueError(f"{o}.model: {derived} come from the training data, not the recipe")
+            self.model_config(["yes", "no"], 1)  # every value checked now, not after hours of features
+        if not isinstance(self.train, dict) or "out_dir" in self.train:
+            raise ValueError(f"{o}.train: expected TrainConfig fields other than out_dir (the recipe's "
+                             f"out_dir owns it), found {self.train!r}")
+        self.train_config()
+        if self.detector is not None:
+            if not isinstance(self.detector, dict):
+                raise ValueError(f"{o}.detector: expected an object or null, found {self.detector!r}")
+            allowed = ("from",) if "from" in self.detector else DETECTOR_KEYS
+            unknown = sorted(set(self.detector) - set(allowed))
+            if unknown:
+                raise ValueError(f"{o}.detector: unknown fields {unknown}; expected some of {sorted(allowed)}")
+        if self.limit is not None:
+            check_int(o, "limit", self.limit, 1)
+        check_range(o, "holdout", self.holdout, 0.0, 0.9)
+        if self.threads is not None:
+            check_int(o, "threads", self.threads, 1, 1024)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str | None = None) -> "Recipe":
+        """As :meth:`Config.from_dict`; a top-level ``budget`` (older recipes) moves into ``retrieval``."""
+        if isinstance(data, Mapping) and "budget" in data:
+            data = dict(data)
+            budget = data.pop("budget")
+            retrieval = data.get("retrieval")
+            retrieval = retrieval.to_dict() if isinstance(retrieval, RetrievalConfig) else dict(retrieval or {})
+            if "budget" in retrieval and retrieval["budget"] != budget:
+                raise ValueError(f"{where or cls.__name__}: 'budget' ({budget}) and 'retrieval.budget' "
+                                 f"({retrieval['budget']}) disagree; the budget belongs in retrieval only")
+            retrieval["budget"] = budget
+            data["retrieval"] = retrieval
+        return super().from_dict(data, where)
+
+    @property
+    def generative(self) -> bool:
+        """Whether ``model`` names a Hugging Face backbone (answers generated as text)."""
+        try:
+            return backbone_kind(self.model) != "builtin"
+        except ValueError as e:
+            raise ValueError(f"Recipe.{e}") from e
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.out_dir or f"runs/{self.dataset}" + ("_generative" if self.generative else ""))
+
+    def generative_config(self, num_relations: int) -> GenerativeVQAConfig:
+        """The generative model's config (``model`` without ``val_limit``), for the KG's relations."""
+        section = {k: v for k, v in self.model.items() if k != "val_limit"}
+        try:
+            base = GenerativeVQAConfig.from_dict(section, "Recipe.model")
+        except TypeError as e:
+            raise ValueError(f"Recipe.model: {e}") from e
+        return base.replace(num_relations=max(base.num_relations, num_relations))
+
+    def model_config(self, answer_vocab, num_relations: int) -> KnowledgeVQAConfig:
+        """The model's config: the recipe's settings, the answers seen in training, the KG's relations."""
+        try:
+            base = KnowledgeVQAConfig.from_dict(self.model, "Recipe.model")
+        except TypeError as e:
+            raise ValueError(f"Recipe.model: {e}") from e
+        return base.replace(answer_vocab=list(answer_vocab), num_relations=max(base.num_relations, num_relations))
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.from_dict({**self.train, "out_dir": str(self.output_dir)}, "Recipe.train")
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and check a recipe file; errors name the file and the key."""
     p = Path(path)
     try:
         rec = json.loads(p.read_text(encoding="utf-8"))
@@ -68,12 +208,12 @@ def load_recipe(path: str | Path) -> dict:
         raise ValueError(f"{p}:{e.lineno}: recipe is not valid JSON: {e.msg}") from e
     if not isinstance(rec, dict):
         raise ValueError(f"{p}: expected a JSON object")
-    unknown = sorted(set(rec) - RECIPE_KEYS)
-    if unknown:
-        raise ValueError(f"{p}: unknown recipe keys {unknown}; expected some of {sorted(RECIPE_KEYS)}")
-    if rec.get("dataset", "builtin") not in RECIPE_DATASETS:
-        raise ValueError(f"{p}: dataset must be one of {list(RECIPE_DATASETS)}, found {rec.get('dataset')!r}")
-    return rec
+    return Recipe.from_dict(rec, str(p))
+
+
+def as_recipe(recipe: Recipe | Mapping[str, Any]) -> Recipe:
+    """A :class:`Recipe` from a recipe or a dict of its fields."""
+    return recipe if isinstance(recipe, Recipe) else Recipe.from_dict(recipe)
 
 
 def builtin_entities(record) -> list:
@@ -182,39 +322,36 @@ def evaluate_examples(model, examples, batch_size: int = 64) -> dict:
     return {"accuracy": hits / n, "top3": top3 / n, "coverage": cov / n, "n": len(examples), "predictions": preds}
 
 
-def train_recipe(recipe: dict, progress: bool = True) -> dict:
+def train_recipe(recipe: Recipe | Mapping[str, Any], progress: bool = True) -> dict:
     """Run a recipe; returns a summary (paths, times, validation figures)."""
     import torch
 
-
+    recipe = as_recipe(recipe)
     t_start = time.perf_counter()
-    if recipe.get("threads"):
-        torch.set_num_threads(int(recipe["threads"]))
-    if backbone_kind(recipe.get("model")) != "builtin":
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    dataset = recipe.dataset
+    out_dir = recipe.output_dir
+    if recipe.generative:
         return train_generative_recipe(recipe, progress=progress)
-    if recipe.get("dataset", "builtin") not in ("builtin", "fvqa"):
-        raise ValueError(f"dataset {recipe.get('dataset')!r}: free-text answers need a generative backbone "
+    if recipe.dataset not in ("builtin", "fvqa"):
+        raise ValueError(f"dataset {recipe.dataset!r}: free-text answers need a generative backbone "
                          f"(model.backbone); the built-in pointer model trains on 'builtin' and 'fvqa'")
-    dataset = recipe.get("dataset", "builtin")
-    out_dir = Path(recipe.get("out_dir", f"runs/{dataset}"))
-    tcfg = TrainConfig(out_dir=str(out_dir), **{k: v for k, v in recipe.get("train", {}).items() if k != "out_dir"})
+    tcfg = recipe.train_config()
     seed_everything(tcfg.seed)
-    kg_spec = recipe.get("kg", "bundled:cn100k+fvqa")
-    # Bundled KGs are built once under kg_cache (default: the user cache folder).
-    kg = open_kg(kg_spec, cache_root=recipe.get("kg_cache"))
-    rcfg = RetrievalConfig.from_dict(recipe.get("retrieval", {})) if recipe.get("retrieval") else RetrievalConfig()
+    # Bundled KGs are built once under kg_cache (default: the user cache folder) with their embedding cache.
+    kg = open_kg(recipe.kg, cache_root=recipe.kg_cache)
+    rcfg = recipe.retrieval
     retriever = SubgraphRetriever(kg, rcfg)
-    budget = int(recipe.get("budget", 64))
 
-    train_recs, val_recs, entity_fn, data_info = _dataset(recipe, dataset, kg)
-    if recipe.get("limit"):
-        train_recs = train_recs[: int(recipe["limit"])]
+    train_recs, val_recs, entity_fn, data_info = _dataset(recipe, kg)
+    if recipe.limit:
+        train_recs = train_recs[: recipe.limit]
     vocab = sorted({a for r in train_recs for a in record_answers(r)} | {"yes", "no"})
-    mcfg = KnowledgeVQAConfig(answer_vocab=vocab, num_relations=max(64, kg.num_relations),
-                              **recipe.get("model", {}))
+    mcfg = recipe.model_config(vocab, kg.num_relations)
     model = KnowledgeVQAModel(mcfg)
 
-    fb = FeatureBuilder(mcfg, model.tokenizer, retriever if mcfg.uses_graph else None, budget=budget)
+    fb = FeatureBuilder(mcfg, model.tokenizer, retriever if mcfg.uses_graph else None)
     t0 = time.perf_counter()
     train_ex = build_examples(fb, train_recs, entity_fn, "features (train)", progress)
     val_ex = build_examples(fb, val_recs, entity_fn, "features (val)", progress)
@@ -234,21 +371,20 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
 
     det = None
     t_det = 0.0
-    dcfg = recipe.get("detector")
+    dcfg = recipe.detector
     if dataset == "builtin" and dcfg is not None:
         t0 = time.perf_counter()
         if "from" in dcfg:
-
             det = LayoutCellDetector.from_pretrained(dcfg["from"])
         else:
             det = train_detector(train_recs, dcfg, tcfg.seed)
         t_det = time.perf_counter() - t0
-    ecfg = EngineConfig(kg=kg_spec, retrieval=rcfg.to_dict(), budget=budget,
-                        detector="detector" if det is not None else None, dataset=dataset)
+    ecfg = EngineConfig(kg=recipe.kg, retrieval=rcfg, detector="detector" if det is not None else None,
+                        dataset=dataset)
     engine = KnowledgeVQA(model, ecfg, kg=kg, retriever=retriever, detector=det)
     final = engine.save_pretrained(out_dir / "final")
     # The recipe travels with the engine (``ravlm bench builtin --ablate --model`` varies it).
-    (Path(final) / "recipe.json").write_text(json.dumps(recipe, indent=1))
+    (Path(final) / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
     val = evaluate_examples(model, val_ex)
     summary = {"engine": str(final), "train_questions": len(train_ex), "val_questions": len(val_ex),
                "answer_vocab": len(vocab), "val_accuracy": round(val["accuracy"], 4),
@@ -259,35 +395,34 @@ def train_recipe(recipe: dict, progress: bool = True) -> dict:
     return summary
 
 
-def _dataset(recipe: dict, dataset: str, kg):
+def _dataset(recipe: Recipe, kg):
     """(train records, val records, entity function, info) for a recipe."""
+    dataset = recipe.dataset
     if dataset == "builtin":
-
-        root = recipe.get("data")
-        tr = load_builtin("train", root=root)
-        va = load_builtin("val", root=root)
+        tr = load_builtin("train", root=recipe.data)
+        va = load_builtin("val", root=recipe.data)
         return tr, va, builtin_entities, {"dataset": "builtin"}
 
     if dataset == "fvqa":
-        if not recipe.get("questions") or not recipe.get("facts"):
+        if not recipe.questions or not recipe.facts:
             raise ValueError("an fvqa recipe needs 'questions' and 'facts' (FVQA train files)")
-        recs = [r for r in load_fvqa(recipe["questions"], recipe["facts"], images_root=recipe.get("images"))
+        recs = [r for r in load_fvqa(recipe.questions, recipe.facts, images_root=recipe.images)
                 if r.answer_concepts]
     elif dataset == "okvqa":
-        if not recipe.get("questions") or not recipe.get("annotations"):
+        if not recipe.questions or not recipe.annotations:
             raise ValueError("an okvqa recipe needs 'questions' and 'annotations' (OK-VQA train files)")
-        recs = load_vqa(recipe["questions"], recipe["annotations"], recipe.get("images"), dataset="okvqa")
+        recs = load_vqa(recipe.questions, recipe.annotations, recipe.images, dataset="okvqa")
     elif dataset == "aokvqa":
-        if not recipe.get("questions"):
+        if not recipe.questions:
             raise ValueError("an aokvqa recipe needs 'questions' (the A-OKVQA train JSON)")
-        recs = load_aokvqa(recipe["questions"], recipe.get("images"))
+        recs = load_aokvqa(recipe.questions, recipe.images)
     else:
         raise ValueError(f"dataset: expected one of {list(RECIPE_DATASETS)}, found {dataset!r}")
     recs = [r for r in recs if r.answers]
-    rng = random.Random(int(recipe.get("train", {}).get("seed", 0)))
+    rng = random.Random(int(recipe.train.get("seed", 0)))
     order = list(range(len(recs)))
     rng.shuffle(order)
-    k = int(len(recs) * float(recipe.get("holdout", 0.15)))
+    k = int(len(recs) * float(recipe.holdout))
     held = {recs[i].qid for i in order[:k]}
     tr = [r for r in recs if r.qid not in held]
     va = [r for r in recs if r.qid in held]
@@ -338,30 +473,26 @@ def build_generative_examples(fb, records, entity_fn, desc: str, progress: bool 
     return out
 
 
-def train_generative_recipe(recipe: dict, progress: bool = True) -> dict:
+def train_generative_recipe(recipe: Recipe | Mapping[str, Any], progress: bool = True) -> dict:
     """A recipe whose ``model.backbone`` names a Hugging Face kind: the GNN, graph-token
     projector (and copy head, LoRA, named backbone weights) train with token cross-entropy
     on the answer text, through the same loop (seeded, resumable, DDP)."""
-    import torch
-
+    recipe = as_recipe(recipe)
     t_start = time.perf_counter()
-    dataset = recipe.get("dataset", "builtin")
-    out_dir = Path(recipe.get("out_dir", f"runs/{dataset}_generative"))
-    tcfg = TrainConfig(out_dir=str(out_dir), **{k: v for k, v in recipe.get("train", {}).items() if k != "out_dir"})
+    dataset = recipe.dataset
+    out_dir = recipe.output_dir
+    tcfg = recipe.train_config()
     seed_everything(tcfg.seed)
-    kg_spec = recipe.get("kg", "bundled:cn100k+fvqa")
-    kg = open_kg(kg_spec, cache_root=recipe.get("kg_cache"))
-    rcfg = RetrievalConfig.from_dict(recipe.get("retrieval", {})) if recipe.get("retrieval") else RetrievalConfig()
+    kg = open_kg(recipe.kg, cache_root=recipe.kg_cache)
+    rcfg = recipe.retrieval
     retriever = SubgraphRetriever(kg, rcfg)
-    budget = int(recipe.get("budget", 96))
-    train_recs, val_recs, entity_fn, data_info = _dataset(recipe, dataset, kg)
-    if recipe.get("limit"):
-        train_recs = train_recs[: int(recipe["limit"])]
-    section = dict(recipe.get("model", {}))
-    val_limit = int(section.pop("val_limit", 200))
-    mcfg = GenerativeVQAConfig(num_relations=max(64, kg.num_relations), **section)
+    train_recs, val_recs, entity_fn, data_info = _dataset(recipe, kg)
+    if recipe.limit:
+        train_recs = train_recs[: recipe.limit]
+    val_limit = int(recipe.model.get("val_limit", 200))
+    mcfg = recipe.generative_config(kg.num_relations)
     model = KnowledgeGenerator(mcfg)
-    fb = GenerativeFeatureBuilder(model, retriever if mcfg.use_graph else None, budget=budget)
+    fb = GenerativeFeatureBuilder(model, retriever if mcfg.use_graph else None, budget=rcfg.budget)
     t0 = time.perf_counter()
     train_ex = build_generative_examples(fb, train_recs, entity_fn, "features (train)", progress)
     val_ex = build_generative_examples(fb, val_recs[:val_limit], entity_fn, "features (val)", progress)
@@ -374,11 +505,11 @@ def train_generative_recipe(recipe: dict, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     res = train(model, train_ex, lambda items: collate_generative(items, model), tcfg, on_epoch_end=on_epoch_end)
     t_train = time.perf_counter() - t0
-    ecfg = EngineConfig(kg=kg_spec, retrieval=rcfg.to_dict(), budget=budget, detector=None, dataset=dataset)
+    ecfg = EngineConfig(kg=recipe.kg, retrieval=rcfg, detector=None, dataset=dataset)
     engine = KnowledgeVQA(model, ecfg, kg=kg if mcfg.use_graph else None,
                           retriever=retriever if mcfg.use_graph else None)
     final = engine.save_pretrained(out_dir / "final")
-    (Path(final) / "recipe.json").write_text(json.dumps(recipe, indent=1))
+    (Path(final) / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
     val = generative_accuracy(model, val_ex)
     summary = {"engine": str(final), "backbone": mcfg.backbone.kind, "use_graph": mcfg.use_graph,
                "train_questions": len(train_ex), "val_questions": len(val_ex),

@@ -72,6 +72,13 @@ def test_bundled_kg_built_once_into_the_cache(tmp_path, monkeypatch):
     again = kgmod.open_kg("bundled:cn100k")
     assert len(calls) == 1 and again.path == kg.path and again.num_edges == kg.num_edges
     assert not list((tmp_path / "kg").glob(".*.tmp"))  # no half-built folder left
+    # a store built from other sources (an older version) is dropped when a new one is built
+    stale = tmp_path / "kg" / "cn100k-0000000000000000"
+    stale.mkdir()
+    monkeypatch.setattr(kgmod, "bundled_key", lambda name: "1111111111111111")
+    kgmod.open_kg("bundled:cn100k")
+    assert len(calls) == 2 and not stale.exists() and not kg.path.exists()
+    assert (tmp_path / "kg" / "cn100k-1111111111111111" / "meta.json").exists()
     with pytest.raises(ValueError, match="unknown bundled KG 'cn5'"):
         kgmod.open_kg("bundled:cn5")
 

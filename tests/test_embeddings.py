@@ -103,11 +103,11 @@ def test_xdg_cache_home_is_honoured(tmp_path, monkeypatch):
 
 def test_partial_caches_of_two_processes_merge(tmp_path):
     kg = make_kg(["apple", "ice_cream", "knife"])
-    a = NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path)
-    b = NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path)  # opened before a wrote anything
+    a = NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path, save_every=0)
+    b = NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path, save_every=0)  # opened before a wrote anything
     a.get(np.array([0]))
     b.get(np.array([2]))
-    c = NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path)
+    c = NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path, save_every=0)
     assert c.done.tolist() == [True, False, True]  # b's save kept a's row
     c.get(np.array([1]))
     assert list(tmp_path.glob("*.npy")) and not list(tmp_path.glob("*.part.npz"))  # complete: one mapped file
@@ -139,3 +139,34 @@ def test_damaged_cache_is_recomputed(tmp_path):
 def test_missing_model_folder():
     with pytest.raises(FileNotFoundError, match="model folder"):
         TextEncoder("/nonexistent/model")
+
+
+def test_autosave_is_throttled_and_flushed_at_exit(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    kg = make_kg(["apple", "ice_cream", "knife"])
+    ne = NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path, save_every=3600)
+    ne.get(np.array([0]))
+    assert not list(tmp_path.glob("*.part.npz"))  # not yet: the last save was less than an hour ago
+    ne.get(np.array([1]), )
+    assert ne.save() is not None and list(tmp_path.glob("*.part.npz"))
+    # a process that computes and exits without calling save() still leaves its vectors
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys, numpy as np\n"
+        f"sys.path.insert(0, {str(root)!r})\n"
+        "from tests.test_embeddings import make_kg, CountingEncoder\n"
+        "from ravlm_graph.retrieval.embeddings import NodeEmbeddings\n"
+        f"ne = NodeEmbeddings(make_kg(['apple', 'ice_cream', 'knife']), CountingEncoder(), cache_dir={str(tmp_path)!r})\n"
+        "ne.get(np.array([2]))\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    again = NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path)
+    assert again.complete  # rows 0 and 1 from this process, 2 from the child's exit
+    # an instance dropped with unsaved vectors writes them
+    kg4 = make_kg(["apple", "ice_cream", "knife", "pear"])
+    dropped = NodeEmbeddings(kg4, CountingEncoder(), cache_dir=tmp_path, save_every=3600)
+    dropped.get(np.array([3]))
+    del dropped
+    assert NodeEmbeddings(kg4, CountingEncoder(), cache_dir=tmp_path).done.tolist() == [False, False, False, True]

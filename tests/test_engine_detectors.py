@@ -14,7 +14,7 @@ from ravlm_graph.engine import EngineConfig, KnowledgeVQA, detector_spec  # noqa
 from ravlm_graph.grounding.detectors import DETECTORS, ImageEntityDetector, build_detector, detector_kind  # noqa: E402
 from ravlm_graph.types import Entity  # noqa: E402
 from ravlm_graph.utils.checkpoint import CheckpointError  # noqa: E402
-from tests.test_modeling import make_model, tiny  # noqa: E402,F401  (the tiny model fixture)
+from tests.models.knowledge_vqa.test_modeling import make_model, tiny  # noqa: E402,F401  (the tiny model fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def test_registry_names_detector_classes_without_importing_them(sees):
 
 def test_settings_detector_round_trip_through_engine_json(tiny, sees, tmp_path):
     _, _, kg, retriever = tiny
-    engine = KnowledgeVQA(make_model(tiny), EngineConfig(kg="unused", budget=6, detector={"kind": "test_sees"}),
+    engine = KnowledgeVQA(make_model(tiny), EngineConfig(kg="unused", retrieval=retriever.config, detector={"kind": "test_sees"}),
                           kg=kg, retriever=retriever, detector=_Sees(["apple"], box=[0, 0, 8, 16]))
     engine.save_pretrained(tmp_path / "eng")
     saved = json.loads((tmp_path / "eng" / "engine.json").read_text())
@@ -93,13 +93,13 @@ def test_settings_detector_round_trip_through_engine_json(tiny, sees, tmp_path):
 
 def test_an_empty_detection_is_explained_in_the_answer(tiny, sees):
     _, _, kg, retriever = tiny
-    engine = KnowledgeVQA(make_model(tiny), EngineConfig(kg="unused", budget=6, detector={"kind": "test_sees"}),
+    engine = KnowledgeVQA(make_model(tiny), EngineConfig(kg="unused", retrieval=retriever.config, detector={"kind": "test_sees"}),
                           kg=kg, retriever=retriever, detector=_Sees([]))
     a = engine.answer(Image.new("RGB", (16, 16)), "which of these can peel?")
     assert not [e for e in a.entities if e.origin == "image"]
     assert a.notes == ["the _Sees found no object it can name"]
     assert a.to_dict()["notes"] == a.notes and "note: the _Sees found no object" in str(a)
-    bare = KnowledgeVQA(make_model(tiny), EngineConfig(kg="unused", budget=6, detector=None), kg=kg,
+    bare = KnowledgeVQA(make_model(tiny), EngineConfig(kg="unused", retrieval=retriever.config, detector=None), kg=kg,
                         retriever=retriever)
     assert "no image detector" in bare.answer(Image.new("RGB", (16, 16)), "which of these can peel?").notes[0]
 

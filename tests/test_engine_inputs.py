@@ -8,13 +8,13 @@ import pytest
 
 from ravlm_graph.engine import EngineConfig, InputWarning, KnowledgeVQA, parse_entities
 from ravlm_graph.types import Entity
-from tests.test_modeling import image, make_model, tiny  # noqa: F401  (tiny is a fixture)
+from tests.models.knowledge_vqa.test_modeling import image, make_model, tiny  # noqa: F401  (tiny is a fixture)
 
 
 @pytest.fixture(scope="module")
 def engine(tiny):  # noqa: F811
     _, _, kg, retriever = tiny
-    return KnowledgeVQA(make_model(tiny), EngineConfig(kg="unused", budget=6, detector=None), kg=kg,
+    return KnowledgeVQA(make_model(tiny), EngineConfig(kg="unused", retrieval=retriever.config, detector=None), kg=kg,
                         retriever=retriever)
 
 
@@ -90,7 +90,7 @@ def test_non_english_question_is_flagged(engine):
     ("fvqa", "whole_image", (0.0, 0.0, 16.0, 16.0)), ("builtin", "none", None)])
 def test_boxless_entities_as_the_model_reads_them(tiny, monkeypatch, dataset, box_missing, expected):  # noqa: F811
     _, _, kg, retriever = tiny
-    eng = KnowledgeVQA(make_model(tiny), EngineConfig(kg="unused", budget=6, detector=None, dataset=dataset,
+    eng = KnowledgeVQA(make_model(tiny), EngineConfig(kg="unused", retrieval=retriever.config, detector=None, dataset=dataset,
                                                       box_missing=box_missing), kg=kg, retriever=retriever)
     seen = []
     build = eng.features.build
@@ -106,7 +106,5 @@ def test_boxless_entities_as_the_model_reads_them(tiny, monkeypatch, dataset, bo
 
 
 def test_engine_config_box_missing_is_checked():
-    from ravlm_graph.utils.checkpoint import CheckpointError
-
-    with pytest.raises(CheckpointError, match="box_missing: expected"):
+    with pytest.raises(ValueError, match="box_missing: expected"):
         EngineConfig.from_dict({"box_missing": "everywhere"})

@@ -77,3 +77,29 @@ def test_cli_answers_and_draws(tmp_path):
 
     with Image.open(out) as im:
         assert im.size[0] > 200 and im.size[1] > 200
+
+
+def test_detector_kind_can_be_overridden_per_run():
+    from ravlm_graph.engine import KnowledgeVQA
+    from ravlm_graph.grounding.detectors.photo import PhotoDetector
+
+    builtin = KnowledgeVQA.from_pretrained(ROOT / "ravlm_graph" / "data" / "engine_builtin", detector="photo")
+    assert isinstance(builtin.detector, PhotoDetector) and builtin.detector.kg is builtin.kg
+    with pytest.raises(ValueError, match="expected a saved .trained. detector folder, found none"):
+        KnowledgeVQA.from_pretrained(ENGINE, detector="layout_cells")
+    with pytest.raises(ValueError, match="detector: expected one of .*found 'sonar'"):
+        KnowledgeVQA.from_pretrained(ENGINE, detector="sonar")
+
+
+def test_export_writes_the_detector_kind_and_settings(tmp_path):
+    out = tmp_path / "eng"
+    r = subprocess.run([sys.executable, "-m", "ravlm_graph", "export", str(ENGINE), "--out", str(out), "--fp16",
+                        "--detector", "photo", "--detector-settings", '{"box_threshold": 0.4, "tags": false}'],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    spec = json.loads((out / "engine.json").read_text())["detector"]
+    assert spec == {"kind": "photo", "settings": {"box_threshold": 0.4, "tags": False}}
+    bad = subprocess.run([sys.executable, "-m", "ravlm_graph", "export", str(ENGINE), "--out", str(out),
+                          "--detector", "photo", "--detector-settings", "{box"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert bad.returncode == 2 and "--detector-settings: expected a JSON object" in bad.stderr

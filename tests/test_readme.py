@@ -63,10 +63,16 @@ def _skip_reason(line: str) -> str | None:
 def _shell_lines():
     out = []
     for first, body in _blocks("bash"):
+        pending, start = "", None
         for k, raw in enumerate(body.splitlines()):
             line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
-            if line:
-                out.append((first + k, line))
+            if not line:
+                continue
+            if line.endswith("\\"):  # continued on the next line
+                pending, start = pending + line[:-1] + " ", start if pending else first + k
+                continue
+            out.append((start if pending else first + k, pending + line))
+            pending, start = "", None
     return out
 
 

@@ -299,3 +299,12 @@ def test_relation_weight_puts_the_asked_relation_first():
     assert next(iter(where.info["relation_prior"])) == "AtLocation"
     with pytest.raises(ValueError, match="relation_weight"):
         RetrievalConfig(relation_weight=-1.0)
+
+
+def test_surface_text_reaches_the_evidence():
+    kg = KnowledgeGraph.from_arrays(["cut", "knife", "tool"], ["IsA", "UsedFor"], [1, 1], [0, 2], [1, 0],
+                                    [1.0, 1.0], surface=["[[A knife]] is used for [[cutting things]]", None])
+    enc = BagOfWords()
+    r = SubgraphRetriever(kg, RetrievalConfig(method="khop"), embeddings=NodeEmbeddings(kg, enc), encoder=enc)
+    sg = r.retrieve(["knife"], budget=3, ground_question=False)
+    assert sorted(sg.verbalize()) == ["A knife is used for cutting things", "a knife is a tool"]

@@ -121,7 +121,7 @@ def _ablate(args) -> int:
         raise SystemExit("ravlm bench builtin --ablate: set the KG in the recipe ('kg'), not with --kg")
     recipe = load_recipe(recipe_path)
     if args.threads:
-        recipe["threads"] = args.threads
+        recipe = recipe.replace(threads=args.threads)
     detector = None
     if not args.given_entities:
         if args.model is None or not (Path(args.model) / "detector").is_dir():

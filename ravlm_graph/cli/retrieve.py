@@ -2,7 +2,7 @@
 
     ravlm ground "Where do you keep ice cream?" [--kg DIR] [--json]
     ravlm retrieve --question "What is a knife used for?" [--entities apple,knife] [--kg DIR]
-                   [--budget 200] [--method hybrid] [--json]
+                   [--budget N] [--method hybrid] [--json]
 
 Without ``--kg`` the bundled CN-100K (+ FVQA ConceptNet facts) is used.
 """
@@ -54,7 +54,8 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         raise ValueError("retrieve: expected --question TEXT and/or --entities a,b, found neither")
     kg = _load_kg(args.kg)
     ents = [Entity(c.strip(), 1.0, args.origin) for c in (args.entities or "").split(",") if c.strip()]
-    retr = SubgraphRetriever(kg, RetrievalConfig(budget=args.budget, method=args.method, k=args.hops))
+    changes = {"budget": args.budget} if args.budget is not None else {}
+    retr = SubgraphRetriever(kg, RetrievalConfig(method=args.method, k=args.hops, **changes))
     sg = retr.retrieve(ents, args.question, ground_question=bool(args.question))
     if retr._embeddings is not None:
         retr._embeddings.save()  # keep the node vectors computed for this query (store/cache)
@@ -95,7 +96,8 @@ def register(subparsers) -> None:
     p.add_argument("--entities", default=None, help="comma-separated seed concepts, e.g. apple,knife")
     p.add_argument("--origin", default="image", choices=["image", "question"], help="origin of --entities (image)")
     p.add_argument("--kg", default=None, help="KG store folder (default: bundled CN-100K + FVQA facts)")
-    p.add_argument("--budget", type=int, default=200, help="node budget (default 200)")
+    p.add_argument("--budget", type=int, default=None,
+                   help=f"node budget (default: RetrievalConfig's, {RetrievalConfig().budget})")
     p.add_argument("--hops", type=int, default=2, help="expansion hops (default 2)")
     p.add_argument("--method", default="hybrid", choices=RETRIEVAL_METHODS,
                    help="pruning method (default hybrid; khop and ppr need no text encoder)")

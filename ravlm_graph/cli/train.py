@@ -22,13 +22,12 @@ def register(sub) -> None:
 
 def _train(args) -> int:
     rec = load_recipe(args.recipe)
+    changes = {key: getattr(args, key) for key in ("questions", "facts", "images", "annotations")
+               if getattr(args, key)}
     if args.out:
-        rec["out_dir"] = args.out
+        changes["out_dir"] = args.out
     if args.epochs:
-        rec.setdefault("train", {})["epochs"] = args.epochs
-    for key in ("questions", "facts", "images", "annotations"):
-        if getattr(args, key):
-            rec[key] = getattr(args, key)
-    summary = train_recipe(rec, progress=not args.no_progress)
+        changes["train"] = {**rec.train, "epochs": args.epochs}
+    summary = train_recipe(rec.replace(**changes), progress=not args.no_progress)
     print(json.dumps({k: v for k, v in summary.items() if k != "holdout_qids"}, indent=1))
     return 0

@@ -19,51 +19,49 @@ interrupted run continues where it stopped.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import time
 from pathlib import Path
 from typing import Sequence
-from ravlm_graph.recipes import train_recipe
+from ravlm_graph.nn.fusion import FUSIONS
+from ravlm_graph.recipes import Recipe, as_recipe, train_recipe
 from ravlm_graph.evaluation.bench import bench_builtin
 from ravlm_graph.evaluation.bench import plot_comparison
 
 log = logging.getLogger(__name__)
 
-#: variant name -> changes to the recipe's ``model`` section
-ABLATIONS: dict[str, dict] = {
-    "no_kg": {"fusion": "none"},
-    "verbalized": {"fusion": "verbalized"},
-    "graph_tokens": {"fusion": "graph_tokens"},
-    "both": {"fusion": "both"},
-    "xattn": {"fusion": "xattn"},
-    "concat": {"fusion": "concat"},
-    "product": {"fusion": "product"},
-    "attention": {"fusion": "attention"},
+def _variants() -> dict[str, dict]:
+    """One variant per registered fusion kind (named by the kind, or its ``variant`` name),
+    the kinds without a graph first; then the non-fusion variants."""
+    kinds = sorted(FUSIONS, key=lambda n: (FUSIONS.get(n).uses_graph, n))
+    out = {(FUSIONS.get(n).variant or n): {"fusion": n} for n in kinds}
     # the recipe's own fusion with the text trunk re-initialised: what the pretrained MiniLM brings
-    "scratch_trunk": {"trunk_init": "scratch"},
-}
-DEFAULT_VARIANTS = ("no_kg", "verbalized", "graph_tokens", "both", "xattn", "concat", "product", "attention")
+    out["scratch_trunk"] = {"trunk_init": "scratch"}
+    return out
 
 
-def variant_recipe(recipe: dict, name: str, out: Path, *, epochs: int | None = None, limit: int | None = None,
-                   detector_from: str | None = None) -> dict:
-    """The recipe of one ablation variant (a deep copy; ``recipe`` is untouched)."""
+#: variant name -> changes to the recipe's ``model`` section
+ABLATIONS: dict[str, dict] = _variants()
+#: every fusion variant
+DEFAULT_VARIANTS: tuple[str, ...] = tuple(n for n, change in ABLATIONS.items() if "fusion" in change)
+
+
+def variant_recipe(recipe: Recipe | dict, name: str, out: Path, *, epochs: int | None = None,
+                   limit: int | None = None, detector_from: str | None = None) -> Recipe:
+    """The recipe of one ablation variant (a copy; ``recipe`` is untouched)."""
     if name not in ABLATIONS:
         raise ValueError(f"unknown ablation variant {name!r}; expected some of {sorted(ABLATIONS)}")
-    r = copy.deepcopy(recipe)
-    r["model"] = {**r.get("model", {}), **ABLATIONS[name]}
-    r["out_dir"] = str(out / name / "train")
+    recipe = as_recipe(recipe)
+    train = dict(recipe.train)
     if epochs is not None:
-        r.setdefault("train", {})["epochs"] = int(epochs)
-    if limit is not None:
-        r["limit"] = int(limit)
-    r["detector"] = {"from": detector_from} if detector_from else None
-    return r
+        train["epochs"] = int(epochs)
+    return recipe.replace(model={**recipe.model, **ABLATIONS[name]}, out_dir=str(out / name / "train"), train=train,
+                          limit=int(limit) if limit is not None else recipe.limit,
+                          detector={"from": detector_from} if detector_from else None)
 
 
-def run_ablation(recipe: dict, out: str | Path, *, variants: Sequence[str] | None = None,
+def run_ablation(recipe: Recipe | dict, out: str | Path, *, variants: Sequence[str] | None = None,
                  splits: Sequence[str] | None = None, epochs: int | None = None, limit: int | None = None,
                  detector_from: str | None = None, eval_limit: int | None = None, data: str | None = None,
                  progress: bool = True, kg_cache: str | None = None) -> dict:
@@ -79,10 +77,10 @@ def run_ablation(recipe: dict, out: str | Path, *, variants: Sequence[str] | Non
             variant with the scenes' annotated objects (given-entities mode).
         eval_limit: evaluate only the first N questions of each split.
     """
-
-    if recipe.get("dataset", "builtin") != "builtin":
+    recipe = as_recipe(recipe)
+    if recipe.dataset != "builtin":
         raise ValueError("--ablate runs on the built-in benchmark; the recipe's dataset is "
-                         f"{recipe.get('dataset')!r}")
+                         f"{recipe.dataset!r}")
     variants = list(variants or DEFAULT_VARIANTS)
     for v in variants:
         if v not in ABLATIONS:
@@ -94,8 +92,8 @@ def run_ablation(recipe: dict, out: str | Path, *, variants: Sequence[str] | Non
     table: dict[str, dict] = {}
     for i, name in enumerate(variants):
         vr = variant_recipe(recipe, name, out, epochs=epochs, limit=limit, detector_from=detector_from)
-        settings = {"variant": name, "change": ABLATIONS[name], "model": vr["model"], "train": vr.get("train", {}),
-                    "limit": vr.get("limit"), "detector": detector_from, "splits": list(splits or []),
+        settings = {"variant": name, "change": ABLATIONS[name], "model": vr.model, "train": vr.train,
+                    "limit": vr.limit, "detector": detector_from, "splits": list(splits or []),
                     "eval_limit": eval_limit}
         done = out / name / "ablation_variant.json"
         if done.exists():
@@ -118,7 +116,7 @@ def run_ablation(recipe: dict, out: str | Path, *, variants: Sequence[str] | Non
                  "train_minutes": round(t_train / 60, 1), "val_accuracy": summary.get("val_accuracy")}
         done.write_text(json.dumps(entry, indent=1))
         table[name] = entry
-    result = {"variants": table, "recipe": recipe, "detector": detector_from,
+    result = {"variants": table, "recipe": recipe.to_dict(), "detector": detector_from,
               "entities": "detected" if detector_from else "given (annotated objects)"}
     (out / "ablation.json").write_text(json.dumps(result, indent=1))
     (out / "ablation.md").write_text(ablation_table(result))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
-from ravlm_graph.utils.config import _check_range, _from_dict
+from ravlm_graph.utils.config import Config, _check_range
 
 
 # Words too general to be a useful seed on their own (kept with a reduced score, or
@@ -49,7 +49,7 @@ _WORD_FIELDS = ("general_concepts", "left_words", "right_words", "top_words", "b
 
 
 @dataclass(frozen=True)
-class GroundingConfig:
+class GroundingConfig(Config):
     """Text grounding (question -> ConceptNet concepts).
 
     Args:
@@ -137,12 +137,3 @@ class GroundingConfig:
         return frozenset(self.left_words + self.right_words + self.top_words + self.bottom_words
                          + self.middle_words)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for name in _WORD_FIELDS:
-            d[name] = list(getattr(self, name))
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "GroundingConfig":
-        return _from_dict(cls, data)

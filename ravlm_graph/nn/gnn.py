@@ -17,33 +17,37 @@ Each layer is ``h <- LayerNorm(h + Dropout(GELU(conv(h))))``. Graphs are pooled 
 attention (a learned score per node, softmax within each graph). All three convolutions
 run on plain PyTorch: neither ``pyg-lib`` nor ``torch-scatter`` is needed (``RGCNConv``
 then loops over relations instead of using ``segment_matmul``).
+
+Kinds are registered in :data:`GNNS` as :class:`GNNKind` subclasses (how to build one
+convolution, what it reads per edge). Adding a kind is one new file with its ``GNNKind``
+and one ``GNNS.register`` line below.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["GNN_KINDS", "GNNConfig", "GraphEncoder", "GraphEncoderOutput"]
+from ravlm_graph.utils.config import Config, check_bool, check_choice, check_fraction, check_int
+from ravlm_graph.utils.registry import Registry
 
-#: Convolution kinds of :class:`GNNConfig`.
-GNN_KINDS: tuple[str, ...] = ("rgcn", "gatv2", "transformer")
+__all__ = ["GNNS", "GNN_KINDS", "GNNConfig", "GraphEncoder", "GraphEncoderOutput"]
 
+#: GNN kind -> its :class:`GNNKind` (entries may be ``"module:attr"`` strings).
+GNNS = Registry("GNN")
 
-def _check_int(owner: str, name: str, value: Any, lo: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{owner}.{name}: expected an integer, found {value!r}")
-    if value < lo:
-        raise ValueError(f"{owner}.{name}: expected an integer >= {lo}, found {value!r}")
+#: Upper bounds of the sizes a config may ask for (far above any use; they stop a typo from
+#: asking for terabytes).
+MAX_WIDTH = 16384
+MAX_LAYERS = 64
+MAX_RELATIONS = 100_000
 
 
 @dataclass(frozen=True)
-class GNNConfig:
+class GNNConfig(Config):
     """Graph encoder (subgraph -> node states).
 
     Args:
@@ -82,28 +86,24 @@ class GNNConfig:
     num_blocks: int | None = None
     relation_dim: int | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         o = "GNNConfig"
-        if self.kind not in GNN_KINDS:
-            raise ValueError(f"{o}.kind: expected one of {GNN_KINDS}, found {self.kind!r}")
-        _check_int(o, "in_dim", self.in_dim, 1)
-        _check_int(o, "hidden_dim", self.hidden_dim, 1)
-        _check_int(o, "num_layers", self.num_layers, 0)
-        _check_int(o, "num_relations", self.num_relations, 1)
-        _check_int(o, "num_origins", self.num_origins, 1)
-        _check_int(o, "heads", self.heads, 1)
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
-                or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"{o}.dropout: expected a number in [0, 1), found {self.dropout!r}")
+        check_choice(o, "kind", self.kind, GNNS)
+        check_int(o, "in_dim", self.in_dim, 1, MAX_WIDTH)
+        check_int(o, "hidden_dim", self.hidden_dim, 1, MAX_WIDTH)
+        check_int(o, "num_layers", self.num_layers, 0, MAX_LAYERS)
+        check_int(o, "num_relations", self.num_relations, 1, MAX_RELATIONS)
+        check_int(o, "num_origins", self.num_origins, 1, 64)
+        check_int(o, "heads", self.heads, 1, 256)
+        check_fraction(o, "dropout", self.dropout)
         for name in ("use_relevance", "reverse_edges"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{o}.{name}: expected a bool, found {getattr(self, name)!r}")
-        if self.kind in ("gatv2", "transformer") and self.hidden_dim % self.heads:
+            check_bool(o, name, getattr(self, name))
+        if GNNS.get(self.kind).splits_heads and self.hidden_dim % self.heads:
             raise ValueError(f"{o}.heads: expected a divisor of hidden_dim={self.hidden_dim} "
                              f"(each head gets hidden_dim // heads channels), found {self.heads}")
         for name in ("num_bases", "num_blocks", "relation_dim"):
             if getattr(self, name) is not None:
-                _check_int(o, name, getattr(self, name), 1)
+                check_int(o, name, getattr(self, name), 1, MAX_WIDTH)
         if self.num_bases is not None and self.num_blocks is not None:
             raise ValueError(f"{o}: expected at most one of num_bases / num_blocks, found "
                              f"num_bases={self.num_bases} and num_blocks={self.num_blocks}")
@@ -115,17 +115,6 @@ class GNNConfig:
     def total_relations(self) -> int:
         """Relation types seen by the convolutions (doubled with ``reverse_edges``)."""
         return self.num_relations * (2 if self.reverse_edges else 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "GNNConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"GNNConfig: unknown fields {unknown}; expected some of {sorted(names)}")
-        return cls(**data)
 
 
 @dataclass
@@ -149,35 +138,70 @@ class GraphEncoderOutput:
 # ----------------------------------------------------------------------- layer factory
 
 
-def _rgcn(config: GNNConfig) -> tuple[nn.Module, str]:
-    from torch_geometric.nn import RGCNConv
+class GNNKind:
+    """A registered GNN kind: how to build one convolution for a config.
 
-    h = config.hidden_dim
-    conv = RGCNConv(h, h, config.total_relations, num_bases=config.num_bases, num_blocks=config.num_blocks)
-    return conv, "type"
+    Attributes:
+        edge_input (str): what the convolution reads per edge: ``"type"`` (relation ids)
+            or ``"attr"`` (relation embeddings, one table shared by the layers).
+        splits_heads (bool): ``hidden_dim`` is split across ``heads`` (must divide it).
+    """
 
+    edge_input: str = "attr"
+    splits_heads: bool = False
 
-def _gatv2(config: GNNConfig) -> tuple[nn.Module, str]:
-    from torch_geometric.nn import GATv2Conv
-
-    h = config.hidden_dim
-    conv = GATv2Conv(h, h // config.heads, heads=config.heads, concat=True, dropout=config.dropout,
-                     edge_dim=config.relation_dim or h, add_self_loops=True, fill_value="mean")
-    return conv, "attr"
-
-
-def _transformer(config: GNNConfig) -> tuple[nn.Module, str]:
-    from torch_geometric.nn import TransformerConv
-
-    h = config.hidden_dim
-    conv = TransformerConv(h, h // config.heads, heads=config.heads, concat=True, dropout=config.dropout,
-                           edge_dim=config.relation_dim or h, root_weight=True)
-    return conv, "attr"
+    @staticmethod
+    def build(config: "GNNConfig") -> nn.Module:
+        raise NotImplementedError
 
 
-# kind -> builder returning (conv, what the conv reads per edge: "type" ids or "attr" vectors)
-_CONV_BUILDERS: Mapping[str, Callable[[GNNConfig], tuple[nn.Module, str]]] = MappingProxyType(
-    {"rgcn": _rgcn, "gatv2": _gatv2, "transformer": _transformer})
+class RGCNKind(GNNKind):
+    """``rgcn``: one weight per relation (basis or block-diagonal decomposition)."""
+
+    edge_input = "type"
+
+    @staticmethod
+    def build(config: "GNNConfig") -> nn.Module:
+        from torch_geometric.nn import RGCNConv
+
+        h = config.hidden_dim
+        return RGCNConv(h, h, config.total_relations, num_bases=config.num_bases, num_blocks=config.num_blocks)
+
+
+class GATv2Kind(GNNKind):
+    """``gatv2``: attention with relation embeddings as edge features."""
+
+    splits_heads = True
+
+    @staticmethod
+    def build(config: "GNNConfig") -> nn.Module:
+        from torch_geometric.nn import GATv2Conv
+
+        h = config.hidden_dim
+        return GATv2Conv(h, h // config.heads, heads=config.heads, concat=True, dropout=config.dropout,
+                         edge_dim=config.relation_dim or h, add_self_loops=True, fill_value="mean")
+
+
+class TransformerKind(GNNKind):
+    """``transformer``: graph transformer attention with relation embeddings as edge features."""
+
+    splits_heads = True
+
+    @staticmethod
+    def build(config: "GNNConfig") -> nn.Module:
+        from torch_geometric.nn import TransformerConv
+
+        h = config.hidden_dim
+        return TransformerConv(h, h // config.heads, heads=config.heads, concat=True, dropout=config.dropout,
+                               edge_dim=config.relation_dim or h, root_weight=True)
+
+
+GNNS.register("rgcn", RGCNKind)
+GNNS.register("gatv2", GATv2Kind)
+GNNS.register("transformer", TransformerKind)
+
+#: The registered kinds at import time (``GNNS.names()`` is always current).
+GNN_KINDS: tuple[str, ...] = GNNS.names()
 
 
 class _ConvBlock(nn.Module):
@@ -236,11 +260,8 @@ class GraphEncoder(nn.Module):
         self.relevance_proj = nn.Linear(1, h) if config.use_relevance else None
         self.input_norm = nn.LayerNorm(h)
         self.dropout = nn.Dropout(config.dropout)
-        builder = _CONV_BUILDERS[config.kind]
-        blocks = []
-        for _ in range(config.num_layers):
-            conv, edge_input = builder(config)
-            blocks.append(_ConvBlock(conv, edge_input, h, config.dropout))
+        kind = GNNS.get(config.kind)
+        blocks = [_ConvBlock(kind.build(config), kind.edge_input, h, config.dropout) for _ in range(config.num_layers)]
         self.layers = nn.ModuleList(blocks)
         needs_attr = any(b.edge_input == "attr" for b in blocks)
         # One relation table shared by all layers; each conv has its own edge projection.

@@ -6,18 +6,17 @@ can be written as ``config.json`` next to a checkpoint.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping
-from ravlm_graph.utils.config import _check_range, _from_dict
-from dataclasses import replace
+from dataclasses import dataclass
 
+from ravlm_graph.retrieval.methods import METHODS
+from ravlm_graph.utils.config import Config, check_bool, check_choice, check_range
 
-#: Pruning methods of :class:`RetrievalConfig`.
-RETRIEVAL_METHODS: tuple[str, ...] = ("khop", "relevance", "ppr", "hybrid", "pcst")
+#: The registered retrieval methods at import time (``METHODS.names()`` is always current).
+RETRIEVAL_METHODS: tuple[str, ...] = METHODS.names()
 
 
 @dataclass(frozen=True)
-class RetrievalConfig:
+class RetrievalConfig(Config):
     """Subgraph retrieval (seed concepts -> pruned :class:`~ravlm_graph.retrieval.Subgraph`).
 
     Args:
@@ -27,8 +26,9 @@ class RetrievalConfig:
             the heaviest first (ties in a fixed pseudo-random order); None: all (default 64).
         seed_max_degree (int | None): the same cap for the seeds themselves (default 512).
         max_candidates (int): hard cap on candidate nodes before pruning (default 5000).
-        budget (int): node budget of the returned subgraph, seeds included (default 200).
-        method (str): pruning: ``"khop"`` (nearest first), ``"relevance"`` (text embedding
+        budget (int): node budget of the returned subgraph, seeds included (default 200). The
+            one owner of the budget: engines, recipes and feature builders read it here.
+        method (str): a name registered in :data:`~ravlm_graph.retrieval.methods.METHODS`: ``"khop"`` (nearest first), ``"relevance"`` (text embedding
             similarity with the question), ``"ppr"`` (personalised PageRank from the seeds),
             ``"hybrid"`` (relevance and PPR mixed), ``"pcst"`` (hybrid prizes, then a
             prize-collecting Steiner tree). Default ``"hybrid"``.
@@ -68,36 +68,24 @@ class RetrievalConfig:
     relation_temperature: float = 0.05
     cache_size: int = 256
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         o = "RetrievalConfig"
-        _check_range(o, "k", self.k, 0, 6, kind=int)
+        check_range(o, "k", self.k, 0, 6, kind=int)
         if self.direction not in ("out", "in", "both"):
             raise ValueError(f"{o}.direction: expected 'out', 'in' or 'both', found {self.direction!r}")
         for name in ("max_degree", "seed_max_degree", "max_edges"):
             v = getattr(self, name)
             if v is not None:
-                _check_range(o, name, v, 1, kind=int)
-        _check_range(o, "max_candidates", self.max_candidates, 1, kind=int)
-        _check_range(o, "budget", self.budget, 0, kind=int)
-        if self.method not in RETRIEVAL_METHODS:
-            raise ValueError(f"{o}.method: expected one of {RETRIEVAL_METHODS}, found {self.method!r}")
-        _check_range(o, "relevance_weight", self.relevance_weight, 0.0, 1.0)
-        _check_range(o, "ppr_alpha", self.ppr_alpha, 1e-6, 1.0)
-        _check_range(o, "ppr_iters", self.ppr_iters, 1, 1000, kind=int)
-        _check_range(o, "hop_decay", self.hop_decay, 0.0, 1.0)
-        _check_range(o, "pcst_edge_cost", self.pcst_edge_cost, 0.0)
-        _check_range(o, "relation_weight", self.relation_weight, 0.0)
-        _check_range(o, "relation_temperature", self.relation_temperature, 1e-4)
-        _check_range(o, "cache_size", self.cache_size, 0, kind=int)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RetrievalConfig":
-        return _from_dict(cls, data)
-
-    def replace(self, **changes: Any) -> "RetrievalConfig":
-        """A copy with some fields changed (validated again)."""
-
-        return replace(self, **changes)
+                check_range(o, name, v, 1, kind=int)
+        check_range(o, "max_candidates", self.max_candidates, 1, 10_000_000, kind=int)
+        check_range(o, "budget", self.budget, 0, 1_000_000, kind=int)
+        check_choice(o, "method", self.method, METHODS)
+        check_range(o, "relevance_weight", self.relevance_weight, 0.0, 1.0)
+        check_range(o, "ppr_alpha", self.ppr_alpha, 1e-6, 1.0)
+        check_range(o, "ppr_iters", self.ppr_iters, 1, 1000, kind=int)
+        check_range(o, "hop_decay", self.hop_decay, 0.0, 1.0)
+        check_range(o, "pcst_edge_cost", self.pcst_edge_cost, 0.0)
+        check_range(o, "relation_weight", self.relation_weight, 0.0)
+        check_range(o, "relation_temperature", self.relation_temperature, 1e-4)
+        check_range(o, "cache_size", self.cache_size, 0, kind=int)
+        check_bool(o, "connect", self.connect)

@@ -19,6 +19,7 @@ vectors are cached the same way (:meth:`NodeEmbeddings.encode_texts`).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import importlib.util
@@ -27,6 +28,7 @@ import json
 import logging
 import os
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
@@ -196,6 +198,15 @@ def _read_part(path: Path, num_nodes: int, dim: int) -> tuple[np.ndarray, np.nda
     return ids.astype(np.int64), vec
 
 
+def _flush_at_exit(ref) -> None:
+    emb = ref()
+    if emb is not None and emb._dirty:
+        try:
+            emb.save()
+        except OSError as e:  # pragma: no cover - a full or read-only disk at exit
+            logger.warning("node embeddings not saved: %s", e)
+
+
 class NodeEmbeddings:
     """One unit vector per concept of a store, computed on demand and cached on disk.
 
@@ -213,7 +224,9 @@ class NodeEmbeddings:
             :class:`TextEncoder`), else no disk cache (memory only: a test double has no
             stable identity to key the cache with).
         dtype: storage dtype (default float16, 768 bytes per node).
-        autosave: write the cache after each call that computed something (default True).
+        autosave: write what was computed to the disk cache at most every ``save_every``
+            seconds, and at interpreter exit (default True).
+        save_every: seconds between automatic saves (default 30; 0: after every computation).
 
     Shapes:
         ``get(ids)`` -> ``(len(ids), dim)`` float32.
@@ -221,7 +234,7 @@ class NodeEmbeddings:
 
     def __init__(self, kg: "KnowledgeGraph", encoder: TextEncoder | None = None, *,
                  cache_dir: str | os.PathLike | None = None, dim: int = 384, dtype=np.float16,
-                 autosave: bool = True) -> None:
+                 autosave: bool = True, save_every: float = 30.0) -> None:
         self.kg = kg
         self._encoder = encoder
         self.dim = encoder.dim if encoder is not None else int(dim)
@@ -231,11 +244,15 @@ class NodeEmbeddings:
             cache_dir = cache_root() / "emb"
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.autosave = bool(autosave)
+        self.save_every = float(save_every)
+        self._last_save = time.monotonic()
         self.key = vocab_hash(kg)
         self.vectors = np.zeros((kg.num_nodes, self.dim), dtype=self.dtype)
         self.done = np.zeros(kg.num_nodes, dtype=bool)
         self._dirty = False
         self._load_cache()
+        if self.autosave and self.cache_dir is not None:
+            atexit.register(_flush_at_exit, weakref.ref(self))
 
     # ----------------------------------------------------------------- cache
     def _files(self) -> _CacheFiles | None:
@@ -302,7 +319,17 @@ class NodeEmbeddings:
                     "dim": self.dim, "dtype": self.dtype.name, "computed": int(self.done.sum())}
             atomic_write_bytes(Path(f"{str(f.full)[:-4]}.json"), json.dumps(meta, indent=1).encode())
         self._dirty = False
+        self._last_save = time.monotonic()
         return out
+
+    def __del__(self) -> None:
+        # An instance dropped with unsaved vectors (a command that returned) writes them;
+        # instances still alive at exit are flushed by the atexit hook.
+        if getattr(self, "_dirty", False) and self.autosave:
+            try:
+                self.save()
+            except Exception:  # noqa: BLE001 - never raise from a finaliser
+                pass
 
     # ---------------------------------------------------------------- access
     @property
@@ -319,19 +346,25 @@ class NodeEmbeddings:
     def compute(self, ids: Iterable[int] | np.ndarray, progress: bool = False, save: bool | None = None) -> int:
         """Embed the given nodes that are not cached yet; returns how many were computed.
 
-        ``save`` (default: ``autosave``) writes the cache when something was computed.
+        ``save``: True writes the cache now, False not now; None (default): when
+        ``autosave`` is on and ``save_every`` seconds have passed since the last save.
         """
         ids = np.asarray(ids, dtype=np.int64).ravel()
         todo = np.unique(ids[~self.done[ids]]) if len(ids) else ids
         if not len(todo):
             return 0
+        if len(todo) >= 32:  # a first call's cost, said once per batch (later calls read the cache)
+            logger.info("embedding %d concept names not cached yet%s", len(todo),
+                        f" (kept in {self.cache_dir})" if self.cache_dir is not None else "")
         vec = self.encoder.encode([node_text(self.kg.concept_name(i)) for i in todo], progress=progress)
         if not self.vectors.flags.writeable:
             self.vectors = np.array(self.vectors)
         self.vectors[todo] = vec.astype(self.dtype)
         self.done[todo] = True
         self._dirty = True
-        if self.autosave if save is None else save:
+        if save is None:
+            save = self.autosave and time.monotonic() - self._last_save >= self.save_every
+        if save:
             self.save()
         return int(len(todo))
 

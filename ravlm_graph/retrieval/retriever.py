@@ -8,12 +8,13 @@ Pipeline (all vectorised numpy on the store's CSR arrays; no networkx):
    ``max_degree`` per node and direction (``seed_max_degree`` for seeds). When a hop's
    frontier is larger than ``max_frontier`` nodes, only the most relevant ones (text
    similarity to the question, when known) are expanded further — a beam.
-3. **Scoring** of the candidates, by ``method``:
-   ``khop`` (closer first), ``relevance`` (cosine similarity of the node name's
-   all-MiniLM-L6-v2 embedding with the question's), ``ppr`` (personalised PageRank
-   from the seeds on the candidate graph, restarts weighted by entity score), ``hybrid``
-   (relevance and PPR mixed), ``pcst`` (hybrid prizes, then a greedy prize-collecting
-   tree: a node joins with its path to the tree only when its prize pays for the edges).
+3. **Scoring** of the candidates by ``method``, a :class:`~ravlm_graph.retrieval.methods.RetrievalMethod`
+   from the :data:`~ravlm_graph.retrieval.methods.METHODS` registry: ``khop`` (closer
+   first), ``relevance`` (cosine similarity of the node name's all-MiniLM-L6-v2 embedding
+   with the question's), ``ppr`` (personalised PageRank from the seeds on the candidate
+   graph, restarts weighted by entity score), ``hybrid`` (relevance and PPR mixed),
+   ``pcst`` (hybrid prizes, then a greedy prize-collecting tree: a node joins with its
+   path to the tree only when its prize pays for the edges).
 4. **Pruning** to ``budget`` nodes: seeds first, then by score; with ``connect`` a node
    joins with the path that discovered it, so the subgraph stays connected to the seeds.
 
@@ -39,11 +40,11 @@ import torch
 
 from ravlm_graph.retrieval.config import RetrievalConfig
 from ravlm_graph.types import Entity, Fact
-from ravlm_graph.retrieval.scoring import _minmax, _ranges, personalized_pagerank, relation_match, relation_prior
+from ravlm_graph.retrieval.scoring import _ranges, personalized_pagerank, relation_match, relation_prior
 from ravlm_graph.retrieval.subgraph import Subgraph, _ORIGIN_BIT
 from ravlm_graph.retrieval.embeddings import NodeEmbeddings
 from ravlm_graph.grounding.text import TextGrounder
-from ravlm_graph.retrieval.config import RETRIEVAL_METHODS
+from ravlm_graph.retrieval.methods import METHODS, ScoringInputs
 
 if TYPE_CHECKING:  # pragma: no cover
     from kg_ingest import KnowledgeGraph
@@ -226,20 +227,9 @@ class SubgraphRetriever:
         return cand, np.concatenate(hops), np.concatenate(parents), np.concatenate(pedges), tr, rel
 
     # --------------------------------------------------------------- scoring
-    def _scores(self, method: str, cand: np.ndarray, hops: np.ndarray, seed_w: np.ndarray,
-                tr_edges: np.ndarray, rel: np.ndarray | None) -> tuple[np.ndarray, dict]:
+    def _ppr(self, cand: np.ndarray, seed_w: np.ndarray, tr_edges: np.ndarray) -> np.ndarray:
+        """Personalised PageRank from the seeds on the traversed edges among the candidates."""
         cfg = self.config
-        parts: dict[str, np.ndarray] = {}
-        closeness = cfg.hop_decay ** hops.astype(np.float64)
-        if method == "khop":
-            return closeness, parts
-        if method in ("relevance", "hybrid", "pcst"):
-            if rel is None:
-                raise ValueError(f"retrieve: method {method!r} needs a question (or question_embedding), found none")
-            parts["relevance"] = rel
-            if method == "relevance":
-                return _minmax(rel) * (0.5 + 0.5 * closeness), parts
-        # PPR on the traversed edges among the candidates.
         local = np.full(self.kg.num_nodes, -1, dtype=np.int64) if len(cand) > 4096 else None
         if local is not None:
             local[cand] = np.arange(len(cand))
@@ -247,6 +237,7 @@ class SubgraphRetriever:
         else:
             order = np.argsort(cand)
             sc = cand[order]
+
             def loc(x):
                 p = np.searchsorted(sc, x)
                 p = np.minimum(p, len(sc) - 1)
@@ -255,14 +246,8 @@ class SubgraphRetriever:
         ok = (s >= 0) & (d >= 0)
         restart = np.zeros(len(cand))
         restart[:len(seed_w)] = seed_w
-        ppr = personalized_pagerank(s[ok], d[ok], self._w[tr_edges[ok]], len(cand), restart,
-                                    cfg.ppr_alpha, cfg.ppr_iters)
-        parts["ppr"] = ppr
-        pprn = _minmax(np.log(ppr + 1e-12))
-        if method == "ppr":
-            return pprn, parts
-        w = cfg.relevance_weight
-        return w * _minmax(rel) + (1 - w) * pprn, parts
+        return personalized_pagerank(s[ok], d[ok], self._w[tr_edges[ok]], len(cand), restart,
+                                     cfg.ppr_alpha, cfg.ppr_iters)
 
     # --------------------------------------------------------------- pruning
     @staticmethod
@@ -334,8 +319,9 @@ class SubgraphRetriever:
         if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0:
             raise ValueError(f"retrieve: expected a budget >= 0 nodes, found {budget!r}")
 
-        if method not in RETRIEVAL_METHODS:
-            raise ValueError(f"retrieve: expected method in {RETRIEVAL_METHODS}, found {method!r}")
+        if method not in METHODS:
+            raise ValueError(f"retrieve: expected method in {METHODS.names()}, found {method!r}")
+        kind = METHODS.get(method)
         if question is not None and not isinstance(question, str):
             raise TypeError(f"retrieve: expected the question as a str, found {type(question).__name__}")
         if isinstance(entities, (str, Entity)):
@@ -379,17 +365,21 @@ class SubgraphRetriever:
         seed_w = np.asarray([max(s, 1e-3) for _, (_, s) in items], dtype=np.float64)
 
         qvec = None
-        if method in ("relevance", "hybrid", "pcst"):
+        if kind.needs_question:
             if question_embedding is not None:
                 qvec = np.asarray(question_embedding, dtype=np.float32).ravel()
             elif q:
                 qvec = self.embed_question(q)
-            elif method != "ppr":
+            else:
                 raise ValueError(f"retrieve: method {method!r} needs a question (or question_embedding), found none")
         t1 = time.perf_counter()
         cand, hops, parent, pedge, tr, rel = self._expand(seed_ids, qvec)
         t2 = time.perf_counter()
-        score, parts = self._scores(method, cand, hops, seed_w, tr, rel)
+        if kind.needs_question and rel is None:
+            raise ValueError(f"retrieve: method {method!r} needs a question (or question_embedding), found none")
+        score, parts = kind.score(ScoringInputs(closeness=cfg.hop_decay ** hops.astype(np.float64), relevance=rel,
+                                                ppr=lambda: self._ppr(cand, seed_w, tr),
+                                                relevance_weight=cfg.relevance_weight))
         if cfg.relation_weight > 0 and (q or question_embedding is not None):
             # The asked relation's edges of the seeds first (see RetrievalConfig.relation_weight).
             qv = qvec if qvec is not None else (
@@ -402,7 +392,7 @@ class SubgraphRetriever:
                                       for i in np.argsort(-prior)[:3]}
         n_seeds = len(seed_ids)
         keep = self._select(cand, score, parent, n_seeds, int(budget), cfg.connect,
-                            cfg.pcst_edge_cost if method == "pcst" else None)
+                            cfg.pcst_edge_cost if kind.prize_collecting else None)
         t3 = time.perf_counter()
         sg = self._build(cand[keep], score[keep], seed_bits, n_seeds, rels)
         sg.entities = ents

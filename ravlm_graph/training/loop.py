@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 from ravlm_graph.utils.checkpoint import read_weights
-from ravlm_graph.utils.config import _from_dict
+from ravlm_graph.utils.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ STATE_NAME = "trainer_state.pt"
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """How to train.
 
     Args:
@@ -103,11 +103,6 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr_schedule: expected 'cosine' or 'constant', found {self.lr_schedule!r}")
         if self.patience and not self.select_metric:
             raise ValueError("TrainConfig.patience: early stopping needs select_metric (the metric to watch)")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        """From a JSON object; unknown fields are an error that names them."""
-        return _from_dict(cls, data)
 
 
 def seed_everything(seed: int) -> None:

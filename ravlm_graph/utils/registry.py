@@ -84,7 +84,7 @@ class Registry:
         return tuple(sorted(self._entries))
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return isinstance(name, str) and name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ravlm_graph.evaluation.ablation import ABLATIONS, ablation_table, run_ablation, variant_recipe
+from ravlm_graph.evaluation.ablation import ABLATIONS, DEFAULT_VARIANTS, ablation_table, run_ablation, variant_recipe
 
 RECIPE = {
     "dataset": "builtin",
@@ -23,16 +23,26 @@ RECIPE = {
 
 def test_variant_recipe_changes_one_thing(tmp_path):
     r = variant_recipe(RECIPE, "verbalized", tmp_path, epochs=1, limit=10)
-    assert r["model"]["fusion"] == "verbalized" and r["model"]["trunk_layers"] == 1
-    assert r["train"]["epochs"] == 1 and r["limit"] == 10 and r["detector"] is None
-    assert r["out_dir"] == str(tmp_path / "verbalized" / "train")
+    assert r.model["fusion"] == "verbalized" and r.model["trunk_layers"] == 1
+    assert r.train["epochs"] == 1 and r.limit == 10 and r.detector is None
+    assert r.out_dir == str(tmp_path / "verbalized" / "train")
+    assert r.retrieval.budget == 24  # the recipe's top-level budget, moved into the retrieval config
     assert RECIPE["model"]["fusion"] == "graph_tokens" and RECIPE["train"]["epochs"] == 3  # untouched
     s = variant_recipe(RECIPE, "scratch_trunk", tmp_path, detector_from="det")
-    assert s["model"]["trunk_init"] == "scratch" and s["model"]["fusion"] == "graph_tokens"
-    assert s["detector"] == {"from": "det"}
+    assert s.model["trunk_init"] == "scratch" and s.model["fusion"] == "graph_tokens"
+    assert s.detector == {"from": "det"}
     with pytest.raises(ValueError, match="unknown ablation variant 'magic'"):
         variant_recipe(RECIPE, "magic", tmp_path)
-    assert set(ABLATIONS) >= {"no_kg", "verbalized", "graph_tokens", "both", "concat", "product", "attention"}
+
+
+def test_variants_come_from_the_fusion_registry():
+    from ravlm_graph.nn.fusion import FUSIONS
+
+    fusions = {change["fusion"] for change in ABLATIONS.values() if "fusion" in change}
+    assert fusions == set(FUSIONS)
+    assert ABLATIONS["no_kg"] == {"fusion": "none"} and DEFAULT_VARIANTS[0] == "no_kg"
+    assert set(DEFAULT_VARIANTS) >= {"no_kg", "verbalized", "graph_tokens", "both", "xattn", "concat", "product",
+                                     "attention"}
 
 
 @pytest.mark.slow

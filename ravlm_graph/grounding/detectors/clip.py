@@ -14,6 +14,7 @@ from ravlm_graph.grounding.detectors.base import ImageEntityDetector, _ORIGIN, _
 from ravlm_graph.grounding.detectors.owl import _check_prompt
 from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE
 from ravlm_graph.grounding.labels import _concept_table, _query_text
+from ravlm_graph.utils.config import Config
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @dataclass(frozen=True)
-class ClipTaggerConfig:
+class ClipTaggerConfig(Config):
     """Settings of :class:`ClipTagger`.
 
     Args:

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ravlm_graph.grounding.detectors.base import ImageEntityDetector, _ORIGIN, _PICKLE_SUFFIXES, _load_all
+from ravlm_graph.grounding.detectors.base import _PICKLE_SUFFIXES
+from ravlm_graph.grounding.detectors.tagger import VocabularyTagger
 from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, InvalidImageError, load_image
 from ravlm_graph.grounding.vision.efficientnet_lite import load_efficientnet_lite0, preprocess_images
-from ravlm_graph.types import Entity
-from ravlm_graph.utils.checkpoint import write_checkpoint
+from ravlm_graph.utils.config import Config
 
 __all__ = ["FEATURE_BACKBONES", "FeatureTagger", "FeatureTaggerConfig"]
 
@@ -36,7 +36,7 @@ FEATURE_BACKBONES = {"efficientnet_lite0": (lambda weights: load_efficientnet_li
 
 
 @dataclass(frozen=True)
-class FeatureTaggerConfig:
+class FeatureTaggerConfig(Config):
     """Settings of :class:`FeatureTagger`; saved as ``config.json`` with the head's weights.
 
     Args:
@@ -82,21 +82,6 @@ class FeatureTaggerConfig:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"{name}.threshold: expected a value in [0, 1], found {self.threshold!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["concepts"] = list(self.concepts)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "config") -> "FeatureTaggerConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"{where}: unknown {cls.__name__} fields {unknown}; expected some of {sorted(known)}")
-        if "concepts" not in d:
-            raise ValueError(f"{where}: missing 'concepts'")
-        return cls(**dict(d))
-
 
 def _build_head(config: FeatureTaggerConfig, width: int):
     from torch import nn
@@ -108,7 +93,7 @@ def _build_head(config: FeatureTaggerConfig, width: int):
                          nn.Dropout(config.dropout), nn.Linear(config.hidden, k))
 
 
-class FeatureTagger(ImageEntityDetector):
+class FeatureTagger(VocabularyTagger):
     """A crop classifier: frozen pretrained features -> a small trained head.
 
     Same interface as :class:`~ravlm_graph.grounding.detectors.tagger.TrainableTagger`
@@ -127,11 +112,13 @@ class FeatureTagger(ImageEntityDetector):
         tagger.predict_proba(more_crops)  # (N, 3)
     """
 
+    FORMAT = FEATURE_TAGGER_FORMAT
+    FORMAT_VERSION = _FORMAT_VERSION
+
     def __init__(self, config: FeatureTaggerConfig, *, seed: int = 0):
         import torch
 
         self.config = config
-        self._index = {c: i for i, c in enumerate(config.concepts)}
         self._backbone = None
         width = FEATURE_BACKBONES[config.backbone][1]
         with torch.random.fork_rng(devices=[]):
@@ -143,10 +130,6 @@ class FeatureTagger(ImageEntityDetector):
         c = self.config
         return (f"{type(self).__name__}(concepts={len(c.concepts)}, backbone={c.backbone}, "
                 f"input_size={c.input_size}, hidden={c.hidden})")
-
-    @property
-    def concepts(self) -> tuple[str, ...]:
-        return self.config.concepts
 
     def _net(self):
         if self._backbone is None:
@@ -178,33 +161,6 @@ class FeatureTagger(ImageEntityDetector):
         width = FEATURE_BACKBONES[self.config.backbone][1]
         return torch.cat(rows, 0) if rows else torch.zeros((0, width))
 
-    def targets(self, label_sets: Sequence[Iterable[str]]):
-        """Multi-hot targets (N, K) of the crops' concept sets; an exclusive tagger needs exactly one each."""
-        import torch
-
-        y = torch.zeros((len(label_sets), len(self.config.concepts)), dtype=torch.float32)
-        for i, labels in enumerate(label_sets):
-            for c in ([labels] if isinstance(labels, str) else labels):
-                j = self._index.get(c)
-                if j is None:
-                    raise ValueError(f"label set {i}: expected a concept of the tagger's vocabulary "
-                                     f"({len(self.config.concepts)} concepts), found {c!r}")
-                y[i, j] = 1.0
-        if self.config.exclusive and bool((y.sum(1) != 1).any()):
-            bad = int((y.sum(1) != 1).nonzero()[0, 0])
-            raise ValueError(f"label set {bad}: an exclusive tagger needs exactly one concept per crop, "
-                             f"found {int(y[bad].sum())}")
-        return y
-
-    def loss(self, logits, targets):
-        """Training loss of the head's ``logits`` (N, K) against :meth:`targets` (N, K): cross-entropy
-        over the vocabulary for an exclusive tagger, else binary cross-entropy per concept."""
-        import torch
-
-        if self.config.exclusive:
-            return torch.nn.functional.cross_entropy(logits, targets.argmax(1))
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
-
     def predict_proba(self, images: Sequence[Any], *, batch_size: int = 64):
         """Score of every concept for each image: a float32 numpy array ``(N, K)``."""
         import numpy as np
@@ -218,31 +174,8 @@ class FeatureTagger(ImageEntityDetector):
             probs = torch.softmax(logits, -1) if self.config.exclusive else torch.sigmoid(logits)
         return probs.float().numpy()
 
-    def _entities(self, probs) -> list[Entity]:
-        import numpy as np
-
-        order = np.argsort(-probs, kind="stable")
-        return [Entity(concept=self.config.concepts[j], score=float(probs[j]), origin=_ORIGIN,
-                       label=self.config.concepts[j]) for j in order if probs[j] >= self.config.threshold]
-
-    def detect(self, image: Any) -> list[Entity]:
-        return self._entities(self.predict_proba([image])[0])
-
-    def detect_batch(self, images: Sequence[Any], *, on_error: str = "raise") -> list[list[Entity]]:
-        loaded, idx = _load_all(images, self.config.max_side, on_error)
-        out: list[list[Entity]] = [[] for _ in images]
-        if loaded:
-            probs = self.predict_proba(loaded)
-            for row, i in enumerate(idx):
-                out[i] = self._entities(probs[row])
-        return out
-
-    # -- save / load ---------------------------------------------------------------------
-
-    def save_pretrained(self, path: str | os.PathLike, extra_json: Mapping[str, Any] | None = None) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (the head; and ``extra_json`` files) atomically."""
-        return write_checkpoint(path, self.config.to_dict(), self.head.state_dict(), extra_json=dict(extra_json or {}),
-                                format_name=FEATURE_TAGGER_FORMAT, format_version=_FORMAT_VERSION)
+    def trained_module(self):
+        return self.head
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "FeatureTagger":

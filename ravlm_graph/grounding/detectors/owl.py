@@ -14,6 +14,7 @@ from ravlm_graph.types import Entity
 from ravlm_graph.grounding.detectors.base import ImageEntityDetector, _ORIGIN, _check_local_checkpoint, _import_transformers, _load_all, _load_local, _make_config
 from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE
 from ravlm_graph.grounding.labels import _concept_table, _query_text
+from ravlm_graph.utils.config import Config
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @dataclass(frozen=True)
-class OwlDetectorConfig:
+class OwlDetectorConfig(Config):
     """Settings of :class:`OwlDetector`.
 
     Args:

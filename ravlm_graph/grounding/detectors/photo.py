@@ -41,6 +41,7 @@ from ravlm_graph.grounding.images import load_image
 from ravlm_graph.grounding.label_tables import LabelMapper, LabelTable, load_label_table
 from ravlm_graph.grounding.vision.efficientnet_lite import load_efficientnet_lite0, preprocess_images
 from ravlm_graph.types import Entity
+from ravlm_graph.utils.config import Config
 from kg_ingest.store import normalize_concept
 
 __all__ = ["PhotoDetections", "PhotoDetector", "PhotoDetectorConfig", "RawBox", "RawTag", "packaged_ssd_files"]
@@ -54,7 +55,7 @@ _SSD_TEXT = "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
 
 
 @dataclass(frozen=True)
-class PhotoDetectorConfig:
+class PhotoDetectorConfig(Config):
     """Settings of :class:`PhotoDetector` (written to / read from an engine's JSON).
 
     Args:
@@ -121,16 +122,6 @@ class PhotoDetectorConfig:
             raise ValueError(f"{name}: expected ssd_graph and ssd_text together, found only "
                              f"{'ssd_graph' if self.ssd_graph is not None else 'ssd_text'}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "PhotoDetectorConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown settings {unknown}; expected some of {sorted(known)}")
-        return cls(**dict(d))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, InvalidImageError, lo
 from ravlm_graph.grounding.labels import map_label_to_concept
 from ravlm_graph.types import Entity
 from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, write_checkpoint
+from ravlm_graph.utils.config import Config
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -36,7 +37,7 @@ FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class TaggerConfig:
+class TaggerConfig(Config):
     """Settings of :class:`TrainableTagger`; saved as ``config.json`` with the weights.
 
     Args:
@@ -84,22 +85,6 @@ class TaggerConfig:
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"TaggerConfig: expected top_k >= 1 or None, found {self.top_k}")
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["concepts"] = list(self.concepts)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "config") -> TaggerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"{where}: unknown TaggerConfig fields {unknown}")
-        if "concepts" not in d:
-            raise ValueError(f"{where}: missing 'concepts'")
-        return cls(**dict(d))
-
 
 def _build_tagger_net(config: TaggerConfig):
     """A small CNN: per stage two 3x3 conv + GroupNorm + ReLU, then 2x2 max-pool; global
@@ -130,7 +115,93 @@ def _build_tagger_net(config: TaggerConfig):
     return _TaggerNet(config)
 
 
-class TrainableTagger(ImageEntityDetector):
+class VocabularyTagger(ImageEntityDetector):
+    """What every crop/image tagger over a concept vocabulary shares: targets, loss, entities, saving.
+
+    A subclass sets ``config`` (with ``concepts``, ``threshold``, ``exclusive``, ``max_side``
+    and ``to_dict()``), the class attributes ``FORMAT`` / ``FORMAT_VERSION``, and implements
+    :meth:`predict_proba` and :meth:`trained_module` (the network whose weights are saved).
+    """
+
+    FORMAT = ""
+    FORMAT_VERSION = 1
+
+    @property
+    def concepts(self) -> tuple[str, ...]:
+        return self.config.concepts
+
+    def trained_module(self):
+        """The network trained and saved (the whole CNN, or a head on frozen features)."""
+        raise NotImplementedError
+
+    def predict_proba(self, images: Sequence[Any], *, batch_size: int = 64):
+        raise NotImplementedError
+
+    def targets(self, label_sets: Sequence[Iterable[str]]):
+        """Multi-hot targets (N, K) of the images' concept sets (names in the vocabulary or labels mapped
+        to them); an exclusive tagger needs exactly one concept per image."""
+        import torch
+
+        index = {c: i for i, c in enumerate(self.config.concepts)}
+        y = torch.zeros((len(label_sets), len(self.config.concepts)), dtype=torch.float32)
+        for i, labels in enumerate(label_sets):
+            if isinstance(labels, str):
+                labels = [labels]
+            for c in labels:
+                j = index.get(c)
+                if j is None:
+                    j = index.get(map_label_to_concept(c)) if isinstance(c, str) and c.strip() else None
+                if j is None:
+                    raise ValueError(f"label set {i}: concept {c!r} is not in the tagger's vocabulary "
+                                     f"({len(self.config.concepts)} concepts)")
+                y[i, j] = 1.0
+        if self.config.exclusive and bool((y.sum(1) != 1).any()):
+            bad = int((y.sum(1) != 1).nonzero()[0, 0])
+            raise ValueError(f"label set {bad}: an exclusive tagger needs exactly one concept per image, "
+                             f"found {int(y[bad].sum())}")
+        return y
+
+    def loss(self, logits, targets):
+        """Training loss of ``logits`` (N, K) against :meth:`targets` (N, K): cross-entropy over the
+        vocabulary for an exclusive tagger, else binary cross-entropy per concept."""
+        import torch
+
+        if self.config.exclusive:
+            return torch.nn.functional.cross_entropy(logits, targets.argmax(1))
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+
+    def _entities(self, probs) -> list[Entity]:
+        import numpy as np
+
+        order = np.argsort(-probs, kind="stable")
+        top_k = getattr(self.config, "top_k", None)
+        if top_k is not None:
+            order = order[:top_k]
+        return [Entity(concept=self.config.concepts[j], score=float(probs[j]), origin=_ORIGIN,
+                       label=self.config.concepts[j])
+                for j in order if probs[j] >= self.config.threshold]
+
+    def detect(self, image: Any) -> list[Entity]:
+        return self._entities(self.predict_proba([image])[0])
+
+    def detect_batch(self, images: Sequence[Any], *, on_error: str = "raise") -> list[list[Entity]]:
+        loaded, idx = _load_all(images, self.config.max_side, on_error)
+        out: list[list[Entity]] = [[] for _ in images]
+        if loaded:
+            probs = self.predict_proba(loaded)
+            for row, i in enumerate(idx):
+                out[i] = self._entities(probs[row])
+        return out
+
+    def save_pretrained(self, path: str | os.PathLike, extra_json: Mapping[str, Any] | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (the trained network; and ``extra_json``
+        files) atomically into the folder ``path``."""
+        return write_checkpoint(path, self.config.to_dict(), self.trained_module().state_dict(),
+                                extra_json=dict(extra_json or {}), format_name=self.FORMAT,
+                                format_version=self.FORMAT_VERSION)
+
+
+class TrainableTagger(VocabularyTagger):
     """A multi-label image tagger trained from scratch (sigmoid per concept).
 
     For image domains where no pretrained vision weights exist (such as the built-in
@@ -150,13 +221,15 @@ class TrainableTagger(ImageEntityDetector):
         TrainableTagger.from_pretrained("ckpt/tagger").detect("photo.png")
     """
 
+    FORMAT = FORMAT
+    FORMAT_VERSION = FORMAT_VERSION
+
     def __init__(self, config: TaggerConfig | Sequence[str], *, seed: int = 0):
         import torch
 
         if not isinstance(config, TaggerConfig):
             config = TaggerConfig(tuple(config))
         self.config = config
-        self._index = {c: i for i, c in enumerate(config.concepts)}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.model = _build_tagger_net(config)
@@ -165,10 +238,6 @@ class TrainableTagger(ImageEntityDetector):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(concepts={len(self.config.concepts)}, image_size={self.config.image_size}, "
                 f"channels={list(self.config.channels)})")
-
-    @property
-    def concepts(self) -> tuple[str, ...]:
-        return self.config.concepts
 
     @property
     def device(self):
@@ -200,38 +269,6 @@ class TrainableTagger(ImageEntityDetector):
     def normalise(x_uint8):
         return x_uint8.float().div(127.5).sub(1.0)  # [0, 255] -> [-1, 1]
 
-    def targets(self, label_sets: Sequence[Iterable[str]]):
-        """Multi-hot targets (N, K) of the images' concept sets (names in the vocabulary or labels mapped
-        to them); an exclusive tagger needs exactly one concept per image."""
-        import torch
-
-        y = torch.zeros((len(label_sets), len(self.config.concepts)), dtype=torch.float32)
-        for i, labels in enumerate(label_sets):
-            if isinstance(labels, str):
-                labels = [labels]
-            for c in labels:
-                j = self._index.get(c)
-                if j is None:
-                    j = self._index.get(map_label_to_concept(c)) if isinstance(c, str) and c.strip() else None
-                if j is None:
-                    raise ValueError(f"label set {i}: concept {c!r} is not in the tagger's vocabulary "
-                                     f"({len(self.config.concepts)} concepts)")
-                y[i, j] = 1.0
-        if self.config.exclusive and bool((y.sum(1) != 1).any()):
-            bad = int((y.sum(1) != 1).nonzero()[0, 0])
-            raise ValueError(f"label set {bad}: an exclusive tagger needs exactly one concept per image, "
-                             f"found {int(y[bad].sum())}")
-        return y
-
-    def loss(self, logits, targets):
-        """Training loss of ``logits`` (N, K) against :meth:`targets` (N, K): cross-entropy over the
-        vocabulary for an exclusive tagger, else binary cross-entropy per concept."""
-        import torch
-
-        if self.config.exclusive:
-            return torch.nn.functional.cross_entropy(logits, targets.argmax(1))
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
-
     def predict_proba(self, images: Sequence[Any], *, batch_size: int = 64):
         """Sigmoid score of every concept for each image: a float32 numpy array (N, K)."""
         import numpy as np
@@ -250,32 +287,8 @@ class TrainableTagger(ImageEntityDetector):
                 rows.append(probs.float().cpu())
         return torch.cat(rows, 0).numpy()
 
-    def _entities(self, probs) -> list[Entity]:
-        import numpy as np
-
-        order = np.argsort(-probs, kind="stable")
-        if self.config.top_k is not None:
-            order = order[: self.config.top_k]
-        return [Entity(concept=self.config.concepts[j], score=float(probs[j]), origin=_ORIGIN,
-                       label=self.config.concepts[j])
-                for j in order if probs[j] >= self.config.threshold]
-
-    def detect(self, image: Any) -> list[Entity]:
-        return self._entities(self.predict_proba([image])[0])
-
-    def detect_batch(self, images: Sequence[Any], *, on_error: str = "raise") -> list[list[Entity]]:
-        loaded, idx = _load_all(images, self.config.max_side, on_error)
-        out: list[list[Entity]] = [[] for _ in images]
-        if loaded:
-            probs = self.predict_proba(loaded)
-            for row, i in enumerate(idx):
-                out[i] = self._entities(probs[row])
-        return out
-
-    def save_pretrained(self, path: str | os.PathLike, extra_json: Mapping[str, Any] | None = None) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (and ``extra_json`` files) atomically into ``path``."""
-        return write_checkpoint(path, self.config.to_dict(), self.model.state_dict(), extra_json=dict(extra_json or {}),
-                                format_name=FORMAT, format_version=FORMAT_VERSION)
+    def trained_module(self):
+        return self.model
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, device: Any = None) -> TrainableTagger:

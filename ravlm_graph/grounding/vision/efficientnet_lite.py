@@ -35,6 +35,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ravlm_graph.utils.config import Config
+
 __all__ = [
     "EfficientNetLite",
     "EfficientNetLiteConfig",
@@ -87,7 +89,7 @@ LITE0_STAGES: tuple[StageSpec, ...] = (
 
 
 @dataclass(frozen=True)
-class EfficientNetLiteConfig:
+class EfficientNetLiteConfig(Config):
     """Architecture and preprocessing of an EfficientNet-lite network.
 
     Args:
@@ -117,7 +119,8 @@ class EfficientNetLiteConfig:
     std: tuple[float, float, float] = (128.0, 128.0, 128.0)
 
     def __post_init__(self) -> None:
-        stages = tuple(s if isinstance(s, StageSpec) else StageSpec(*s) for s in self.stages)
+        stages = tuple(s if isinstance(s, StageSpec) else StageSpec(**s) if isinstance(s, Mapping) else StageSpec(*s)
+                       for s in self.stages)
         object.__setattr__(self, "stages", stages)
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
@@ -151,17 +154,6 @@ class EfficientNetLiteConfig:
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "EfficientNetLiteConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"EfficientNetLiteConfig: unknown keys {unknown}; expected some of {sorted(known)}")
-        kw = dict(d)
-        if "stages" in kw:
-            kw["stages"] = tuple(StageSpec(*s) if not isinstance(s, Mapping) else StageSpec(**s)
-                                 for s in kw["stages"])
-        return cls(**kw)
 
 
 @dataclass

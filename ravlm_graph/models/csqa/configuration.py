@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from ravlm_graph.nn.gnn import GNN_KINDS
 from ravlm_graph.retrieval.config import RETRIEVAL_METHODS
-from ravlm_graph.utils.config import _check_range, _from_dict
+from ravlm_graph.utils.config import Config, _check_range
 
 FORMAT = "ravlm-csqa"
 FORMAT_VERSION = 2
@@ -23,7 +23,7 @@ NUM_ORIGINS = 5
 
 
 @dataclass(frozen=True)
-class CSQAConfig:
+class CSQAConfig(Config):
     """Settings of the CommonsenseQA scorer (saved as ``config.json`` with the weights).
 
     Training settings (epochs, learning rates, seed) belong to
@@ -98,9 +98,3 @@ class CSQAConfig:
     def variant(self) -> str:
         return "kg" if self.use_kg else "no_kg"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CSQAConfig":
-        return _from_dict(cls, data)

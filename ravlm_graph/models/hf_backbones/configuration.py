@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from ravlm_graph.utils.config import Config
 from ravlm_graph.utils.registry import Registry
 from ravlm_graph.retrieval.embeddings import minilm_path
 
@@ -56,7 +57,7 @@ def backbone_kind(model_section: Mapping[str, Any] | None) -> str:
 
 
 @dataclass(frozen=True)
-class BackboneConfig:
+class BackboneConfig(Config):
     """Which Hugging Face backbone to load and how to use it.
 
     Args:
@@ -150,21 +151,6 @@ class BackboneConfig:
         """The ``config.json`` whose hash a checkpoint records."""
         return Path(self.decoder_folder if self.composed else self.path) / "config.json"
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["train"] = list(self.train)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "BackboneConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"BackboneConfig: unknown fields {unknown}; expected some of {sorted(names)}")
-        d = dict(data)
-        if "train" in d and isinstance(d["train"], list):
-            d["train"] = tuple(d["train"])
-        return cls(**d)
 
 
 def backbone_fingerprint(config: BackboneConfig) -> str:
@@ -179,7 +165,7 @@ def backbone_fingerprint(config: BackboneConfig) -> str:
 
 
 @dataclass
-class GenerativeVQAConfig:
+class GenerativeVQAConfig(Config):
     """A generative knowledge-VQA model: backbone + the parts trained around it.
 
     Args:
@@ -257,16 +243,3 @@ class GenerativeVQAConfig:
         """Whether answers can copy node names (encoder-decoder backbones with ``copy_nodes > 0``)."""
         return self.use_graph and self.copy_nodes > 0 and self.backbone.kind == "vision_encoder_decoder"
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["backbone"] = self.backbone.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "GenerativeVQAConfig":
-        names = {f.name for f in fields(cls)}
-        d = {k: v for k, v in data.items() if k not in ("format", "format_version")}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"GenerativeVQAConfig: unknown fields {unknown}; expected some of {sorted(names)}")
-        return cls(**d)

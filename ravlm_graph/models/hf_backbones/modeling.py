@@ -1271,7 +1271,8 @@ class KnowledgeGenerator(nn.Module):
         cfg = read_config(path, FORMAT, FORMAT_VERSION)
         where = Path(path) / "config.json"
         try:
-            config = GenerativeVQAConfig.from_dict(cfg)
+            config = GenerativeVQAConfig.from_dict({k: v for k, v in cfg.items()
+                                                    if k not in ("format", "format_version")})
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"{where}: {e}") from e
         if backbone_path is not None:

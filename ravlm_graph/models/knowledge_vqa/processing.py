@@ -93,19 +93,22 @@ class FeatureBuilder:
     Args:
         config: the model configuration (fusion, limits, answer vocabulary).
         tokenizer: the trunk's tokenizer.
-        retriever: a :class:`~ravlm_graph.retrieval.SubgraphRetriever` (None for ``fusion="none"``).
-        budget: node budget of the retrieved subgraphs.
+        retriever: a :class:`~ravlm_graph.retrieval.SubgraphRetriever` (None when the fusion
+            kind uses no graph); its config's ``budget`` is the node budget of the subgraphs.
+
+    What goes into the text (verbalised facts, a ``<kg>`` placeholder, an ``<img>``
+    placeholder) is asked of the fusion kind (``config.fusion_class``).
     """
 
-    def __init__(self, config: KnowledgeVQAConfig, tokenizer, retriever=None, budget: int = 96):
+    def __init__(self, config: KnowledgeVQAConfig, tokenizer, retriever=None):
         self.config = config
+        self.fusion = config.fusion_class
         self.tok = tokenizer
         self.retriever = retriever
-        self.budget = budget
         self.vocab_index = {a: i for i, a in enumerate(config.answer_vocab)}
         self.kg_id = tokenizer.convert_tokens_to_ids(KG_TOKEN)
         self.img_id = tokenizer.convert_tokens_to_ids(IMG_TOKEN)
-        if config.uses_graph and retriever is None:
+        if self.fusion.uses_graph and retriever is None:
             raise ValueError(f"fusion={config.fusion!r} needs a retriever (a knowledge graph)")
 
     def _text_ids(self, question: str, facts: Sequence[str], entity_text: str = "") -> list[int]:
@@ -127,9 +130,9 @@ class FeatureBuilder:
                     break
                 f_ids += t
             ids += f_ids + [sep]
-        if self.config.graph_tokens:
+        if self.fusion.graph_placeholder:
             ids += [self.kg_id, sep]
-        if not self.config.classic:
+        if self.fusion.image_in_trunk:
             ids += [self.img_id, sep]
         return ids
 
@@ -143,9 +146,9 @@ class FeatureBuilder:
         w, h = image.size
         sg = None
         facts: list[str] = []
-        if cfg.uses_graph:
-            sg = self.retriever.retrieve(list(entities), question, budget=self.budget)
-            if cfg.verbalized and not sg.is_empty:
+        if self.fusion.uses_graph:
+            sg = self.retriever.retrieve(list(entities), question)
+            if self.fusion.verbalizes_facts and not sg.is_empty:
                 facts = sg.verbalize(max_facts=cfg.max_facts)
         ids = self._text_ids(question, facts, entity_phrase(entities, w, h) if cfg.entity_text else "")
         if sg is not None and not sg.is_empty:
@@ -172,7 +175,7 @@ class FeatureBuilder:
         ans = tuple(dict.fromkeys(a for a in answers))
         vocab_ids = [self.vocab_index[a] for a in ans if a in self.vocab_index]
         aset = set(ans)
-        node_targets = [i for i, n in enumerate(names) if n in aset] if cfg.uses_graph else []
+        node_targets = [i for i, n in enumerate(names) if n in aset] if self.fusion.uses_graph else []
         return Example(pixels=pixels, input_ids=ids, node_x=x, edge_index=ei, edge_type=et, origin=origin,
                        relevance=rel, box=box, node_names=names, vocab_ids=vocab_ids,
                        node_targets=node_targets, answers=ans, subgraph=sg, entities=list(entities),

@@ -1,21 +1,5 @@
-"""Fusion of graph states into a vision-language decoder, and the simpler fusions it is compared with.
-
-* **Graph tokens** (LLaVA-style, Liu et al. 2023, https://arxiv.org/abs/2304.08485):
-  :class:`GraphTokenProjector` maps the top-N nodes of each graph into the decoder's
-  embedding space; :func:`inject_graph_tokens` puts them where the prompt's ``<kg>``
-  placeholder was. Each token remembers its node (``node_index``) so that answers can
-  point back to the graph.
-* **Gated cross-attention** (Flamingo-style, Alayrac et al. 2022,
-  https://arxiv.org/abs/2204.14198): :class:`GatedCrossAttentionAdapter` lets decoder
-  states read the graph tokens through tanh gates initialised at 0 (identity at init).
-* **Classic fusions** of pooled vectors: :class:`ClassicFusion` ``concat`` / ``product`` /
-  ``attention``, and ``none`` (no knowledge graph, for the no-KG ablation).
-* **Copying from the graph** (pointer-generator, See et al. 2017,
-  https://arxiv.org/abs/1704.04368): :class:`PointerHead` scores nodes against a query,
-  :class:`CopyGate` mixes the vocabulary and pointer distributions.
-
-:func:`build_fusion` turns a :class:`FusionConfig` into the module of its ``kind``, so that
-every ablation is one config change.
+"""The classic fusions ``concat``, ``product`` and ``attention``: the trunk reads the question
+alone; its pooled state is fused with the pooled image and graph vectors.
 """
 
 from __future__ import annotations
@@ -24,13 +8,10 @@ import math
 
 import torch
 from torch import nn
-from ravlm_graph.nn.fusion.base import _mlp, _reset, _shape
+from ravlm_graph.nn.fusion.base import Fusion, FusionConfig, GraphInputs, _mlp, _reset, _shape
 
-#: Kinds handled by :class:`ClassicFusion`.
-CLASSIC_KINDS: tuple[str, ...] = ("concat", "product", "attention", "none")
-
-
-# --------------------------------------------------------------------------- classic fusions
+#: Operators of :class:`ClassicFusion`.
+CLASSIC_KINDS: tuple[str, ...] = ("concat", "product", "attention")
 
 
 class ClassicFusion(nn.Module):
@@ -41,12 +22,11 @@ class ClassicFusion(nn.Module):
       (element-wise product of projected vectors).
     * ``"attention"``: the three projected vectors summed with softmax weights from a
       learned query computed from the text, ``W_o sum_m softmax_m(q(v_txt) · p_m / sqrt(h)) p_m``.
-    * ``"none"``: ``MLP([v_img; v_txt])``; the graph is ignored (the no-KG ablation).
 
     A missing graph vector (``graph=None``) counts as zeros.
 
     Args:
-        kind (str): ``"concat"``, ``"product"``, ``"attention"`` or ``"none"``.
+        kind (str): ``"concat"``, ``"product"`` or ``"attention"``.
         image_dim (int): pooled image width.
         text_dim (int): pooled text width.
         graph_dim (int): graph-state width.
@@ -69,9 +49,8 @@ class ClassicFusion(nn.Module):
         self.out_dim = out_dim
         hid = hidden_dim or out_dim
         self.hidden_dim = hid
-        if kind in ("concat", "none"):
-            in_dim = image_dim + text_dim + (graph_dim if kind == "concat" else 0)
-            self.mlp = _mlp(in_dim, hid, out_dim, dropout)
+        if kind == "concat":
+            self.mlp = _mlp(image_dim + text_dim + graph_dim, hid, out_dim, dropout)
         else:
             self.proj = nn.ModuleList(nn.Linear(dim, hid) for dim in self.dims)  # image, text, graph
             self.dropout = nn.Dropout(dropout)
@@ -90,7 +69,7 @@ class ClassicFusion(nn.Module):
                 raise ValueError(f"ClassicFusion: expected {name} of shape (B, {dim}) with B={b}, found {_shape(v)}")
         if graph is None:
             return image.new_zeros(b, self.dims[2])
-        if self.kind != "none" and (graph.dim() != 2 or tuple(graph.shape) != (b, self.dims[2])):
+        if graph.dim() != 2 or tuple(graph.shape) != (b, self.dims[2]):
             raise ValueError(f"ClassicFusion: expected graph of shape ({b}, {self.dims[2]}), found {_shape(graph)}")
         return graph
 
@@ -99,8 +78,6 @@ class ClassicFusion(nn.Module):
 
     def forward(self, image: torch.Tensor, text: torch.Tensor, graph: torch.Tensor | None = None) -> torch.Tensor:
         graph = self._check(image, text, graph)
-        if self.kind == "none":
-            return self.mlp(torch.cat([image, text], dim=-1))  # (B, D)
         if self.kind == "concat":
             return self.mlp(torch.cat([image, text, graph], dim=-1))  # (B, D)
         if self.kind == "product":
@@ -124,3 +101,44 @@ class ClassicFusion(nn.Module):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.kind!r}, dims={self.dims}, out_dim={self.out_dim})"
+
+
+class PooledFusion(Fusion):
+    """Base of the classic kinds: the trunk reads the question alone (no image or graph
+    tokens); :meth:`pool` fuses its pooled state with the pooled image and the GNN's graph
+    state by the :class:`ClassicFusion` operator ``op``.
+
+    Args:
+        config (FusionConfig): ``model_dim`` (image, text and output widths), ``graph_dim``,
+            ``hidden_dim`` are read.
+    """
+
+    op: str = "concat"
+    image_in_trunk = False
+
+    def __init__(self, config: FusionConfig) -> None:
+        super().__init__(config)
+        d = config.model_dim
+        self.combine = ClassicFusion(self.op, image_dim=d, text_dim=d, graph_dim=config.graph_dim, out_dim=d,
+                                     hidden_dim=config.hidden_dim)
+
+    def pool(self, query: torch.Tensor, image: torch.Tensor, graph: GraphInputs | None) -> torch.Tensor:
+        return self.combine(image, query, None if graph is None else graph.graph_state)  # (B, D)
+
+
+class ConcatFusion(PooledFusion):
+    """``concat``: ``MLP([v_img; v_txt; v_graph])``."""
+
+    op = "concat"
+
+
+class ProductFusion(PooledFusion):
+    """``product``: element-wise product of the projected vectors."""
+
+    op = "product"
+
+
+class AttentionFusion(PooledFusion):
+    """``attention``: the projected vectors weighted by a query from the text."""
+
+    op = "attention"

@@ -1,21 +1,9 @@
-"""Fusion of graph states into a vision-language decoder, and the simpler fusions it is compared with.
+"""The ``graph_tokens`` fusion: graph tokens in the trunk's input sequence (LLaVA-style,
+Liu et al. 2023, https://arxiv.org/abs/2304.08485).
 
-* **Graph tokens** (LLaVA-style, Liu et al. 2023, https://arxiv.org/abs/2304.08485):
-  :class:`GraphTokenProjector` maps the top-N nodes of each graph into the decoder's
-  embedding space; :func:`inject_graph_tokens` puts them where the prompt's ``<kg>``
-  placeholder was. Each token remembers its node (``node_index``) so that answers can
-  point back to the graph.
-* **Gated cross-attention** (Flamingo-style, Alayrac et al. 2022,
-  https://arxiv.org/abs/2204.14198): :class:`GatedCrossAttentionAdapter` lets decoder
-  states read the graph tokens through tanh gates initialised at 0 (identity at init).
-* **Classic fusions** of pooled vectors: :class:`ClassicFusion` ``concat`` / ``product`` /
-  ``attention``, and ``none`` (no knowledge graph, for the no-KG ablation).
-* **Copying from the graph** (pointer-generator, See et al. 2017,
-  https://arxiv.org/abs/1704.04368): :class:`PointerHead` scores nodes against a query,
-  :class:`CopyGate` mixes the vocabulary and pointer distributions.
-
-:func:`build_fusion` turns a :class:`FusionConfig` into the module of its ``kind``, so that
-every ablation is one config change.
+:class:`GraphTokenProjector` maps the top-N nodes of each graph into the trunk's embedding
+space; :func:`inject_graph_tokens` puts them where the prompt's ``<kg>`` placeholder was.
+Each token remembers its node (``node_index``) so that answers can point back to the graph.
 """
 
 from __future__ import annotations
@@ -24,8 +12,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from ravlm_graph.nn.fusion.base import FusionConfig, GraphTokens, _mlp, _reset, _shape
-from ravlm_graph.nn.fusion.xattn import GatedCrossAttentionAdapter
+from ravlm_graph.nn.fusion.base import Fusion, FusionConfig, GraphInputs, GraphTokens, TrunkInputs, _mlp, _reset, _shape
 
 
 class GraphTokenProjector(nn.Module):
@@ -219,41 +206,30 @@ def inject_graph_tokens(input_embeds: torch.Tensor, input_ids: torch.Tensor, kg_
     return InjectedGraphTokens(embeds=embeds, attention_mask=out_mask, positions=positions)
 
 
-class GraphTokenFusion(nn.Module):
-    """The ``graph_tokens`` fusion: a :class:`GraphTokenProjector` plus, with
-    ``gated_xattn``, the :class:`GatedCrossAttentionAdapter` s that the decoder inserts
-    between its layers (``adapters[i]`` before the i-th chosen layer).
+class GraphTokenFusion(Fusion):
+    """The ``graph_tokens`` kind: a :class:`GraphTokenProjector` whose tokens replace the
+    prompt's ``<kg>`` placeholder; the trunk attends to them like to words.
 
     Args:
-        config (FusionConfig): a config of kind ``"graph_tokens"``.
-
-    Shapes:
-        see :class:`GraphTokenProjector`; forward returns its :class:`GraphTokens`.
+        config (FusionConfig): ``graph_dim``, ``model_dim``, ``num_graph_tokens``, ``pooled``,
+            ``hidden_dim`` are read.
     """
 
+    graph_placeholder = True
+
     def __init__(self, config: FusionConfig) -> None:
-        super().__init__()
-        if config.kind != "graph_tokens":
-            raise ValueError(f"GraphTokenFusion: expected a FusionConfig of kind 'graph_tokens', found {config.kind!r}")
-        self.config = config
+        super().__init__(config)
         self.projector = GraphTokenProjector(config.graph_dim, config.model_dim, config.num_graph_tokens,
-                                             pooled=config.pooled, hidden_dim=config.hidden_dim,
-                                             dropout=config.dropout)
-        n = config.num_xattn_layers if config.gated_xattn else 0
-        self.adapters = nn.ModuleList(GatedCrossAttentionAdapter(config.model_dim, heads=config.heads,
-                                                                 dropout=config.dropout) for _ in range(n))
+                                             pooled=config.pooled, hidden_dim=config.hidden_dim)
 
-    def reset_parameters(self) -> None:
-        self.projector.reset_parameters()
-        for a in self.adapters:
-            a.reset_parameters()
+    def tokens(self, graph: GraphInputs) -> GraphTokens:
+        """The graph tokens of a batch."""
+        return self.projector(graph.node_states, graph.batch, graph.relevance, graph.origin,
+                              num_graphs=graph.num_graphs, graph_state=graph.graph_state)
 
-    def forward(self, node_states: torch.Tensor, batch: torch.Tensor | None = None,
-                relevance: torch.Tensor | None = None, origin: torch.Tensor | None = None,
-                num_graphs: int | None = None, graph_state: torch.Tensor | None = None) -> GraphTokens:
-        return self.projector(node_states, batch, relevance, origin, num_graphs, graph_state)
-
-    def __repr__(self) -> str:
-        c = self.config
-        return (f"{type(self).__name__}({c.graph_dim}, {c.model_dim}, num_tokens={c.num_graph_tokens}, "
-                f"pooled={c.pooled}, adapters={len(self.adapters)})")
+    def into_trunk(self, inputs: TrunkInputs, graph: GraphInputs | None) -> TrunkInputs:
+        gt = self.tokens(graph)
+        embeds, mask, positions = inject_graph_tokens(inputs.embeds, inputs.input_ids, inputs.kg_token_id, gt,
+                                                      attention_mask=inputs.attention_mask)
+        return TrunkInputs(embeds=embeds, input_ids=inputs.input_ids, attention_mask=mask,
+                           kg_token_id=inputs.kg_token_id, token_positions=positions, token_nodes=gt.node_index)

@@ -1,21 +1,7 @@
-"""Fusion of graph states into a vision-language decoder, and the simpler fusions it is compared with.
-
-* **Graph tokens** (LLaVA-style, Liu et al. 2023, https://arxiv.org/abs/2304.08485):
-  :class:`GraphTokenProjector` maps the top-N nodes of each graph into the decoder's
-  embedding space; :func:`inject_graph_tokens` puts them where the prompt's ``<kg>``
-  placeholder was. Each token remembers its node (``node_index``) so that answers can
-  point back to the graph.
-* **Gated cross-attention** (Flamingo-style, Alayrac et al. 2022,
-  https://arxiv.org/abs/2204.14198): :class:`GatedCrossAttentionAdapter` lets decoder
-  states read the graph tokens through tanh gates initialised at 0 (identity at init).
-* **Classic fusions** of pooled vectors: :class:`ClassicFusion` ``concat`` / ``product`` /
-  ``attention``, and ``none`` (no knowledge graph, for the no-KG ablation).
-* **Copying from the graph** (pointer-generator, See et al. 2017,
-  https://arxiv.org/abs/1704.04368): :class:`PointerHead` scores nodes against a query,
-  :class:`CopyGate` mixes the vocabulary and pointer distributions.
-
-:func:`build_fusion` turns a :class:`FusionConfig` into the module of its ``kind``, so that
-every ablation is one config change.
+"""Copying answers from the graph (pointer-generator, See et al. 2017,
+https://arxiv.org/abs/1704.04368): :class:`PointerHead` scores nodes against a query,
+:class:`CopyGate` mixes the vocabulary and pointer distributions. Every kind that uses
+the graph shares this answer head.
 """
 
 from __future__ import annotations
@@ -27,8 +13,6 @@ import torch
 from torch import nn
 from ravlm_graph.nn.fusion.base import _shape
 
-
-# --------------------------------------------------------------------------- copying from the graph
 
 
 class PointerHead(nn.Module):

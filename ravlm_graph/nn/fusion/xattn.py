@@ -1,33 +1,19 @@
-"""Fusion of graph states into a vision-language decoder, and the simpler fusions it is compared with.
-
-* **Graph tokens** (LLaVA-style, Liu et al. 2023, https://arxiv.org/abs/2304.08485):
-  :class:`GraphTokenProjector` maps the top-N nodes of each graph into the decoder's
-  embedding space; :func:`inject_graph_tokens` puts them where the prompt's ``<kg>``
-  placeholder was. Each token remembers its node (``node_index``) so that answers can
-  point back to the graph.
-* **Gated cross-attention** (Flamingo-style, Alayrac et al. 2022,
-  https://arxiv.org/abs/2204.14198): :class:`GatedCrossAttentionAdapter` lets decoder
-  states read the graph tokens through tanh gates initialised at 0 (identity at init).
-* **Classic fusions** of pooled vectors: :class:`ClassicFusion` ``concat`` / ``product`` /
-  ``attention``, and ``none`` (no knowledge graph, for the no-KG ablation).
-* **Copying from the graph** (pointer-generator, See et al. 2017,
-  https://arxiv.org/abs/1704.04368): :class:`PointerHead` scores nodes against a query,
-  :class:`CopyGate` mixes the vocabulary and pointer distributions.
-
-:func:`build_fusion` turns a :class:`FusionConfig` into the module of its ``kind``, so that
-every ablation is one config change.
+"""The ``xattn`` fusion: the trunk reads graph tokens through gated cross-attention adapters
+after each of its layers (Flamingo-style, Alayrac et al. 2022, https://arxiv.org/abs/2204.14198),
+instead of finding them in its input sequence.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
-from ravlm_graph.nn.fusion.base import _mlp, _reset, _shape
 
-
-# --------------------------------------------------------------------------- gated cross-attention
+from ravlm_graph.nn.fusion.base import FusionConfig, GraphInputs, TrunkInputs, _mlp, _reset, _shape
+from ravlm_graph.nn.fusion.graph_tokens import GraphTokenFusion
 
 
 class GatedCrossAttentionAdapter(nn.Module):
@@ -105,3 +91,53 @@ class GatedCrossAttentionAdapter(nn.Module):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_dim}, kv_dim={self.kv_dim}, heads={self.heads})"
+
+
+class CrossAttentionFusion(GraphTokenFusion):
+    """The ``xattn`` kind: graph tokens (as :class:`GraphTokenFusion` makes them) read by one
+    :class:`GatedCrossAttentionAdapter` after each trunk layer. The gates start at 0, so the
+    pretrained trunk is unchanged at initialisation; outside a forward pass of the model
+    (outside :meth:`reading`) the hooked trunk behaves exactly as before.
+
+    Args:
+        config (FusionConfig): ``num_layers`` adapters of ``model_dim`` with ``heads`` heads
+            and ``dropout``, plus the projector's settings.
+    """
+
+    graph_placeholder = False
+
+    def __init__(self, config: FusionConfig) -> None:
+        super().__init__(config)
+        self.adapters = nn.ModuleList(GatedCrossAttentionAdapter(config.model_dim, config.model_dim,
+                                                                 heads=config.heads, dropout=config.dropout)
+                                      for _ in range(config.num_layers))
+        self._memory: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def attach(self, layers: Sequence[nn.Module]) -> None:
+        if len(layers) != len(self.adapters):
+            raise ValueError(f"CrossAttentionFusion: expected {len(self.adapters)} trunk layers "
+                             f"(FusionConfig.num_layers), found {len(layers)}")
+        for adapter, layer in zip(self.adapters, layers):
+            layer.register_forward_hook(self._hook(adapter))
+
+    def _hook(self, adapter: GatedCrossAttentionAdapter):
+        def hook(_module, _args, output):
+            if self._memory is None:
+                return output
+            if isinstance(output, tuple):
+                return (adapter(output[0], *self._memory),) + tuple(output[1:])
+            return adapter(output, *self._memory)
+
+        return hook
+
+    def into_trunk(self, inputs: TrunkInputs, graph: GraphInputs | None) -> TrunkInputs:
+        return inputs
+
+    @contextlib.contextmanager
+    def reading(self, graph: GraphInputs | None) -> Iterator[None]:
+        gt = self.tokens(graph)
+        self._memory = (gt.tokens, gt.mask)  # read by the layer hooks
+        try:
+            yield
+        finally:
+            self._memory = None

@@ -59,7 +59,7 @@ def test_config_round_trip_and_errors():
         PhotoDetectorConfig(boxes=False, tags=False)
     with pytest.raises(ValueError, match=r"box_threshold: expected a number in \[0, 1\], found 1.5"):
         PhotoDetectorConfig(box_threshold=1.5)
-    with pytest.raises(ValueError, match=r"unknown settings \['treshold'\]"):
+    with pytest.raises(ValueError, match=r"unknown fields \['treshold'\]"):
         PhotoDetectorConfig.from_dict({"treshold": 0.3})
     with pytest.raises(ValueError, match="expected ssd_graph and ssd_text together, found only ssd_graph"):
         PhotoDetectorConfig(ssd_graph="a.pb")

@@ -68,7 +68,7 @@ def test_config_round_trip_and_errors():
         EfficientNetLiteConfig(stages=((1, 4, 1, 8, 1),))
     with pytest.raises(ValueError, match="stride: expected 1 or 2, found 3"):
         EfficientNetLiteConfig(stages=((1, 3, 3, 8, 1),))
-    with pytest.raises(ValueError, match=r"unknown keys \['width'\]"):
+    with pytest.raises(ValueError, match=r"unknown fields \['width'\]"):
         EfficientNetLiteConfig.from_dict({"width": 2})
     with pytest.raises(ValueError, match=r"expected images of shape \(B, 3, H, W\), found \(1, 1, 32, 32\)"):
         EfficientNetLite(TINY)(torch.randn(1, 1, 32, 32))

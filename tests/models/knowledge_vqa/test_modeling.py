@@ -12,7 +12,8 @@ from ravlm_graph.utils.checkpoint import CheckpointError
 from ravlm_graph.retrieval.config import RetrievalConfig
 from ravlm_graph.retrieval.embeddings import NodeEmbeddings
 from ravlm_graph.types import Entity
-from ravlm_graph.models.knowledge_vqa.configuration import FUSIONS, KnowledgeVQAConfig
+from ravlm_graph.models.knowledge_vqa.configuration import KnowledgeVQAConfig
+from ravlm_graph.nn.fusion import FUSIONS
 from ravlm_graph.models.knowledge_vqa.modeling import KnowledgeVQAModel, answer_distribution
 from ravlm_graph.engine import EngineConfig, KnowledgeVQA
 from ravlm_graph.retrieval.retriever import SubgraphRetriever
@@ -61,13 +62,13 @@ def image():
 
 
 def examples(tiny, model, answers=("eating",)):
-    fb = FeatureBuilder(model.config, model.tokenizer, tiny[3] if model.config.uses_graph else None, budget=6)
+    fb = FeatureBuilder(model.config, model.tokenizer, tiny[3] if model.config.uses_graph else None)
     ents = [Entity("apple", 1.0, "image", box=(0, 0, 8, 16)), Entity("banana", 1.0, "image", box=(8, 0, 16, 16))]
     return [fb.build(image(), "what is the object used for?", ents, answers),
             fb.build(image(), "which of these can peel?", ents[1:], ("banana",))]
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", FUSIONS.names())
 def test_forward_every_fusion(tiny, fusion):
     m = make_model(tiny, fusion)
     exs = examples(tiny, m)
@@ -80,8 +81,14 @@ def test_forward_every_fusion(tiny, fusion):
     else:
         assert out.pointer_logits.shape[0] == 2 and bool(out.node_mask.any())
         assert exs[0].node_targets, "the answer node must be in the subgraph"
-    if fusion in ("graph_tokens", "both", "xattn", "concat", "product", "attention"):
+    kind = FUSIONS.get(fusion)
+    assert hasattr(m, "gnn") == kind.uses_gnn
+    if kind.uses_gnn:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.gnn.parameters())
+    # what the text holds is asked of the kind
+    assert (m.kg_id in exs[0].input_ids) == kind.graph_placeholder
+    assert (m.img_id in exs[0].input_ids) == kind.image_in_trunk
+    assert any(p.grad is not None for p in m.fusion.parameters()) or not list(m.fusion.parameters())
 
 
 def test_seed_relation_keys_and_verify_head(tiny):
@@ -163,7 +170,8 @@ def test_save_load_round_trip_and_bad_checkpoints(tiny, tmp_path):
 def test_pipeline_answers_with_evidence(tiny):
     _, _, kg, retriever = tiny
     m = make_model(tiny)
-    engine = KnowledgeVQA(m, EngineConfig(kg="unused", budget=6, detector=None), kg=kg, retriever=retriever)
+    engine = KnowledgeVQA(m, EngineConfig(kg="unused", retrieval=retriever.config, detector=None), kg=kg,
+                          retriever=retriever)
     ents = [Entity("apple", 0.9, "image", box=(0, 0, 8, 16))]
     a = engine.answer(image(), "what is the object used for?", entities=ents)
     d = a.to_dict()
@@ -189,7 +197,7 @@ def test_pipeline_answers_with_evidence(tiny):
 
 def test_seed_link_mlp_keys_depend_on_where_the_seed_is(tiny):
     m = make_model(tiny, seed_relation_keys=True, seed_link_mlp=True)
-    fb = FeatureBuilder(m.config, m.tokenizer, tiny[3], budget=6)
+    fb = FeatureBuilder(m.config, m.tokenizer, tiny[3])
     q = "what is the object used for?"
     left = fb.build(image(), q, [Entity("apple", 1.0, "image", box=(0, 0, 8, 16))], ("eating",))
     right = fb.build(image(), q, [Entity("apple", 1.0, "image", box=(8, 0, 16, 16))], ("eating",))
@@ -256,9 +264,9 @@ def test_xattn_reads_graph_tokens_through_gated_adapters(tiny):
     b = collate(exs, m.config)
     with torch.no_grad():
         at_init = m(b).vocab_logits
-        m.xattn[0].attn_gate.data.fill_(0.5)
+        m.fusion.adapters[0].attn_gate.data.fill_(0.5)
         opened = m(b).vocab_logits
-        m.xattn[0].attn_gate.data.fill_(0.0)
+        m.fusion.adapters[0].attn_gate.data.fill_(0.0)
     # An opened gate lets the graph tokens change the answer (at 0 each adapter is the
     # identity, see tests/test_fusion.py).
     ids = b.input_ids
@@ -266,8 +274,8 @@ def test_xattn_reads_graph_tokens_through_gated_adapters(tiny):
     m.train()
     out = m(b)
     out.loss.backward()
-    assert m.xattn[0].attn_gate.grad is not None and m.xattn[-1].ff_gate.grad is not None
-    assert m._xattn_ctx is None  # cleared after each forward pass
+    assert m.fusion.adapters[0].attn_gate.grad is not None and m.fusion.adapters[-1].ff_gate.grad is not None
+    assert m.fusion._memory is None  # cleared after each forward pass
     # Outside the model's forward, the hooked trunk behaves as before.
     m.eval()
     trunk.eval()
@@ -276,3 +284,100 @@ def test_xattn_reads_graph_tokens_through_gated_adapters(tiny):
         h1 = m.trunk(inputs_embeds=emb).last_hidden_state
         h2 = trunk(inputs_embeds=emb).last_hidden_state
     assert torch.allclose(h1, h2, atol=1e-5)
+
+
+def test_format_1_checkpoints_still_load(tiny, tmp_path):
+    """Format 1 kept the fusion weights at the top (projector., xattn., classic.); they move under fusion."""
+    import copy
+
+    from safetensors.torch import load_file, save_file
+
+    tok, trunk, _, _ = tiny
+    for fusion, old in (("graph_tokens", "projector."), ("xattn", "xattn."), ("concat", "classic.")):
+        m = KnowledgeVQAModel(make_model(tiny, fusion).config, trunk=copy.deepcopy(trunk), tokenizer=tok).eval()
+        m.save_pretrained(tmp_path / fusion)
+        f = tmp_path / fusion / "model.safetensors"
+        new = {"fusion.projector.": "projector.", "fusion.adapters.": "xattn.", "fusion.combine.": "classic."}
+        state = {}
+        for k, v in load_file(str(f)).items():
+            for a, b in new.items():
+                if k.startswith(a):
+                    k = b + k[len(a):]
+            state[k] = v
+        assert any(k.startswith(old) for k in state)
+        save_file(state, str(f))
+        cfg = json.loads((tmp_path / fusion / "config.json").read_text())
+        cfg["format_version"] = 1
+        (tmp_path / fusion / "config.json").write_text(json.dumps(cfg))
+        m2 = KnowledgeVQAModel.from_pretrained(tmp_path / fusion, trunk=copy.deepcopy(trunk), tokenizer=tok)
+        b = collate(examples(tiny, m), m.config, with_targets=False)
+        with torch.no_grad():
+            assert torch.equal(m(b).vocab_logits, m2(b).vocab_logits), fusion
+
+
+def test_config_values_are_range_checked_before_anything_is_built(tiny, tmp_path):
+    tok, trunk, _, _ = tiny
+    with pytest.raises(ValueError, match=r"KnowledgeVQAConfig.gnn_hidden: expected an integer <= 16384, found 1000000"):
+        KnowledgeVQAConfig(gnn_hidden=1000000)
+    m = make_model(tiny)
+    m.save_pretrained(tmp_path / "ck")
+    cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
+    cfg["gnn_hidden"] = 1000000
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"ck/config.json: KnowledgeVQAConfig.gnn_hidden: expected an integer "
+                                              r"<= 16384, found 1000000"):
+        KnowledgeVQAModel.from_pretrained(tmp_path / "ck", trunk=trunk, tokenizer=tok)
+
+
+def test_weights_stored_with_another_dtype_are_refused(tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tok, trunk, _, _ = tiny
+    make_model(tiny).save_pretrained(tmp_path / "ck")
+    f = tmp_path / "ck" / "model.safetensors"
+    state = load_file(str(f))
+    state["vocab_head.weight"] = state["vocab_head.weight"].to(torch.int32)
+    save_file(state, str(f))
+    with pytest.raises(CheckpointError, match=r"dtype mismatch for vocab_head.weight: checkpoint I32"):
+        KnowledgeVQAModel.from_pretrained(tmp_path / "ck", trunk=trunk, tokenizer=tok)
+
+
+def test_a_text_backbone_with_pickled_weights_is_refused(tmp_path):
+    from ravlm_graph.models.knowledge_vqa.modeling import load_text_backbone
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04not run")
+    with pytest.raises(CheckpointError, match=r"refusing pickled weights \['pytorch_model.bin'\] in this text "
+                                              r"backbone folder"):
+        load_text_backbone(str(tmp_path))
+    (tmp_path / "pytorch_model.bin").unlink()
+    with pytest.raises(CheckpointError, match=r"expected the weights as model.safetensors"):
+        load_text_backbone(str(tmp_path))
+
+
+def test_engine_folders_of_format_1_load_and_the_budget_is_the_retrieval_budget(tiny, tmp_path, monkeypatch):
+    from ravlm_graph.engine import read_engine_config
+
+    _, _, kg, retriever = tiny
+    m = make_model(tiny)
+    engine = KnowledgeVQA(m, EngineConfig(kg="unused", retrieval=retriever.config, detector=None), kg=kg,
+                          retriever=retriever)
+    engine.save_pretrained(tmp_path / "e")
+    saved = json.loads((tmp_path / "e" / "engine.json").read_text())
+    assert saved["format_version"] == 2 and "budget" not in saved and saved["retrieval"]["budget"] == 6
+    # format 1: a top-level budget that overrode retrieval.budget
+    old = dict(saved, format_version=1, budget=3, retrieval=dict(saved["retrieval"], budget=200))
+    (tmp_path / "e" / "engine.json").write_text(json.dumps(old))
+    ecfg = read_engine_config(tmp_path / "e" / "engine.json")
+    assert ecfg.retrieval.budget == 3 and ecfg.budget == 3
+    (tmp_path / "e" / "engine.json").write_text(json.dumps(dict(saved, format_version=7)))
+    with pytest.raises(CheckpointError, match=r"engine format version 7; this version of ravlm_graph reads 2"):
+        read_engine_config(tmp_path / "e" / "engine.json")
+    # the VQA path honours the retrieval budget
+    small = SubgraphRetriever(kg, RetrievalConfig(budget=2), embeddings=retriever.embeddings,
+                              encoder=retriever.encoder)
+    e2 = KnowledgeVQA(m, EngineConfig(kg="unused", retrieval=small.config, detector=None), kg=kg, retriever=small)
+    a = e2.answer(image(), "what is the object used for?", entities=[Entity("apple", 1.0, "image")])
+    assert a.subgraph_size == 2
+    with pytest.raises(ValueError, match="the retriever's config differs from engine_config.retrieval"):
+        KnowledgeVQA(m, EngineConfig(kg="unused", detector=None), kg=kg, retriever=small)

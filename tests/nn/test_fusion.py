@@ -9,12 +9,12 @@ pytest.importorskip("torch_geometric")
 
 from torch import nn  # noqa: E402
 
+from ravlm_graph.nn.fusion import FUSIONS, Fusion, FusionConfig, GraphInputs, TrunkInputs, build_fusion
+from ravlm_graph.nn.fusion.base import GraphTokens
 from ravlm_graph.nn.fusion.classic import ClassicFusion
-from ravlm_graph.nn.fusion.pointer import CopyGate, CopyGateOutput, PointerHead
-from ravlm_graph.nn.fusion import build_fusion
-from ravlm_graph.nn.fusion.base import FusionConfig, GraphTokens
-from ravlm_graph.nn.fusion.xattn import GatedCrossAttentionAdapter
 from ravlm_graph.nn.fusion.graph_tokens import GraphTokenFusion, GraphTokenProjector, InjectedGraphTokens, inject_graph_tokens
+from ravlm_graph.nn.fusion.pointer import CopyGate, CopyGateOutput, PointerHead
+from ravlm_graph.nn.fusion.xattn import CrossAttentionFusion, GatedCrossAttentionAdapter
 
 H, D = 16, 32
 KG = 99
@@ -221,19 +221,15 @@ def test_gated_adapter_gate_gets_gradient_and_resets():
 # --------------------------------------------------------------------------- classic fusions
 
 
-@pytest.mark.parametrize("kind", ["concat", "product", "attention", "none"])
+@pytest.mark.parametrize("kind", ["concat", "product", "attention"])
 def test_classic_fusion_shapes_and_graph_use(kind):
     torch.manual_seed(0)
     f = ClassicFusion(kind, image_dim=8, text_dim=12, graph_dim=H, out_dim=D).eval()
     img, txt, g = torch.randn(3, 8), torch.randn(3, 12), torch.randn(3, H)
     out = f(img, txt, g)
     assert out.shape == (3, D) and torch.isfinite(out).all()
-    changed = f(img, txt, g + 1.0)
-    if kind == "none":
-        assert torch.equal(changed, out) and torch.equal(f(img, txt, None), out)
-    else:
-        assert not torch.allclose(changed, out)
-        torch.testing.assert_close(f(img, txt, None), f(img, txt, torch.zeros(3, H)))
+    assert not torch.allclose(f(img, txt, g + 1.0), out)
+    torch.testing.assert_close(f(img, txt, None), f(img, txt, torch.zeros(3, H)))
 
 
 def test_attention_fusion_weights():
@@ -248,33 +244,83 @@ def test_attention_fusion_weights():
         ClassicFusion("sum", 8, 8, 8, D)
 
 
-def test_build_fusion_switch():
-    base = dict(model_dim=D, graph_dim=H, num_graph_tokens=4)
-    tokens = build_fusion(FusionConfig(kind="graph_tokens", **base))
-    assert isinstance(tokens, GraphTokenFusion) and len(tokens.adapters) == 0
-    assert FusionConfig(kind="graph_tokens", **base).injects_tokens
-    xattn_cfg = FusionConfig(kind="graph_tokens", gated_xattn=True, num_xattn_layers=2, **base)
-    xattn = build_fusion(xattn_cfg)
-    assert len(xattn.adapters) == 2 and not xattn_cfg.injects_tokens
+def _graph(states, batch, rel, origin, graph_state=None):
+    return GraphInputs(node_states=states, batch=batch, relevance=rel, origin=origin, num_graphs=2,
+                       graph_state=graph_state)
+
+
+def test_registry_builds_every_kind_from_one_config():
+    base = dict(model_dim=D, graph_dim=H, num_graph_tokens=4, heads=4, num_layers=2)
+    assert set(FUSIONS) == {"none", "graph_tokens", "verbalized", "both", "xattn", "concat", "product", "attention"}
+    for kind in FUSIONS:
+        f = build_fusion(FusionConfig(kind=kind, **base))
+        assert isinstance(f, Fusion) and isinstance(f, FUSIONS.get(kind)) and f.config.kind == kind
+    with pytest.raises(ValueError, match=r"unknown fusion 'sum'; expected one of \('attention', 'both'"):
+        build_fusion(FusionConfig(kind="sum", **base))
+    with pytest.raises(TypeError, match="expected a FusionConfig, found dict"):
+        build_fusion({"kind": "none"})
+    # "none" means one thing: no graph at all
+    assert [k for k in FUSIONS if not FUSIONS.get(k).uses_graph] == ["none"]
+
+
+def test_graph_token_kinds_put_tokens_at_kg():
     states, batch, rel, origin = _nodes()
-    assert xattn(states, batch, rel, origin).tokens.shape == (2, 4, D)
-    pooled = build_fusion(FusionConfig(kind="graph_tokens", pooled=True, **base))
-    assert pooled(states, batch).tokens.shape == (2, 1, D)
-    for kind in ("concat", "product", "attention", "none"):
-        # flags of other kinds are ignored: one change of `kind` is a valid ablation
-        f = build_fusion(FusionConfig(kind=kind, pooled=True, gated_xattn=True, image_dim=8, **base))
-        assert isinstance(f, ClassicFusion) and f.kind == kind
-        assert f(torch.randn(2, 8), torch.randn(2, D), torch.randn(2, H)).shape == (2, D)
+    f = build_fusion(FusionConfig(kind="graph_tokens", model_dim=D, graph_dim=H, num_graph_tokens=4))
+    assert f.graph_placeholder and f.image_in_trunk and not f.verbalizes_facts
+    ids = torch.tensor([[1, KG, 2], [KG, 3, 4]])
+    embeds = torch.randn(2, 3, D)
+    out = f.into_trunk(TrunkInputs(embeds, ids, torch.ones(2, 3), KG), _graph(states, batch, rel, origin))
+    assert out.embeds.shape == (2, 3 - 1 + 4, D) and out.token_positions.shape == (2, 4)
+    gt = f.tokens(_graph(states, batch, rel, origin))
+    torch.testing.assert_close(out.embeds[0, out.token_positions[0]], gt.tokens[0])
+    assert torch.equal(out.token_nodes, gt.node_index)
+    both = build_fusion(FusionConfig(kind="both", model_dim=D, graph_dim=H))
+    assert both.graph_placeholder and both.verbalizes_facts
+    pooled = build_fusion(FusionConfig(kind="graph_tokens", model_dim=D, graph_dim=H, pooled=True))
+    assert pooled.tokens(_graph(states, batch, rel, origin)).tokens.shape == (2, 1, D)
+
+
+def test_xattn_kind_hooks_adapters_only_while_reading():
+    torch.manual_seed(0)
+    layers = nn.ModuleList(nn.Linear(D, D) for _ in range(2))
+    f = build_fusion(FusionConfig(kind="xattn", model_dim=D, graph_dim=H, num_graph_tokens=4, num_layers=2))
+    assert isinstance(f, CrossAttentionFusion) and len(f.adapters) == 2 and not f.graph_placeholder
+    f.attach(layers)
+    x = torch.randn(2, 5, D)
+    plain = layers[1](layers[0](x))
+    for a in f.adapters:
+        a.attn_gate.data.fill_(0.5)
+    g = _graph(*_nodes())
+    with f.reading(g):
+        read = layers[1](layers[0](x))
+    assert not torch.allclose(read, plain)
+    torch.testing.assert_close(layers[1](layers[0](x)), plain)  # memory cleared after the context
+    with pytest.raises(ValueError, match=r"expected 2 trunk layers \(FusionConfig.num_layers\), found 3"):
+        f.attach(nn.ModuleList(nn.Linear(D, D) for _ in range(3)))
+
+
+def test_pooled_kinds_fuse_image_text_and_graph_state():
+    torch.manual_seed(0)
+    for kind in ("concat", "product", "attention"):
+        f = build_fusion(FusionConfig(kind=kind, model_dim=D, graph_dim=H))
+        assert not f.image_in_trunk and not f.graph_placeholder and f.uses_gnn
+        g = _graph(*_nodes(), graph_state=torch.randn(2, H))
+        q, img = torch.randn(2, D), torch.randn(2, D)
+        out = f.pool(q, img, g)
+        assert out.shape == (2, D)
+        g2 = _graph(*_nodes(), graph_state=g.graph_state + 1.0)
+        assert not torch.allclose(f.pool(q, img, g2), out)
+    none = build_fusion(FusionConfig(kind="none"))
+    q = torch.randn(2, D)
+    assert none.pool(q, torch.randn(2, D), None) is q and not none.uses_graph
 
 
 @pytest.mark.parametrize("kw, match", [
-    ({"kind": "sum"}, r"FusionConfig.kind: expected one of \('graph_tokens', 'concat', 'product', 'attention', "
-                      r"'none'\), found 'sum'"),
     ({"model_dim": 0}, r"FusionConfig.model_dim: expected an integer >= 1, found 0"),
+    ({"model_dim": 10 ** 6}, r"FusionConfig.model_dim: expected an integer <= 65536, found 1000000"),
     ({"num_graph_tokens": 2.0}, r"FusionConfig.num_graph_tokens: expected an integer, found 2.0"),
     ({"pooled": "yes"}, r"FusionConfig.pooled: expected a bool, found 'yes'"),
     ({"dropout": -0.1}, r"FusionConfig.dropout: expected a number in \[0, 1\), found -0.1"),
-    ({"gated_xattn": True, "heads": 5}, r"FusionConfig.heads: expected a divisor of model_dim=32"),
 ])
 def test_fusion_config_validation(kw, match):
     base = dict(model_dim=D, graph_dim=H)
@@ -284,10 +330,13 @@ def test_fusion_config_validation(kw, match):
 
 
 def test_fusion_config_round_trip():
-    c = FusionConfig(kind="attention", model_dim=D, graph_dim=H, text_dim=8)
+    c = FusionConfig(kind="attention", model_dim=D, graph_dim=H, hidden_dim=8)
     assert FusionConfig.from_dict(c.to_dict()) == c
+    assert c.replace(kind="concat").kind == "concat"
     with pytest.raises(ValueError, match=r"FusionConfig: unknown fields \['tokens'\]"):
         FusionConfig.from_dict({"tokens": 3})
+    with pytest.raises(ValueError, match=r"expected heads dividing model_dim=32, found heads=5"):
+        build_fusion(FusionConfig(kind="xattn", model_dim=D, graph_dim=H, heads=5))
 
 
 # --------------------------------------------------------------------------- pointer / copy

@@ -174,7 +174,7 @@ def test_repr():
 
 
 @pytest.mark.parametrize("kw, match", [
-    ({"kind": "gcn"}, r"GNNConfig.kind: expected one of \('rgcn', 'gatv2', 'transformer'\), found 'gcn'"),
+    ({"kind": "gcn"}, r"GNNConfig.kind: expected one of \('gatv2', 'rgcn', 'transformer'\), found 'gcn'"),
     ({"hidden_dim": 30, "heads": 4}, r"GNNConfig.heads: expected a divisor of hidden_dim=30"),
     ({"num_layers": -1}, r"GNNConfig.num_layers: expected an integer >= 0, found -1"),
     ({"in_dim": 1.5}, r"GNNConfig.in_dim: expected an integer, found 1.5"),
@@ -216,3 +216,43 @@ def test_bad_inputs():
     del bad.edge_type
     with pytest.raises(ValueError, match=r"expected data.edge_type \(E,\) long for the 8 edges"):
         enc(bad)
+
+
+class _MeanOfNeighbours(torch.nn.Module):
+    """A test convolution: the mean of each node's in-neighbours, then a linear map."""
+
+    def __init__(self, h):
+        super().__init__()
+        self.lin = torch.nn.Linear(h, h)
+
+    def reset_parameters(self):
+        self.lin.reset_parameters()
+
+    def forward(self, h, edge_index, edges):
+        from torch_geometric.utils import scatter
+
+        agg = scatter(h[edge_index[0]], edge_index[1], dim=0, dim_size=h.shape[0], reduce="mean")
+        return self.lin(agg)
+
+
+def test_a_new_gnn_kind_is_one_registry_line():
+    from ravlm_graph.nn.gnn import GNNS, GNNKind
+
+    class MeanKind(GNNKind):
+        edge_input = "type"
+
+        @staticmethod
+        def build(config):
+            return _MeanOfNeighbours(config.hidden_dim)
+
+    GNNS.register("mean", MeanKind)
+    try:
+        enc = GraphEncoder(GNNConfig(kind="mean", in_dim=IN, hidden_dim=H, num_layers=2, num_relations=R))
+        assert enc.relation_emb is None  # the kind reads relation ids, so no relation table
+        out = enc.eval()(_graph())
+        assert out.node_states.shape == (6, H) and torch.isfinite(out.node_states).all()
+        assert repr(enc).startswith("GraphEncoder(16, 32, kind='mean'")
+    finally:
+        GNNS.unregister("mean")
+    with pytest.raises(ValueError, match=r"GNNConfig.kind: expected one of .*found 'mean'"):
+        GNNConfig(kind="mean")

@@ -1,0 +1,59 @@
+"""Recipes: a typed Recipe, checked on load, one owner per setting."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ravlm_graph.recipes import Recipe, load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["builtin.json", "builtin_nokg.json", "fvqa.json", "builtin_generative.json",
+                                  "builtin_generative_nokg.json"])
+def test_committed_recipes_load(name):
+    r = load_recipe(ROOT / "configs" / name)
+    assert isinstance(r, Recipe) and r.retrieval.budget == 96 and r.retrieval.method == "ppr"
+    if r.generative:
+        assert r.generative_config(40).num_relations == 64 and r.output_dir.name == Path(r.out_dir).name
+    else:
+        cfg = r.model_config(["yes", "no", "apple"], 40)
+        assert cfg.answer_vocab == ["yes", "no", "apple"] and cfg.num_relations == 64
+    assert r.train_config().out_dir == r.out_dir
+    assert Recipe.from_dict(r.to_dict()) == r  # round trip through JSON-safe dicts
+    json.dumps(r.to_dict())
+
+
+def test_shipped_engine_recipes_with_a_top_level_budget_still_load():
+    r = load_recipe(ROOT / "ravlm_graph" / "data" / "engine_builtin" / "recipe.json")
+    assert r.retrieval.budget == 96  # the budget has one owner: the retrieval config
+    with pytest.raises(ValueError, match=r"'budget' \(10\) and 'retrieval.budget' \(20\) disagree"):
+        Recipe.from_dict({"budget": 10, "retrieval": {"budget": 20}})
+
+
+@pytest.mark.parametrize("body, match", [
+    ({"budjet": 5}, r"r.json: unknown fields \['budjet'\]; expected some of"),
+    ({"model": {"gnn_hidden": 1000000}}, r"r.json: Recipe.model: KnowledgeVQAConfig.gnn_hidden: expected an integer "
+                                         r"<= 16384, found 1000000"),
+    ({"model": {"fusion": "magic"}}, r"KnowledgeVQAConfig.fusion: expected one of \(.*\), found 'magic'"),
+    ({"model": {"answer_vocab": ["x"]}}, r"Recipe.model: \['answer_vocab'\] come from the training data"),
+    ({"retrieval": {"budget": -1}}, r"r.json: Recipe.retrieval: RetrievalConfig.budget: expected a value >= 0"),
+    ({"retrieval": {"method": "bfs"}}, r"RetrievalConfig.method: expected one of"),
+    ({"train": {"epochs": 0}}, r"TrainConfig.epochs: expected a positive integer, found 0"),
+    ({"detector": {"epoch": 2}}, r"Recipe.detector: unknown fields \['epoch'\]"),
+    ({"dataset": "vqa"}, r"Recipe.dataset: expected one of \('builtin', 'fvqa', 'okvqa', 'aokvqa'\), found 'vqa'"),
+])
+def test_bad_recipes_name_the_file_and_the_key(tmp_path, body, match):
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps(body))
+    with pytest.raises(ValueError, match=match):
+        load_recipe(p)
+
+
+def test_recipe_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such recipe file"):
+        load_recipe(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text('{"dataset":\n "builtin",,}')
+    with pytest.raises(ValueError, match=r"bad.json:2: recipe is not valid JSON"):
+        load_recipe(tmp_path / "bad.json")
