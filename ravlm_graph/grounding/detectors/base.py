@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ravlm_graph.types import Entity
+from ravlm_graph.grounding.labels import _concept_table
 from ravlm_graph.grounding.images import InvalidImageError, load_image
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -155,6 +156,27 @@ def _load_local(model_cls, processor_cls, path, dtype, device):
     model = model_cls.from_pretrained(path, local_files_only=True, use_safetensors=True, **kwargs)
     processor = processor_cls.from_pretrained(path, local_files_only=True)
     return model.to(_resolve_device(device)), processor
+
+
+def _load_vocabulary_model(path: Any, what: str, model_classes: dict, dtype: Any, device: Any,
+                           concepts: Any, kg: Any) -> tuple[Any, Any, list[str], list[str]]:
+    """``(model, processor, labels, concepts)`` of an open-vocabulary model in a local folder.
+
+    Args:
+        what: the kind named in errors (``"a CLIP"``, ``"an OWL-ViT or OWLv2"``).
+        model_classes: the accepted ``model_type`` values -> transformers model class.
+    """
+    from transformers import AutoConfig, AutoProcessor  # optional heavy dependency (the model extra)
+
+    p = _check_local_checkpoint(path, what.split(" ", 1)[1])
+    model_type = AutoConfig.from_pretrained(p, local_files_only=True).model_type
+    model_cls = model_classes.get(model_type)
+    if model_cls is None:
+        types = " or ".join(repr(t) for t in model_classes)
+        raise ValueError(f"{p}: expected {what} checkpoint (model_type {types}), found model_type {model_type!r}")
+    model, processor = _load_local(model_cls, AutoProcessor, p, dtype, device)
+    labels, mapped = _concept_table(concepts, kg)
+    return model, processor, labels, mapped
 
 
 def _import_transformers():

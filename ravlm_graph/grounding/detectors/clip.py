@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ravlm_graph.types import Entity
-from ravlm_graph.grounding.detectors.base import ImageEntityDetector, _ORIGIN, _check_local_checkpoint, _import_transformers, _load_all, _load_local, _make_config
+from ravlm_graph.grounding.detectors.base import ImageEntityDetector, _ORIGIN, _import_transformers, _load_all, _load_vocabulary_model, _make_config
 from ravlm_graph.grounding.detectors.owl import _check_prompt
 from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE
-from ravlm_graph.grounding.labels import _concept_table, _query_text
+from ravlm_graph.grounding.labels import _query_text
 from ravlm_graph.utils.config import Config
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,16 +97,11 @@ class ClipTagger(ImageEntityDetector):
         Args: as :meth:`OwlDetector.from_pretrained`, with a :class:`ClipTaggerConfig`.
         """
         _import_transformers()
-        from transformers import AutoConfig, AutoProcessor, CLIPModel
+        from transformers import CLIPModel
 
-        p = _check_local_checkpoint(path, "CLIP")
         cfg = _make_config(ClipTaggerConfig, config, overrides)
-        model_type = AutoConfig.from_pretrained(p, local_files_only=True).model_type
-        if model_type != "clip":
-            raise ValueError(f"{p}: expected a CLIP checkpoint (model_type 'clip'), found model_type {model_type!r}")
-        model, processor = _load_local(CLIPModel, AutoProcessor, p, dtype, device)
-        labels, mapped = _concept_table(concepts, kg)
-        return cls(model, processor, labels, mapped, cfg)
+        parts = _load_vocabulary_model(path, "a CLIP", {"clip": CLIPModel}, dtype, device, concepts, kg)
+        return cls(*parts, cfg)
 
     @property
     def _device(self):

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ravlm_graph.types import Entity
-from ravlm_graph.grounding.detectors.base import ImageEntityDetector, _ORIGIN, _check_local_checkpoint, _import_transformers, _load_all, _load_local, _make_config
+from ravlm_graph.grounding.detectors.base import ImageEntityDetector, _ORIGIN, _import_transformers, _load_all, _load_vocabulary_model, _make_config
 from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE
-from ravlm_graph.grounding.labels import _concept_table, _query_text
+from ravlm_graph.grounding.labels import _query_text
 from ravlm_graph.utils.config import Config
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -145,19 +145,13 @@ class OwlDetector(ImageEntityDetector):
             dtype: torch dtype of the weights (default: as stored).
         """
         _import_transformers()
-        from transformers import (AutoConfig, AutoProcessor, Owlv2ForObjectDetection,
-                                  OwlViTForObjectDetection)
+        from transformers import Owlv2ForObjectDetection, OwlViTForObjectDetection
 
-        p = _check_local_checkpoint(path, "OWL-ViT/OWLv2")
         cfg = _make_config(OwlDetectorConfig, config, overrides)
-        model_type = AutoConfig.from_pretrained(p, local_files_only=True).model_type
-        model_cls = {"owlvit": OwlViTForObjectDetection, "owlv2": Owlv2ForObjectDetection}.get(model_type)
-        if model_cls is None:
-            raise ValueError(f"{p}: expected an OWL-ViT or OWLv2 checkpoint (model_type 'owlvit' or 'owlv2'), "
-                             f"found model_type {model_type!r}")
-        model, processor = _load_local(model_cls, AutoProcessor, p, dtype, device)
-        labels, mapped = _concept_table(concepts, kg)
-        return cls(model, processor, labels, mapped, cfg)
+        parts = _load_vocabulary_model(path, "an OWL-ViT or OWLv2",
+                                       {"owlvit": OwlViTForObjectDetection, "owlv2": Owlv2ForObjectDetection},
+                                       dtype, device, concepts, kg)
+        return cls(*parts, cfg)
 
     @property
     def _device(self):
