@@ -97,7 +97,7 @@ def _drive_cli(tmp: Path, recipe: Path, capsys) -> tuple[dict, dict, dict]:
     answer = json.loads(capsys.readouterr().out)
     assert main(["bench", "builtin", "--model", str(engine), "--out", str(tmp / "bench"), "--given-entities",
                  "--splits", "test_unseen_facts", "--limit", "3", "--kg-cache", str(tmp / "stores"),
-                 "--budgets", "--max-new-tokens", "2"]) == 0
+                 "--budgets", "none", "--max-new-tokens", "2"]) == 0
     capsys.readouterr()
     results = json.loads((tmp / "bench" / "results.json").read_text())
     return summary, answer, results
