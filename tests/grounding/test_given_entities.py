@@ -6,19 +6,11 @@ import json
 
 import pytest
 
-from kg_ingest import KnowledgeGraph
+
+from tests.fakes import make_kg
 from ravlm_graph.grounding.detectors.given import (EntitySpec, coerce_entity, nearest_concepts, parse_entity_list,
                                                    read_entity_file, resolve_concept, resolve_entities)
 from ravlm_graph.types import Entity
-
-
-def make_kg(triples):
-    names = sorted({h for h, _, _ in triples} | {t for _, _, t in triples})
-    rels = sorted({r for _, r, _ in triples})
-    idx = {n: i for i, n in enumerate(names)}
-    rows = sorted((idx[h], rels.index(r), idx[t]) for h, r, t in triples)
-    return KnowledgeGraph.from_arrays(names, rels, [s for s, _, _ in rows], [d for _, _, d in rows],
-                                      [r for _, r, _ in rows], [1.0] * len(rows))
 
 
 # "scissor" is the well-connected lemma, "scissors" a stray node with one edge (as in

@@ -6,20 +6,12 @@ import dataclasses
 
 import pytest
 
-from kg_ingest import KnowledgeGraph
+
+from tests.fakes import make_kg
 from ravlm_graph.grounding import Entity, TextGrounder, tokenize
 from ravlm_graph.grounding.config import GroundingConfig
 from ravlm_graph.grounding.spatial import (parse_position, parse_references, position_box, refer_entities,
                                            select_entities, spatial_token_mask)
-
-
-def make_kg(triples):
-    names = sorted({h for h, _, _ in triples} | {t for _, _, t in triples})
-    rels = sorted({r for _, r, _ in triples})
-    idx = {n: i for i, n in enumerate(names)}
-    rows = sorted((idx[h], rels.index(r), idx[t]) for h, r, t in triples)
-    return KnowledgeGraph.from_arrays(names, rels, [s for s, _, _ in rows], [d for _, _, d in rows],
-                                      [r for _, r, _ in rows], [1.0] * len(rows))
 
 
 # Position and pointing words that are also concepts of ConceptNet, so that a linker

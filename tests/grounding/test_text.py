@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from kg_ingest import KnowledgeGraph
+
+from tests.fakes import make_kg
 from ravlm_graph.grounding.config import GroundingConfig
 from ravlm_graph.grounding import Entity, GroundingResult, TextGrounder, concept_variants, tokenize, word_forms
-
-
-def make_kg(triples):
-    names = sorted({h for h, _, _ in triples} | {t for _, _, t in triples})
-    rels = sorted({r for _, r, _ in triples})
-    idx = {n: i for i, n in enumerate(names)}
-    rows = sorted((idx[h], rels.index(r), idx[t]) for h, r, t in triples)
-    return KnowledgeGraph.from_arrays(names, rels, [s for s, _, _ in rows], [d for _, _, d in rows],
-                                      [r for _, r, _ in rows], [1.0] * len(rows))
 
 
 TRIPLES = [
