@@ -254,3 +254,33 @@ def test_greedy_equals_one_beam_and_beams_score_at_least_as_high(ved_folder):
     for g, t, tok in zip(greedy, texts, first.tolist()):
         if tok != bb.eos_token_id:
             assert g["text"].split()[0] == t
+
+
+def test_names_out_of_memory_feed_the_copy_head_only(ved_folder):
+    from ravlm_graph.models.hf_backbones.modeling import GenBatch
+    from torch_geometric.data import Batch, Data
+
+    with pytest.raises(ValueError, match="names_in_memory: expected a bool"):
+        GenerativeVQAConfig(backbone={"kind": "vision_encoder_decoder", "path": str(ved_folder)}, names_in_memory=1)
+    n, k = 3, 2
+    datas = [Data(x=torch.randn(n, 32), edge_index=torch.tensor([[0, 1], [1, 2]]), edge_type=torch.tensor([0, 1]),
+                  origin=torch.tensor([2, 0, 0]), node_relevance=torch.rand(n), box=torch.zeros(n, 5), num_nodes=n)
+            for _ in range(2)]
+    lengths = {}
+    for inside in (True, False):
+        cfg = GenerativeVQAConfig(backbone={"kind": "vision_encoder_decoder", "path": str(ved_folder)},
+                                  num_relations=4, gnn={"hidden_dim": 16, "heads": 2, "num_layers": 1}, copy_nodes=3,
+                                  name_pieces=k, num_graph_tokens=2, names_in_memory=inside)
+        torch.manual_seed(0)
+        model = KnowledgeGenerator(cfg).eval()
+        ids = torch.tensor([[model.backbone.decoder_start_token_id, 5]] * 2)
+        batch = GenBatch(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=torch.rand(2, 3, 32, 32),
+                         graph=Batch.from_data_list(datas), name_ids=torch.tensor([[8, 9], [10, -1], [11, 12]] * 2))
+        memory, memory_mask, names, names_mask, names_ids, tokens = model.encoder_memory(batch)
+        lengths[inside] = memory.shape[1]
+        assert names.shape[1] == 3 * k and bool(names_mask.any())  # the copy head reads the pieces either way
+        out = model(batch)
+        assert bool((out.copy_prob > 0).all())
+        # copying puts probability on the node names' pieces: the mixed distribution differs from the LM's
+        assert torch.isfinite(out.log_probs).all()
+    assert lengths[True] - lengths[False] == 3 * k  # 16 image patches + 2 graph tokens (+ 6 name pieces)

@@ -177,6 +177,10 @@ class GenerativeVQAConfig(Config):
         copy_nodes (int): nodes whose names the decoder may copy from (their word pieces join the
             memory of an encoder-decoder; 0: no copying) (default 96).
         name_pieces (int): word pieces kept per node name (default 4).
+        names_in_memory (bool): the name pieces also join the memory the decoder cross-attends
+            to (True), or only the copy head reads them (False: the cross-attention reads the
+            image and the graph tokens only — ``copy_nodes * name_pieces`` fewer memory slots,
+            the bulk of a CPU training step) (default True).
         node_features (str): node inputs of the GNN: ``"word_embeddings"`` (mean of the
             backbone's input embeddings of the name's word pieces: no encoder pass) or
             ``"retriever"`` (the retriever's MiniLM sentence embeddings) (default
@@ -199,6 +203,7 @@ class GenerativeVQAConfig(Config):
     num_graph_tokens: int = 16
     copy_nodes: int = 96
     name_pieces: int = 4
+    names_in_memory: bool = True
     node_features: str = "word_embeddings"
     node_dim: int = 384
     num_relations: int = 64
@@ -215,8 +220,9 @@ class GenerativeVQAConfig(Config):
             self.backbone = BackboneConfig.from_dict(self.backbone)
         if not isinstance(self.backbone, BackboneConfig):
             raise ValueError(f"{o}.backbone: expected a BackboneConfig or its dict, found {self.backbone!r}")
-        if not isinstance(self.use_graph, bool):
-            raise ValueError(f"{o}.use_graph: expected a bool, found {self.use_graph!r}")
+        for name in ("use_graph", "names_in_memory"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{o}.{name}: expected a bool, found {getattr(self, name)!r}")
         for name, lo in (("num_graph_tokens", 1), ("copy_nodes", 0), ("name_pieces", 1), ("node_dim", 1),
                          ("num_relations", 1), ("max_answer_tokens", 1), ("max_new_tokens", 1), ("num_beams", 1)):
             v = getattr(self, name)

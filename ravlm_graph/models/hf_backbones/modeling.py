@@ -1355,7 +1355,8 @@ class KnowledgeGenerator(nn.Module):
 
     def encoder_memory(self, batch: GenBatch) -> tuple:
         """(memory (B, P + T + T'K, D), its mask, name pieces (B, T'K, D) or None, their mask,
-        their token ids, graph tokens) of an encoder-decoder backbone."""
+        their token ids, graph tokens) of an encoder-decoder backbone (memory (B, P + T, D)
+        when ``config.names_in_memory`` is False: the name pieces feed the copy head only)."""
         tokens, names, names_mask, names_ids = self._graph(batch)
         img = self._image_memory(batch)  # (B, P, D)
         b, p = img.shape[:2]
@@ -1363,7 +1364,7 @@ class KnowledgeGenerator(nn.Module):
         if tokens is not None:
             parts.append(tokens.tokens)
             masks.append(tokens.mask)
-        if names is not None:
+        if names is not None and self.config.names_in_memory:
             parts.append(names)
             masks.append(names_mask)
         memory = torch.cat(parts, 1)  # (B, P + T + T'K, D)
