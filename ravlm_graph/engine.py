@@ -530,10 +530,7 @@ class KnowledgeVQA:
         cfg = self.retriever.grounder.config if self.retriever is not None else GroundingConfig()
         sel = refer_entities(question, entities, size, cfg)
         mode = self.config.box_missing or ("whole_image" if self.config.dataset == "builtin" else "none")
-        focus = sel.focus
-        if mode == "whole_image":
-            whole = (0.0, 0.0, float(size[0]), float(size[1]))
-            focus = [replace(e, box=whole) if e.origin == "image" and e.box is None else e for e in focus]
+        focus = focus_boxes(sel.focus, size, mode)
         lines = []
         for r in sel.references:
             picked = [sel.entities[i].concept for i in sel.selected]
@@ -607,6 +604,24 @@ def _norm(text: str) -> str:
     """Lower case, punctuation and articles dropped, spaces collapsed (to match names)."""
     words = "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split()
     return " ".join(w for w in words if w not in ("a", "an", "the"))
+
+
+def focus_boxes(focus: Sequence[Entity], size: tuple[int, int], mode: str) -> list[Entity]:
+    """The focus entities of a spatial selection, an image entity without a box given the
+    whole image's box when ``mode`` is ``"whole_image"`` (``"none"``: left as they are)."""
+    if mode != "whole_image":
+        return list(focus)
+    whole = (0.0, 0.0, float(size[0]), float(size[1]))
+    return [replace(e, box=whole) if e.origin == "image" and e.box is None else e for e in focus]
+
+
+def refer_focus(question: str, entities: Sequence[Entity], size: tuple[int, int], config: GroundingConfig,
+                dataset: str, box_missing: str | None = None) -> list[Entity]:
+    """The entities retrieval and the model read for ``question``: those its spatial
+    references select (all of them without a reference), as :meth:`KnowledgeVQA.answer_batch`
+    chooses them — training uses it too, so that a model learns from the seeds it will see."""
+    mode = box_missing or ("whole_image" if dataset == "builtin" else "none")
+    return focus_boxes(refer_entities(question, entities, size, config).focus, size, mode)
 
 
 def answer_nodes(answer: str, subgraph) -> list[str]:

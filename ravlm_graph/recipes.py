@@ -43,7 +43,7 @@ from ravlm_graph.models.knowledge_vqa.processing import collate
 from ravlm_graph.retrieval.config import RetrievalConfig
 from ravlm_graph.models.knowledge_vqa.configuration import KnowledgeVQAConfig
 from ravlm_graph.models.knowledge_vqa.modeling import KnowledgeVQAModel
-from ravlm_graph.engine import EngineConfig, KnowledgeVQA
+from ravlm_graph.engine import EngineConfig, KnowledgeVQA, refer_focus
 from ravlm_graph.kg import open_kg
 from ravlm_graph.retrieval.retriever import SubgraphRetriever
 from ravlm_graph.training.loop import TrainConfig, seed_everything, train
@@ -456,8 +456,11 @@ def generative_accuracy(model, examples, batch_size: int = 32, max_new_tokens: i
     return {"exact_match": hits / max(1, len(examples)), "n": len(examples), "predictions": preds}
 
 
-def build_generative_examples(fb, records, entity_fn, desc: str, progress: bool = True, chunk: int = 32):
-    """:class:`GenExample` s of records, images encoded ``chunk`` at a time."""
+def build_generative_examples(fb, records, entity_fn, desc: str, progress: bool = True, chunk: int = 32,
+                              refer=None):
+    """:class:`GenExample` s of records, images encoded ``chunk`` at a time; ``refer`` (a
+    :class:`~ravlm_graph.grounding.config.GroundingConfig` and the dataset name) narrows each
+    question's entities to those its spatial references select, as the engine does."""
     from tqdm import tqdm
 
     out = []
@@ -467,7 +470,10 @@ def build_generative_examples(fb, records, entity_fn, desc: str, progress: bool 
             images = [record_image(r) for r in part]
             states = fb.encode_images(images) or [None] * len(part)
             for r, im, st in zip(part, images, states):
-                out.append(fb.build(im, r.question, entity_fn(r), record_answers(r),
+                ents = entity_fn(r)
+                if refer is not None:
+                    ents = refer_focus(r.question, ents, im.size, *refer)
+                out.append(fb.build(im, r.question, ents, record_answers(r),
                                     meta={"qid": r.qid, "split": r.split, **_meta(r)}, image_states=st))
             bar.update(len(part))
     return out
@@ -494,8 +500,10 @@ def train_generative_recipe(recipe: Recipe | Mapping[str, Any], progress: bool =
     model = KnowledgeGenerator(mcfg)
     fb = GenerativeFeatureBuilder(model, retriever if mcfg.use_graph else None, budget=rcfg.budget)
     t0 = time.perf_counter()
-    train_ex = build_generative_examples(fb, train_recs, entity_fn, "features (train)", progress)
-    val_ex = build_generative_examples(fb, val_recs[:val_limit], entity_fn, "features (val)", progress)
+    # The seeds the engine will retrieve from: the entities the question's spatial references select.
+    refer = (retriever.grounder.config, dataset)
+    train_ex = build_generative_examples(fb, train_recs, entity_fn, "features (train)", progress, refer=refer)
+    val_ex = build_generative_examples(fb, val_recs[:val_limit], entity_fn, "features (val)", progress, refer=refer)
     t_feat = time.perf_counter() - t0
     log.info("features: %d train, %d val examples in %.0f s", len(train_ex), len(val_ex), t_feat)
 

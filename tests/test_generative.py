@@ -284,3 +284,38 @@ def test_names_out_of_memory_feed_the_copy_head_only(ved_folder):
         # copying puts probability on the node names' pieces: the mixed distribution differs from the LM's
         assert torch.isfinite(out.log_probs).all()
     assert lengths[True] - lengths[False] == 3 * k  # 16 image patches + 2 graph tokens (+ 6 name pieces)
+
+
+def test_seed_links_describe_each_node_s_edges_to_the_seeds(ved_folder):
+    from torch_geometric.data import Data
+
+    cfg = GenerativeVQAConfig(backbone={"kind": "vision_encoder_decoder", "path": str(ved_folder)}, num_relations=4,
+                              gnn={"hidden_dim": 16, "heads": 2, "num_layers": 1}, copy_nodes=3, seed_links=True)
+    torch.manual_seed(0)
+    model = KnowledgeGenerator(cfg)
+    box = torch.rand(4, 5)
+    # 0 is a seed (image); 0 -MadeOf(1)-> 1; 2 -UsedFor(3)-> 0 (reverse for 2); 1 -> 3 (no seed end)
+    g = Data(edge_index=torch.tensor([[0, 2, 1], [1, 0, 3]]), edge_type=torch.tensor([1, 3, 2]),
+             origin=torch.tensor([2, 0, 0, 0]), box=box, num_nodes=4)
+    links = model._seed_links(g)
+    seed = model.seed_box(box[0]) + model.seed_origin(torch.tensor(2))
+    assert torch.allclose(links[1], model.seed_rel(torch.tensor(1)) + seed)
+    assert torch.allclose(links[2], model.seed_rel(torch.tensor(3 + 4)) + seed)  # walked backwards: its own id
+    assert torch.equal(links[0], torch.zeros(16)) and torch.equal(links[3], torch.zeros(16))
+    plain = KnowledgeGenerator(GenerativeVQAConfig(backbone={"kind": "vision_encoder_decoder",
+                                                             "path": str(ved_folder)}, num_relations=4,
+                                                   gnn={"hidden_dim": 16, "heads": 2, "num_layers": 1}))
+    assert plain.seed_rel is None and not any("seed_" in k for k in plain.state_dict())
+
+
+def test_training_seeds_are_the_entities_the_engine_would_read():
+    from ravlm_graph.engine import refer_focus
+    from ravlm_graph.grounding.config import GroundingConfig
+    from ravlm_graph.recipes import builtin_entities
+
+    rec = next(r for r in load_builtin("val") if len(r.extra["objects"]) == 4
+               and "bottom right" in r.question)
+    ents = builtin_entities(rec)
+    focus = refer_focus(rec.question, ents, rec.load_image().size, GroundingConfig(), "builtin")
+    assert [e.concept for e in focus] == [o["concept"] for o in rec.extra["objects"] if o["slot"] == "bottom_right"]
+    assert refer_focus("What are these things made of?", ents, (256, 256), GroundingConfig(), "builtin") == ents

@@ -181,6 +181,11 @@ class GenerativeVQAConfig(Config):
             to (True), or only the copy head reads them (False: the cross-attention reads the
             image and the graph tokens only — ``copy_nodes * name_pieces`` fewer memory slots,
             the bulk of a CPU training step) (default True).
+        seed_links (bool): add to each node's state what links it to the seeds (the entities
+            found in the image and the question): the mean over its edges to a seed of an
+            embedding of the relation and its direction, the seed's box and origin — so that a
+            graph token or a copied name can say "linked by MadeOf to the object at the bottom
+            right" (as the pointer model's ``seed_relation_keys``) (default False).
         node_features (str): node inputs of the GNN: ``"word_embeddings"`` (mean of the
             backbone's input embeddings of the name's word pieces: no encoder pass) or
             ``"retriever"`` (the retriever's MiniLM sentence embeddings) (default
@@ -204,6 +209,7 @@ class GenerativeVQAConfig(Config):
     copy_nodes: int = 96
     name_pieces: int = 4
     names_in_memory: bool = True
+    seed_links: bool = False
     node_features: str = "word_embeddings"
     node_dim: int = 384
     num_relations: int = 64
@@ -220,7 +226,7 @@ class GenerativeVQAConfig(Config):
             self.backbone = BackboneConfig.from_dict(self.backbone)
         if not isinstance(self.backbone, BackboneConfig):
             raise ValueError(f"{o}.backbone: expected a BackboneConfig or its dict, found {self.backbone!r}")
-        for name in ("use_graph", "names_in_memory"):
+        for name in ("use_graph", "names_in_memory", "seed_links"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{o}.{name}: expected a bool, found {getattr(self, name)!r}")
         for name, lo in (("num_graph_tokens", 1), ("copy_nodes", 0), ("name_pieces", 1), ("node_dim", 1),

@@ -45,6 +45,7 @@ from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weig
 from ravlm_graph.nn.fusion.base import GraphTokens
 from ravlm_graph.nn.fusion.graph_tokens import GraphTokenProjector, inject_graph_tokens
 from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
+from ravlm_graph.types import ORIGIN_CODES
 from ravlm_graph.grounding.vision.efficientnet_lite import (EfficientNetLiteConfig, load_efficientnet_lite0,
                                                             preprocess_images)
 from ravlm_graph.models.hf_backbones.configuration import (BACKBONE_KINDS, BACKBONES, BackboneConfig,
@@ -1184,6 +1185,11 @@ class KnowledgeGenerator(nn.Module):
             h = gcfg.hidden_dim
             self.box_proj = nn.Linear(5, h)
             self.token_proj = GraphTokenProjector(h, d, num_tokens=config.num_graph_tokens)
+        self.seed_rel = self.seed_box = self.seed_origin = None
+        if config.use_graph and config.seed_links:
+            self.seed_rel = nn.Embedding(2 * config.num_relations, h)  # relations, then walked backwards
+            self.seed_box = nn.Linear(5, h)
+            self.seed_origin = nn.Embedding(len(ORIGIN_CODES), h)
         self.name_proj = self.piece_pos = self.copy_query = self.copy_key = self.copy_gate = None
         if config.copies:
             self.name_proj = GraphTokenProjector(h, d, num_tokens=config.copy_nodes)
@@ -1309,6 +1315,8 @@ class KnowledgeGenerator(nn.Module):
         g = g.to(dev)
         enc = self.gnn(g, num_graphs=b)
         states = enc.node_states + self.box_proj(g.box.float())  # (N, H)
+        if self.seed_rel is not None:
+            states = states + self._seed_links(g)
         tokens = self.token_proj(states, g.batch, g.node_relevance, g.origin, num_graphs=b)
         if not self.config.copies:
             return tokens, None, None, None
@@ -1325,6 +1333,24 @@ class KnowledgeGenerator(nn.Module):
         mem = emb + self.piece_pos.weight[None, None] + names.tokens.unsqueeze(2)  # (B, T', K, D)
         mem = mem * piece_mask.unsqueeze(-1)
         return tokens, mem.reshape(b, t2 * k, -1), piece_mask.reshape(b, t2 * k), pieces.reshape(b, t2 * k)
+
+    def _seed_links(self, g) -> torch.Tensor:
+        """(N, H): for each node, the mean over its edges to a seed (``origin > 0``) of the
+        relation's embedding (reverse direction: its own ids) + the seed's box and origin."""
+        src, dst = g.edge_index  # (E,), (E,)
+        seed = g.origin > 0  # (N,)
+        r = self.config.num_relations
+        n, h = g.origin.shape[0], self.seed_rel.embedding_dim
+        out = torch.zeros(n, h, device=g.origin.device)
+        count = torch.zeros(n, device=g.origin.device)
+        for node, other, rel in ((dst, src, g.edge_type), (src, dst, g.edge_type + r)):
+            keep = seed[other] & (node != other)  # edges whose other end is a seed
+            if bool(keep.any()):
+                o = other[keep]
+                msg = self.seed_rel(rel[keep]) + self.seed_box(g.box[o].float()) + self.seed_origin(g.origin[o])
+                out.index_add_(0, node[keep], msg)  # (N, H)
+                count.index_add_(0, node[keep], torch.ones_like(o, dtype=count.dtype))
+        return out / count.clamp(min=1).unsqueeze(-1)
 
     def _image_memory(self, batch: GenBatch) -> torch.Tensor:
         states = batch.image_states
