@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ravlm_graph.utils.graph import scatter, to_dense_batch
 from ravlm_graph.utils.checkpoint import (WEIGHTS_NAME, CheckpointError, atomic_folder, check_no_pickles, read_config,
                                          read_weights, write_checkpoint_files)
 from ravlm_graph.models.knowledge_vqa.configuration import (FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN,
@@ -226,8 +227,6 @@ class KnowledgeVQAModel(nn.Module):
 
     def _seed_links(self, data, B: int, M: int) -> torch.Tensor:
         """(B, M, D): for each node, the mean over its edges to seeds of relation + seed features."""
-        from torch_geometric.utils import scatter, to_dense_batch
-
         src, dst = data.edge_index  # (E,), (E,)
         seed = data.origin > 0  # (N,)
         R = self.config.num_relations
@@ -313,8 +312,6 @@ class KnowledgeVQAModel(nn.Module):
             ids = _expand_ids(ids, self.img_id, img.shape[1])  # (B, L + G - 1)
         node_mask = keys = graph = g_local = None
         if kind.uses_graph:
-            from torch_geometric.utils import to_dense_batch  # the pyg extra
-
             graph = self._graph_inputs(batch.graph, B)
             dense, node_mask = to_dense_batch(graph.node_states, graph.batch, batch_size=B)  # (B, M, H), (B, M)
             keys = self.node_key(dense)  # (B, M, D)
@@ -363,8 +360,6 @@ class KnowledgeVQAModel(nn.Module):
 
     def _verify(self, vocab_logits, pointer_logits, node_mask, data, B: int) -> torch.Tensor:
         """Raise the "yes" logit by the best pointer score among the question's own concepts."""
-        from torch_geometric.utils import to_dense_batch  # the pyg extra
-
         origin, _ = to_dense_batch(data.origin, data.batch, batch_size=B)  # (B, M)
         named = node_mask & ((origin == 1) | (origin == 3))
         best = pointer_logits.masked_fill(~named, float("-inf")).max(1).values  # (B,)
@@ -465,7 +460,7 @@ class VQABatch:
     Fields:
         pixel_values (B, 3, S, S) float in [0, 1].
         input_ids (B, L) long, attention_mask (B, L) bool: the trunk's text with placeholders.
-        graph: a torch_geometric Batch (x (N, nd), edge_index, edge_type, origin, node_relevance,
+        graph: a :class:`~ravlm_graph.utils.graph.GraphBatch` (x (N, nd), edge_index, edge_type, origin, node_relevance,
             box (N, 5), batch) or None.
         vocab_target (B, V) float 0/1: valid answers in the vocabulary (None at inference).
         node_target_dense (B, M) float 0/1: nodes whose name is a valid answer.
