@@ -60,11 +60,13 @@ def scatter(src: torch.Tensor, index: torch.Tensor, dim: int = 0, dim_size: int 
     if dim_size is None:
         dim_size = int(index.max()) + 1 if index.numel() > 0 else 0
     size = src.shape[:dim] + (dim_size,) + src.shape[dim + 1:]
+    # index_add_ rather than scatter_add_ with a broadcast index: the same sums, several
+    # times faster on CPU for (E, H, C) messages.
     if reduce in ("sum", "add"):
-        return src.new_zeros(size).scatter_add_(dim, _broadcast(index, src, dim), src)
+        return src.new_zeros(size).index_add_(dim, index, src)
     if reduce == "mean":
-        count = src.new_zeros(dim_size).scatter_add_(0, index, src.new_ones(src.shape[dim])).clamp(min=1)
-        out = src.new_zeros(size).scatter_add_(dim, _broadcast(index, src, dim), src)
+        count = src.new_zeros(dim_size).index_add_(0, index, src.new_ones(src.shape[dim])).clamp(min=1)
+        out = src.new_zeros(size).index_add_(dim, index, src)
         shape = [1] * out.dim()
         shape[dim] = -1
         return out / count.view(shape)

@@ -33,7 +33,8 @@ from ravlm_graph.utils.checkpoint import (WEIGHTS_NAME, CheckpointError, atomic_
                                          read_weights, write_checkpoint_files)
 from ravlm_graph.models.knowledge_vqa.configuration import (FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN,
                                                             KnowledgeVQAConfig, NUM_ORIGINS)
-from ravlm_graph.retrieval.embeddings import minilm_path, quiet_loading
+from ravlm_graph.retrieval.embeddings import is_bert_folder, minilm_path, quiet_loading
+from ravlm_graph.retrieval.text_model import load_bert
 from ravlm_graph.nn.fusion import FusionConfig, GraphInputs, GraphTokens, TrunkInputs, build_fusion
 from ravlm_graph.nn.fusion.graph_tokens import inject_graph_tokens
 from ravlm_graph.nn.fusion.pointer import CopyGate, PointerHead
@@ -102,10 +103,15 @@ class SceneEncoder(nn.Module):
         return f"SceneEncoder(grid={self.grid}, dim={self.dim})"
 
 
-def load_text_backbone(spec: str):
-    """``"minilm"`` -> the packaged all-MiniLM-L6-v2; otherwise a local folder."""
-    from transformers import AutoModel, AutoTokenizer
+def load_text_backbone(spec: str, fast: bool = True):
+    """``"minilm"`` -> the packaged all-MiniLM-L6-v2; otherwise a local folder.
 
+    A BERT folder (like MiniLM) loads into the project's own
+    :class:`~ravlm_graph.retrieval.text_model.BertEncoder` (same weights and outputs, no
+    ``transformers`` import) when ``fast``; other models, and ``fast=False`` (needed for
+    ``trunk_init="scratch"``, which re-initialises with transformers' ``_init_weights``),
+    load with ``transformers.AutoModel``.
+    """
     if spec == "minilm":
         path = str(minilm_path())
     else:
@@ -115,6 +121,13 @@ def load_text_backbone(spec: str):
     check_no_pickles(path, "text backbone")
     if not (Path(path) / WEIGHTS_NAME).is_file():
         raise CheckpointError(f"text_backbone: {path}: expected the weights as {WEIGHTS_NAME} (safetensors)")
+    if fast and is_bert_folder(path):
+        try:
+            return load_bert(path)
+        except ValueError as e:
+            raise CheckpointError(f"text_backbone: {e}") from e
+    from transformers import AutoModel, AutoTokenizer
+
     with quiet_loading():  # no per-call "Loading weights" bar for a local load
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
@@ -135,7 +148,7 @@ class KnowledgeVQAModel(nn.Module):
         super().__init__()
         self.config = config
         if trunk is None:
-            tokenizer, trunk = load_text_backbone(config.text_backbone)
+            tokenizer, trunk = load_text_backbone(config.text_backbone, fast=config.trunk_init != "scratch")
         self.tokenizer = tokenizer
         if config.trunk_layers is not None:
             n = len(trunk.encoder.layer)
