@@ -21,7 +21,7 @@ from ravlm_graph.grounding.detectors.base import _ORIGIN, ImageEntityDetector, _
 from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, InvalidImageError, load_image
 from ravlm_graph.grounding.labels import map_label_to_concept
 from ravlm_graph.types import Entity
-from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, write_checkpoint
+from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, skip_init, write_checkpoint
 from ravlm_graph.utils.config import Config
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -299,7 +299,8 @@ class TrainableTagger(VocabularyTagger):
         raw = read_config(p, FORMAT, FORMAT_VERSION)
         body = {k: v for k, v in raw.items() if k not in ("format", "format_version")}
         try:
-            tagger = cls(TaggerConfig.from_dict(body, where=str(p / "config.json")))
+            with skip_init():  # every weight is read (strictly) right after
+                tagger = cls(TaggerConfig.from_dict(body, where=str(p / "config.json")))
         except TypeError as e:
             raise CheckpointError(f"{p / 'config.json'}: {e}") from e
         read_weights(p, tagger.model)
