@@ -31,6 +31,7 @@ from ravlm_graph.grounding.config import GroundingConfig
 from ravlm_graph.grounding.spatial import SpatialReference, parse_references, spatial_token_mask
 from ravlm_graph.grounding.tokens import Token, tokenize
 from ravlm_graph.types import Entity
+from ravlm_graph.utils.lemma_tables import use_indexed_tables
 
 if TYPE_CHECKING:  # pragma: no cover
     from kg_ingest import KnowledgeGraph
@@ -85,6 +86,7 @@ def word_forms(word: str, lemmatize: bool = True, limit: int = 3) -> tuple[str, 
 
 def _lemmas(word: str) -> list[str]:
     try:
+        use_indexed_tables()  # a per-word look-up in the cache, not lemminflect's whole table
         import lemminflect
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("text grounding with lemmatize=True needs lemminflect: "
