@@ -20,6 +20,7 @@ store folder; ``from_pretrained(path, kg=...)`` can point it elsewhere.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import os
@@ -469,7 +470,8 @@ class KnowledgeVQA:
             return self._answer_generated(exs, questions, t, max_new_tokens, num_beams, ents, refs, notes)
         t0 = time.perf_counter()
         batch = collate(exs, self.model.config, pad_id=self.model.tokenizer.pad_token_id or 0, with_targets=False)
-        self.model.eval()
+        if any(m.training for m in self.model.modules()):  # eval() walks every module: only when needed
+            self.model.eval()
         with torch.inference_mode():
             out = self.model(batch)
         dists = answer_distribution(out, self.model.config.answer_vocab, batch.node_names)
@@ -477,7 +479,8 @@ class KnowledgeVQA:
         per = {k: v / len(exs) for k, v in t.items()}
         answers = []
         for b, (ex, d) in enumerate(zip(exs, dists)):
-            ranked = sorted(d.items(), key=lambda kv: -kv[1])
+            # the top_k of sorted(d.items(), key=-p) (ties in order), without sorting the whole vocabulary
+            ranked = heapq.nlargest(max(top_k, 1), d.items(), key=lambda kv: kv[1])
             best, p = ranked[0]
             attributions: list[tuple[str, float]] = []
             if out.pointer_logits is not None and ex.node_names:
@@ -502,7 +505,8 @@ class KnowledgeVQA:
         import torch
 
         t0 = time.perf_counter()
-        self.model.eval()
+        if any(m.training for m in self.model.modules()):  # eval() walks every module: only when needed
+            self.model.eval()
         with torch.inference_mode():
             gen = self.model.generate(collate_generative(exs, self.model, with_answers=False),
                                       max_new_tokens=max_new_tokens, num_beams=num_beams, details=True)

@@ -278,7 +278,8 @@ class TrainableTagger(VocabularyTagger):
             return np.zeros((0, len(self.config.concepts)), dtype=np.float32)
         x_all = self.images_to_tensor(images)
         rows = []
-        self.model.eval()
+        if any(m.training for m in self.model.modules()):  # eval() walks every module: only when needed
+            self.model.eval()
         with torch.inference_mode():
             for s in range(0, len(images), batch_size):
                 x = self.normalise(x_all[s:s + batch_size]).to(self.device)  # (B, 3, S, S)
