@@ -20,7 +20,7 @@ store folder; ``from_pretrained(path, kg=...)`` can point it elsewhere.
 
 from __future__ import annotations
 
-import heapq
+import functools
 import json
 import logging
 import os
@@ -479,8 +479,7 @@ class KnowledgeVQA:
         per = {k: v / len(exs) for k, v in t.items()}
         answers = []
         for b, (ex, d) in enumerate(zip(exs, dists)):
-            # the top_k of sorted(d.items(), key=-p) (ties in order), without sorting the whole vocabulary
-            ranked = heapq.nlargest(max(top_k, 1), d.items(), key=lambda kv: kv[1])
+            ranked = _top(d, top_k)
             best, p = ranked[0]
             attributions: list[tuple[str, float]] = []
             if out.pointer_logits is not None and ex.node_names:
@@ -607,6 +606,17 @@ class KnowledgeVQA:
         return out[:top_k]
 
 
+def _top(d: dict[str, float], k: int) -> list[tuple[str, float]]:
+    """``sorted(d.items(), key=lambda kv: -kv[1])[:max(k, 1)]`` (ties in insertion order), by a
+    stable numpy argsort instead of a Python-keyed sort of the whole vocabulary."""
+    import numpy as np
+
+    keys, vals = list(d), list(d.values())
+    order = np.argsort(-np.asarray(vals, dtype=np.float64), kind="stable")[: max(k, 1)]
+    return [(keys[i], vals[i]) for i in order.tolist()]
+
+
+@functools.lru_cache(maxsize=65536)
 def _norm(text: str) -> str:
     """Lower case, punctuation and articles dropped, spaces collapsed (to match names)."""
     words = "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split()

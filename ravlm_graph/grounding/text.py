@@ -21,6 +21,7 @@ entity they point at).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -84,7 +85,8 @@ def word_forms(word: str, lemmatize: bool = True, limit: int = 3) -> tuple[str, 
     return tuple(forms[:limit])
 
 
-def _lemmas(word: str) -> list[str]:
+@functools.lru_cache(maxsize=65536)
+def _lemmas(word: str) -> tuple[str, ...]:
     try:
         use_indexed_tables()  # a per-word look-up in the cache, not lemminflect's whole table
         import lemminflect
@@ -101,7 +103,7 @@ def _lemmas(word: str) -> list[str]:
             lemma = lemma.lower()
             if lemma not in out:
                 out.append(lemma)
-    return out
+    return tuple(out)
 
 
 def concept_variants(name: str, lemmatize: bool = True) -> set[str]:

@@ -458,12 +458,17 @@ def answer_distribution(out: KnowledgeVQAOutput, answer_vocab: Sequence[str],
                         node_names: Sequence[Sequence[str]]) -> list[dict[str, float]]:
     """Per example: answer string -> probability (vocabulary and copied mass merged)."""
     p_vocab = torch.softmax(out.vocab_logits, -1)
+    unique = len(set(answer_vocab)) == len(answer_vocab)
     res = []
     for b in range(p_vocab.shape[0]):
         c = float(out.copy_prob[b])
-        d: dict[str, float] = {}
-        for a, p in zip(answer_vocab, ((1 - c) * p_vocab[b]).tolist()):
-            d[a] = d.get(a, 0.0) + p
+        probs = ((1 - c) * p_vocab[b]).tolist()
+        if unique:  # the same dict as the merge below (0.0 + p == p), built at C speed
+            d: dict[str, float] = dict(zip(answer_vocab, probs))
+        else:
+            d = {}
+            for a, p in zip(answer_vocab, probs):
+                d[a] = d.get(a, 0.0) + p
         if out.pointer_logits is not None and len(node_names[b]):
             logits = out.pointer_logits[b, : len(node_names[b])]
             pp = (c * torch.softmax(logits, -1)).tolist()
