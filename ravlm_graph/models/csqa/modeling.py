@@ -38,6 +38,7 @@ from ravlm_graph.models.csqa.configuration import (FORMAT, FORMAT_VERSION, NUM_O
 from ravlm_graph.models.csqa.processing import CSQABatch, GraphBatch, num_link_features
 from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
 from ravlm_graph.retrieval.embeddings import minilm_path
+from ravlm_graph.utils.graph import GraphData, scatter, segment_softmax
 from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, write_checkpoint
 
 
@@ -153,13 +154,10 @@ class CSQAModel(nn.Module):
         return CSQAOutput(logits=logits, loss=loss)
 
     def _graph_readout(self, text: torch.Tensor, g: GraphBatch):
-        from torch_geometric.data import Data  # heavy optional dependency
-        from torch_geometric.utils import scatter, softmax
-
         n_graphs = text.shape[0]
         x = g.x.clone()
         x[g.ctx_pos] = self.context(text)  # (G, node_dim)
-        data = Data(x=x, edge_index=g.edge_index, edge_type=g.edge_type, origin=g.origin,
+        data = GraphData(x=x, edge_index=g.edge_index, edge_type=g.edge_type, origin=g.origin,
                     node_relevance=g.relevance, batch=g.batch, num_nodes=x.shape[0])
         h = self.gnn(data, num_graphs=n_graphs).node_states  # (N, H)
         ctx_state = h[g.ctx_pos]  # (G, H)
@@ -168,7 +166,7 @@ class CSQAModel(nn.Module):
         hb, bb = h[concept], g.batch[concept]
         q = self.query(text)  # (G, H)
         score = (hb * q[bb]).sum(-1) / math.sqrt(h.shape[1])
-        w = softmax(score, bb, num_nodes=n_graphs)
+        w = segment_softmax(score, bb, n_graphs)
         pooled = scatter(hb * w.unsqueeze(-1), bb, dim=0, dim_size=n_graphs, reduce="sum")  # (G, H)
         ch = (g.origin == ORIGIN_CHOICE) | (g.origin == ORIGIN_BOTH)
         choice_mean = scatter(h[ch], g.batch[ch], dim=0, dim_size=n_graphs, reduce="mean")  # (G, H)

@@ -28,11 +28,13 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ravlm_graph.utils.graph import scatter, to_dense_batch
 from ravlm_graph.utils.checkpoint import (WEIGHTS_NAME, CheckpointError, atomic_folder, check_no_pickles, read_config,
                                          read_weights, write_checkpoint_files)
 from ravlm_graph.models.knowledge_vqa.configuration import (FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN,
                                                             KnowledgeVQAConfig, NUM_ORIGINS)
-from ravlm_graph.retrieval.embeddings import minilm_path, quiet_loading
+from ravlm_graph.retrieval.embeddings import is_bert_folder, minilm_path, quiet_loading
+from ravlm_graph.retrieval.text_model import load_bert
 from ravlm_graph.nn.fusion import FusionConfig, GraphInputs, GraphTokens, TrunkInputs, build_fusion
 from ravlm_graph.nn.fusion.graph_tokens import inject_graph_tokens
 from ravlm_graph.nn.fusion.pointer import CopyGate, PointerHead
@@ -101,10 +103,15 @@ class SceneEncoder(nn.Module):
         return f"SceneEncoder(grid={self.grid}, dim={self.dim})"
 
 
-def load_text_backbone(spec: str):
-    """``"minilm"`` -> the packaged all-MiniLM-L6-v2; otherwise a local folder."""
-    from transformers import AutoModel, AutoTokenizer
+def load_text_backbone(spec: str, fast: bool = True):
+    """``"minilm"`` -> the packaged all-MiniLM-L6-v2; otherwise a local folder.
 
+    A BERT folder (like MiniLM) loads into the project's own
+    :class:`~ravlm_graph.retrieval.text_model.BertEncoder` (same weights and outputs, no
+    ``transformers`` import) when ``fast``; other models, and ``fast=False`` (needed for
+    ``trunk_init="scratch"``, which re-initialises with transformers' ``_init_weights``),
+    load with ``transformers.AutoModel``.
+    """
     if spec == "minilm":
         path = str(minilm_path())
     else:
@@ -114,6 +121,13 @@ def load_text_backbone(spec: str):
     check_no_pickles(path, "text backbone")
     if not (Path(path) / WEIGHTS_NAME).is_file():
         raise CheckpointError(f"text_backbone: {path}: expected the weights as {WEIGHTS_NAME} (safetensors)")
+    if fast and is_bert_folder(path):
+        try:
+            return load_bert(path)
+        except ValueError as e:
+            raise CheckpointError(f"text_backbone: {e}") from e
+    from transformers import AutoModel, AutoTokenizer
+
     with quiet_loading():  # no per-call "Loading weights" bar for a local load
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
@@ -134,7 +148,7 @@ class KnowledgeVQAModel(nn.Module):
         super().__init__()
         self.config = config
         if trunk is None:
-            tokenizer, trunk = load_text_backbone(config.text_backbone)
+            tokenizer, trunk = load_text_backbone(config.text_backbone, fast=config.trunk_init != "scratch")
         self.tokenizer = tokenizer
         if config.trunk_layers is not None:
             n = len(trunk.encoder.layer)
@@ -226,8 +240,6 @@ class KnowledgeVQAModel(nn.Module):
 
     def _seed_links(self, data, B: int, M: int) -> torch.Tensor:
         """(B, M, D): for each node, the mean over its edges to seeds of relation + seed features."""
-        from torch_geometric.utils import scatter, to_dense_batch
-
         src, dst = data.edge_index  # (E,), (E,)
         seed = data.origin > 0  # (N,)
         R = self.config.num_relations
@@ -313,8 +325,6 @@ class KnowledgeVQAModel(nn.Module):
             ids = _expand_ids(ids, self.img_id, img.shape[1])  # (B, L + G - 1)
         node_mask = keys = graph = g_local = None
         if kind.uses_graph:
-            from torch_geometric.utils import to_dense_batch  # the pyg extra
-
             graph = self._graph_inputs(batch.graph, B)
             dense, node_mask = to_dense_batch(graph.node_states, graph.batch, batch_size=B)  # (B, M, H), (B, M)
             keys = self.node_key(dense)  # (B, M, D)
@@ -363,8 +373,6 @@ class KnowledgeVQAModel(nn.Module):
 
     def _verify(self, vocab_logits, pointer_logits, node_mask, data, B: int) -> torch.Tensor:
         """Raise the "yes" logit by the best pointer score among the question's own concepts."""
-        from torch_geometric.utils import to_dense_batch  # the pyg extra
-
         origin, _ = to_dense_batch(data.origin, data.batch, batch_size=B)  # (B, M)
         named = node_mask & ((origin == 1) | (origin == 3))
         best = pointer_logits.masked_fill(~named, float("-inf")).max(1).values  # (B,)
@@ -465,7 +473,7 @@ class VQABatch:
     Fields:
         pixel_values (B, 3, S, S) float in [0, 1].
         input_ids (B, L) long, attention_mask (B, L) bool: the trunk's text with placeholders.
-        graph: a torch_geometric Batch (x (N, nd), edge_index, edge_type, origin, node_relevance,
+        graph: a :class:`~ravlm_graph.utils.graph.GraphBatch` (x (N, nd), edge_index, edge_type, origin, node_relevance,
             box (N, 5), batch) or None.
         vocab_target (B, V) float 0/1: valid answers in the vocabulary (None at inference).
         node_target_dense (B, M) float 0/1: nodes whose name is a valid answer.
