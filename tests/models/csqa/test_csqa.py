@@ -255,7 +255,7 @@ def test_settings_from_config_file_and_options(tmp_path):
     assert (cfg.trunk_layers, cfg.budget, tc.epochs, tc.lr, tc.backbone_lr) == (2, 8, 3, 0.01, 1e-4)
     assert cfg.link_features is True
     # the shipped settings file holds the defaults
-    args.config, args.budget = "configs/csqa.json", None
+    args.config, args.budget, args.link_features = "configs/csqa.json", None, None
     shipped, shipped_tc = csqa_cli.settings_from_args(args)
     assert shipped == CSQAConfig() and shipped_tc.backbone_lr == 1e-4 and shipped_tc.epochs == 2
 
