@@ -18,7 +18,10 @@ With ``use_kg`` a graph module joins the trunk, after QA-GNN (Yasunaga et al., N
 3. a :class:`~ravlm_graph.nn.gnn.GraphEncoder` (GATv2 with relation-type edge features);
 4. read-out: attention pooling over the concept nodes (query: the pooled text state), the
    context node's final state and the mean state of the choice's own concept nodes; they
-   join the pooled text state in the scoring MLP.
+   join the pooled text state in the scoring MLP;
+5. optionally (``link_features``), how the subgraph links the question's concepts to the
+   choice's (edge counts per relation and direction, two-step paths), through one layer,
+   also into the scoring MLP.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from torch import nn
 
 from ravlm_graph.models.csqa.configuration import (FORMAT, FORMAT_VERSION, NUM_ORIGINS, ORIGIN_BOTH, ORIGIN_CHOICE,
                                                    CSQAConfig)
-from ravlm_graph.models.csqa.processing import CSQABatch, GraphBatch
+from ravlm_graph.models.csqa.processing import CSQABatch, GraphBatch, num_link_features
 from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
 from ravlm_graph.retrieval.embeddings import minilm_path
 from ravlm_graph.utils.graph import GraphData, scatter, segment_softmax
@@ -114,6 +117,9 @@ class CSQAModel(nn.Module):
                                               dropout=config.dropout))
             self.query = nn.Linear(d, h)
             in_dim += 3 * h
+            if config.link_features:
+                self.link = nn.Sequential(nn.Linear(num_link_features(config.num_relations), h), nn.GELU())
+                in_dim += h
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(in_dim, config.hidden), nn.GELU(),
                                   nn.Dropout(config.dropout), nn.Linear(config.hidden, 1))
 
@@ -164,7 +170,11 @@ class CSQAModel(nn.Module):
         pooled = scatter(hb * w.unsqueeze(-1), bb, dim=0, dim_size=n_graphs, reduce="sum")  # (G, H)
         ch = (g.origin == ORIGIN_CHOICE) | (g.origin == ORIGIN_BOTH)
         choice_mean = scatter(h[ch], g.batch[ch], dim=0, dim_size=n_graphs, reduce="mean")  # (G, H)
-        return pooled, ctx_state, choice_mean
+        if not self.config.link_features:
+            return pooled, ctx_state, choice_mean
+        if g.links is None:
+            raise ValueError("CSQAModel: link_features needs the pairs' link counts, found a batch without them")
+        return pooled, ctx_state, choice_mean, self.link(torch.log1p(g.links))  # (G, H)
 
     # ----------------------------------------------------------- save / load
     def save_pretrained(self, path) -> Path:
