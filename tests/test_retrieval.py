@@ -7,13 +7,14 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-from torch_geometric.data import Data
+from torch_geometric.data import Batch, Data
 
 from kg_ingest import KnowledgeGraph
 from ravlm_graph.retrieval.config import RetrievalConfig
 from ravlm_graph.retrieval.embeddings import NodeEmbeddings
 from ravlm_graph.grounding import Entity
 from ravlm_graph.retrieval.subgraph import Subgraph
+from ravlm_graph.utils.graph import GraphBatch
 from ravlm_graph.retrieval.retriever import SubgraphRetriever
 from ravlm_graph.retrieval.scoring import _ranges, personalized_pagerank
 
@@ -96,7 +97,7 @@ def test_ppr_agrees_with_dense_solution():
 def test_khop_subgraph_fields(kg, retriever):
     sg = retriever.retrieve([Entity("apple", 0.9, "image"), Entity("knife", 1.0, "question")], method="khop",
                             budget=50)
-    assert isinstance(sg, Data) and isinstance(sg, Subgraph) and sg.reason is None
+    assert isinstance(sg, Subgraph) and sg.reason is None
     names = set(sg.node_names)
     # 2 hops around apple and knife, nothing from the island component
     assert {"apple", "knife", "eat", "fruit", "tree", "cut", "kitchen", "slice", "market", "house", "full"} <= names
@@ -220,12 +221,27 @@ def test_degree_caps_take_heaviest_edges():
 
 
 def test_batching_keeps_names(retriever):
-    from torch_geometric.data import Batch
-
     a = retriever.retrieve(["apple"], method="khop", budget=5)
     b = retriever.retrieve(["knife"], method="khop", budget=4)
-    batch = Batch.from_data_list([a, b])
-    assert batch.num_nodes == 9 and batch.node_names[1] == b.node_names
+    batch = GraphBatch.from_data_list([a, b])
+    assert batch.num_nodes == 9 and batch.num_graphs == 2 and batch.node_names[1] == b.node_names
+    assert torch.equal(batch.edge_index[:, a.num_edges:], b.edge_index + a.num_nodes)
+    # the PyG route: to_pyg() gives real Data objects, which PyG's Batch collates the same way
+    pyg = Batch.from_data_list([a.to_pyg(), b.to_pyg()])
+    assert pyg.num_nodes == 9 and pyg.node_names[1] == b.node_names
+    assert torch.equal(pyg.edge_index, batch.edge_index) and torch.equal(pyg.batch, batch.batch)
+
+
+def test_to_pyg_is_a_data_with_every_field(retriever):
+    sg = retriever.retrieve([Entity("apple", 0.9, "image")], method="khop", budget=6, question="Why?")
+    data = sg.to_pyg()
+    assert isinstance(data, Data) and not isinstance(sg, Data)
+    assert data.num_nodes == sg.num_nodes and data.num_edges == sg.num_edges
+    for key in ("edge_index", "edge_type", "edge_weight", "node_id", "node_relevance", "seed_mask", "origin"):
+        assert torch.equal(data[key], getattr(sg, key)), key
+    assert data.node_names == sg.node_names and data.question == "Why?"
+    empty = Subgraph.empty("no seeds").to_pyg()
+    assert empty.num_nodes == 0 and empty.reason == "no seeds"
 
 
 def test_retrieval_config_validation():

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ravlm_graph.evaluation.ablation import ablation_table, run_ablation
-from ravlm_graph.evaluation.bench import DEFAULT_BUDGETS, bench_builtin, bench_fvqa, results_table
+from ravlm_graph.evaluation.bench import DEFAULT_BUDGETS, bench_builtin, bench_fvqa, held_out_qids, results_table
 from ravlm_graph.recipes import load_recipe
 
 BUDGETS_HELP = "node budgets of the coverage-vs-budget curve (default 16 32 64 96 128 192; none: skip)"
@@ -46,6 +46,9 @@ def register(sub) -> None:
     bf.add_argument("--kg", default=None, help="store folder to use instead of the engine's KG")
     bf.add_argument("--out", required=True)
     bf.add_argument("--limit", type=int, default=None)
+    bf.add_argument("--held-out", default=None, metavar="RUN|IDS.json",
+                    help="evaluate only the questions a training run held out (its folder, which holds "
+                         "summary.json) or those listed in a JSON file of question ids")
     bf.add_argument("--kg-cache", default=None,
                     help="where the bundled KG is built (default: the user cache folder, or $RAVLM_CACHE)")
     bf.add_argument("--budgets", nargs="+", default=None, metavar="N|none",
@@ -88,8 +91,9 @@ def _bench_builtin(args) -> int:
 
 
 def _bench_fvqa(args) -> int:
+    qids = held_out_qids(args.held_out) if args.held_out else None
     res = bench_fvqa(args.model, args.questions, args.facts, args.out, limit=args.limit, kg=args.kg,
-                     kg_cache=args.kg_cache, budgets=_budgets(args), **_decoding(args))
+                     kg_cache=args.kg_cache, budgets=_budgets(args), qids=qids, **_decoding(args))
     sys.stdout.write(results_table(res, "FVQA (given-entities mode)"))
     return 0
 

@@ -23,7 +23,7 @@ from ravlm_graph.training.loop import TrainConfig
 
 # option -> (section, field) of the --config file
 _MODEL_OPTIONS = ("trunk_layers", "train_layers", "pooling", "max_length", "hidden", "dropout", "gnn_kind", "gnn_hidden", "gnn_layers",
-                  "gnn_heads", "budget", "method", "text_backbone")
+                  "gnn_heads", "budget", "method", "text_backbone", "link_features")
 _TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "backbone_lr", "weight_decay", "warmup_ratio", "seed", "patience")
 
 
@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     model.add_argument("--gnn-heads", type=int, default=None, help=f"default {m.gnn_heads}")
     model.add_argument("--budget", type=int, default=None, help=f"subgraph nodes per choice (default {m.budget})")
     model.add_argument("--method", default=None, help=f"retrieval pruning (default {m.method})")
+    model.add_argument("--link-features", action=argparse.BooleanOptionalAction, default=None,
+                       help=f"kg: also read the question-choice link counts of each subgraph "
+                            f"(default {m.link_features})")
     tr = parser.add_argument_group("training (TrainConfig)")
     tr.add_argument("--epochs", type=int, default=None, help=f"default {t.epochs}")
     tr.add_argument("--batch-size", type=int, default=None, help=f"questions per step (default {t.batch_size})")

@@ -23,7 +23,7 @@ import logging
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 from ravlm_graph.recipes import builtin_entities, fvqa_entities
 from ravlm_graph.recipes import record_image
 from ravlm_graph.types import Entity
@@ -259,11 +259,20 @@ def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, dat
 def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | None = None,
                progress: bool = True, kg_cache: str | None = None, kg: str | None = None,
                budgets: Sequence[int] | None = DEFAULT_BUDGETS, max_new_tokens: int | None = None,
-               num_beams: int | None = None) -> dict:
-    """Evaluate on FVQA questions in given-entities mode (visual concept + distractors as image entities)."""
+               num_beams: int | None = None, qids: Collection[str] | None = None) -> dict:
+    """Evaluate on FVQA questions in given-entities mode (visual concept + distractors as image entities).
 
-    engine = KnowledgeVQA.from_pretrained(model, kg=kg, detector=False, kg_cache=kg_cache)
+    ``qids``: evaluate only these question ids (e.g. the questions a training run held out,
+    see :func:`held_out_qids`); an id set that matches no question is an error.
+    """
+
     recs = [r for r in load_fvqa(questions, facts) if r.answer_concepts]
+    if qids is not None:
+        wanted = {str(q) for q in qids}
+        recs = [r for r in recs if str(r.qid) in wanted]
+        if not recs:
+            raise ValueError(f"none of the {len(wanted)} question ids given is in {questions}")
+    engine = KnowledgeVQA.from_pretrained(model, kg=kg, detector=False, kg_cache=kg_cache)
     if limit:
         recs = recs[:limit]
     m, rows = run_split(engine, recs, _entity_fn("fvqa", False), progress=progress, max_new_tokens=max_new_tokens,
@@ -272,11 +281,31 @@ def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | No
     m["unknown_relations"] = unknown_relations(recs)
     m["n_unknown_relation"] = sum(m["unknown_relations"].values())
     results = {"fvqa": m, "_meta": {"model": str(model), "setting": "given entities (no images)",
-                                    "questions": str(questions)}}
+                                    "questions": str(questions), "n_questions": len(recs),
+                                    "subset": "given question ids" if qids is not None else "all"}}
     if budgets and engine.retriever is not None and engine.model.config.uses_graph:
         results["_coverage_by_budget"] = coverage_by_budget(engine.retriever, rows, budgets, progress)
     write_outputs(Path(out), results, rows, f"FVQA (given-entities mode) — {model}")
     return results
+
+
+def held_out_qids(path: str | Path) -> list[str]:
+    """Question ids a training run held out: ``RUN/summary.json`` (or that file) written by
+    ``ravlm train``, or a JSON file holding a list of ids."""
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "summary.json"
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p}: not found (give a training run folder or a JSON list of question ids)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: not valid JSON ({e})") from e
+    ids = data.get("holdout_qids") if isinstance(data, dict) else data
+    if not isinstance(ids, list) or not ids:
+        raise ValueError(f"{p}: expected 'holdout_qids' (a training summary) or a non-empty list of question ids")
+    return [str(q) for q in ids]
 
 
 def _model_kind(engine) -> str:

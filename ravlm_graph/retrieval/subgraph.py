@@ -1,5 +1,6 @@
-"""The retrieved subgraph (:class:`Subgraph`, a PyG ``Data`` with node names, origins,
-relevance and relations) and its reasoning paths (:class:`ReasoningPath`)."""
+"""The retrieved subgraph (:class:`Subgraph`, a graph container with node names, origins,
+relevance and relations; :meth:`Subgraph.to_pyg` gives a PyG ``Data``) and its reasoning
+paths (:class:`ReasoningPath`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
-from torch_geometric.data import Data
 
+from ravlm_graph.utils.graph import GraphData
 from ravlm_graph.types import Entity
 from ravlm_graph.types import ORIGIN_CODES
 from ravlm_graph.types import Fact
@@ -54,8 +55,12 @@ class ReasoningPath:
         return " ".join(out)
 
 
-class Subgraph(Data):
-    """A retrieved subgraph: a torch_geometric ``Data`` plus what a person needs to read it.
+class Subgraph(GraphData):
+    """A retrieved subgraph: a :class:`~ravlm_graph.utils.graph.GraphData` (the attributes of
+    a torch_geometric ``Data``, without importing it) plus what a person needs to read it.
+    :meth:`to_pyg` returns a real ``torch_geometric.data.Data`` with the same fields;
+    :class:`~ravlm_graph.utils.graph.GraphBatch` (or PyG's ``Batch`` on the ``to_pyg()``
+    results) collates several.
 
     Tensor fields (N nodes, E edges):
         edge_index (2, E) long: local node indices.
@@ -79,6 +84,14 @@ class Subgraph(Data):
     def __init__(self, edge_index: torch.Tensor | None = None, **kwargs: Any) -> None:
         super().__init__(edge_index=edge_index, **kwargs)
 
+    def to_pyg(self):
+        """This subgraph as a ``torch_geometric.data.Data``: the same tensors (shared, not
+        copied), ``num_nodes``, and the Python fields (``node_names``, ``relation_names``,
+        ``entities``, ``info``, and ``question``/``reason`` when set). Needs ``torch_geometric``
+        (the ``model`` extra); batch several with ``torch_geometric.data.Batch.from_data_list``.
+        """
+        return super().to_pyg()
+
     # -------------------------------------------------------------- build
     @classmethod
     def empty(cls, reason: str, *, entities: Sequence[Entity] = (), relation_names: Sequence[str] = (),
@@ -100,7 +113,7 @@ class Subgraph(Data):
         sg.info = dict(info or {}, reason=reason)
         return sg
 
-    # PyG drops attributes set to None; these may be None, so they are properties.
+    # Attributes set to None are dropped (as in PyG); these may be None, so they are properties.
     @property
     def reason(self) -> str | None:
         """None, or why the subgraph is empty."""

@@ -1,6 +1,10 @@
 """Runner helpers: coverage of the answer by subgraph budget."""
 
+import json
+from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from ravlm_graph.evaluation.bench import coverage_by_budget
 
@@ -45,3 +49,50 @@ def test_results_table_reports_unknown_relations():
             "(conservation_status x2, capital_of x1); evaluated all the same") in table
     clean = results_table({"fvqa": {**m, "unknown_relations": {}, "n_unknown_relation": 0}}, "FVQA")
     assert "does not know" not in clean
+
+
+# --------------------------------------------------------------------------- FVQA held-out subset
+
+FVQA_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "vqa"
+
+
+def test_held_out_qids_reads_a_training_summary_or_a_list(tmp_path):
+    from ravlm_graph.evaluation.bench import held_out_qids
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"val_accuracy": 0.5, "holdout_qids": ["96", "272"]}))
+    assert held_out_qids(run) == ["96", "272"]
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps([271, "2039"]))
+    assert held_out_qids(ids) == ["271", "2039"]
+    (run / "summary.json").write_text(json.dumps({"val_accuracy": 0.5}))
+    with pytest.raises(ValueError, match="holdout_qids"):
+        held_out_qids(run)
+    with pytest.raises(FileNotFoundError, match="training run folder"):
+        held_out_qids(tmp_path / "missing")
+
+
+def test_bench_fvqa_unknown_question_ids_fail_before_loading_a_model(tmp_path):
+    from ravlm_graph.evaluation.bench import bench_fvqa
+
+    with pytest.raises(ValueError, match="none of the 2 question ids"):
+        bench_fvqa(str(tmp_path / "no-model"), str(FVQA_DIR / "fvqa_train_split0_questions.json"),
+                   str(FVQA_DIR / "fvqa_train_split0_fact_triples.json"), str(tmp_path / "out"),
+                   qids=["no-such-id", "nor-this"])
+
+
+@pytest.mark.slow
+def test_bench_fvqa_held_out_subset_through_the_cli(tmp_path, capsys):
+    from ravlm_graph.cli.main import main
+
+    engine = Path(__file__).resolve().parents[2] / "ravlm_graph" / "data" / "engine_builtin"
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps(["272", "96"]))
+    rc = main(["bench", "fvqa", "--questions", str(FVQA_DIR / "fvqa_train_split0_questions.json"),
+               "--facts", str(FVQA_DIR / "fvqa_train_split0_fact_triples.json"), "--model", str(engine),
+               "--out", str(tmp_path / "out"), "--held-out", str(ids), "--budgets", "none"])
+    assert rc == 0
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["_meta"]["n_questions"] == 2 and res["_meta"]["subset"] == "given question ids"
+    assert res["fvqa"]["n"] == 2

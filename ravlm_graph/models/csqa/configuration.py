@@ -54,6 +54,11 @@ class CSQAConfig(Config):
         budget (int): nodes per retrieved subgraph, seeds included. Default 32.
         method (str): retrieval pruning. Default ``"ppr"``.
         max_facts (int): facts per choice written to the predictions. Default 3.
+        link_features (bool): the ``kg`` variant also reads, per pair, how its subgraph links
+            the question's concepts to the choice's (edge counts per relation and
+            direction, two-step paths; see
+            :func:`~ravlm_graph.models.csqa.processing.link_features`) through a small
+            layer into the scoring MLP. Default False.
     """
 
     use_kg: bool = False
@@ -74,6 +79,7 @@ class CSQAConfig(Config):
     budget: int = 32
     method: str = "ppr"
     max_facts: int = 3
+    link_features: bool = False
 
     def __post_init__(self) -> None:
         o = "CSQAConfig"

@@ -18,7 +18,10 @@ With ``use_kg`` a graph module joins the trunk, after QA-GNN (Yasunaga et al., N
 3. a :class:`~ravlm_graph.nn.gnn.GraphEncoder` (GATv2 with relation-type edge features);
 4. read-out: attention pooling over the concept nodes (query: the pooled text state), the
    context node's final state and the mean state of the choice's own concept nodes; they
-   join the pooled text state in the scoring MLP.
+   join the pooled text state in the scoring MLP;
+5. optionally (``link_features``), how the subgraph links the question's concepts to the
+   choice's (edge counts per relation and direction, two-step paths), through one layer,
+   also into the scoring MLP.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from torch import nn
 
 from ravlm_graph.models.csqa.configuration import (FORMAT, FORMAT_VERSION, NUM_ORIGINS, ORIGIN_BOTH, ORIGIN_CHOICE,
                                                    CSQAConfig)
-from ravlm_graph.models.csqa.processing import CSQABatch, GraphBatch
+from ravlm_graph.models.csqa.processing import CSQABatch, GraphBatch, num_link_features
 from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
 from ravlm_graph.retrieval.embeddings import minilm_path
+from ravlm_graph.utils.graph import GraphData, scatter, segment_softmax
 from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, write_checkpoint
 
 
@@ -113,6 +117,9 @@ class CSQAModel(nn.Module):
                                               dropout=config.dropout))
             self.query = nn.Linear(d, h)
             in_dim += 3 * h
+            if config.link_features:
+                self.link = nn.Sequential(nn.Linear(num_link_features(config.num_relations), h), nn.GELU())
+                in_dim += h
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(in_dim, config.hidden), nn.GELU(),
                                   nn.Dropout(config.dropout), nn.Linear(config.hidden, 1))
 
@@ -147,13 +154,10 @@ class CSQAModel(nn.Module):
         return CSQAOutput(logits=logits, loss=loss)
 
     def _graph_readout(self, text: torch.Tensor, g: GraphBatch):
-        from torch_geometric.data import Data  # heavy optional dependency
-        from torch_geometric.utils import scatter, softmax
-
         n_graphs = text.shape[0]
         x = g.x.clone()
         x[g.ctx_pos] = self.context(text)  # (G, node_dim)
-        data = Data(x=x, edge_index=g.edge_index, edge_type=g.edge_type, origin=g.origin,
+        data = GraphData(x=x, edge_index=g.edge_index, edge_type=g.edge_type, origin=g.origin,
                     node_relevance=g.relevance, batch=g.batch, num_nodes=x.shape[0])
         h = self.gnn(data, num_graphs=n_graphs).node_states  # (N, H)
         ctx_state = h[g.ctx_pos]  # (G, H)
@@ -162,11 +166,15 @@ class CSQAModel(nn.Module):
         hb, bb = h[concept], g.batch[concept]
         q = self.query(text)  # (G, H)
         score = (hb * q[bb]).sum(-1) / math.sqrt(h.shape[1])
-        w = softmax(score, bb, num_nodes=n_graphs)
+        w = segment_softmax(score, bb, n_graphs)
         pooled = scatter(hb * w.unsqueeze(-1), bb, dim=0, dim_size=n_graphs, reduce="sum")  # (G, H)
         ch = (g.origin == ORIGIN_CHOICE) | (g.origin == ORIGIN_BOTH)
         choice_mean = scatter(h[ch], g.batch[ch], dim=0, dim_size=n_graphs, reduce="mean")  # (G, H)
-        return pooled, ctx_state, choice_mean
+        if not self.config.link_features:
+            return pooled, ctx_state, choice_mean
+        if g.links is None:
+            raise ValueError("CSQAModel: link_features needs the pairs' link counts, found a batch without them")
+        return pooled, ctx_state, choice_mean, self.link(torch.log1p(g.links))  # (G, H)
 
     # ----------------------------------------------------------- save / load
     def save_pretrained(self, path) -> Path:

@@ -88,6 +88,8 @@ class GraphFeatures:
         node_relevance (N,) float32; edge_index (2, E) long; edge_type (E,) long;
         choice_concepts / facts: per pair, for the predictions file.
         num_relations: relation types of the store.
+        links (P, 2R + 3) float32: per pair, the question-choice link counts of its subgraph
+            (see :func:`link_features`).
         info: grounding and retrieval counts.
     """
 
@@ -103,6 +105,7 @@ class GraphFeatures:
     choice_concepts: list[list[str]] = field(default_factory=list)
     facts: list[list[str]] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    links: np.ndarray | None = None
 
     def num_nodes(self, p: int) -> int:
         return int(self.node_ptr[p + 1] - self.node_ptr[p])
@@ -134,6 +137,45 @@ def _pair_facts(sg, choice_set: set[str], max_facts: int) -> list[str]:
     return [f.verbalize() for f in (first + rest)[:max_facts]]
 
 
+def num_link_features(num_relations: int) -> int:
+    """Width of :func:`link_features` for a store of ``num_relations`` relation types."""
+    return 2 * int(num_relations) + 3
+
+
+def link_features(edge_index: np.ndarray, edge_type: np.ndarray, origin: np.ndarray, num_relations: int) -> np.ndarray:
+    """How one pair's subgraph links the question's concepts to the choice's (2R + 3 counts).
+
+    ``[0:R]``: edges question concept -> choice concept per relation; ``[R:2R]``: choice ->
+    question per relation; ``2R``: two-step paths question - x - choice (either direction,
+    through a non-seed node); ``2R+1``: the choice has a concept in the subgraph;
+    ``2R+2``: a choice concept is also a question concept. Concepts of both count as both.
+    """
+    r = int(num_relations)
+    out = np.zeros(num_link_features(r), dtype=np.float32)
+    origin = np.asarray(origin)
+    is_q = (origin == ORIGIN_QUESTION) | (origin == ORIGIN_BOTH)
+    is_c = (origin == ORIGIN_CHOICE) | (origin == ORIGIN_BOTH)
+    out[2 * r + 1] = float(is_c.any())
+    out[2 * r + 2] = float((origin == ORIGIN_BOTH).any())
+    if edge_index.shape[1] == 0:
+        return out
+    src, dst, et = edge_index[0], edge_index[1], np.asarray(edge_type)
+    qc = is_q[src] & is_c[dst] & (src != dst)
+    cq = is_c[src] & is_q[dst] & (src != dst)
+    np.add.at(out, et[qc], 1.0)
+    np.add.at(out, r + et[cq], 1.0)
+    # Two-step paths through a non-seed node: (#question neighbours) x (#choice neighbours).
+    mid = origin == 0
+    n = len(origin)
+    und_a, und_b = np.concatenate([src, dst]), np.concatenate([dst, src])
+    q_nb = np.zeros(n); c_nb = np.zeros(n)
+    sel = mid[und_a]
+    np.add.at(q_nb, und_a[sel & is_q[und_b]], 1.0)
+    np.add.at(c_nb, und_a[sel & is_c[und_b]], 1.0)
+    out[2 * r] = float((q_nb * c_nb).sum())
+    return out
+
+
 def build_graph_features(records: Sequence["VQARecord"], kg: "KnowledgeGraph", retriever, grounder, *,
                          config: CSQAConfig, num_choices: int | None = None, keep_facts: bool = False,
                          encoder=None, progress: bool = False, desc: str = "subgraphs") -> GraphFeatures:
@@ -149,6 +191,8 @@ def build_graph_features(records: Sequence["VQARecord"], kg: "KnowledgeGraph", r
     ids, origins, rels, eis, ets = [], [], [], [], []
     choice_concepts: list[list[str]] = []
     facts: list[list[str]] = []
+    nlink = num_link_features(kg.num_relations)
+    links = np.zeros((len(records) * c, nlink), dtype=np.float32)
     empty = no_choice_seed = 0
     q_seeds = c_seeds = 0
     needs_query = config.method in ("relevance", "hybrid", "pcst")
@@ -157,6 +201,8 @@ def build_graph_features(records: Sequence["VQARecord"], kg: "KnowledgeGraph", r
     for i, r in enumerate(tqdm(records, desc=desc, unit="question", disable=not progress, dynamic_ncols=True)):
         q_ents = _question_entities(grounder, r)
         q_seeds += len(q_ents)
+        # One encoder call per question (its choices' pair texts together).
+        queries = encoder.encode([pair_text(r.question, x) for x in r.choices]) if needs_query else None
         for j in range(c):
             if j >= len(r.choices):
                 node_counts.append(0); edge_counts.append(0)
@@ -164,7 +210,7 @@ def build_graph_features(records: Sequence["VQARecord"], kg: "KnowledgeGraph", r
                 continue
             c_ents = _choice_entities(grounder, kg, r.choices[j])
             c_seeds += len(c_ents)
-            query = encoder.encode([pair_text(r.question, r.choices[j])])[0] if needs_query else None
+            query = queries[j] if needs_query else None
             sg = retriever.retrieve(q_ents + c_ents, None, budget=config.budget, method=config.method,
                                     question_embedding=query, ground_question=False, use_cache=False)
             n, e = int(sg.num_nodes), int(sg.num_edges)
@@ -176,6 +222,8 @@ def build_graph_features(records: Sequence["VQARecord"], kg: "KnowledgeGraph", r
             if not any(o in (ORIGIN_CHOICE, ORIGIN_BOTH) for o in sg.origin.tolist()):
                 no_choice_seed += 1
             if n:
+                links[i * c + j] = link_features(sg.edge_index.numpy(), sg.edge_type.numpy(), sg.origin.numpy(),
+                                                 kg.num_relations)
                 ids.append(sg.node_id.numpy()); origins.append(sg.origin.numpy())
                 rels.append(sg.node_relevance.numpy()); eis.append(sg.edge_index.numpy())
                 ets.append(sg.edge_type.numpy())
@@ -195,7 +243,7 @@ def build_graph_features(records: Sequence["VQARecord"], kg: "KnowledgeGraph", r
         edge_ptr=edge_ptr,
         edge_index=np.concatenate(eis, axis=1).astype(np.int64) if eis else np.zeros((2, 0), np.int64),
         edge_type=cat(ets, np.int64, (0,)), num_relations=int(kg.num_relations),
-        choice_concepts=choice_concepts, facts=facts, info=info)
+        choice_concepts=choice_concepts, facts=facts, info=info, links=links)
 
 
 
@@ -209,6 +257,7 @@ class GraphBatch:
         ctx_pos (G,) long: position of each pair's context node.
         edge_index (2, E) long; edge_type (E,) long; origin (N,) long; relevance (N,) float;
         batch (N,) long: the pair of each node.
+        links (G, 2R + 3) float: the pairs' question-choice link counts (None: not computed).
     """
 
     x: torch.Tensor
@@ -218,6 +267,7 @@ class GraphBatch:
     origin: torch.Tensor
     relevance: torch.Tensor
     batch: torch.Tensor
+    links: torch.Tensor | None = None
 
 
 def collate_graphs(g: GraphFeatures, node_table: np.ndarray, node_rows: np.ndarray,
@@ -254,9 +304,10 @@ def collate_graphs(g: GraphFeatures, node_table: np.ndarray, node_rows: np.ndarr
     ei = np.concatenate([ei, np.stack([ctx_src, ctx_dst])], axis=1)
     et = np.concatenate([et, ctx_type])
     batch = np.repeat(np.arange(len(pairs)), gsz)
+    links = None if g.links is None else torch.from_numpy(np.ascontiguousarray(g.links[pairs]))
     return GraphBatch(torch.from_numpy(x), torch.from_numpy(base.astype(np.int64)),
                       torch.from_numpy(ei.astype(np.int64)), torch.from_numpy(et.astype(np.int64)),
-                      torch.from_numpy(origin), torch.from_numpy(rel), torch.from_numpy(batch))
+                      torch.from_numpy(origin), torch.from_numpy(rel), torch.from_numpy(batch), links)
 
 
 @dataclass

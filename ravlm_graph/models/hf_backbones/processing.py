@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ravlm_graph.utils.graph import GraphBatch, GraphData
 from ravlm_graph.types import Entity
 from ravlm_graph.models.knowledge_vqa.processing import box_features
 from ravlm_graph.models.hf_backbones.modeling import IGNORE_INDEX, GenBatch, KnowledgeGenerator, _left_pad, _pad_id
@@ -204,18 +205,16 @@ def collate_generative(examples: Sequence[GenExample], model_or_config, with_ans
         pixel_values = torch.stack([e.pixel_values for e in examples])
     graph = name_ids = None
     if config.use_graph:
-        from torch_geometric.data import Batch, Data
-
         datas = []
         for e in examples:
             n = len(e.node_names)
-            datas.append(Data(x=torch.from_numpy(e.node_x.astype(np.float32)).reshape(n, config.node_dim),
+            datas.append(GraphData(x=torch.from_numpy(e.node_x.astype(np.float32)).reshape(n, config.node_dim),
                               edge_index=torch.from_numpy(np.asarray(e.edge_index, dtype=np.int64)).reshape(2, -1),
                               edge_type=torch.from_numpy(np.asarray(e.edge_type, dtype=np.int64)),
                               origin=torch.from_numpy(np.asarray(e.origin, dtype=np.int64)),
                               node_relevance=torch.from_numpy(np.asarray(e.relevance, dtype=np.float32)),
                               box=torch.from_numpy(np.asarray(e.box, dtype=np.float32)).reshape(n, 5), num_nodes=n))
-        graph = Batch.from_data_list(datas)
+        graph = GraphBatch.from_data_list(datas)
         name_ids = torch.from_numpy(np.concatenate([e.name_ids for e in examples]) if examples else
                                     np.zeros((0, config.name_pieces), dtype=np.int64)).reshape(-1, config.name_pieces)
     return GenBatch(input_ids=input_ids, attention_mask=mask, labels=labels, pixel_values=pixel_values,

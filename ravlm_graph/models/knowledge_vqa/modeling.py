@@ -28,11 +28,13 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ravlm_graph.utils.graph import scatter, to_dense_batch
 from ravlm_graph.utils.checkpoint import (WEIGHTS_NAME, CheckpointError, atomic_folder, check_no_pickles, read_config,
-                                         read_weights, write_checkpoint_files)
+                                         read_weights, skip_init, write_checkpoint_files)
 from ravlm_graph.models.knowledge_vqa.configuration import (FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN,
                                                             KnowledgeVQAConfig, NUM_ORIGINS)
-from ravlm_graph.retrieval.embeddings import minilm_path, quiet_loading
+from ravlm_graph.retrieval.embeddings import is_bert_folder, minilm_path, quiet_loading
+from ravlm_graph.retrieval.text_model import load_bert
 from ravlm_graph.nn.fusion import FusionConfig, GraphInputs, GraphTokens, TrunkInputs, build_fusion
 from ravlm_graph.nn.fusion.graph_tokens import inject_graph_tokens
 from ravlm_graph.nn.fusion.pointer import CopyGate, PointerHead
@@ -101,10 +103,17 @@ class SceneEncoder(nn.Module):
         return f"SceneEncoder(grid={self.grid}, dim={self.dim})"
 
 
-def load_text_backbone(spec: str):
-    """``"minilm"`` -> the packaged all-MiniLM-L6-v2; otherwise a local folder."""
-    from transformers import AutoModel, AutoTokenizer
+def load_text_backbone(spec: str, fast: bool = True, num_layers: int | None = None):
+    """``"minilm"`` -> the packaged all-MiniLM-L6-v2; otherwise a local folder.
 
+    ``num_layers`` (with ``fast``, a BERT folder): build and read only the first layers.
+
+    A BERT folder (like MiniLM) loads into the project's own
+    :class:`~ravlm_graph.retrieval.text_model.BertEncoder` (same weights and outputs, no
+    ``transformers`` import) when ``fast``; other models, and ``fast=False`` (needed for
+    ``trunk_init="scratch"``, which re-initialises with transformers' ``_init_weights``),
+    load with ``transformers.AutoModel``.
+    """
     if spec == "minilm":
         path = str(minilm_path())
     else:
@@ -114,6 +123,13 @@ def load_text_backbone(spec: str):
     check_no_pickles(path, "text backbone")
     if not (Path(path) / WEIGHTS_NAME).is_file():
         raise CheckpointError(f"text_backbone: {path}: expected the weights as {WEIGHTS_NAME} (safetensors)")
+    if fast and is_bert_folder(path):
+        try:
+            return load_bert(path, num_layers=num_layers)
+        except ValueError as e:
+            raise CheckpointError(f"text_backbone: {e}") from e
+    from transformers import AutoModel, AutoTokenizer
+
     with quiet_loading():  # no per-call "Loading weights" bar for a local load
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
@@ -134,7 +150,7 @@ class KnowledgeVQAModel(nn.Module):
         super().__init__()
         self.config = config
         if trunk is None:
-            tokenizer, trunk = load_text_backbone(config.text_backbone)
+            tokenizer, trunk = load_text_backbone(config.text_backbone, fast=config.trunk_init != "scratch")
         self.tokenizer = tokenizer
         if config.trunk_layers is not None:
             n = len(trunk.encoder.layer)
@@ -226,8 +242,6 @@ class KnowledgeVQAModel(nn.Module):
 
     def _seed_links(self, data, B: int, M: int) -> torch.Tensor:
         """(B, M, D): for each node, the mean over its edges to seeds of relation + seed features."""
-        from torch_geometric.utils import scatter, to_dense_batch
-
         src, dst = data.edge_index  # (E,), (E,)
         seed = data.origin > 0  # (N,)
         R = self.config.num_relations
@@ -291,7 +305,12 @@ class KnowledgeVQAModel(nn.Module):
             config = KnowledgeVQAConfig.from_dict(cfg, str(Path(path) / "config.json"))
         except (TypeError, ValueError) as e:
             raise CheckpointError(str(e)) from e
-        model = cls(config, trunk=trunk, tokenizer=tokenizer)
+        if trunk is None:
+            tokenizer, trunk = load_text_backbone(config.text_backbone, fast=config.trunk_init != "scratch",
+                                                  num_layers=config.trunk_layers)
+        # Every parameter is loaded below (the trunk's frozen part above, strictly): no random init.
+        with skip_init():
+            model = cls(config, trunk=trunk, tokenizer=tokenizer)
         read_weights(path, _Subset(model, model._trainable_state()), rename=_v1_name if version == 1 else None)
         model.eval()
         return model
@@ -313,8 +332,6 @@ class KnowledgeVQAModel(nn.Module):
             ids = _expand_ids(ids, self.img_id, img.shape[1])  # (B, L + G - 1)
         node_mask = keys = graph = g_local = None
         if kind.uses_graph:
-            from torch_geometric.utils import to_dense_batch  # the pyg extra
-
             graph = self._graph_inputs(batch.graph, B)
             dense, node_mask = to_dense_batch(graph.node_states, graph.batch, batch_size=B)  # (B, M, H), (B, M)
             keys = self.node_key(dense)  # (B, M, D)
@@ -363,8 +380,6 @@ class KnowledgeVQAModel(nn.Module):
 
     def _verify(self, vocab_logits, pointer_logits, node_mask, data, B: int) -> torch.Tensor:
         """Raise the "yes" logit by the best pointer score among the question's own concepts."""
-        from torch_geometric.utils import to_dense_batch  # the pyg extra
-
         origin, _ = to_dense_batch(data.origin, data.batch, batch_size=B)  # (B, M)
         named = node_mask & ((origin == 1) | (origin == 3))
         best = pointer_logits.masked_fill(~named, float("-inf")).max(1).values  # (B,)
@@ -443,12 +458,17 @@ def answer_distribution(out: KnowledgeVQAOutput, answer_vocab: Sequence[str],
                         node_names: Sequence[Sequence[str]]) -> list[dict[str, float]]:
     """Per example: answer string -> probability (vocabulary and copied mass merged)."""
     p_vocab = torch.softmax(out.vocab_logits, -1)
+    unique = len(set(answer_vocab)) == len(answer_vocab)
     res = []
     for b in range(p_vocab.shape[0]):
         c = float(out.copy_prob[b])
-        d: dict[str, float] = {}
-        for a, p in zip(answer_vocab, ((1 - c) * p_vocab[b]).tolist()):
-            d[a] = d.get(a, 0.0) + p
+        probs = ((1 - c) * p_vocab[b]).tolist()
+        if unique:  # the same dict as the merge below (0.0 + p == p), built at C speed
+            d: dict[str, float] = dict(zip(answer_vocab, probs))
+        else:
+            d = {}
+            for a, p in zip(answer_vocab, probs):
+                d[a] = d.get(a, 0.0) + p
         if out.pointer_logits is not None and len(node_names[b]):
             logits = out.pointer_logits[b, : len(node_names[b])]
             pp = (c * torch.softmax(logits, -1)).tolist()
@@ -465,7 +485,7 @@ class VQABatch:
     Fields:
         pixel_values (B, 3, S, S) float in [0, 1].
         input_ids (B, L) long, attention_mask (B, L) bool: the trunk's text with placeholders.
-        graph: a torch_geometric Batch (x (N, nd), edge_index, edge_type, origin, node_relevance,
+        graph: a :class:`~ravlm_graph.utils.graph.GraphBatch` (x (N, nd), edge_index, edge_type, origin, node_relevance,
             box (N, 5), batch) or None.
         vocab_target (B, V) float 0/1: valid answers in the vocabulary (None at inference).
         node_target_dense (B, M) float 0/1: nodes whose name is a valid answer.

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ravlm_graph.utils.graph import GraphBatch, GraphData
 from ravlm_graph.types import Entity
 from ravlm_graph.models.knowledge_vqa.configuration import IMG_TOKEN, KG_TOKEN, KnowledgeVQAConfig
 from ravlm_graph.models.knowledge_vqa.modeling import VQABatch
@@ -184,7 +185,7 @@ class FeatureBuilder:
 
 def collate(examples: Sequence[Example], config: KnowledgeVQAConfig, pad_id: int = 0,
             with_targets: bool = True) -> VQABatch:
-    """Stack examples into a :class:`VQABatch` (right-padded text, a PyG batch of subgraphs)."""
+    """Stack examples into a :class:`VQABatch` (right-padded text, a :class:`GraphBatch` of subgraphs)."""
     B = len(examples)
     L = max(len(e.input_ids) for e in examples)
     ids = torch.full((B, L), pad_id, dtype=torch.long)
@@ -196,18 +197,16 @@ def collate(examples: Sequence[Example], config: KnowledgeVQAConfig, pad_id: int
     graph = node_target = None
     M = max((len(e.node_names) for e in examples), default=0)
     if config.uses_graph:
-        from torch_geometric.data import Batch, Data
-
         datas = []
         for e in examples:
             n = len(e.node_names)
-            datas.append(Data(x=torch.from_numpy(e.node_x.astype(np.float32)).reshape(n, config.node_dim),
+            datas.append(GraphData(x=torch.from_numpy(e.node_x.astype(np.float32)).reshape(n, config.node_dim),
                               edge_index=torch.from_numpy(np.asarray(e.edge_index, dtype=np.int64)).reshape(2, -1),
                               edge_type=torch.from_numpy(np.asarray(e.edge_type, dtype=np.int64)),
                               origin=torch.from_numpy(np.asarray(e.origin, dtype=np.int64)),
                               node_relevance=torch.from_numpy(np.asarray(e.relevance, dtype=np.float32)),
                               box=torch.from_numpy(e.box).reshape(n, 5), num_nodes=n))
-        graph = Batch.from_data_list(datas)
+        graph = GraphBatch.from_data_list(datas)
         node_target = torch.zeros(B, M)
         for i, e in enumerate(examples):
             if e.node_targets:

@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+
+from ravlm_graph.utils.graph import scatter
 from ravlm_graph.nn.fusion.base import Fusion, FusionConfig, GraphInputs, GraphTokens, TrunkInputs, _mlp, _reset, _shape
 
 
@@ -94,8 +96,6 @@ class GraphTokenProjector(nn.Module):
         return GraphTokens(tokens=tokens, mask=mask, node_index=node_index)
 
     def _pooled(self, node_states, batch, counts, graph_state) -> GraphTokens:
-        from torch_geometric.utils import scatter
-
         b = counts.numel()
         if graph_state is None:
             graph_state = scatter(node_states, batch, dim=0, dim_size=b, reduce="mean")  # (B, H)

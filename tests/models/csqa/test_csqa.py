@@ -249,11 +249,13 @@ def test_settings_from_config_file_and_options(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"model": {"trunk_layers": 2, "budget": 16},
                                                  "train": {"epochs": 3, "lr": 0.01}}))
     args = csqa_cli.add_arguments(__import__("argparse").ArgumentParser()).parse_args(
-        ["--train", "t", "--dev", "d", "--out", "o", "--config", str(tmp_path / "c.json"), "--budget", "8"])
+        ["--train", "t", "--dev", "d", "--out", "o", "--config", str(tmp_path / "c.json"), "--budget", "8",
+         "--link-features"])
     cfg, tc = csqa_cli.settings_from_args(args)
     assert (cfg.trunk_layers, cfg.budget, tc.epochs, tc.lr, tc.backbone_lr) == (2, 8, 3, 0.01, 1e-4)
+    assert cfg.link_features is True
     # the shipped settings file holds the defaults
-    args.config, args.budget = "configs/csqa.json", None
+    args.config, args.budget, args.link_features = "configs/csqa.json", None, None
     shipped, shipped_tc = csqa_cli.settings_from_args(args)
     assert shipped == CSQAConfig() and shipped_tc.backbone_lr == 1e-4 and shipped_tc.epochs == 2
 
@@ -275,3 +277,32 @@ def test_ravlm_bench_csqa_is_dispatched_to_the_csqa_runner(tmp_path):
     assert r.returncode == 2 and "no such file" in r.stderr
     r = subprocess.run([_sys.executable, "-m", "ravlm_graph", "bench", "csqa", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "usage: ravlm bench csqa" in r.stdout and "--backbone-lr" in r.stdout
+
+
+def test_link_features_count_question_choice_edges_and_paths():
+    # nodes: 0 question, 1 choice, 2 other, 3 both; relations 0..2
+    origin = np.array([1, 2, 0, 3])
+    ei = np.array([[0, 1, 0, 2, 3, 2], [1, 0, 2, 1, 2, 2]])
+    et = np.array([2, 1, 0, 0, 1, 1])
+    f = processing.link_features(ei, et, origin, 3)
+    assert f.shape == (processing.num_link_features(3),) == (9,)
+    # q->c: 0->1 (rel 2); c->q: 1->0 (rel 1); node 3 is both but only links to node 2
+    assert f[:3].tolist() == [0, 0, 1] and f[3:6].tolist() == [0, 1, 0]
+    # two-step paths through node 2: question side {0, 3} (the self-loop 2->2 is not a seed), choice side {1, 3}
+    assert f[6] == 4 and f[7] == 1 and f[8] == 1
+    empty = processing.link_features(np.zeros((2, 0), np.int64), np.zeros(0, np.int64), np.array([1]), 3)
+    assert empty.tolist() == [0] * 7 + [0, 0]
+
+
+def test_link_features_reach_the_model_and_change_its_scores(files, kg, trunk_dir, tmp_path):
+    tc = TrainConfig(epochs=1, batch_size=8, lr=1e-2, backbone_lr=1e-3, progress=False)
+    scores = {}
+    for flag in (False, True):
+        res = run_csqa(*files, tmp_path / str(flag), kg=kg, variants=["kg"], config=model_cfg(trunk_dir, link_features=flag),
+                       train_config=tc, val_fraction=0.0, encoder=HashEncoder(), progress=False)
+        assert res["model"]["link_features"] is flag
+        scores[flag] = [json.loads(x)["scores"] for x in (tmp_path / str(flag) / "predictions_kg.jsonl").read_text().splitlines()]
+    assert scores[False] != scores[True]
+    cfg = model_cfg(trunk_dir, use_kg=True, num_relations=kg.num_relations, node_dim=HashEncoder().dim, link_features=True)
+    model = CSQAModel(cfg)
+    assert model.link[0].in_features == processing.num_link_features(kg.num_relations)

@@ -1,0 +1,130 @@
+"""The pure-torch convolutions against torch_geometric's: same parameters, same initial
+weights for a seed, same outputs (with edge features, no edges, isolated nodes, self-loops,
+heads, decompositions, gradients)."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pyg_nn = pytest.importorskip("torch_geometric.nn")
+
+from ravlm_graph.nn import conv as ours  # noqa: E402
+
+F_IN, EDGE_DIM, R = 12, 6, 5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _graph(seed: int, n: int, e: int, self_loops: bool = True):
+    """Random edges (repeats and, optionally, self-loops kept); node ``n - 1`` is isolated."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, F_IN, generator=g)
+    if e == 0 or n < 2:
+        ei = torch.empty(2, 0, dtype=torch.long)
+    else:
+        ei = torch.randint(0, n - 1, (2, e), generator=g)
+        if not self_loops:
+            ei = ei[:, ei[0] != ei[1]]
+    et = torch.randint(0, R, (ei.shape[1],), generator=g)
+    ea = torch.randn(ei.shape[1], EDGE_DIM, generator=g)
+    return x, ei, et, ea
+
+
+# name -> (ours, theirs, kwargs, what the third argument is)
+LAYERS = {
+    "gatv2": (ours.GATv2Conv, pyg_nn.GATv2Conv, dict(out_channels=4, heads=3, edge_dim=EDGE_DIM, dropout=0.0),
+              "attr"),
+    "gatv2_noedge": (ours.GATv2Conv, pyg_nn.GATv2Conv, dict(out_channels=8, heads=1), None),
+    "gatv2_noloops": (ours.GATv2Conv, pyg_nn.GATv2Conv,
+                      dict(out_channels=4, heads=2, edge_dim=EDGE_DIM, add_self_loops=False), "attr"),
+    "transformer": (ours.TransformerConv, pyg_nn.TransformerConv,
+                    dict(out_channels=4, heads=3, edge_dim=EDGE_DIM, root_weight=True), "attr"),
+    "transformer_noroot": (ours.TransformerConv, pyg_nn.TransformerConv,
+                           dict(out_channels=5, heads=2, root_weight=False), None),
+    "rgcn": (ours.RGCNConv, pyg_nn.RGCNConv, dict(out_channels=10, num_relations=R), "type"),
+    "rgcn_bases": (ours.RGCNConv, pyg_nn.RGCNConv, dict(out_channels=10, num_relations=R, num_bases=2), "type"),
+    "rgcn_blocks": (ours.RGCNConv, pyg_nn.RGCNConv, dict(out_channels=8, num_relations=R, num_blocks=4), "type"),
+}
+
+
+def _pair(name: str, seed: int = 0):
+    mine_cls, theirs_cls, kw, edges = LAYERS[name]
+    torch.manual_seed(seed)
+    theirs = theirs_cls(F_IN, **kw)
+    torch.manual_seed(seed)
+    mine = mine_cls(F_IN, **kw)
+    return mine, theirs, edges
+
+
+def _args(edges, ei, et, ea):
+    return (ei,) if edges is None else (ei, et if edges == "type" else ea)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_same_keys_shapes_and_seeded_initial_weights(name):
+    mine, theirs, _ = _pair(name, seed=3)
+    a, b = mine.state_dict(), theirs.state_dict()
+    assert list(a) == list(b)
+    for k in a:
+        assert a[k].shape == b[k].shape, k
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+@pytest.mark.parametrize("case", ["random", "no_edges", "one_node", "no_self_loops", "dense"])
+def test_outputs_match_torch_geometric(name, case):
+    mine, theirs, edges = _pair(name, seed=1)
+    # Perturb the weights away from the initialisation (zero biases would hide a missing bias).
+    torch.manual_seed(5)
+    for p in theirs.parameters():
+        p.data.add_(0.3 * torch.randn_like(p))
+    mine.load_state_dict(theirs.state_dict(), strict=True)
+    n, e = {"random": (9, 20), "no_edges": (7, 0), "one_node": (1, 0), "no_self_loops": (8, 15),
+            "dense": (5, 60)}[case]
+    x, ei, et, ea = _graph(seed=len(case), n=n, e=e, self_loops=case != "no_self_loops")
+    mine.eval(), theirs.eval()
+    with torch.no_grad():
+        want = theirs(x, *_args(edges, ei, et, ea))
+        got = mine(x, *_args(edges, ei, et, ea))
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    if n > 1:
+        # The isolated last node still gets its own part (self-loop / root weight / bias).
+        assert torch.isfinite(got[-1]).all()
+
+
+@pytest.mark.parametrize("name", ["gatv2", "transformer", "rgcn_bases"])
+def test_gradients_match(name):
+    mine, theirs, edges = _pair(name, seed=2)
+    x, ei, et, ea = _graph(seed=4, n=8, e=18)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    theirs(x1, *_args(edges, ei, et, ea)).square().sum().backward()
+    mine(x2, *_args(edges, ei, et, ea)).square().sum().backward()
+    torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-4, atol=1e-5)
+    for (k, p), (k2, q) in zip(mine.named_parameters(), theirs.named_parameters()):
+        assert k == k2
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_errors_name_what_was_expected():
+    layer = ours.GATv2Conv(F_IN, 4, heads=2, edge_dim=EDGE_DIM)
+    x = torch.randn(3, F_IN)
+    with pytest.raises(ValueError, match=r"expected edge_index of shape \(2, E\), found \(3, 2\)"):
+        layer(x, torch.zeros(3, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="expected edge_attr with 2 rows"):
+        layer(x, torch.tensor([[0, 1], [1, 2]]), torch.randn(3, EDGE_DIM))
+    with pytest.raises(ValueError, match="at most one of num_bases / num_blocks"):
+        ours.RGCNConv(F_IN, 8, R, num_bases=2, num_blocks=2)
+
+
+def test_repr_matches_torch_geometric():
+    for name in ("gatv2", "transformer", "rgcn"):
+        mine, theirs, _ = _pair(name)
+        assert repr(mine) == repr(theirs)
