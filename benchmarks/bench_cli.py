@@ -13,7 +13,7 @@ runs it, from process start to the printed answer:
 Besides the wall-clock seconds (which depend on what else the machine runs) the CPU
 seconds of the child process are printed, and the machine's load average at the start.
 In-process figures: ``import ravlm_graph``; ``KnowledgeVQA.from_pretrained`` in a fresh
-process with a warm cache (its imports of torch, torch_geometric and transformers
+process with a warm cache (its import of torch
 included) and again in the same process (warm).
 """
 

@@ -20,6 +20,7 @@ store folder; ``from_pretrained(path, kg=...)`` can point it elsewhere.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -469,7 +470,8 @@ class KnowledgeVQA:
             return self._answer_generated(exs, questions, t, max_new_tokens, num_beams, ents, refs, notes)
         t0 = time.perf_counter()
         batch = collate(exs, self.model.config, pad_id=self.model.tokenizer.pad_token_id or 0, with_targets=False)
-        self.model.eval()
+        if any(m.training for m in self.model.modules()):  # eval() walks every module: only when needed
+            self.model.eval()
         with torch.inference_mode():
             out = self.model(batch)
         dists = answer_distribution(out, self.model.config.answer_vocab, batch.node_names)
@@ -477,7 +479,7 @@ class KnowledgeVQA:
         per = {k: v / len(exs) for k, v in t.items()}
         answers = []
         for b, (ex, d) in enumerate(zip(exs, dists)):
-            ranked = sorted(d.items(), key=lambda kv: -kv[1])
+            ranked = _top(d, top_k)
             best, p = ranked[0]
             attributions: list[tuple[str, float]] = []
             if out.pointer_logits is not None and ex.node_names:
@@ -502,7 +504,8 @@ class KnowledgeVQA:
         import torch
 
         t0 = time.perf_counter()
-        self.model.eval()
+        if any(m.training for m in self.model.modules()):  # eval() walks every module: only when needed
+            self.model.eval()
         with torch.inference_mode():
             gen = self.model.generate(collate_generative(exs, self.model, with_answers=False),
                                       max_new_tokens=max_new_tokens, num_beams=num_beams, details=True)
@@ -603,6 +606,17 @@ class KnowledgeVQA:
         return out[:top_k]
 
 
+def _top(d: dict[str, float], k: int) -> list[tuple[str, float]]:
+    """``sorted(d.items(), key=lambda kv: -kv[1])[:max(k, 1)]`` (ties in insertion order), by a
+    stable numpy argsort instead of a Python-keyed sort of the whole vocabulary."""
+    import numpy as np
+
+    keys, vals = list(d), list(d.values())
+    order = np.argsort(-np.asarray(vals, dtype=np.float64), kind="stable")[: max(k, 1)]
+    return [(keys[i], vals[i]) for i in order.tolist()]
+
+
+@functools.lru_cache(maxsize=65536)
 def _norm(text: str) -> str:
     """Lower case, punctuation and articles dropped, spaces collapsed (to match names)."""
     words = "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split()

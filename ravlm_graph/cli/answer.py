@@ -13,6 +13,7 @@ from ravlm_graph.grounding.detectors import DETECTORS, build_detector
 from ravlm_graph.grounding.detectors.given import parse_entities, read_entity_file
 from ravlm_graph.grounding.images import load_image
 from ravlm_graph.grounding.language import InputWarning, check_question, non_english_message
+from ravlm_graph.utils.threads import set_threads
 
 
 def _engine_module():
@@ -42,6 +43,9 @@ def register(sub) -> None:
                    "subgraph_size, answer_nodes, ...)")
     a.add_argument("--max-new-tokens", type=int, default=None, help="generative engines: longest answer")
     a.add_argument("--beams", type=int, default=None, help="generative engines: 1 greedy, more beam search")
+    a.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: one question is too small to gain from more, and a "
+                        "thread pool's waiting costs CPU time on a busy machine)")
     a.set_defaults(func=_answer)
 
     e = sub.add_parser("export", help="copy an engine folder, optionally with float16 weights (half the size)")
@@ -71,6 +75,8 @@ def _answer(args) -> int:
     msg = non_english_message(question)
     if msg and not args.any_language:
         raise ValueError(f"--question: {msg} (pass --any-language to answer anyway)")
+    if args.threads < 1:
+        raise ValueError(f"--threads: expected an integer >= 1, found {args.threads}")
     for opt in ("max_new_tokens", "beams"):
         v = getattr(args, opt)
         if v is not None and v < 1:
@@ -78,7 +84,9 @@ def _answer(args) -> int:
     if args.detector is not None and args.detector not in DETECTORS:
         raise ValueError(f"--detector: expected one of {DETECTORS.names()}, found {args.detector!r}")
     ents = _read_entities(args.entities) if args.entities is not None else None
-    engine = _engine_module().KnowledgeVQA.from_pretrained(args.model, kg=args.kg,
+    engine_module = _engine_module()
+    set_threads(args.threads)
+    engine = engine_module.KnowledgeVQA.from_pretrained(args.model, kg=args.kg,
                                                            detector=ents is None and (args.detector or True),
                                                            kg_cache=args.kg_cache)
     with warnings.catch_warnings(record=True) as caught:

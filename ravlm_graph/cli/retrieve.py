@@ -20,6 +20,7 @@ from ravlm_graph.retrieval.config import RetrievalConfig
 from ravlm_graph.types import Entity
 from ravlm_graph.types import ORIGIN_CODES
 from ravlm_graph.retrieval.retriever import SubgraphRetriever
+from ravlm_graph.utils.threads import set_threads
 
 __all__ = ["register"]
 
@@ -52,6 +53,9 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
 
     if not args.question and not args.entities:
         raise ValueError("retrieve: expected --question TEXT and/or --entities a,b, found neither")
+    if args.threads < 1:
+        raise ValueError(f"--threads: expected an integer >= 1, found {args.threads}")
+    set_threads(args.threads)
     kg = _load_kg(args.kg)
     ents = [Entity(c.strip(), 1.0, args.origin) for c in (args.entities or "").split(",") if c.strip()]
     changes = {"budget": args.budget} if args.budget is not None else {}
@@ -102,6 +106,8 @@ def register(subparsers) -> None:
     p.add_argument("--method", default="hybrid", choices=RETRIEVAL_METHODS,
                    help="pruning method (default hybrid; khop and ppr need no text encoder)")
     p.add_argument("--facts", type=int, default=20, help="facts to print (default 20)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: one query is too small "
+                   "to gain from more)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_retrieve)
 

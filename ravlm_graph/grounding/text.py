@@ -21,6 +21,7 @@ entity they point at).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -31,6 +32,7 @@ from ravlm_graph.grounding.config import GroundingConfig
 from ravlm_graph.grounding.spatial import SpatialReference, parse_references, spatial_token_mask
 from ravlm_graph.grounding.tokens import Token, tokenize
 from ravlm_graph.types import Entity
+from ravlm_graph.utils.lemma_tables import use_indexed_tables
 
 if TYPE_CHECKING:  # pragma: no cover
     from kg_ingest import KnowledgeGraph
@@ -83,8 +85,10 @@ def word_forms(word: str, lemmatize: bool = True, limit: int = 3) -> tuple[str, 
     return tuple(forms[:limit])
 
 
-def _lemmas(word: str) -> list[str]:
+@functools.lru_cache(maxsize=65536)
+def _lemmas(word: str) -> tuple[str, ...]:
     try:
+        use_indexed_tables()  # a per-word look-up in the cache, not lemminflect's whole table
         import lemminflect
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("text grounding with lemmatize=True needs lemminflect: "
@@ -99,7 +103,7 @@ def _lemmas(word: str) -> list[str]:
             lemma = lemma.lower()
             if lemma not in out:
                 out.append(lemma)
-    return out
+    return tuple(out)
 
 
 def concept_variants(name: str, lemmatize: bool = True) -> set[str]:

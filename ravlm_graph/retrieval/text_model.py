@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ravlm_graph.utils.checkpoint import skip_init
+
 __all__ = ["BertConfig", "BertEncoder", "WordPieceTokenizer", "load_bert"]
 
 
@@ -261,24 +263,45 @@ class WordPieceTokenizer:
         return f"WordPieceTokenizer({self.path.name!r}, vocab={len(self)})"
 
 
-def load_bert(path: str | Path) -> tuple[WordPieceTokenizer, BertEncoder]:
+def load_bert(path: str | Path, num_layers: int | None = None) -> tuple[WordPieceTokenizer, BertEncoder]:
     """(tokenizer, encoder in eval mode) from a BERT folder (``config.json``,
     ``model.safetensors``, ``tokenizer.json``). The weights are read with safetensors and
-    loaded with strict key checks (a ``pooler.*`` in the file is ignored).
+    loaded with strict key checks (a ``pooler.*`` in the file is ignored); the modules are
+    built without their random initialisation, since every weight is then loaded.
+
+    Args:
+        num_layers: keep only the first ``num_layers`` transformer layers (the others are
+            neither built nor read); None, or more than the folder has: all of them.
 
     Raises:
         ValueError: not a BERT folder, or the weights do not fit the config.
     """
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     path = Path(path)
     config = BertConfig.from_file(path / "config.json")
-    state = load_file(str(path / "model.safetensors"))
-    # Older checkpoints name their keys "bert.embeddings..."; drop the pooler, unused here.
-    state = {(k[5:] if k.startswith("bert.") else k): v for k, v in state.items()}
-    state = {k: v for k, v in state.items() if not k.startswith(("pooler.", "cls."))}
-    state.pop("embeddings.position_ids", None)
-    model = BertEncoder(config)
+    if num_layers is not None and 1 <= num_layers < config.num_hidden_layers:
+        config.num_hidden_layers = num_layers
+
+    def wanted(key: str) -> str | None:
+        # Older checkpoints name their keys "bert.embeddings..."; drop the pooler, unused here.
+        k = key[5:] if key.startswith("bert.") else key
+        if k.startswith(("pooler.", "cls.")) or k == "embeddings.position_ids":
+            return None
+        if k.startswith("encoder.layer."):
+            i = k.split(".")[2]
+            if i.isdigit() and int(i) >= config.num_hidden_layers:
+                return None
+        return k
+
+    state = {}
+    with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+        for key in f.keys():
+            k = wanted(key)
+            if k is not None:
+                state[k] = f.get_tensor(key)
+    with skip_init():
+        model = BertEncoder(config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-__all__ = ["CONFIG_NAME", "CheckpointError", "CheckpointNotFoundError", "WEIGHTS_NAME", "atomic_folder", "check_no_pickles",
+__all__ = ["CONFIG_NAME", "CheckpointError", "CheckpointNotFoundError", "WEIGHTS_NAME", "atomic_folder", "check_no_pickles", "skip_init",
            "load_safetensors", "read_config", "read_json", "read_weights", "write_checkpoint"]
 
 CONFIG_NAME = "config.json"
@@ -267,3 +267,35 @@ def read_weights(path: str | os.PathLike, module, rename: Callable[[str], str] |
     """Load ``path/model.safetensors`` into ``module`` (every name, shape and dtype checked first)."""
     state = load_safetensors(Path(path) / WEIGHTS_NAME, module.state_dict(), rename=rename)
     module.load_state_dict(state, strict=True)
+
+
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+                   "sparse_")
+
+
+@contextlib.contextmanager
+def skip_init() -> Iterator[None]:
+    """Build modules without their random initialisation, for weights loaded right after.
+
+    ``torch.nn.init``'s functions (what ``reset_parameters`` of ``Linear``, ``Embedding``,
+    ``LayerNorm``, ``Conv2d`` ... call) do nothing inside the block, so parameters keep the
+    uninitialised memory ``torch.empty`` gave them: only use it where every parameter and
+    buffer is then loaded with a strict key check (:func:`read_weights`). Outputs are those
+    of the loaded weights, unchanged; the global random generator is not advanced.
+    Not thread-safe against modules built at the same time in other threads.
+    """
+    from torch.nn import init
+
+    saved = {name: getattr(init, name) for name in _INIT_FUNCTIONS if hasattr(init, name)}
+
+    def _noop(tensor, *args, **kwargs):
+        return tensor
+
+    try:
+        for name in saved:
+            setattr(init, name, _noop)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(init, name, fn)

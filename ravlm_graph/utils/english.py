@@ -34,6 +34,8 @@ import re
 from functools import lru_cache
 from typing import Callable, Iterable
 
+from ravlm_graph.utils.lemma_tables import use_indexed_tables
+
 __all__ = ["Realiser", "realise", "display_name", "surface_sentence", "kg_purposes", "RELATION_TEMPLATES"]
 
 # Slots: np (noun phrase, "a"/"an" when surely countable), npa (predicate noun: "a"/"an"
@@ -105,6 +107,7 @@ _SILENT_H = re.compile(r"^(hour|honest|honou?r|heir)")
 @lru_cache(maxsize=65536)
 def _readings(word: str) -> frozenset[str]:
     """Universal POS tags lemminflect knows the word as a base form of."""
+    use_indexed_tables()
     from lemminflect import getAllLemmas
 
     return frozenset(pos for pos, lemmas in getAllLemmas(word).items() if word in lemmas)
@@ -112,6 +115,7 @@ def _readings(word: str) -> frozenset[str]:
 
 @lru_cache(maxsize=65536)
 def _inflect(word: str, tag: str) -> str:
+    use_indexed_tables()
     from lemminflect import getInflection
 
     forms = getInflection(word, tag)
@@ -122,6 +126,7 @@ def _inflect(word: str, tag: str) -> str:
 def _countable(word: str) -> bool:
     # lemminflect lists the bare word among the plurals of nouns also used uncountably
     # ("water", "dog" as meat); only nouns with a distinct plural alone count as countable.
+    use_indexed_tables()
     from lemminflect import getInflection
 
     return word not in getInflection(word, "NNS")
@@ -133,6 +138,7 @@ def _is_verb(word: str) -> bool:
 
 @lru_cache(maxsize=65536)
 def _mass_only(word: str) -> bool:
+    use_indexed_tables()
     from lemminflect import getInflection
 
     forms = getInflection(word, "NNS")

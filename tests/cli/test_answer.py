@@ -45,6 +45,7 @@ def not_an_engine(tmp_path):
     (["--question", "What is it?", "--entities", ","], "--entities: expected one or more object names"),
     (["--question", "What is it?", "--entities", "knife@behind"], "'behind' is not a position word"),
     (["--question", "What is it?", "--entities", "/no/such/ents.json"], "entity file not found"),
+    (["--question", "What is it?", "--threads", "0"], "--threads: expected an integer >= 1, found 0"),
 ])
 def test_inputs_are_checked_before_the_engine_loads(capsys, monkeypatch, png, not_an_engine, args, match):
     def never(*a, **k):

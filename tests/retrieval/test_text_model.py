@@ -63,3 +63,22 @@ def test_errors():
         model()
     with pytest.raises(ValueError, match="expected return_tensors None or 'pt', found 'np'"):
         tok("a", return_tensors="np")
+
+
+def test_first_layers_only_give_the_truncated_models_output(both):
+    (tok, full), _ = both
+    (_, short) = load_bert(minilm_path(), num_layers=2)
+    assert len(short.encoder.layer) == 2 and short.config.num_hidden_layers == 2
+    for a, b in zip(short.state_dict().items(), full.state_dict().items()):
+        assert a[0] == b[0] and torch.equal(a[1], b[1])
+    full.encoder.layer, kept = full.encoder.layer[:2], full.encoder.layer
+    try:
+        enc = tok(TEXTS[:2], padding=True, return_tensors="pt")
+        with torch.no_grad():
+            want = full(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+            got = short(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+        assert torch.equal(got, want)
+    finally:
+        full.encoder.layer = kept
+    # more layers than the folder has: all of them
+    assert len(load_bert(minilm_path(), num_layers=99)[1].encoder.layer) == len(kept)

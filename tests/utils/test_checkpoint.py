@@ -119,3 +119,26 @@ def test_atomic_folder_replaces_whole_or_not_at_all(tmp_path, monkeypatch):
     monkeypatch.setattr(ck.os, "replace", real)
     assert (target / "a.txt").read_text() == "one"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_skip_init_builds_without_random_init_and_restores_it():
+    from ravlm_graph.utils.checkpoint import skip_init
+
+    init_fns = {n: getattr(torch.nn.init, n) for n in ("uniform_", "normal_", "kaiming_uniform_", "ones_")}
+    state = torch.get_rng_state()
+    with skip_init():
+        m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Embedding(5, 4))
+        assert torch.nn.init.normal_ is not init_fns["normal_"]
+    # nothing drawn from the global generator, and the init functions are back
+    assert torch.equal(torch.get_rng_state(), state)
+    assert {n: getattr(torch.nn.init, n) for n in init_fns} == init_fns
+    ref = _module()
+    with skip_init():
+        m = _module()
+    m.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 3)
+    assert torch.equal(m.eval()(x), ref.eval()(x))
+    # restored even when the block raises
+    with pytest.raises(RuntimeError), skip_init():
+        raise RuntimeError("boom")
+    assert torch.nn.init.uniform_ is init_fns["uniform_"]

@@ -21,7 +21,7 @@ from ravlm_graph.grounding.detectors.base import _ORIGIN, ImageEntityDetector, _
 from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, InvalidImageError, load_image
 from ravlm_graph.grounding.labels import map_label_to_concept
 from ravlm_graph.types import Entity
-from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, write_checkpoint
+from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, skip_init, write_checkpoint
 from ravlm_graph.utils.config import Config
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -278,7 +278,8 @@ class TrainableTagger(VocabularyTagger):
             return np.zeros((0, len(self.config.concepts)), dtype=np.float32)
         x_all = self.images_to_tensor(images)
         rows = []
-        self.model.eval()
+        if any(m.training for m in self.model.modules()):  # eval() walks every module: only when needed
+            self.model.eval()
         with torch.inference_mode():
             for s in range(0, len(images), batch_size):
                 x = self.normalise(x_all[s:s + batch_size]).to(self.device)  # (B, 3, S, S)
@@ -299,7 +300,8 @@ class TrainableTagger(VocabularyTagger):
         raw = read_config(p, FORMAT, FORMAT_VERSION)
         body = {k: v for k, v in raw.items() if k not in ("format", "format_version")}
         try:
-            tagger = cls(TaggerConfig.from_dict(body, where=str(p / "config.json")))
+            with skip_init():  # every weight is read (strictly) right after
+                tagger = cls(TaggerConfig.from_dict(body, where=str(p / "config.json")))
         except TypeError as e:
             raise CheckpointError(f"{p / 'config.json'}: {e}") from e
         read_weights(p, tagger.model)

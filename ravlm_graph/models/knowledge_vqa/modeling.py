@@ -30,7 +30,7 @@ from torch import nn
 
 from ravlm_graph.utils.graph import scatter, to_dense_batch
 from ravlm_graph.utils.checkpoint import (WEIGHTS_NAME, CheckpointError, atomic_folder, check_no_pickles, read_config,
-                                         read_weights, write_checkpoint_files)
+                                         read_weights, skip_init, write_checkpoint_files)
 from ravlm_graph.models.knowledge_vqa.configuration import (FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN,
                                                             KnowledgeVQAConfig, NUM_ORIGINS)
 from ravlm_graph.retrieval.embeddings import is_bert_folder, minilm_path, quiet_loading
@@ -103,8 +103,10 @@ class SceneEncoder(nn.Module):
         return f"SceneEncoder(grid={self.grid}, dim={self.dim})"
 
 
-def load_text_backbone(spec: str, fast: bool = True):
+def load_text_backbone(spec: str, fast: bool = True, num_layers: int | None = None):
     """``"minilm"`` -> the packaged all-MiniLM-L6-v2; otherwise a local folder.
+
+    ``num_layers`` (with ``fast``, a BERT folder): build and read only the first layers.
 
     A BERT folder (like MiniLM) loads into the project's own
     :class:`~ravlm_graph.retrieval.text_model.BertEncoder` (same weights and outputs, no
@@ -123,7 +125,7 @@ def load_text_backbone(spec: str, fast: bool = True):
         raise CheckpointError(f"text_backbone: {path}: expected the weights as {WEIGHTS_NAME} (safetensors)")
     if fast and is_bert_folder(path):
         try:
-            return load_bert(path)
+            return load_bert(path, num_layers=num_layers)
         except ValueError as e:
             raise CheckpointError(f"text_backbone: {e}") from e
     from transformers import AutoModel, AutoTokenizer
@@ -303,7 +305,12 @@ class KnowledgeVQAModel(nn.Module):
             config = KnowledgeVQAConfig.from_dict(cfg, str(Path(path) / "config.json"))
         except (TypeError, ValueError) as e:
             raise CheckpointError(str(e)) from e
-        model = cls(config, trunk=trunk, tokenizer=tokenizer)
+        if trunk is None:
+            tokenizer, trunk = load_text_backbone(config.text_backbone, fast=config.trunk_init != "scratch",
+                                                  num_layers=config.trunk_layers)
+        # Every parameter is loaded below (the trunk's frozen part above, strictly): no random init.
+        with skip_init():
+            model = cls(config, trunk=trunk, tokenizer=tokenizer)
         read_weights(path, _Subset(model, model._trainable_state()), rename=_v1_name if version == 1 else None)
         model.eval()
         return model
@@ -451,12 +458,17 @@ def answer_distribution(out: KnowledgeVQAOutput, answer_vocab: Sequence[str],
                         node_names: Sequence[Sequence[str]]) -> list[dict[str, float]]:
     """Per example: answer string -> probability (vocabulary and copied mass merged)."""
     p_vocab = torch.softmax(out.vocab_logits, -1)
+    unique = len(set(answer_vocab)) == len(answer_vocab)
     res = []
     for b in range(p_vocab.shape[0]):
         c = float(out.copy_prob[b])
-        d: dict[str, float] = {}
-        for a, p in zip(answer_vocab, ((1 - c) * p_vocab[b]).tolist()):
-            d[a] = d.get(a, 0.0) + p
+        probs = ((1 - c) * p_vocab[b]).tolist()
+        if unique:  # the same dict as the merge below (0.0 + p == p), built at C speed
+            d: dict[str, float] = dict(zip(answer_vocab, probs))
+        else:
+            d = {}
+            for a, p in zip(answer_vocab, probs):
+                d[a] = d.get(a, 0.0) + p
         if out.pointer_logits is not None and len(node_names[b]):
             logits = out.pointer_logits[b, : len(node_names[b])]
             pp = (c * torch.softmax(logits, -1)).tolist()
