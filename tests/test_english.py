@@ -56,6 +56,8 @@ def test_display_names_get_their_ing_back():
     # neither a verb-only word nor a purpose: unchanged
     assert display_name("ice_cream") == "ice cream" and display_name("hot_dog") == "hot dog"
     assert display_name("apple") == "apple"
+    # a modifier whose gerund is only a noun of its own meaning stays as it is
+    assert display_name("even_number_of_leg") == "even number of leg"
 
 
 def test_kg_purposes_drive_compound_names():

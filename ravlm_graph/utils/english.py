@@ -152,12 +152,13 @@ def _verb_only(word: str) -> bool:
 
 def _lost_ing(word: str) -> bool:
     """A compound's modifier that lemmatisation stripped of its "-ing": a verb with no
-    noun reading whose gerund is a word of its own or that is only a verb ("live" ->
-    "living", "dine" -> "dining"; not "hot" -> "hotting")."""
+    noun reading that is only a verb, or whose gerund is an adjective of its own ("dine" ->
+    "dining", "live" -> "living"; not "hot" -> "hotting", nor "even" -> "evening": a gerund
+    that is only a noun names something else)."""
     r = _readings(word)
     if word in _AUXILIARIES or word in _DETERMINERS or "VERB" not in r or "NOUN" in r:
         return False
-    return r == {"VERB"} or bool(_readings(_gerund(word)) & {"ADJ", "NOUN"})
+    return r == {"VERB"} or "ADJ" in _readings(_gerund(word))
 
 
 def _gerund(word: str) -> str:
