@@ -22,7 +22,7 @@ from ravlm_graph.utils.graph import GraphBatch, GraphData  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "ravlm_graph" / "data"
 ANSWERS = Path(__file__).resolve().parent / "fixtures" / "engines" / "answers.json"
-GNN_ENGINES = ("engine_builtin", "engine_photo")
+GNN_ENGINES = ("engine_builtin", "engine_photo", "engine_fvqa")
 
 
 def _pyg_conv(config: GNNConfig):

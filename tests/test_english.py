@@ -56,6 +56,8 @@ def test_display_names_get_their_ing_back():
     # neither a verb-only word nor a purpose: unchanged
     assert display_name("ice_cream") == "ice cream" and display_name("hot_dog") == "hot dog"
     assert display_name("apple") == "apple"
+    # a modifier whose gerund is only a noun of its own meaning stays as it is
+    assert display_name("even_number_of_leg") == "even number of leg"
 
 
 def test_kg_purposes_drive_compound_names():
@@ -84,3 +86,12 @@ def test_surface_text_and_helpers():
     assert comparative("good") == "better" and comparative("natural", more=False) == "less natural"
     with pytest.raises(ValueError, match="expected one of np, npa, bare, ger, state, vp, inf, pp, adj, found 'xx'"):
         r.slot("apple", "xx")
+
+
+def test_a_place_with_its_own_preposition_takes_the_templates_place():
+    assert realise("necktie", "AtLocation", "in_closet") == "a necktie can be found in a closet"
+    assert realise("cup", "AtLocation", "on_table") == "cup can be found on a table"
+    assert realise("cup", "LocatedNear", "near_table") == "cup is located near a table"
+    # a place without one, and a relation whose template ends otherwise, are unchanged
+    assert realise("cup", "AtLocation", "table") == "cup can be found in a table"
+    assert realise("knife", "UsedFor", "in_kitchen").startswith("a knife is used for")

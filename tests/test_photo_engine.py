@@ -1,4 +1,4 @@
-"""The shipped photo engine (FVQA model + photo detector) answers about real photos."""
+"""The shipped photo engines (built-in model or FVQA model + photo detector) answer about real photos."""
 
 from __future__ import annotations
 
@@ -103,3 +103,41 @@ def test_export_writes_the_detector_kind_and_settings(tmp_path):
                           "--detector", "photo", "--detector-settings", "{box"],
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert bad.returncode == 2 and "--detector-settings: expected a JSON object" in bad.stderr
+
+
+# --------------------------------------------------------------------------- the FVQA engine
+
+FVQA_ENGINE = ROOT / "ravlm_graph" / "data" / "engine_fvqa"
+FVQA_FIXTURES = ROOT / "tests" / "fixtures" / "vqa"
+
+
+def test_fvqa_engine_is_the_fvqa_recipe_with_the_photo_detector():
+    spec = json.loads((FVQA_ENGINE / "engine.json").read_text())
+    assert spec["dataset"] == "fvqa" and spec["detector"]["kind"] == "photo"
+    recipe = json.loads((FVQA_ENGINE / "recipe.json").read_text())
+    shipped = json.loads((ROOT / "configs" / "fvqa.json").read_text())
+    assert recipe["dataset"] == "fvqa" and recipe["model"]["fusion"] == shipped["model"]["fusion"]
+    assert recipe["retrieval"]["relation_weight"] == shipped["retrieval"]["relation_weight"]
+    # the held-out questions of its training run travel with it (`ravlm bench fvqa --held-out`)
+    from ravlm_graph.evaluation.bench import held_out_qids
+
+    assert len(held_out_qids(FVQA_ENGINE / "train_summary.json")) == 457
+
+
+def test_fvqa_engine_answers_fvqa_questions_and_photos():
+    from PIL import Image
+
+    from ravlm_graph.datasets import load_fvqa
+    from ravlm_graph.engine import KnowledgeVQA
+    from ravlm_graph.recipes import fvqa_entities, record_image
+
+    eng = KnowledgeVQA.from_pretrained(FVQA_ENGINE)
+    recs = [r for r in load_fvqa(FVQA_FIXTURES / "fvqa_train_split0_questions.json",
+                                 FVQA_FIXTURES / "fvqa_train_split0_fact_triples.json") if r.answer_concepts]
+    answered = [eng.answer(record_image(r), r.question, entities=fvqa_entities(r)) for r in recs]
+    # every answer is a node of its own subgraph, and the evidence names it
+    for a in answered:
+        assert a.answer in a.subgraph.node_names and a.facts
+    a = eng.answer(Image.open(PHOTOS / "coffee.jpg"), "What is the cup in the picture used for?")
+    seen = {e.concept for e in a.entities if e.origin == "image"}
+    assert "cup" in seen and a.subgraph_size > 0 and a.facts

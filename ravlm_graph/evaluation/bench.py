@@ -293,15 +293,7 @@ def held_out_qids(path: str | Path) -> list[str]:
     """Question ids a training run held out: ``RUN/summary.json`` (or that file) written by
     ``ravlm train``, or a JSON file holding a list of ids."""
 
-    p = Path(path)
-    if p.is_dir():
-        p = p / "summary.json"
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{p}: not found (give a training run folder or a JSON list of question ids)") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: not valid JSON ({e})") from e
+    p, data = _read_json_in(path, "summary.json", "not found (give a training run folder or a JSON list of question ids)")
     ids = data.get("holdout_qids") if isinstance(data, dict) else data
     if not isinstance(ids, list) or not ids:
         raise ValueError(f"{p}: expected 'holdout_qids' (a training summary) or a non-empty list of question ids")
@@ -317,13 +309,19 @@ def _model_kind(engine) -> str:
 
 def load_results(path: str | Path) -> dict:
     """``results.json`` of a ``ravlm bench`` run (a folder or the file itself)."""
+    return _read_json_in(path, "results.json", "no results file (run `ravlm bench ... --out DIR` first)")[1]
+
+
+def _read_json_in(path: str | Path, name: str, missing: str) -> tuple[Path, Any]:
+    """(file, parsed JSON) of ``path``, or of ``path/name`` when ``path`` is a folder."""
+
     p = Path(path)
     if p.is_dir():
-        p = p / "results.json"
+        p = p / name
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        return p, json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{p}: no results file (run `ravlm bench ... --out DIR` first)") from None
+        raise FileNotFoundError(f"{p}: {missing}") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{p}: not valid JSON ({e})") from e
 

@@ -152,12 +152,13 @@ def _verb_only(word: str) -> bool:
 
 def _lost_ing(word: str) -> bool:
     """A compound's modifier that lemmatisation stripped of its "-ing": a verb with no
-    noun reading whose gerund is a word of its own or that is only a verb ("live" ->
-    "living", "dine" -> "dining"; not "hot" -> "hotting")."""
+    noun reading that is only a verb, or whose gerund is an adjective of its own ("dine" ->
+    "dining", "live" -> "living"; not "hot" -> "hotting", nor "even" -> "evening": a gerund
+    that is only a noun names something else)."""
     r = _readings(word)
     if word in _AUXILIARIES or word in _DETERMINERS or "VERB" not in r or "NOUN" in r:
         return False
-    return r == {"VERB"} or bool(_readings(_gerund(word)) & {"ADJ", "NOUN"})
+    return r == {"VERB"} or "ADJ" in _readings(_gerund(word))
 
 
 def _gerund(word: str) -> str:
@@ -382,6 +383,7 @@ class Realiser:
         rel = relation[3:] if relation.startswith("/r/") else relation
         template = RELATION_TEMPLATES.get(rel)
         if template is not None:
+            template, tail = _own_preposition(template, tail)
             return _SLOT.sub(lambda m: self.slot(head if m.group(1) == "h" else tail, m.group(2)), template)
         m = _COMPARATIVE.match(rel)
         if m:
@@ -390,6 +392,20 @@ class Realiser:
                     f"than {self.slot(tail, 'np')}")
         words = " ".join(w.lower() for w in _CAMEL_WORDS.findall(rel)) or rel.lower()
         return f"{self.name(head)} {words.replace('_', ' ')} {self.name(tail)}"
+
+
+_PREPOSITIONS = frozenset("in on at under near inside by behind above below over beside beneath".split())
+_TAIL_PREPOSITION = re.compile(r"\b(in|near) (\{t:np\})$")
+
+
+def _own_preposition(template: str, tail: str) -> tuple[str, str]:
+    """A place written with its own preposition ("in_closet", "on_table") takes the
+    template's place: "can be found in a closet", "can be found on a table"."""
+    words = tail.split("_")
+    m = _TAIL_PREPOSITION.search(template)
+    if m is None or len(words) < 2 or words[0] not in _PREPOSITIONS:
+        return template, tail
+    return f"{template[:m.start()]}{words[0]} {m.group(2)}", "_".join(words[1:])
 
 
 def realise(head: str, relation: str, tail: str, surface: str | None = None,

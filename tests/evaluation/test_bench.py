@@ -96,3 +96,15 @@ def test_bench_fvqa_held_out_subset_through_the_cli(tmp_path, capsys):
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["_meta"]["n_questions"] == 2 and res["_meta"]["subset"] == "given question ids"
     assert res["fvqa"]["n"] == 2
+
+
+def test_load_results_reads_a_folder_or_a_file_and_names_what_is_wrong(tmp_path):
+    from ravlm_graph.evaluation.bench import load_results
+
+    (tmp_path / "results.json").write_text(json.dumps({"fvqa": {"accuracy": 0.5}}))
+    assert load_results(tmp_path) == load_results(tmp_path / "results.json") == {"fvqa": {"accuracy": 0.5}}
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="bad.json: not valid JSON"):
+        load_results(tmp_path / "bad.json")
+    with pytest.raises(FileNotFoundError, match="no results file"):
+        load_results(tmp_path / "none")
