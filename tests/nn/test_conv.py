@@ -14,13 +14,6 @@ from ravlm_graph.nn import conv as ours  # noqa: E402
 F_IN, EDGE_DIM, R = 12, 6, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _graph(seed: int, n: int, e: int, self_loops: bool = True):
     """Random edges (repeats and, optionally, self-loops kept); node ``n - 1`` is isolated."""

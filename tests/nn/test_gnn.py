@@ -14,15 +14,6 @@ from ravlm_graph.nn.gnn import GNN_KINDS, GNNConfig, GraphEncoder, GraphEncoderO
 IN, H, R = 16, 32, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: intra-op threads only add contention (scatter_add_ gets ~30x slower
-    # on a busy 2-core machine).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _config(kind: str, **kw) -> GNNConfig:
     base = dict(kind=kind, in_dim=IN, hidden_dim=H, num_layers=2, num_relations=R, heads=4, dropout=0.0)
