@@ -244,16 +244,7 @@ class GraphData:
     def to_pyg(self):
         """The same graph as a ``torch_geometric.data.Data`` (every attribute copied by
         reference; ``num_nodes`` set explicitly). Needs ``torch_geometric``."""
-        try:
-            from torch_geometric.data import Data
-        except ImportError as e:  # pragma: no cover
-            raise ImportError("to_pyg needs torch_geometric: pip install 'ravlm-graph[model]'") from e
-        data = Data()
-        for key, value in self._store.items():
-            if key != "num_nodes":
-                data[key] = value
-        data.num_nodes = self.num_nodes
-        return data
+        return _to_pyg(self, "Data")
 
     def __repr__(self) -> str:
         parts = []
@@ -328,14 +319,20 @@ class GraphBatch(GraphData):
     def to_pyg(self):
         """The same batch as a ``torch_geometric.data.Batch`` (``batch``, ``ptr`` and the
         attributes copied by reference). Needs ``torch_geometric``."""
-        try:
-            from torch_geometric.data import Batch
-        except ImportError as e:  # pragma: no cover
-            raise ImportError("to_pyg needs torch_geometric: pip install 'ravlm-graph[model]'") from e
-        out = Batch()
-        for key, value in self._store.items():
-            if key != "num_nodes":
-                out[key] = value
-        out.num_nodes = self.num_nodes
+        out = _to_pyg(self, "Batch")
         out._num_graphs = self.num_graphs
         return out
+
+
+def _to_pyg(graph, kind: str):
+    """A torch_geometric ``Data`` or ``Batch`` (``kind``) holding ``graph``'s attributes by reference."""
+    try:
+        import torch_geometric.data as pyg_data
+    except ImportError as e:  # pragma: no cover
+        raise ImportError("to_pyg needs torch_geometric: pip install 'ravlm-graph[model]'") from e
+    out = getattr(pyg_data, kind)()
+    for key, value in graph._store.items():
+        if key != "num_nodes":
+            out[key] = value
+    out.num_nodes = graph.num_nodes
+    return out
