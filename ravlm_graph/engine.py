@@ -470,8 +470,7 @@ class KnowledgeVQA:
             return self._answer_generated(exs, questions, t, max_new_tokens, num_beams, ents, refs, notes)
         t0 = time.perf_counter()
         batch = collate(exs, self.model.config, pad_id=self.model.tokenizer.pad_token_id or 0, with_targets=False)
-        if any(m.training for m in self.model.modules()):  # eval() walks every module: only when needed
-            self.model.eval()
+        _eval_mode(self.model)
         with torch.inference_mode():
             out = self.model(batch)
         dists = answer_distribution(out, self.model.config.answer_vocab, batch.node_names)
@@ -504,8 +503,7 @@ class KnowledgeVQA:
         import torch
 
         t0 = time.perf_counter()
-        if any(m.training for m in self.model.modules()):  # eval() walks every module: only when needed
-            self.model.eval()
+        _eval_mode(self.model)
         with torch.inference_mode():
             gen = self.model.generate(collate_generative(exs, self.model, with_answers=False),
                                       max_new_tokens=max_new_tokens, num_beams=num_beams, details=True)
@@ -532,8 +530,7 @@ class KnowledgeVQA:
         """Mark the image entities the question points at ("the thing on the left")."""
         cfg = self.retriever.grounder.config if self.retriever is not None else GroundingConfig()
         sel = refer_entities(question, entities, size, cfg)
-        mode = self.config.box_missing or ("whole_image" if self.config.dataset == "builtin" else "none")
-        focus = focus_boxes(sel.focus, size, mode)
+        focus = focus_boxes(sel.focus, size, _box_mode(self.config.box_missing, self.config.dataset))
         lines = []
         for r in sel.references:
             picked = [sel.entities[i].concept for i in sel.selected]
@@ -634,8 +631,19 @@ def refer_focus(question: str, entities: Sequence[Entity], size: tuple[int, int]
     """The entities retrieval and the model read for ``question``: those its spatial
     references select (all of them without a reference), as :meth:`KnowledgeVQA.answer_batch`
     chooses them — training uses it too, so that a model learns from the seeds it will see."""
-    mode = box_missing or ("whole_image" if dataset == "builtin" else "none")
-    return focus_boxes(refer_entities(question, entities, size, config).focus, size, mode)
+    return focus_boxes(refer_entities(question, entities, size, config).focus, size, _box_mode(box_missing, dataset))
+
+
+def _box_mode(box_missing: str | None, dataset: str) -> str:
+    """How an image entity without a box is placed: the engine's setting, else the whole image
+    for built-in scenes and nothing for other datasets."""
+    return box_missing or ("whole_image" if dataset == "builtin" else "none")
+
+
+def _eval_mode(model) -> None:
+    """``model.eval()`` only when some module is training (eval() walks every module)."""
+    if any(m.training for m in model.modules()):
+        model.eval()
 
 
 def answer_nodes(answer: str, subgraph) -> list[str]:
