@@ -289,9 +289,22 @@ def build_examples(fb, records, entity_fn, desc: str, progress: bool = True):
     out = []
     for r in tqdm(records, desc=desc, disable=not progress, dynamic_ncols=True, leave=False):
         ex = fb.build(record_image(r), r.question, entity_fn(r), record_answers(r),
-                      meta={"qid": r.qid, "split": r.split, **_meta(r)})
+                      meta={"qid": r.qid, "split": r.split, **_meta(r)}, fact=record_fact(r))
         out.append(ex)
     return out
+
+
+def record_fact(record) -> tuple[str, str, str] | None:
+    """A record's supporting fact as ``(visual end, relation, other end)`` (FVQA), else None."""
+    facts = getattr(record, "facts", None)
+    extra = getattr(record, "extra", None) or {}
+    visual = extra.get("visual_concept") if isinstance(extra, Mapping) else None
+    if not facts or not visual:
+        return None
+    f = facts[0]
+    if visual not in (f.head, f.tail):
+        return None
+    return visual, f.relation, f.tail if visual == f.head else f.head
 
 
 def _meta(r) -> dict:

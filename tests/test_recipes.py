@@ -57,3 +57,16 @@ def test_recipe_file_errors(tmp_path):
     (tmp_path / "bad.json").write_text('{"dataset":\n "builtin",,}')
     with pytest.raises(ValueError, match=r"bad.json:2: recipe is not valid JSON"):
         load_recipe(tmp_path / "bad.json")
+
+
+def test_record_fact_gives_the_supporting_fact_from_the_visual_end():
+    from ravlm_graph.datasets import load_fvqa
+    from ravlm_graph.recipes import record_fact
+
+    fix = ROOT / "tests" / "fixtures" / "vqa"
+    by_id = {r.qid: r for r in load_fvqa(fix / "fvqa_train_split0_questions.json",
+                                         fix / "fvqa_train_split0_fact_triples.json")}
+    assert record_fact(by_id["271"]) == ("lipstick", "IsA", "cosmetics")  # visual end is the head
+    assert record_fact(by_id["2039"]) == ("banana", "LessNatural", "sweet_potato")  # ... the tail
+    no_facts = load_fvqa(fix / "fvqa_train_split0_questions.json")  # no fact triples: no supporting fact
+    assert record_fact(no_facts[0]) is None

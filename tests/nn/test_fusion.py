@@ -13,7 +13,7 @@ from ravlm_graph.nn.fusion import FUSIONS, Fusion, FusionConfig, GraphInputs, Tr
 from ravlm_graph.nn.fusion.base import GraphTokens
 from ravlm_graph.nn.fusion.classic import ClassicFusion
 from ravlm_graph.nn.fusion.graph_tokens import GraphTokenFusion, GraphTokenProjector, InjectedGraphTokens, inject_graph_tokens
-from ravlm_graph.nn.fusion.pointer import CopyGate, CopyGateOutput, PointerHead
+from ravlm_graph.nn.fusion.pointer import CopyGate, CopyGateOutput, FactScorer, FactScores, PointerHead
 from ravlm_graph.nn.fusion.xattn import CrossAttentionFusion, GatedCrossAttentionAdapter
 
 H, D = 16, 32
@@ -380,8 +380,50 @@ def test_copy_gate_is_a_distribution():
     assert torch.isfinite(v.grad).all() and torch.isfinite(pl.grad).all() and gate.gate.weight.grad is not None
 
 
+def test_fact_scorer_scores_facts_at_seeds_and_gives_each_node_its_best():
+    """Two graphs: 0-1-2 (seed 0; edge 2->0 walked backwards) and 3-4 (seed 4), plus a self loop."""
+    torch.manual_seed(0)
+    R = 3
+    fs = FactScorer(D, R, hidden_dim=H)
+    q, keys = torch.randn(2, D), torch.randn(5, D)
+    edge_index = torch.tensor([[0, 1, 2, 3, 4], [1, 2, 0, 4, 4]])
+    edge_type = torch.tensor([0, 1, 2, 1, 0])
+    seed = torch.tensor([True, False, False, False, True])
+    batch = torch.tensor([0, 0, 0, 1, 1])
+    out = fs(q, keys, edge_index, edge_type, seed, batch)
+    assert isinstance(out, FactScores)
+    # facts: 0->1 (rel 0), 4<-3 (rel 1 walked backwards), 0<-2 (rel 2 backwards); 1->2 has no seed, 4->4 is a loop
+    facts = sorted(zip(out.fact_seed.tolist(), out.fact_other.tolist(), out.fact_relation.tolist(),
+                       out.fact_graph.tolist()))
+    assert facts == [(0, 1, 0, 0), (0, 2, 5, 0), (4, 3, 4, 1)]
+    i = [j for j, (a, b) in enumerate(zip(out.fact_seed.tolist(), out.fact_other.tolist())) if (a, b) == (0, 1)][0]
+    h = torch.tanh(fs.seed_key(keys[0]) + fs.rel.weight[0] + fs.other_key(keys[1]))
+    want = (fs.q(q[0]) * h).sum() / H ** 0.5 + torch.log_softmax(out.relation_logits[0], -1)[0]
+    torch.testing.assert_close(out.edge_logits[i], want)
+    # node 1 is the other end of one fact; seed 0 keeps its best fact on the seed side
+    torch.testing.assert_close(out.node_logits[1], out.edge_logits[i] + out.side_logits[0, 1])
+    best0 = out.edge_logits[out.fact_seed == 0].max() + out.side_logits[0, 0]
+    torch.testing.assert_close(out.node_logits[0], best0)
+    # changing the question's side logits moves the ends apart
+    with torch.no_grad():
+        fs.side.bias.copy_(torch.tensor([5.0, -5.0]))
+    out2 = fs(q, keys, edge_index, edge_type, seed, batch)
+    moved = (out2.node_logits - out.node_logits).detach()
+    assert moved[0] > moved[1]
+    # a graph without seeds: every node gets the no-fact score
+    none = fs(q, keys, edge_index, edge_type, torch.zeros(5, dtype=torch.bool), batch)
+    assert none.edge_logits.numel() == 0 and torch.equal(none.node_logits, fs.no_fact.expand(5))
+    out.node_logits.sum().backward()
+    assert fs.rel.weight.grad[0].abs().sum() > 0 and fs.relation.weight.grad is not None
+    with pytest.raises(ValueError, match=r"expected edge types in \[0, 3\), found 3"):
+        fs(q, keys, edge_index, torch.tensor([0, 1, 3, 1, 0]), seed, batch)
+    with pytest.raises(ValueError, match=r"expected keys of shape \(N, 32\)"):
+        fs(q, keys[:, :4], edge_index, edge_type, seed, batch)
+
+
 def test_reprs():
     assert repr(GraphTokenProjector(H, D)) == "GraphTokenProjector(16, 32, num_tokens=32, pooled=False)"
     assert repr(PointerHead(D, H)) == "PointerHead(32, 16, hidden_dim=32)"
     assert repr(CopyGate(D)) == "CopyGate(32)"
+    assert repr(FactScorer(D, 3)) == "FactScorer(32, num_relations=3, hidden_dim=32)"
     assert repr(ClassicFusion("product", 8, 8, H, D)) == "ClassicFusion('product', dims=(8, 8, 16), out_dim=32)"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ravlm_graph.nn.fusion import FUSIONS, Fusion
 from ravlm_graph.nn.gnn import GNNS, MAX_LAYERS, MAX_RELATIONS, MAX_WIDTH
-from ravlm_graph.utils.config import Config, check_bool, check_choice, check_fraction, check_int
+from ravlm_graph.utils.config import Config, check_bool, check_choice, check_fraction, check_int, check_range
 
 FORMAT = "ravlm-knowledge-vqa"
 #: 2: fusion weights under ``fusion.`` (1: ``projector.``, ``xattn.``, ``classic.``); version 1 still loads.
@@ -55,6 +55,13 @@ class KnowledgeVQAConfig(Config):
         trunk_init (str): ``"pretrained"`` (the backbone's weights) or ``"scratch"``
             (same architecture and tokenizer, weights re-initialised and all trained;
             for measuring what the pretrained weights bring). Default ``"pretrained"``.
+        fact_scorer (bool): score the subgraph's facts at the image's entities against the
+            question (:class:`~ravlm_graph.nn.fusion.pointer.FactScorer`: edge, relation and
+            answer-side scores) and add each node's best fact score to its pointer logit.
+            Default False.
+        fact_loss_weight (float): with ``fact_scorer``, weight of its auxiliary losses when the
+            examples carry their supporting fact (FVQA): the fact among the scored edges, the
+            question's relation, the answer's side of the fact. Default 0.5.
     """
 
     answer_vocab: list[str] = field(default_factory=lambda: ["yes", "no"])
@@ -80,6 +87,8 @@ class KnowledgeVQAConfig(Config):
     seed_link_mlp: bool = False
     entity_text: bool = False
     trunk_init: str = "pretrained"
+    fact_scorer: bool = False
+    fact_loss_weight: float = 0.5
 
     def validate(self) -> None:
         o = "KnowledgeVQAConfig"
@@ -104,7 +113,8 @@ class KnowledgeVQAConfig(Config):
         for c in self.vision_channels:
             check_int(o, "vision_channels", c, 1, 4096)
         check_fraction(o, "dropout", self.dropout)
-        for name in ("seed_relation_keys", "verify_head", "seed_link_mlp", "entity_text"):
+        check_range(o, "fact_loss_weight", self.fact_loss_weight, 0.0, 100.0)
+        for name in ("seed_relation_keys", "verify_head", "seed_link_mlp", "entity_text", "fact_scorer"):
             check_bool(o, name, getattr(self, name))
         if not isinstance(self.text_backbone, str) or not self.text_backbone:
             raise ValueError(f"{o}.text_backbone: expected 'minilm' or a local folder, found {self.text_backbone!r}")

@@ -37,7 +37,7 @@ from ravlm_graph.retrieval.embeddings import is_bert_folder, minilm_path, quiet_
 from ravlm_graph.retrieval.text_model import load_bert
 from ravlm_graph.nn.fusion import FusionConfig, GraphInputs, GraphTokens, TrunkInputs, build_fusion
 from ravlm_graph.nn.fusion.graph_tokens import inject_graph_tokens
-from ravlm_graph.nn.fusion.pointer import CopyGate, PointerHead
+from ravlm_graph.nn.fusion.pointer import CopyGate, FactScorer, FactScores, PointerHead
 from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
 
 
@@ -52,6 +52,7 @@ class KnowledgeVQAOutput:
         copy_prob (B,): probability of copying from the graph rather than generating.
         node_mask (B, M) bool: real nodes of the padded pointer axis.
         graph_token_nodes (B, T) long: index of each graph token's node in the padded axis (-1: padding).
+        facts: the fact scorer's :class:`~ravlm_graph.nn.fusion.pointer.FactScores` (``fact_scorer``), or None.
     """
 
     loss: torch.Tensor | None
@@ -60,6 +61,7 @@ class KnowledgeVQAOutput:
     copy_prob: torch.Tensor
     node_mask: torch.Tensor | None
     graph_token_nodes: torch.Tensor | None = None
+    facts: FactScores | None = None
 
 
 class SceneEncoder(nn.Module):
@@ -199,6 +201,8 @@ class KnowledgeVQAModel(nn.Module):
                 if config.seed_link_mlp:
                     self.seed_pos = nn.Sequential(nn.Linear(5, d), nn.GELU(), nn.Linear(d, d))
                     self.seed_link = nn.Sequential(nn.Linear(3 * d, d), nn.GELU(), nn.Linear(d, d))
+            if config.fact_scorer:
+                self.fact_scorer = FactScorer(d, config.num_relations)
             if config.verify_head:
                 self.verify_scale = nn.Parameter(torch.zeros(1))
             self.copy_gate = CopyGate(d)
@@ -330,7 +334,7 @@ class KnowledgeVQAModel(nn.Module):
             g_img = GraphTokens(tokens=img, mask=ones, node_index=torch.full(img.shape[:2], -1, device=img.device))
             embeds, mask, _ = inject_graph_tokens(embeds, ids, self.img_id, g_img, attention_mask=mask)
             ids = _expand_ids(ids, self.img_id, img.shape[1])  # (B, L + G - 1)
-        node_mask = keys = graph = g_local = None
+        node_mask = keys = graph = g_local = facts = None
         if kind.uses_graph:
             graph = self._graph_inputs(batch.graph, B)
             dense, node_mask = to_dense_batch(graph.node_states, graph.batch, batch_size=B)  # (B, M, H), (B, M)
@@ -357,14 +361,26 @@ class KnowledgeVQAModel(nn.Module):
             if cfg.seed_relation_keys:
                 keys = keys + self._seed_links(batch.graph, B, keys.shape[1])  # (B, M, D)
             pointer_logits = self.pointer(q, keys, node_mask)  # (B, M)
+            if cfg.fact_scorer:
+                facts = self._score_facts(q, keys, node_mask, batch.graph)
+                fact_dense, _ = to_dense_batch(facts.node_logits, batch.graph.batch, batch_size=B)  # (B, M)
+                pointer_logits = pointer_logits + fact_dense[:, : pointer_logits.shape[1]]
             if cfg.verify_head and "yes" in self._vocab_index:
                 vocab_logits = self._verify(vocab_logits, pointer_logits, node_mask, batch.graph, B)
             copy_prob = self.copy_gate(q, vocab_logits, pointer_logits).copy_prob  # (B,)
         loss = None
         if batch.vocab_target is not None:
             loss = _answer_loss(vocab_logits, pointer_logits, copy_prob, batch.vocab_target, batch.node_target_dense)
+            if facts is not None and batch.support_target is not None and cfg.fact_loss_weight > 0:
+                loss = loss + cfg.fact_loss_weight * fact_loss(facts, batch.support_target, batch.graph.batch, B)
         return KnowledgeVQAOutput(loss=loss, vocab_logits=vocab_logits, pointer_logits=pointer_logits,
-                                  copy_prob=copy_prob, node_mask=node_mask, graph_token_nodes=g_local)
+                                  copy_prob=copy_prob, node_mask=node_mask, graph_token_nodes=g_local, facts=facts)
+
+    def _score_facts(self, q, keys, node_mask, data) -> FactScores:
+        """The fact scorer over the batch's edges at image entities (origin image or both)."""
+        flat = keys[node_mask]  # (N, D), nodes in batch order
+        seed = (data.origin == 2) | (data.origin == 3)  # (N,)
+        return self.fact_scorer(q, flat, data.edge_index, data.edge_type, seed, data.batch)
 
     def _graph_inputs(self, data, B: int) -> GraphInputs:
         """Node states of the batch's subgraphs: the GNN's, or node-name features without one."""
@@ -442,6 +458,41 @@ def _expand_ids(ids: torch.Tensor, placeholder: int, t: int) -> torch.Tensor:
     return out
 
 
+def fact_loss(facts: FactScores, support: torch.Tensor, node_batch: torch.Tensor, B: int) -> torch.Tensor:
+    """Auxiliary losses of the fact scorer, averaged over the examples that carry each target.
+
+    ``support`` (B, 4) long, per example (-1: unknown): the supporting fact's visual end and
+    other end (node index within the example), its relation id, and the answer's side (0: the
+    visual end, 1: the other end). Losses: cross-entropy of the question's relation, of the
+    side, and -log of the softmax mass (over the example's facts) on the facts joining the two
+    ends by that relation (any direction).
+    """
+    ptr = _batch_ptr(node_batch, B)  # (B,)
+    vis, other, rel, side = support.unbind(-1)  # (B,) each
+    zero = facts.side_logits.sum() * 0.0
+    total = zero
+    ok = rel >= 0
+    if ok.any():
+        total = total + nn.functional.cross_entropy(facts.relation_logits[ok], rel[ok])
+    ok = side >= 0
+    if ok.any():
+        total = total + nn.functional.cross_entropy(facts.side_logits[ok], side[ok])
+    g = facts.fact_graph  # (F,)
+    if g.numel():
+        R = facts.relation_logits.shape[1]
+        gv, go = vis[g] + ptr[g], other[g] + ptr[g]  # (F,) the gold ends, flat
+        pair = ((facts.fact_seed == gv) & (facts.fact_other == go)) | ((facts.fact_seed == go) & (facts.fact_other == gv))
+        gold = pair & (vis[g] >= 0) & (other[g] >= 0) & ((rel[g] < 0) | (facts.fact_relation % R == rel[g]))  # (F,)
+        e = facts.edge_logits
+        m = scatter(e.detach(), g, dim=0, dim_size=B, reduce="max")  # (B,) for a stable log-sum-exp
+        z = scatter((e - m[g]).exp(), g, dim=0, dim_size=B)  # (B,)
+        zg = scatter((e - m[g]).exp() * gold, g, dim=0, dim_size=B)  # (B,)
+        has = scatter(gold.float(), g, dim=0, dim_size=B) > 0  # (B,)
+        if has.any():
+            total = total + (z[has].log() - zg[has].log()).mean()
+    return total
+
+
 def _answer_loss(vocab_logits, pointer_logits, copy_prob, vocab_target, node_target):
     """-log P(any valid answer), P = (1-c)·softmax(vocab) + c·softmax(pointer)."""
     eps = 1e-8
@@ -490,6 +541,9 @@ class VQABatch:
         vocab_target (B, V) float 0/1: valid answers in the vocabulary (None at inference).
         node_target_dense (B, M) float 0/1: nodes whose name is a valid answer.
         node_names (list[list[str]]): per example, the names on the padded node axis.
+        support_target (B, 4) long or None: the supporting fact's visual end, other end (node
+            index within the example), relation id and the answer's side (see :func:`fact_loss`);
+            -1 where unknown.
     """
 
     pixel_values: torch.Tensor
@@ -499,3 +553,4 @@ class VQABatch:
     vocab_target: torch.Tensor | None = None
     node_target_dense: torch.Tensor | None = None
     node_names: list = field(default_factory=list)
+    support_target: torch.Tensor | None = None

@@ -31,7 +31,8 @@ class Example:
         edge_type (E,); origin (N,); relevance (N,); box (N, 5);
         node_names; vocab_ids (valid answers in the vocabulary); node_targets (nodes that are
         valid answers); answers (all valid answers); subgraph (the retrieved Subgraph, kept
-        for evidence) and entities.
+        for evidence) and entities; support (visual end, other end, relation id, answer side) of
+        the supporting fact when known (-1 for an unknown part; see ``FeatureBuilder.build``).
     """
 
     pixels: torch.Tensor
@@ -49,6 +50,7 @@ class Example:
     subgraph: Any = None
     entities: list[Entity] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    support: tuple[int, int, int, int] = (-1, -1, -1, -1)
 
 
 def image_tensor(image, size: int) -> torch.Tensor:
@@ -138,8 +140,13 @@ class FeatureBuilder:
         return ids
 
     def build(self, image, question: str, entities: Sequence[Entity], answers: Sequence[str] = (),
-              meta: dict | None = None) -> Example:
-        """One example; ``answers`` empty at inference."""
+              meta: dict | None = None, fact: tuple[str, str, str] | None = None) -> Example:
+        """One example; ``answers`` empty at inference.
+
+        ``fact``: the supporting fact when the dataset gives one (FVQA), as ``(visual end,
+        relation, other end)``; it becomes the example's ``support`` (node indices of its ends,
+        relation id, whether the answer is the other end), the targets of the fact scorer.
+        """
         if not isinstance(question, str) or not question.strip():
             raise ValueError("expected a non-empty question")
         cfg = self.config
@@ -177,10 +184,27 @@ class FeatureBuilder:
         vocab_ids = [self.vocab_index[a] for a in ans if a in self.vocab_index]
         aset = set(ans)
         node_targets = [i for i, n in enumerate(names) if n in aset] if self.fusion.uses_graph else []
+        support = self._support(fact, names, aset) if fact is not None else (-1, -1, -1, -1)
         return Example(pixels=pixels, input_ids=ids, node_x=x, edge_index=ei, edge_type=et, origin=origin,
                        relevance=rel, box=box, node_names=names, vocab_ids=vocab_ids,
                        node_targets=node_targets, answers=ans, subgraph=sg, entities=list(entities),
-                       meta=dict(meta or {}))
+                       meta=dict(meta or {}), support=support)
+
+    def _support(self, fact: tuple[str, str, str], names: Sequence[str], answers: set) -> tuple[int, int, int, int]:
+        """(visual end index, other end index, relation id, answer side) with -1 where unknown."""
+        visual, relation, other = fact
+        index = {n: i for i, n in enumerate(names)}
+        rel = -1
+        kg = getattr(self.retriever, "kg", None)
+        if kg is not None:
+            try:
+                rel = int(kg.relation_id(relation))
+            except KeyError:  # a relation the KG lacks (FVQA's WebChild comparatives): no relation target
+                rel = -1
+            if rel >= self.config.num_relations:
+                rel = -1
+        side = 0 if visual in answers else 1 if other in answers else -1
+        return index.get(visual, -1), index.get(other, -1), rel, side
 
 
 def collate(examples: Sequence[Example], config: KnowledgeVQAConfig, pad_id: int = 0,
@@ -217,7 +241,10 @@ def collate(examples: Sequence[Example], config: KnowledgeVQAConfig, pad_id: int
         for i, e in enumerate(examples):
             if e.vocab_ids:
                 vocab_target[i, e.vocab_ids] = 1.0
+    support = None
+    if with_targets and config.uses_graph and config.fact_scorer:
+        support = torch.tensor([list(getattr(e, "support", (-1, -1, -1, -1))) for e in examples], dtype=torch.long)
     return VQABatch(pixel_values=pixels, input_ids=ids, attention_mask=mask, graph=graph,
                     vocab_target=vocab_target,
                     node_target_dense=node_target if with_targets else None,
-                    node_names=[e.node_names for e in examples])
+                    node_names=[e.node_names for e in examples], support_target=support)

@@ -136,3 +136,110 @@ class CopyGate(nn.Module):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.query_dim})"
+
+
+@dataclass
+class FactScores:
+    """Output of :meth:`FactScorer.forward`.
+
+    Fields:
+        edge_logits (F,) float: score of each fact, a subgraph edge at a seed, seen from the seed.
+        fact_seed (F,) long, fact_other (F,) long: the fact's seed end and other end (flat node index).
+        fact_relation (F,) long: its relation id, walked backwards (other -> seed) as ``id + R``.
+        fact_graph (F,) long: the example of each fact.
+        node_logits (N,) float: per node, the best ``edge logit + side logit`` over the facts it is
+            an end of (the seed end takes the "answer is the seed" side, the other end the other);
+            ``no_fact`` for a node that is an end of none.
+        side_logits (B, 2) float: is the answer the fact's seed end (0) or its other end (1).
+        relation_logits (B, R) float: the relation the question asks about.
+    """
+
+    edge_logits: torch.Tensor
+    fact_seed: torch.Tensor
+    fact_other: torch.Tensor
+    fact_relation: torch.Tensor
+    fact_graph: torch.Tensor
+    node_logits: torch.Tensor
+    side_logits: torch.Tensor
+    relation_logits: torch.Tensor
+
+
+class FactScorer(nn.Module):
+    r"""Scores the facts at the image's entities against the question, FVQA-style.
+
+    A fact is an edge of the subgraph with a seed (an entity of the image) at one end. Its
+    score is ``(W_q q) · tanh(W_s k_seed + E[r] + W_o k_other) / sqrt(h)`` plus the question's
+    log-probability of the relation ``r`` (a relation classifier over ``q``); each node then
+    gets the best score of the facts it is an end of, plus the logit that the answer is on
+    its side of the fact (the seed, i.e. the visual concept, or the other, knowledge-base end).
+    Fact-retrieval answering as in FVQA (Wang et al. 2018, https://arxiv.org/abs/1606.05433),
+    Out of the Box (Narasimhan et al. 2018, https://arxiv.org/abs/1811.00538) and Mucko
+    (Zhu et al. 2020, https://arxiv.org/abs/2006.09073), here trained jointly with the pointer.
+
+    Args:
+        dim (int): width of the query and of the node keys.
+        num_relations (int): relation types R (facts walked backwards use ``R..2R-1``).
+        hidden_dim (int | None): width of the scoring space (default None: ``dim``).
+
+    Shapes:
+        input: query (B, dim), keys (N, dim) flat node keys of the batch, edge_index (2, E) flat,
+        edge_type (E,) in ``[0, R)``, seed (N,) bool, batch (N,) long sorted.
+        output: :class:`FactScores`.
+    """
+
+    def __init__(self, dim: int, num_relations: int, hidden_dim: int | None = None) -> None:
+        super().__init__()
+        self.dim, self.num_relations, self.hidden_dim = dim, num_relations, hidden_dim or dim
+        h = self.hidden_dim
+        self.q = nn.Linear(dim, h)
+        self.seed_key = nn.Linear(dim, h)
+        self.other_key = nn.Linear(dim, h, bias=False)
+        self.rel = nn.Embedding(2 * num_relations, h)
+        self.side = nn.Linear(dim, 2)
+        self.relation = nn.Linear(dim, num_relations)
+        self.no_fact = nn.Parameter(torch.zeros(1))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in (self.q, self.seed_key, self.other_key, self.side, self.relation):
+            m.reset_parameters()
+        nn.init.normal_(self.rel.weight, std=0.02)
+        nn.init.zeros_(self.no_fact)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, edge_index: torch.Tensor, edge_type: torch.Tensor,
+                seed: torch.Tensor, batch: torch.Tensor) -> FactScores:
+        B, N, R = query.shape[0], keys.shape[0], self.num_relations
+        if query.dim() != 2 or query.shape[1] != self.dim:
+            raise ValueError(f"FactScorer: expected query of shape (B, {self.dim}), found {_shape(query)}")
+        if keys.dim() != 2 or keys.shape[1] != self.dim:
+            raise ValueError(f"FactScorer: expected keys of shape (N, {self.dim}), found {_shape(keys)}")
+        if seed.shape != (N,) or batch.shape != (N,):
+            raise ValueError(f"FactScorer: expected seed and batch of shape ({N},), found {_shape(seed)}, "
+                             f"{_shape(batch)}")
+        if edge_type.numel() and (int(edge_type.min()) < 0 or int(edge_type.max()) >= R):
+            raise ValueError(f"FactScorer: expected edge types in [0, {R}), found {int(edge_type.max())}")
+        src, dst = edge_index  # (E,), (E,)
+        loop = src == dst
+        fwd = seed[src] & ~loop  # seed -> other, as stored
+        bwd = seed[dst] & ~loop  # other -> seed: the relation walked backwards
+        f_seed = torch.cat([src[fwd], dst[bwd]])  # (F,)
+        f_other = torch.cat([dst[fwd], src[bwd]])  # (F,)
+        f_rel = torch.cat([edge_type[fwd], edge_type[bwd] + R])  # (F,)
+        f_graph = batch[f_seed]  # (F,)
+        rel_logits = self.relation(query)  # (B, R)
+        side = self.side(query)  # (B, 2)
+        q = self.q(query)  # (B, h)
+        fact = torch.tanh(self.seed_key(keys[f_seed]) + self.rel(f_rel) + self.other_key(keys[f_other]))  # (F, h)
+        edge = (fact * q[f_graph]).sum(-1) / math.sqrt(self.hidden_dim)  # (F,)
+        edge = edge + torch.log_softmax(rel_logits, -1)[f_graph, f_rel % R]  # the asked relation's prior
+        # Each fact proposes both its ends; a node keeps its best proposal.
+        cand_node = torch.cat([f_seed, f_other])  # (2F,)
+        cand = torch.cat([edge + side[f_graph, 0], edge + side[f_graph, 1]])  # (2F,)
+        node = torch.full((N,), float("-inf"), dtype=keys.dtype, device=keys.device)
+        node = node.scatter_reduce(0, cand_node, cand, reduce="amax", include_self=True)  # (N,)
+        node = torch.where(torch.isfinite(node), node, self.no_fact.to(keys.dtype).expand(N))
+        return FactScores(edge_logits=edge, fact_seed=f_seed, fact_other=f_other, fact_relation=f_rel,
+                          fact_graph=f_graph, node_logits=node, side_logits=side, relation_logits=rel_logits)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.dim}, num_relations={self.num_relations}, hidden_dim={self.hidden_dim})"

@@ -14,7 +14,8 @@ from ravlm_graph.retrieval.embeddings import NodeEmbeddings
 from ravlm_graph.types import Entity
 from ravlm_graph.models.knowledge_vqa.configuration import KnowledgeVQAConfig
 from ravlm_graph.nn.fusion import FUSIONS
-from ravlm_graph.models.knowledge_vqa.modeling import KnowledgeVQAModel, answer_distribution
+from ravlm_graph.models.knowledge_vqa.modeling import KnowledgeVQAModel, answer_distribution, fact_loss
+from ravlm_graph.nn.fusion.pointer import FactScores
 from ravlm_graph.engine import EngineConfig, KnowledgeVQA
 from ravlm_graph.retrieval.retriever import SubgraphRetriever
 from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder, collate
@@ -109,6 +110,77 @@ def test_seed_relation_keys_and_verify_head(tiny):
         after = m(b).vocab_logits
     changed = (after - before).abs().sum(0) > 0
     assert changed.tolist() == [True, False, False]  # vocabulary: yes, no, fruit
+
+
+def test_fact_scorer_support_targets_and_training(tiny, tmp_path):
+    m = make_model(tiny, fact_scorer=True)
+    fb = FeatureBuilder(m.config, m.tokenizer, tiny[3])
+    ents = [Entity("apple", 1.0, "image"), Entity("banana", 1.0, "image")]
+    ex = fb.build(image(), "what is the object used for?", ents, ("eating",), fact=("apple", "UsedFor", "eating"))
+    kg = tiny[2]
+    assert ex.support == (ex.node_names.index("apple"), ex.node_names.index("eating"), kg.relation_id("UsedFor"), 1)
+    ex2 = fb.build(image(), "which of these can peel?", ents, ("banana",), fact=("banana", "NoSuchRelation", "peel"))
+    assert ex2.support == (ex2.node_names.index("banana"), ex2.node_names.index("peel"), -1, 0)
+    assert fb.build(image(), "what is the object used for?", ents, ("eating",)).support == (-1, -1, -1, -1)
+    b = collate([ex, ex2], m.config)
+    assert b.support_target.tolist() == [list(ex.support), list(ex2.support)]
+    assert collate([ex, ex2], m.config, with_targets=False).support_target is None
+    assert collate([ex, ex2], make_model(tiny).config).support_target is None  # no fact scorer, no targets
+    out = m(b)
+    assert isinstance(out.facts, FactScores) and out.facts.relation_logits.shape == (2, m.config.num_relations)
+    # the fact scores reach the pointer: with the scorer's side bias moved, the pointer logits move
+    with torch.no_grad():
+        m.eval()
+        before = m(b).pointer_logits
+        m.fact_scorer.side.bias.add_(torch.tensor([0.0, 3.0]))
+        after = m(b).pointer_logits
+        m.fact_scorer.side.bias.sub_(torch.tensor([0.0, 3.0]))
+    assert not torch.allclose(before[torch.isfinite(before)], after[torch.isfinite(after)])
+    # the auxiliary losses are part of the loss, and training on them finds the gold fact
+    m.train()
+    plain = m.config.replace(fact_loss_weight=0.0)
+    m.config = plain
+    l0 = float(m(b).loss.detach())
+    m.config = plain.replace(fact_loss_weight=0.5)
+    assert float(m(b).loss.detach()) > l0
+    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=3e-3)
+    for _ in range(40):
+        out = m(b)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    m.eval()
+    with torch.no_grad():
+        f = m(b).facts
+    ptr = [0, len(ex.node_names)]
+    first = f.fact_graph == 0
+    best = int(f.edge_logits.masked_fill(~first, float("-inf")).argmax())
+    assert {int(f.fact_seed[best]), int(f.fact_other[best])} == {ex.support[0] + ptr[0], ex.support[1] + ptr[0]}
+    assert f.side_logits.argmax(-1).tolist() == [1, 0]
+    # saved and loaded with its fact scorer; old configs (without the option) build none
+    m.save_pretrained(tmp_path / "m")
+    m2 = KnowledgeVQAModel.from_pretrained(tmp_path / "m", trunk=tiny[1], tokenizer=tiny[0])
+    assert m2.config.fact_scorer and torch.equal(m2.fact_scorer.rel.weight, m.fact_scorer.rel.weight)
+    assert not hasattr(make_model(tiny), "fact_scorer")
+
+
+def test_fact_loss_by_hand():
+    """One example, three facts; the second joins the gold ends by the gold relation (walked backwards)."""
+    R = 4
+    facts = FactScores(edge_logits=torch.tensor([1.0, 2.0, 0.5]), fact_seed=torch.tensor([0, 0, 0]),
+                       fact_other=torch.tensor([1, 2, 2]), fact_relation=torch.tensor([1, 3 + R, 1]),
+                       fact_graph=torch.tensor([0, 0, 0]), node_logits=torch.zeros(3),
+                       side_logits=torch.tensor([[0.0, 1.0]]), relation_logits=torch.tensor([[0.0, 0.0, 0.0, 2.0]]))
+    support = torch.tensor([[2, 0, 3, 1]])  # visual end 2, other end 0: the fact is stored 0 -> 2 or 2 -> 0
+    got = fact_loss(facts, support, torch.zeros(3, dtype=torch.long), 1)
+    want = (torch.nn.functional.cross_entropy(facts.relation_logits, torch.tensor([3]))
+            + torch.nn.functional.cross_entropy(facts.side_logits, torch.tensor([1]))
+            - torch.log_softmax(facts.edge_logits, 0)[1])
+    torch.testing.assert_close(got, want)
+    # unknown relation: any fact joining the two ends is gold; unknown ends: no fact term
+    got = fact_loss(facts, torch.tensor([[2, 0, -1, -1]]), torch.zeros(3, dtype=torch.long), 1)
+    torch.testing.assert_close(got, -torch.log(torch.softmax(facts.edge_logits, 0)[1:].sum()))
+    assert float(fact_loss(facts, torch.tensor([[-1, -1, -1, -1]]), torch.zeros(3, dtype=torch.long), 1)) == 0.0
 
 
 def test_graph_tokens_carry_entity_origin_and_boxes(tiny):
