@@ -33,6 +33,8 @@ def main(argv=None) -> int:
     ap.add_argument("--facts", required=True, help="FVQA train facts (train_split0_fact_triples.json)")
     ap.add_argument("--budgets", nargs="+", type=int, default=[32, 64, 96, 192])
     ap.add_argument("--relation-weight", type=float, default=None, help="override the recipe's relation_weight")
+    ap.add_argument("--relation-temperature", type=float, default=None,
+                    help="override the recipe's relation_temperature")
     ap.add_argument("--kg-cache", default="stores", help="where the bundled KG and node embeddings are cached")
     ap.add_argument("--limit", type=int, default=0, help="first N held-out questions (0: all)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -44,6 +46,8 @@ def main(argv=None) -> int:
     recipe = load_recipe(args.recipe).replace(questions=args.questions, facts=args.facts)
     if args.relation_weight is not None:
         recipe = recipe.replace(retrieval=recipe.retrieval.replace(relation_weight=args.relation_weight))
+    if args.relation_temperature is not None:
+        recipe = recipe.replace(retrieval=recipe.retrieval.replace(relation_temperature=args.relation_temperature))
     retrieval = recipe.retrieval.to_dict()
     kg = open_kg(recipe.kg, cache_root=args.kg_cache)
     retriever = SubgraphRetriever(kg, recipe.retrieval)
