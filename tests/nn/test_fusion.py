@@ -421,9 +421,34 @@ def test_fact_scorer_scores_facts_at_seeds_and_gives_each_node_its_best():
         fs(q, keys[:, :4], edge_index, edge_type, seed, batch)
 
 
+def test_fact_scorer_node_features_enter_each_fact_from_both_ends():
+    torch.manual_seed(0)
+    fs = FactScorer(D, 2, hidden_dim=H, feature_dim=2)
+    q, keys = torch.randn(1, D), torch.randn(3, D)
+    edge_index, edge_type = torch.tensor([[0, 0], [1, 2]]), torch.tensor([0, 1])
+    seed, batch = torch.tensor([True, False, False]), torch.zeros(3, dtype=torch.long)
+    feats = torch.tensor([[0.1, 0.0], [0.9, 1.0], [0.2, 0.0]])
+    out = fs(q, keys, edge_index, edge_type, seed, batch, feats)
+    i = out.fact_other.tolist().index(1)
+    pair = torch.cat([feats[0], feats[1]])
+    h = torch.tanh(fs.seed_key(keys[0]) + fs.rel.weight[0] + fs.other_key(keys[1]) + fs.feat(pair))
+    want = (fs.q(q[0]) * h).sum() / H ** 0.5 + torch.log_softmax(out.relation_logits[0], -1)[0]
+    torch.testing.assert_close(out.edge_logits[i], want)  # the direct term starts at 0
+    with torch.no_grad():
+        fs.feat_direct.weight.copy_(torch.tensor([[0.0, 0.0, 0.0, 5.0]]))  # "the question names the other end"
+    out2 = fs(q, keys, edge_index, edge_type, seed, batch, feats)
+    torch.testing.assert_close(out2.edge_logits[i], out.edge_logits[i] + 5.0)
+    torch.testing.assert_close(out2.edge_logits[1 - i], out.edge_logits[1 - i])
+    with pytest.raises(ValueError, match=r"expected node_features of shape \(3, 2\), found None"):
+        fs(q, keys, edge_index, edge_type, seed, batch)
+    with pytest.raises(ValueError, match=r"expected node_features of shape \(3, 0\) or None"):
+        FactScorer(D, 2)(q, keys, edge_index, edge_type, seed, batch, feats)
+
+
 def test_reprs():
     assert repr(GraphTokenProjector(H, D)) == "GraphTokenProjector(16, 32, num_tokens=32, pooled=False)"
     assert repr(PointerHead(D, H)) == "PointerHead(32, 16, hidden_dim=32)"
     assert repr(CopyGate(D)) == "CopyGate(32)"
     assert repr(FactScorer(D, 3)) == "FactScorer(32, num_relations=3, hidden_dim=32)"
+    assert repr(FactScorer(D, 3, feature_dim=2)) == "FactScorer(32, num_relations=3, hidden_dim=32, feature_dim=2)"
     assert repr(ClassicFusion("product", 8, 8, H, D)) == "ClassicFusion('product', dims=(8, 8, 16), out_dim=32)"

@@ -62,6 +62,9 @@ class KnowledgeVQAConfig(Config):
         fact_loss_weight (float): with ``fact_scorer``, weight of its auxiliary losses when the
             examples carry their supporting fact (FVQA): the fact among the scored edges, the
             question's relation, the answer's side of the fact. Default 0.5.
+        fact_features (bool): with ``fact_scorer``, the scorer also reads two scalars of each
+            end of a fact: the cosine of its name's embedding with the question's (the
+            retriever's text encoder) and whether the question names it. Default False.
     """
 
     answer_vocab: list[str] = field(default_factory=lambda: ["yes", "no"])
@@ -89,6 +92,7 @@ class KnowledgeVQAConfig(Config):
     trunk_init: str = "pretrained"
     fact_scorer: bool = False
     fact_loss_weight: float = 0.5
+    fact_features: bool = False
 
     def validate(self) -> None:
         o = "KnowledgeVQAConfig"
@@ -114,7 +118,10 @@ class KnowledgeVQAConfig(Config):
             check_int(o, "vision_channels", c, 1, 4096)
         check_fraction(o, "dropout", self.dropout)
         check_range(o, "fact_loss_weight", self.fact_loss_weight, 0.0, 100.0)
-        for name in ("seed_relation_keys", "verify_head", "seed_link_mlp", "entity_text", "fact_scorer"):
+        if self.fact_features and not self.fact_scorer:
+            raise ValueError(f"{o}.fact_features: the fact scorer's node features need fact_scorer=True")
+        for name in ("seed_relation_keys", "verify_head", "seed_link_mlp", "entity_text", "fact_scorer",
+                     "fact_features"):
             check_bool(o, name, getattr(self, name))
         if not isinstance(self.text_backbone, str) or not self.text_backbone:
             raise ValueError(f"{o}.text_backbone: expected 'minilm' or a local folder, found {self.text_backbone!r}")

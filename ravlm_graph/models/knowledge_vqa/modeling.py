@@ -41,6 +41,10 @@ from ravlm_graph.nn.fusion.pointer import CopyGate, FactScorer, FactScores, Poin
 from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
 
 
+#: Per-node features of the fact scorer (``fact_features``): name-question cosine, named by the question.
+FACT_FEATURES = 2
+
+
 @dataclass
 class KnowledgeVQAOutput:
     """Output of :meth:`KnowledgeVQAModel.forward`.
@@ -202,7 +206,8 @@ class KnowledgeVQAModel(nn.Module):
                     self.seed_pos = nn.Sequential(nn.Linear(5, d), nn.GELU(), nn.Linear(d, d))
                     self.seed_link = nn.Sequential(nn.Linear(3 * d, d), nn.GELU(), nn.Linear(d, d))
             if config.fact_scorer:
-                self.fact_scorer = FactScorer(d, config.num_relations)
+                self.fact_scorer = FactScorer(d, config.num_relations,
+                                              feature_dim=FACT_FEATURES if config.fact_features else 0)
             if config.verify_head:
                 self.verify_scale = nn.Parameter(torch.zeros(1))
             self.copy_gate = CopyGate(d)
@@ -362,7 +367,7 @@ class KnowledgeVQAModel(nn.Module):
                 keys = keys + self._seed_links(batch.graph, B, keys.shape[1])  # (B, M, D)
             pointer_logits = self.pointer(q, keys, node_mask)  # (B, M)
             if cfg.fact_scorer:
-                facts = self._score_facts(q, keys, node_mask, batch.graph)
+                facts = self._score_facts(q, keys, node_mask, batch.graph, batch.node_question_sim)
                 fact_dense, _ = to_dense_batch(facts.node_logits, batch.graph.batch, batch_size=B)  # (B, M)
                 pointer_logits = pointer_logits + fact_dense[:, : pointer_logits.shape[1]]
             if cfg.verify_head and "yes" in self._vocab_index:
@@ -376,11 +381,16 @@ class KnowledgeVQAModel(nn.Module):
         return KnowledgeVQAOutput(loss=loss, vocab_logits=vocab_logits, pointer_logits=pointer_logits,
                                   copy_prob=copy_prob, node_mask=node_mask, graph_token_nodes=g_local, facts=facts)
 
-    def _score_facts(self, q, keys, node_mask, data) -> FactScores:
+    def _score_facts(self, q, keys, node_mask, data, question_sim=None) -> FactScores:
         """The fact scorer over the batch's edges at image entities (origin image or both)."""
         flat = keys[node_mask]  # (N, D), nodes in batch order
         seed = (data.origin == 2) | (data.origin == 3)  # (N,)
-        return self.fact_scorer(q, flat, data.edge_index, data.edge_type, seed, data.batch)
+        feats = None
+        if self.config.fact_features:
+            sim = question_sim if question_sim is not None else flat.new_zeros(flat.shape[0])
+            named = ((data.origin == 1) | (data.origin == 3)).to(flat.dtype)  # the question names it
+            feats = torch.stack([sim.to(flat.dtype), named], dim=-1)  # (N, FACT_FEATURES)
+        return self.fact_scorer(q, flat, data.edge_index, data.edge_type, seed, data.batch, feats)
 
     def _graph_inputs(self, data, B: int) -> GraphInputs:
         """Node states of the batch's subgraphs: the GNN's, or node-name features without one."""
@@ -544,6 +554,8 @@ class VQABatch:
         support_target (B, 4) long or None: the supporting fact's visual end, other end (node
             index within the example), relation id and the answer's side (see :func:`fact_loss`);
             -1 where unknown.
+        node_question_sim (N,) float or None: cosine of each node name's embedding with the
+            question's, on the graph batch's node axis (``fact_features``).
     """
 
     pixel_values: torch.Tensor
@@ -554,3 +566,4 @@ class VQABatch:
     node_target_dense: torch.Tensor | None = None
     node_names: list = field(default_factory=list)
     support_target: torch.Tensor | None = None
+    node_question_sim: torch.Tensor | None = None

@@ -32,7 +32,8 @@ class Example:
         node_names; vocab_ids (valid answers in the vocabulary); node_targets (nodes that are
         valid answers); answers (all valid answers); subgraph (the retrieved Subgraph, kept
         for evidence) and entities; support (visual end, other end, relation id, answer side) of
-        the supporting fact when known (-1 for an unknown part; see ``FeatureBuilder.build``).
+        the supporting fact when known (-1 for an unknown part; see ``FeatureBuilder.build``);
+        question_sim (N,) float32: cosine of each node name with the question (``fact_features``).
     """
 
     pixels: torch.Tensor
@@ -51,6 +52,7 @@ class Example:
     entities: list[Entity] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
     support: tuple[int, int, int, int] = (-1, -1, -1, -1)
+    question_sim: np.ndarray | None = None
 
 
 def image_tensor(image, size: int) -> torch.Tensor:
@@ -150,6 +152,7 @@ class FeatureBuilder:
         if not isinstance(question, str) or not question.strip():
             raise ValueError("expected a non-empty question")
         cfg = self.config
+        qsim = None
         pixels = image_tensor(image, cfg.image_size)
         w, h = image.size
         sg = None
@@ -174,6 +177,9 @@ class FeatureBuilder:
             rel = sg.node_relevance.numpy().astype(np.float32)
             ei, et = sg.edge_index.numpy(), sg.edge_type.numpy()
             origin = sg.origin.numpy()
+            if cfg.fact_features:
+                qv = np.asarray(self.retriever.embed_question(question), dtype=np.float32)
+                qsim = (x.astype(np.float32) @ qv).astype(np.float32)  # (N,) both unit vectors
         else:
             names, x = [], np.zeros((0, cfg.node_dim), dtype=np.float16)
             box = np.zeros((0, 5), dtype=np.float32)
@@ -188,7 +194,7 @@ class FeatureBuilder:
         return Example(pixels=pixels, input_ids=ids, node_x=x, edge_index=ei, edge_type=et, origin=origin,
                        relevance=rel, box=box, node_names=names, vocab_ids=vocab_ids,
                        node_targets=node_targets, answers=ans, subgraph=sg, entities=list(entities),
-                       meta=dict(meta or {}), support=support)
+                       meta=dict(meta or {}), support=support, question_sim=qsim)
 
     def _support(self, fact: tuple[str, str, str], names: Sequence[str], answers: set) -> tuple[int, int, int, int]:
         """(visual end index, other end index, relation id, answer side) with -1 where unknown."""
@@ -244,7 +250,12 @@ def collate(examples: Sequence[Example], config: KnowledgeVQAConfig, pad_id: int
     support = None
     if with_targets and config.uses_graph and config.fact_scorer:
         support = torch.tensor([list(getattr(e, "support", (-1, -1, -1, -1))) for e in examples], dtype=torch.long)
+    qsim = None
+    if config.uses_graph and config.fact_features:
+        qsim = torch.cat([torch.from_numpy(e.question_sim) if getattr(e, "question_sim", None) is not None
+                          else torch.zeros(len(e.node_names)) for e in examples]).float()
     return VQABatch(pixel_values=pixels, input_ids=ids, attention_mask=mask, graph=graph,
                     vocab_target=vocab_target,
                     node_target_dense=node_target if with_targets else None,
-                    node_names=[e.node_names for e in examples], support_target=support)
+                    node_names=[e.node_names for e in examples], support_target=support,
+                    node_question_sim=qsim)

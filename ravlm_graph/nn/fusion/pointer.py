@@ -180,16 +180,21 @@ class FactScorer(nn.Module):
         dim (int): width of the query and of the node keys.
         num_relations (int): relation types R (facts walked backwards use ``R..2R-1``).
         hidden_dim (int | None): width of the scoring space (default None: ``dim``).
+        feature_dim (int): per-node scalar features F read with each end of a fact (say, the
+            node name's similarity to the question), inside the tanh and as a direct linear
+            term of the score; 0: none. Default 0.
 
     Shapes:
         input: query (B, dim), keys (N, dim) flat node keys of the batch, edge_index (2, E) flat,
-        edge_type (E,) in ``[0, R)``, seed (N,) bool, batch (N,) long sorted.
+        edge_type (E,) in ``[0, R)``, seed (N,) bool, batch (N,) long sorted, node_features
+        (N, F) or None.
         output: :class:`FactScores`.
     """
 
-    def __init__(self, dim: int, num_relations: int, hidden_dim: int | None = None) -> None:
+    def __init__(self, dim: int, num_relations: int, hidden_dim: int | None = None, feature_dim: int = 0) -> None:
         super().__init__()
         self.dim, self.num_relations, self.hidden_dim = dim, num_relations, hidden_dim or dim
+        self.feature_dim = feature_dim
         h = self.hidden_dim
         self.q = nn.Linear(dim, h)
         self.seed_key = nn.Linear(dim, h)
@@ -198,16 +203,22 @@ class FactScorer(nn.Module):
         self.side = nn.Linear(dim, 2)
         self.relation = nn.Linear(dim, num_relations)
         self.no_fact = nn.Parameter(torch.zeros(1))
+        if feature_dim:
+            self.feat = nn.Linear(2 * feature_dim, h, bias=False)
+            self.feat_direct = nn.Linear(2 * feature_dim, 1, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for m in (self.q, self.seed_key, self.other_key, self.side, self.relation):
             m.reset_parameters()
+        if self.feature_dim:
+            self.feat.reset_parameters()
+            nn.init.zeros_(self.feat_direct.weight)
         nn.init.normal_(self.rel.weight, std=0.02)
         nn.init.zeros_(self.no_fact)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, edge_index: torch.Tensor, edge_type: torch.Tensor,
-                seed: torch.Tensor, batch: torch.Tensor) -> FactScores:
+                seed: torch.Tensor, batch: torch.Tensor, node_features: torch.Tensor | None = None) -> FactScores:
         B, N, R = query.shape[0], keys.shape[0], self.num_relations
         if query.dim() != 2 or query.shape[1] != self.dim:
             raise ValueError(f"FactScorer: expected query of shape (B, {self.dim}), found {_shape(query)}")
@@ -216,6 +227,11 @@ class FactScorer(nn.Module):
         if seed.shape != (N,) or batch.shape != (N,):
             raise ValueError(f"FactScorer: expected seed and batch of shape ({N},), found {_shape(seed)}, "
                              f"{_shape(batch)}")
+        if (node_features is None) != (not self.feature_dim) or (
+                node_features is not None and tuple(node_features.shape) != (N, self.feature_dim)):
+            raise ValueError(f"FactScorer: expected node_features of shape ({N}, {self.feature_dim})"
+                             f"{'' if self.feature_dim else ' or None'}, found "
+                             f"{None if node_features is None else _shape(node_features)}")
         if edge_type.numel() and (int(edge_type.min()) < 0 or int(edge_type.max()) >= R):
             raise ValueError(f"FactScorer: expected edge types in [0, {R}), found {int(edge_type.max())}")
         src, dst = edge_index  # (E,), (E,)
@@ -229,8 +245,14 @@ class FactScorer(nn.Module):
         rel_logits = self.relation(query)  # (B, R)
         side = self.side(query)  # (B, 2)
         q = self.q(query)  # (B, h)
-        fact = torch.tanh(self.seed_key(keys[f_seed]) + self.rel(f_rel) + self.other_key(keys[f_other]))  # (F, h)
-        edge = (fact * q[f_graph]).sum(-1) / math.sqrt(self.hidden_dim)  # (F,)
+        pre = self.seed_key(keys[f_seed]) + self.rel(f_rel) + self.other_key(keys[f_other])  # (F, h)
+        pair = None
+        if node_features is not None:
+            pair = torch.cat([node_features[f_seed], node_features[f_other]], dim=-1)  # (F, 2 F_n)
+            pre = pre + self.feat(pair)
+        edge = (torch.tanh(pre) * q[f_graph]).sum(-1) / math.sqrt(self.hidden_dim)  # (F,)
+        if pair is not None:
+            edge = edge + self.feat_direct(pair).squeeze(-1)
         edge = edge + torch.log_softmax(rel_logits, -1)[f_graph, f_rel % R]  # the asked relation's prior
         # Each fact proposes both its ends; a node keeps its best proposal.
         cand_node = torch.cat([f_seed, f_other])  # (2F,)
@@ -242,4 +264,5 @@ class FactScorer(nn.Module):
                           fact_graph=f_graph, node_logits=node, side_logits=side, relation_logits=rel_logits)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.dim}, num_relations={self.num_relations}, hidden_dim={self.hidden_dim})"
+        return (f"{type(self).__name__}({self.dim}, num_relations={self.num_relations}, hidden_dim={self.hidden_dim}"
+                + (f", feature_dim={self.feature_dim})" if self.feature_dim else ")"))

@@ -164,6 +164,25 @@ def test_fact_scorer_support_targets_and_training(tiny, tmp_path):
     assert not hasattr(make_model(tiny), "fact_scorer")
 
 
+def test_fact_features_are_the_question_similarity_and_the_named_concepts(tiny):
+    m = make_model(tiny, fact_scorer=True, fact_features=True)
+    exs = examples(tiny, m)
+    ex = exs[0]
+    qv = tiny[3].embed_question("what is the object used for?")
+    np.testing.assert_allclose(ex.question_sim, ex.node_x.astype(np.float32) @ qv, rtol=1e-5, atol=1e-6)
+    assert examples(tiny, make_model(tiny, fact_scorer=True))[0].question_sim is None  # computed only when read
+    b = collate(exs, m.config, with_targets=False)
+    assert b.node_question_sim.shape == (len(exs[0].node_names) + len(exs[1].node_names),)
+    m.eval()
+    with torch.no_grad():
+        base = m(b).pointer_logits
+        m.fact_scorer.feat_direct.weight.fill_(1.0)
+        moved = m(b).pointer_logits
+    assert not torch.equal(base, moved)
+    with pytest.raises(ValueError, match="fact_features: the fact scorer's node features need fact_scorer=True"):
+        make_model(tiny, fact_features=True)
+
+
 def test_fact_loss_by_hand():
     """One example, three facts; the second joins the gold ends by the gold relation (walked backwards)."""
     R = 4
