@@ -135,9 +135,12 @@ def test_fvqa_engine_answers_fvqa_questions_and_photos():
     recs = [r for r in load_fvqa(FVQA_FIXTURES / "fvqa_train_split0_questions.json",
                                  FVQA_FIXTURES / "fvqa_train_split0_fact_triples.json") if r.answer_concepts]
     answered = [eng.answer(record_image(r), r.question, entities=fvqa_entities(r)) for r in recs]
-    # every answer is a node of its own subgraph, and the evidence names it
+    # every answer is copied from its own subgraph or generated from the answer vocabulary,
+    # and every answer comes with facts as evidence
+    vocab = set(eng.model.config.answer_vocab)
     for a in answered:
-        assert a.answer in a.subgraph.node_names and a.facts
+        assert (a.answer in a.subgraph.node_names or a.answer in vocab) and a.facts
+    assert sum(a.answer in a.subgraph.node_names for a in answered) >= len(answered) // 2
     a = eng.answer(Image.open(PHOTOS / "coffee.jpg"), "What is the cup in the picture used for?")
     seen = {e.concept for e in a.entities if e.origin == "image"}
     assert "cup" in seen and a.subgraph_size > 0 and a.facts
