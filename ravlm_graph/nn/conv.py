@@ -146,24 +146,25 @@ class GATv2Conv(nn.Module):
                 raise ValueError("GATv2Conv: edge_attr given but the layer was built without edge_dim")
             e = _edge_features(self.lin_edge, edge_attr, edge_type, "GATv2Conv", H, C)  # (E, H, C)
         if self.add_self_loops:
-            keep = edge_index[0] != edge_index[1]
-            edge_index = edge_index[:, keep]
+            keep = (edge_index[0] != edge_index[1]).nonzero().view(-1)
+            edge_index = edge_index.index_select(1, keep)
             loops = torch.arange(n, device=x.device).view(1, -1).repeat(2, 1)  # (2, N)
             if e is not None:
-                e = e[keep]
+                e = e.index_select(0, keep)
                 # lin_edge has no bias, so the projected mean is the mean of the projections.
                 loop_e = scatter(e, edge_index[1], 0, dim_size=n, reduce="mean")  # (N, H, C)
                 e = torch.cat([e, loop_e], dim=0)
             edge_index = torch.cat([edge_index, loops], dim=1)  # (2, E' + N)
         src, dst = edge_index[0], edge_index[1]
-        z = x_r[dst] + x_l[src]  # (E', H, C)
+        x_j = x_l.index_select(0, src)  # (E', H, C)
+        z = x_r.index_select(0, dst) + x_j  # (E', H, C)
         if e is not None:
             z = z + e
         z = F.leaky_relu(z, self.negative_slope)
         alpha = (z * self.att).sum(dim=-1)  # (E', H)
         alpha = segment_softmax(alpha, dst, n)
         alpha = F.dropout(alpha, p=self.dropout, training=self.training)
-        out = scatter(x_l[src] * alpha.unsqueeze(-1), dst, 0, dim_size=n, reduce="sum")  # (N, H, C)
+        out = scatter(x_j * alpha.unsqueeze(-1), dst, 0, dim_size=n, reduce="sum")  # (N, H, C)
         out = out.view(-1, H * C)
         if self.bias is not None:
             out = out + self.bias
@@ -225,14 +226,14 @@ class TransformerConv(nn.Module):
         query = self.lin_query(x).view(-1, H, C)  # (N, H, C)
         key = self.lin_key(x).view(-1, H, C)  # (N, H, C)
         value = self.lin_value(x).view(-1, H, C)  # (N, H, C)
-        key_j, value_j = key[src], value[src]  # (E, H, C)
+        key_j, value_j = key.index_select(0, src), value.index_select(0, src)  # (E, H, C)
         if self.lin_edge is not None:
             if edge_attr is None:
                 raise ValueError("TransformerConv: the layer was built with edge_dim, expected edge_attr, found None")
             e = _edge_features(self.lin_edge, edge_attr, edge_type, "TransformerConv", H, C)  # (E, H, C)
             key_j = key_j + e
             value_j = value_j + e
-        alpha = (query[dst] * key_j).sum(dim=-1) / math.sqrt(C)  # (E, H)
+        alpha = (query.index_select(0, dst) * key_j).sum(dim=-1) / math.sqrt(C)  # (E, H)
         alpha = segment_softmax(alpha, dst, n)
         alpha = F.dropout(alpha, p=self.dropout, training=self.training)
         out = scatter(value_j * alpha.unsqueeze(-1), dst, 0, dim_size=n, reduce="sum").view(-1, H * C)
