@@ -2,15 +2,16 @@
 
     .venv/bin/python benchmarks/bench_detector.py --detector ravlm_graph/data/engine_builtin/detector
     .venv/bin/python benchmarks/bench_detector.py --train-config '{"epochs": 8, "extra_scenes": 4000}' --out runs/det
-    .venv/bin/python benchmarks/bench_detector.py --detector DET --splits val --layout-choice cells head joint
+    .venv/bin/python benchmarks/bench_detector.py --detector DET --splits val --layout-choice cells head joint --min-score 0.2 0.05
 
 With ``--train-config`` a detector is first trained from the training split exactly as
 ``ravlm train`` does (``recipes.train_detector``, seed 0) and saved to ``--out``.
 Per split: object recall (share of annotated objects whose concept the detector reports
 for that scene), precision (share of reported concepts that are in the scene), the share
 of scenes whose object count is right, and detection time per scene (scenes read ``--batch``
-at a time, after one warm-up batch). ``--layout-choice`` evaluates a cell-net detector with
-each way of choosing the layout in turn (pick one on ``val``, never on a test split).
+at a time, after one warm-up batch). ``--layout-choice`` and ``--min-score`` evaluate a
+cell-net detector with each way of choosing the layout and each cell threshold in turn
+(pick them on ``val``, never on a test split).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, nargs="+", default=[16], help="scenes per detect_batch call")
     p.add_argument("--layout-choice", nargs="+", default=None, help="cells, head and/or joint (cell-net detectors)")
+    p.add_argument("--min-score", type=float, nargs="+", default=None, help="cell score thresholds to try")
     args = p.parse_args(argv)
     import torch
 
@@ -84,12 +86,13 @@ def main(argv=None) -> int:
     else:
         p.error("give --detector or --train-config")
     torch.set_num_threads(args.threads)
-    for choice in args.layout_choice or [det.layout_choice]:
-        det.layout_choice = choice
+    for choice, min_score in [(c, t) for c in args.layout_choice or [det.layout_choice]
+                              for t in args.min_score or [det.min_score]]:
+        det.layout_choice, det.min_score = choice, min_score
         for batch in args.batch:
             for sp in args.splits:
                 m = evaluate(det, sp, args.limit, batch)
-                print(f"{sp:>18} (layout {choice}, batch {batch}): recall {100 * m['recall']:.1f} %  "
+                print(f"{sp:>18} (layout {choice}, min score {min_score}, batch {batch}): recall {100 * m['recall']:.1f} %  "
                       f"precision {100 * m['precision']:.1f} %  object count right {100 * m['count_accuracy']:.1f} %  "
                       f"{m['ms_per_scene']:.1f} ms/scene ({m['scenes']} scenes, {m['objects']} objects)", flush=True)
     return 0
