@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 RECIPE_DATASETS = ("builtin", "fvqa", "okvqa", "aokvqa")
 #: Settings of the layout-cell detector a recipe may train (or ``{"from": folder}``).
 DETECTOR_KEYS = ("epochs", "image_size", "channels", "negatives_per_scene", "batch_size", "lr", "extra_scenes",
-                 "extra_pool", "scorer", "blocks", "hidden", "layout_choice", "weight_decay")
+                 "extra_pool", "scorer", "blocks", "hidden", "layout_choice", "weight_decay", "min_score")
 #: Model settings a recipe may not give: they come from the data and the KG.
 DERIVED_MODEL_KEYS = ("answer_vocab",)
 
@@ -246,7 +246,7 @@ def train_detector(records, cfg: dict, seed: int, out_dir: str = ""):
     emoji folder's ``index.json``; the sprites ship with the package, so drawing them is
     training on the training style, not on test scenes). ``cfg["scorer"]`` ``"cell_net"``
     trains a whole-scene :class:`~ravlm_graph.grounding.detectors.cellnet.CellNet` (settings
-    ``image_size``, ``channels``, ``blocks``, ``hidden``, ``layout_choice``) instead of the
+    ``image_size``, ``channels``, ``blocks``, ``hidden``, ``layout_choice``, ``min_score``) instead of the
     crop tagger (default ``"crops"``); see :func:`train_layout_detector`.
     """
 
@@ -275,7 +275,7 @@ def train_detector(records, cfg: dict, seed: int, out_dir: str = ""):
     concepts = sorted({c for _, objs in scenes for c, _ in objs} | ({c for _, c in pool} if extra else set()))
     cell_net = cfg.get("scorer", "crops") == "cell_net"
     kw = {k: cfg[k] for k in ("epochs", "image_size", "negatives_per_scene", "batch_size", "lr", "features",
-                              "feature_size", "hidden", "scorer", "layout_choice", "weight_decay") if k in cfg}
+                              "feature_size", "hidden", "scorer", "layout_choice", "weight_decay", "min_score") if k in cfg}
     for k in ("channels", "blocks"):
         if k in cfg:
             kw[k] = tuple(cfg[k])

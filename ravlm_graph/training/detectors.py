@@ -293,7 +293,7 @@ def train_layout_detector(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequen
                           jitter: bool = True, batch_size: int = 64, lr: float = 2e-3, features: str | None = None,
                           feature_size: int = 128, hidden: int = 256, out_dir: str = "", scorer: str = "crops",
                           blocks: Sequence[int] = (0, 1, 1, 2), layout_choice: str = "cells",
-                          weight_decay: float = 1e-4) -> LayoutCellDetector:
+                          weight_decay: float = 1e-4, min_score: float = 0.2) -> LayoutCellDetector:
     """A :class:`LayoutCellDetector` trained on scenes given as ``(image, [(concept, box), ...])``.
 
     ``scorer="crops"`` (default): the crops come from :meth:`LayoutCellDetector.training_crops`;
@@ -307,7 +307,7 @@ def train_layout_detector(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequen
     ``scorer="cell_net"``: a :class:`CellNet` reads each whole scene (``image_size``, 4-stage
     ``channels``, residual ``blocks``, head width ``hidden``) and learns every cell's label and
     the layout (:func:`fit_cell_net`; AdamW, short warm-up, cosine-decayed rate, colour
-    augmentation with ``jitter``); ``layout_choice`` is saved with the detector.
+    augmentation with ``jitter``); ``layout_choice`` and ``min_score`` are saved with the detector.
     """
     if scorer not in ("crops", "cell_net"):
         raise ValueError(f"train_layout_detector: expected scorer 'crops' or 'cell_net', found {scorer!r}")
@@ -323,7 +323,7 @@ def train_layout_detector(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequen
                            replace(cfg, lr_schedule="cosine", warmup_ratio=0.02, grad_clip=5.0), augment=jitter)
         log.info("train_layout_detector: %d scenes, %d concepts, loss %.4f -> %.4f in %.0f s", len(scenes),
                  len(vocab) - 1, res.losses[0], res.losses[-1], res.seconds)
-        return LayoutCellDetector(net, layouts, layout_choice=layout_choice)
+        return LayoutCellDetector(net, layouts, min_score=min_score, layout_choice=layout_choice)
     crops, labels, vocab = LayoutCellDetector.training_crops(scenes, concepts, negatives_per_scene=negatives_per_scene,
                                                              seed=seed, jitter=jitter)
     if features is not None:
@@ -336,4 +336,4 @@ def train_layout_detector(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequen
         res = fit_tagger(tagger, crops, labels, cfg)
     log.info("train_layout_detector: %d crops, %d concepts, loss %.4f -> %.4f in %.0f s", len(crops),
              len(vocab) - 1, res.losses[0], res.losses[-1], res.seconds)
-    return LayoutCellDetector(tagger, default_layouts())
+    return LayoutCellDetector(tagger, default_layouts(), min_score=min_score)
