@@ -2,12 +2,16 @@
 
     .venv/bin/python benchmarks/bench_detector.py --detector ravlm_graph/data/engine_builtin/detector
     .venv/bin/python benchmarks/bench_detector.py --train-config '{"epochs": 8, "extra_scenes": 4000}' --out runs/det
+    .venv/bin/python benchmarks/bench_detector.py --detector DET --splits val --layout-choice cells head joint --min-score 0.2 0.05
 
 With ``--train-config`` a detector is first trained from the training split exactly as
 ``ravlm train`` does (``recipes.train_detector``, seed 0) and saved to ``--out``.
 Per split: object recall (share of annotated objects whose concept the detector reports
 for that scene), precision (share of reported concepts that are in the scene), the share
-of scenes whose object count is right, and detection time per scene.
+of scenes whose object count is right, and detection time per scene (scenes read ``--batch``
+at a time, after one warm-up batch). ``--layout-choice`` and ``--min-score`` evaluate a
+cell-net detector with each way of choosing the layout and each cell threshold in turn
+(pick them on ``val``, never on a test split).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from pathlib import Path
 
 
-def evaluate(det, split: str, limit: int | None = None) -> dict:
+def evaluate(det, split: str, limit: int | None = None, batch: int = 16) -> dict:
     from ravlm_graph.datasets import load_builtin
 
     seen, scenes = set(), []
@@ -30,10 +34,11 @@ def evaluate(det, split: str, limit: int | None = None) -> dict:
             scenes.append(r)
     scenes = scenes[:limit] if limit else scenes
     images = [r.load_image() for r in scenes]
+    det.detect_batch(images[:batch])  # warm-up
     t0 = time.perf_counter()
     found = []
-    for s in range(0, len(images), 16):
-        found += det.detect_batch(images[s:s + 16])
+    for s in range(0, len(images), batch):
+        found += det.detect_batch(images[s:s + batch])
     dt = time.perf_counter() - t0
     hits = total = reported = correct = count_ok = 0
     for r, ents in zip(scenes, found):
@@ -57,6 +62,9 @@ def main(argv=None) -> int:
     p.add_argument("--splits", nargs="+", default=["val", "test_iid", "test_other_style"])
     p.add_argument("--limit", type=int, default=None, help="scenes per split")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, nargs="+", default=[16], help="scenes per detect_batch call")
+    p.add_argument("--layout-choice", nargs="+", default=None, help="cells, head and/or joint (cell-net detectors)")
+    p.add_argument("--min-score", type=float, nargs="+", default=None, help="cell score thresholds to try")
     args = p.parse_args(argv)
     import torch
 
@@ -78,11 +86,15 @@ def main(argv=None) -> int:
     else:
         p.error("give --detector or --train-config")
     torch.set_num_threads(args.threads)
-    for sp in args.splits:
-        m = evaluate(det, sp, args.limit)
-        print(f"{sp:>18}: recall {100 * m['recall']:.1f} %  precision {100 * m['precision']:.1f} %  "
-              f"object count right {100 * m['count_accuracy']:.1f} %  {m['ms_per_scene']:.1f} ms/scene "
-              f"({m['scenes']} scenes, {m['objects']} objects)")
+    for choice, min_score in [(c, t) for c in args.layout_choice or [det.layout_choice]
+                              for t in args.min_score or [det.min_score]]:
+        det.layout_choice, det.min_score = choice, min_score
+        for batch in args.batch:
+            for sp in args.splits:
+                m = evaluate(det, sp, args.limit, batch)
+                print(f"{sp:>18} (layout {choice}, min score {min_score}, batch {batch}): recall {100 * m['recall']:.1f} %  "
+                      f"precision {100 * m['precision']:.1f} %  object count right {100 * m['count_accuracy']:.1f} %  "
+                      f"{m['ms_per_scene']:.1f} ms/scene ({m['scenes']} scenes, {m['objects']} objects)", flush=True)
     return 0
 
 

@@ -11,6 +11,7 @@ A recipe file is JSON, read into a typed :class:`Recipe`::
       "model": {"fusion": "graph_tokens", "gnn_kind": "gatv2", ...},   # KnowledgeVQAConfig fields
       "train": {"epochs": 8, "batch_size": 32, "lr": 3e-4, "seed": 0},  # TrainConfig fields
       "detector": {"epochs": 6, "image_size": 32},                      # or {"from": "path/to/detector"}
+                                      # or {"scorer": "cell_net", "extra_scenes": 24000, "extra_pool": "twemoji", ...}
       "limit": null                                                     # use only the first N train questions
     }
 
@@ -61,7 +62,8 @@ log = logging.getLogger(__name__)
 #: Datasets a recipe trains on; okvqa / aokvqa need a generative backbone (free-text answers).
 RECIPE_DATASETS = ("builtin", "fvqa", "okvqa", "aokvqa")
 #: Settings of the layout-cell detector a recipe may train (or ``{"from": folder}``).
-DETECTOR_KEYS = ("epochs", "image_size", "channels", "negatives_per_scene", "batch_size", "lr", "extra_scenes")
+DETECTOR_KEYS = ("epochs", "image_size", "channels", "negatives_per_scene", "batch_size", "lr", "extra_scenes",
+                 "extra_pool", "scorer", "blocks", "hidden", "layout_choice", "weight_decay", "min_score")
 #: Model settings a recipe may not give: they come from the data and the KG.
 DERIVED_MODEL_KEYS = ("answer_vocab",)
 
@@ -143,6 +145,10 @@ class Recipe(Config):
             unknown = sorted(set(self.detector) - set(allowed))
             if unknown:
                 raise ValueError(f"{o}.detector: unknown fields {unknown}; expected some of {sorted(allowed)}")
+            for key, choices in (("scorer", ("crops", "cell_net")), ("extra_pool", ("train", "twemoji")),
+                                 ("layout_choice", ("cells", "head", "joint"))):
+                if key in self.detector:
+                    check_choice(f"{o}.detector", key, self.detector[key], choices)
         if self.limit is not None:
             check_int(o, "limit", self.limit, 1)
         check_range(o, "holdout", self.holdout, 0.0, 0.9)
@@ -230,12 +236,18 @@ def builtin_entities(record) -> list:
             for o, c in zip(objs, cells)]
 
 
-def train_detector(records, cfg: dict, seed: int):
+def train_detector(records, cfg: dict, seed: int, out_dir: str = ""):
     """Train the layout-cell detector on the scenes of ``records`` (the training split).
 
-    ``cfg["extra_scenes"]`` (default 0) adds that many freshly drawn scenes of the same
-    sprites (:func:`~ravlm_graph.datasets.scenes.synthetic_scenes`): objects of the training
-    split only, in Twemoji style, placed the way the benchmark places them.
+    ``cfg["extra_scenes"]`` (default 0) adds that many freshly drawn scenes
+    (:func:`~ravlm_graph.datasets.scenes.synthetic_scenes`, Twemoji style, placed the way the
+    benchmark places them) of the sprites named by ``cfg["extra_pool"]``: ``"train"``
+    (default: the objects of the training split) or ``"twemoji"`` (every Twemoji sprite of the
+    emoji folder's ``index.json``; the sprites ship with the package, so drawing them is
+    training on the training style, not on test scenes). ``cfg["scorer"]`` ``"cell_net"``
+    trains a whole-scene :class:`~ravlm_graph.grounding.detectors.cellnet.CellNet` (settings
+    ``image_size``, ``channels``, ``blocks``, ``hidden``, ``layout_choice``, ``min_score``) instead of the
+    crop tagger (default ``"crops"``); see :func:`train_layout_detector`.
     """
 
     seen, scenes = set(), []
@@ -250,19 +262,27 @@ def train_detector(records, cfg: dict, seed: int):
         pool.update((o["image"], o["concept"]) for o in r.extra["scene"]["objects"]
                     if r.extra["scene"]["style"] == "twemoji")
         emoji_root = emoji_root or r.extra.get("emoji_root")
+    emoji_root = emoji_root or default_emoji_root()
     extra = int(cfg.get("extra_scenes", 0))
+    extra_pool = cfg.get("extra_pool", "train")
+    if extra_pool not in ("train", "twemoji"):
+        raise ValueError(f"detector.extra_pool: expected 'train' or 'twemoji', found {extra_pool!r}")
+    if extra_pool == "twemoji":
+        index = json.loads((Path(emoji_root) / "index.json").read_text(encoding="utf-8"))
+        pool = {(e["image"], e["concept"]) for e in index if e.get("concept")}
     if extra:
-
-        scenes += list(synthetic_scenes(sorted(pool), extra, emoji_root or default_emoji_root(), seed=seed + 1))
-    concepts = sorted({c for _, objs in scenes for c, _ in objs})
+        scenes += list(synthetic_scenes(sorted(pool), extra, emoji_root, seed=seed + 1))
+    concepts = sorted({c for _, objs in scenes for c, _ in objs} | ({c for _, c in pool} if extra else set()))
+    cell_net = cfg.get("scorer", "crops") == "cell_net"
     kw = {k: cfg[k] for k in ("epochs", "image_size", "negatives_per_scene", "batch_size", "lr", "features",
-                              "feature_size", "hidden") if k in cfg}
-    if "channels" in cfg:
-        kw["channels"] = tuple(cfg["channels"])
-    kw.setdefault("image_size", 32)
-    kw.setdefault("channels", (32, 64, 96))
+                              "feature_size", "hidden", "scorer", "layout_choice", "weight_decay", "min_score") if k in cfg}
+    for k in ("channels", "blocks"):
+        if k in cfg:
+            kw[k] = tuple(cfg[k])
+    kw.setdefault("image_size", 128 if cell_net else 32)
+    kw.setdefault("channels", (24, 32, 64, 128) if cell_net else (32, 64, 96))
     kw.setdefault("negatives_per_scene", 1)
-    return train_layout_detector(scenes, concepts, seed=seed, **kw)
+    return train_layout_detector(scenes, concepts, seed=seed, out_dir=out_dir, **kw)
 
 
 def record_image(record):

@@ -46,6 +46,7 @@ def test_shipped_engine_recipes_with_a_top_level_budget_still_load():
     ({"retrieval": {"method": "bfs"}}, r"RetrievalConfig.method: expected one of"),
     ({"train": {"epochs": 0}}, r"TrainConfig.epochs: expected a positive integer, found 0"),
     ({"detector": {"epoch": 2}}, r"Recipe.detector: unknown fields \['epoch'\]"),
+    ({"detector": {"scorer": "fcn"}}, r"Recipe.detector.scorer: expected one of \('crops', 'cell_net'\), found 'fcn'"),
     ({"dataset": "vqa"}, r"Recipe.dataset: expected one of \('builtin', 'fvqa', 'okvqa', 'aokvqa'\), found 'vqa'"),
 ])
 def test_bad_recipes_name_the_file_and_the_key(tmp_path, body, match):

@@ -23,7 +23,7 @@ from ravlm_graph.training.loop import TrainConfig
 
 # option -> (section, field) of the --config file
 _MODEL_OPTIONS = ("trunk_layers", "train_layers", "pooling", "max_length", "hidden", "dropout", "gnn_kind", "gnn_hidden", "gnn_layers",
-                  "gnn_heads", "budget", "method", "text_backbone", "link_features")
+                  "gnn_heads", "budget", "method", "text_backbone", "link_features", "text_facts")
 _TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "backbone_lr", "weight_decay", "warmup_ratio", "seed", "patience")
 
 
@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     model.add_argument("--link-features", action=argparse.BooleanOptionalAction, default=None,
                        help=f"kg: also read the question-choice link counts of each subgraph "
                             f"(default {m.link_features})")
+    model.add_argument("--text-facts", type=int, default=None, metavar="N",
+                       help=f"kg: also read up to N facts of each pair's subgraph as text after the choice "
+                            f"(raise --max-length to make room; default {m.text_facts})")
     tr = parser.add_argument_group("training (TrainConfig)")
     tr.add_argument("--epochs", type=int, default=None, help=f"default {t.epochs}")
     tr.add_argument("--batch-size", type=int, default=None, help=f"questions per step (default {t.batch_size})")

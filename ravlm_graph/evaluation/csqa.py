@@ -245,22 +245,28 @@ def run_csqa(train_path: str | os.PathLike, dev_path: str | os.PathLike, out_dir
     }
     for v in variants:
         vcfg = replace(cfg, use_kg=v == "kg")
+        v_train, v_dev = train_ex, dev_ex
+        if vcfg.use_kg and vcfg.text_facts:  # the pairs' facts as text: the kg variant's own token ids
+            v_train = build_examples(train_recs, tokenizer, vcfg, num_choices=c, graphs=train_g,
+                                     node_table=node_table, node_rows=train_rows)
+            v_dev = build_examples(dev_recs, tokenizer, vcfg, num_choices=c, graphs=dev_g, node_table=node_table,
+                                   node_rows=dev_rows)
         run_cfg = replace(tcfg, out_dir=str(out / "checkpoints" / v) if keep_checkpoints else "",
                           select_metric="val_accuracy" if n_val else "", progress=progress and tcfg.progress)
         torch.manual_seed(run_cfg.seed)
         model = CSQAModel(vcfg)
 
-        def validate(epoch, m, _labels=train_ex.labels[val_idx]):
-            return {"val_accuracy": round(_accuracy(predict(m, train_ex, val_idx), _labels), 4)}
+        def validate(epoch, m, _ex=v_train, _labels=train_ex.labels[val_idx]):
+            return {"val_accuracy": round(_accuracy(predict(m, _ex, val_idx), _labels), 4)}
 
         t0, c0 = time.perf_counter(), time.process_time()
-        res = train(model, fit_idx, train_ex.collate if vcfg.use_kg else _text_collate(train_ex), run_cfg,
+        res = train(model, fit_idx, v_train.collate if vcfg.use_kg else _text_collate(v_train), run_cfg,
                     on_epoch_end=validate if n_val else None)
         train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
         t0 = time.perf_counter()
-        scores = predict(model, dev_ex)
+        scores = predict(model, v_dev)
         eval_s = time.perf_counter() - t0
-        acc = _accuracy(scores, dev_ex.labels)
+        acc = _accuracy(scores, v_dev.labels)
         _write_predictions(out / f"predictions_{v}.jsonl", dev_recs, scores, dev_g if vcfg.use_kg else None)
         results["variants"][v] = {
             "accuracy": round(acc, 4), "n": len(dev_recs), "correct": int(round(acc * len(dev_recs))),

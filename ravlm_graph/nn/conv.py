@@ -60,6 +60,27 @@ def _check_edges(name: str, x: torch.Tensor, edge_index: torch.Tensor, per_edge:
                          f"found {tuple(per_edge.shape)}")
 
 
+def _edge_features(lin_edge: nn.Module, edge_attr: torch.Tensor, edge_type: torch.Tensor | None,
+                   name: str, heads: int, channels: int) -> torch.Tensor:
+    """``lin_edge`` of each edge's feature, (E, H, C).
+
+    With ``edge_type``, ``edge_attr`` is a table of per-type features (T, edge_dim) and
+    edge ``i`` has row ``edge_type[i]``: the table is projected once and the rows gathered
+    (the same values as projecting the gathered rows, with T instead of E products).
+    """
+    if edge_type is None:
+        if edge_attr.dim() == 1:
+            edge_attr = edge_attr.view(-1, 1)
+        return lin_edge(edge_attr).view(-1, heads, channels)
+    if edge_attr.dim() != 2:
+        raise ValueError(f"{name}: with edge_type, expected edge_attr as a (T, edge_dim) table, "
+                         f"found {tuple(edge_attr.shape)}")
+    if edge_type.numel() and (int(edge_type.min()) < 0 or int(edge_type.max()) >= edge_attr.shape[0]):
+        raise ValueError(f"{name}: edge_type indexes a table of {edge_attr.shape[0]} rows, "
+                         f"found values in [{int(edge_type.min())}, {int(edge_type.max())}]")
+    return lin_edge(edge_attr).view(-1, heads, channels).index_select(0, edge_type)
+
+
 class GATv2Conv(nn.Module):
     r"""GATv2 attention (Brody et al. 2022, https://arxiv.org/abs/2105.14491) with edge
     features, self-loops and concatenated heads:
@@ -109,34 +130,41 @@ class GATv2Conv(nn.Module):
             self.bias.data.zero_()
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor,
-                edge_attr: torch.Tensor | None = None) -> torch.Tensor:
-        _check_edges("GATv2Conv", x, edge_index, edge_attr, "edge_attr")
+                edge_attr: torch.Tensor | None = None, edge_type: torch.Tensor | None = None) -> torch.Tensor:
+        """``edge_type`` (E,) long, optional: ``edge_attr`` is then a (T, edge_dim) table of
+        per-type features and edge ``i`` reads row ``edge_type[i]`` (same output as passing
+        the gathered rows, cheaper when T is much smaller than E)."""
+        _check_edges("GATv2Conv", x, edge_index, edge_attr if edge_type is None else edge_type,
+                     "edge_attr" if edge_type is None else "edge_type")
         H, C = self.heads, self.out_channels
         n = x.shape[0]
         x_l = self.lin_l(x).view(-1, H, C)  # (N, H, C) sources
         x_r = self.lin_r(x).view(-1, H, C)  # (N, H, C) targets
-        if self.add_self_loops:
-            keep = edge_index[0] != edge_index[1]
-            edge_index = edge_index[:, keep]
-            loops = torch.arange(n, device=x.device).view(1, -1).repeat(2, 1)  # (2, N)
-            if edge_attr is not None:
-                edge_attr = edge_attr[keep]
-                loop_attr = scatter(edge_attr, edge_index[1], 0, dim_size=n, reduce="mean")  # (N, edge_dim)
-                edge_attr = torch.cat([edge_attr, loop_attr], dim=0)
-            edge_index = torch.cat([edge_index, loops], dim=1)  # (2, E' + N)
-        src, dst = edge_index[0], edge_index[1]
-        z = x_r[dst] + x_l[src]  # (E', H, C)
+        e = None
         if edge_attr is not None:
             if self.lin_edge is None:
                 raise ValueError("GATv2Conv: edge_attr given but the layer was built without edge_dim")
-            if edge_attr.dim() == 1:
-                edge_attr = edge_attr.view(-1, 1)
-            z = z + self.lin_edge(edge_attr).view(-1, H, C)
+            e = _edge_features(self.lin_edge, edge_attr, edge_type, "GATv2Conv", H, C)  # (E, H, C)
+        if self.add_self_loops:
+            keep = (edge_index[0] != edge_index[1]).nonzero().view(-1)
+            edge_index = edge_index.index_select(1, keep)
+            loops = torch.arange(n, device=x.device).view(1, -1).repeat(2, 1)  # (2, N)
+            if e is not None:
+                e = e.index_select(0, keep)
+                # lin_edge has no bias, so the projected mean is the mean of the projections.
+                loop_e = scatter(e, edge_index[1], 0, dim_size=n, reduce="mean")  # (N, H, C)
+                e = torch.cat([e, loop_e], dim=0)
+            edge_index = torch.cat([edge_index, loops], dim=1)  # (2, E' + N)
+        src, dst = edge_index[0], edge_index[1]
+        x_j = x_l.index_select(0, src)  # (E', H, C)
+        z = x_r.index_select(0, dst) + x_j  # (E', H, C)
+        if e is not None:
+            z = z + e
         z = F.leaky_relu(z, self.negative_slope)
         alpha = (z * self.att).sum(dim=-1)  # (E', H)
         alpha = segment_softmax(alpha, dst, n)
         alpha = F.dropout(alpha, p=self.dropout, training=self.training)
-        out = scatter(x_l[src] * alpha.unsqueeze(-1), dst, 0, dim_size=n, reduce="sum")  # (N, H, C)
+        out = scatter(x_j * alpha.unsqueeze(-1), dst, 0, dim_size=n, reduce="sum")  # (N, H, C)
         out = out.view(-1, H * C)
         if self.bias is not None:
             out = out + self.bias
@@ -188,22 +216,24 @@ class TransformerConv(nn.Module):
         self.lin_skip.reset_parameters()
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor,
-                edge_attr: torch.Tensor | None = None) -> torch.Tensor:
-        _check_edges("TransformerConv", x, edge_index, edge_attr, "edge_attr")
+                edge_attr: torch.Tensor | None = None, edge_type: torch.Tensor | None = None) -> torch.Tensor:
+        """``edge_type``: as in :meth:`GATv2Conv.forward` (``edge_attr`` a per-type table)."""
+        _check_edges("TransformerConv", x, edge_index, edge_attr if edge_type is None else edge_type,
+                     "edge_attr" if edge_type is None else "edge_type")
         H, C = self.heads, self.out_channels
         n = x.shape[0]
         src, dst = edge_index[0], edge_index[1]
         query = self.lin_query(x).view(-1, H, C)  # (N, H, C)
         key = self.lin_key(x).view(-1, H, C)  # (N, H, C)
         value = self.lin_value(x).view(-1, H, C)  # (N, H, C)
-        key_j, value_j = key[src], value[src]  # (E, H, C)
+        key_j, value_j = key.index_select(0, src), value.index_select(0, src)  # (E, H, C)
         if self.lin_edge is not None:
             if edge_attr is None:
                 raise ValueError("TransformerConv: the layer was built with edge_dim, expected edge_attr, found None")
-            e = self.lin_edge(edge_attr).view(-1, H, C)  # (E, H, C)
+            e = _edge_features(self.lin_edge, edge_attr, edge_type, "TransformerConv", H, C)  # (E, H, C)
             key_j = key_j + e
             value_j = value_j + e
-        alpha = (query[dst] * key_j).sum(dim=-1) / math.sqrt(C)  # (E, H)
+        alpha = (query.index_select(0, dst) * key_j).sum(dim=-1) / math.sqrt(C)  # (E, H)
         alpha = segment_softmax(alpha, dst, n)
         alpha = F.dropout(alpha, p=self.dropout, training=self.training)
         out = scatter(value_j * alpha.unsqueeze(-1), dst, 0, dim_size=n, reduce="sum").view(-1, H * C)

@@ -218,8 +218,13 @@ class _ConvBlock(nn.Module):
 
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, edge_type: torch.Tensor,
                 edge_attr: torch.Tensor | None) -> torch.Tensor:
-        edges = edge_type if self.edge_input == "type" else edge_attr
-        m = self.conv(h, edge_index, edges)  # (N, H)
+        if self.edge_input == "type":
+            m = self.conv(h, edge_index, edge_type)  # (N, H)
+        elif isinstance(self.conv, (GATv2Conv, TransformerConv)):
+            # edge_attr is the relation table: the conv projects it once, then reads it per edge
+            m = self.conv(h, edge_index, edge_attr, edge_type=edge_type)  # (N, H)
+        else:  # another layer (e.g. torch_geometric's) gets one feature row per edge
+            m = self.conv(h, edge_index, edge_attr[edge_type])  # (N, H)
         return self.norm(h + self.dropout(nn.functional.gelu(m)))  # (N, H)
 
     def __repr__(self) -> str:
@@ -296,7 +301,8 @@ class GraphEncoder(nn.Module):
         if self.config.reverse_edges:
             edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)  # (2, 2E)
             edge_type = torch.cat([edge_type, edge_type + self.config.num_relations])  # (2E,)
-        edge_attr = self.relation_emb(edge_type) if self.relation_emb is not None else None  # (E', R)
+        # The relation table itself (T, R): the convs project it once and gather per edge.
+        edge_attr = self.relation_emb.weight if self.relation_emb is not None else None
         for block in self.layers:
             h = block(h, edge_index, edge_type, edge_attr)  # (N, H)
         graph_state, weights = self._pool(h, batch, b)

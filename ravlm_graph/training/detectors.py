@@ -7,7 +7,8 @@ and :func:`fit_feature_tagger` the head of a
 written atomically by the tagger's own ``save_pretrained``);
 :func:`train_layout_detector` trains the built-in benchmark's
 :class:`~ravlm_graph.grounding.detectors.layout.LayoutCellDetector` on the crops it cuts
-from annotated scenes.
+from annotated scenes, or (``scorer="cell_net"``) its whole-scene
+:class:`~ravlm_graph.grounding.detectors.cellnet.CellNet` with :func:`fit_cell_net`.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
+from ravlm_graph.grounding.detectors.cellnet import CellNet, CellNetConfig
 from ravlm_graph.grounding.detectors.features import FEATURE_BACKBONES, FeatureTagger, FeatureTaggerConfig
-from ravlm_graph.grounding.detectors.layout import LayoutCellDetector, default_layouts
+from ravlm_graph.grounding.detectors.layout import NONE, LayoutCellDetector, default_layouts
 from ravlm_graph.grounding.detectors.tagger import TaggerConfig, TrainableTagger
 from ravlm_graph.training.loop import TrainConfig, TrainResult, train
 
 log = logging.getLogger(__name__)
 
 SHIFT = 2  # px: largest random shift of the training-time augmentation
+POSITIVE_WEIGHT = 4.0  # loss weight of a cell holding one object, relative to a __none__ cell
 
 
 @dataclass
@@ -162,26 +165,167 @@ def fit_feature_tagger(tagger: FeatureTagger, images: Sequence[Any], label_sets:
     return result
 
 
+@dataclass
+class CellNetOutput:
+    """Output of the cell network's training objective.
+
+    Fields:
+        loss () float: cross-entropy of every cell's label plus that of the scene's layout.
+        cell_logits (B, cells, K) float; layout_logits (B, L) float.
+    """
+
+    loss: torch.Tensor
+    cell_logits: torch.Tensor
+    layout_logits: torch.Tensor
+
+
+class _CellNetObjective(nn.Module):
+    """A :class:`CellNet`'s network with its loss; its state dict is the network's own."""
+
+    def __init__(self, net: CellNet) -> None:
+        super().__init__()
+        self.cell_net = net
+        self.net = net.model
+        self.none = net.config.concepts.index(NONE)
+
+    def forward(self, batch) -> CellNetOutput:
+        x, cells, layout = batch
+        cell_logits, layout_logits = self.net(x)  # (B, cells, K), (B, L)
+        # most cells are __none__: an object's cell counts POSITIVE_WEIGHT times as much
+        per_cell = nn.functional.cross_entropy(cell_logits.flatten(0, 1), cells.flatten(), reduction="none")
+        weight = 1.0 + (POSITIVE_WEIGHT - 1.0) * (cells.flatten() != self.none).float()
+        loss = (per_cell * weight).sum() / weight.sum()
+        if bool((layout >= 0).any()):
+            loss = loss + nn.functional.cross_entropy(layout_logits, layout, ignore_index=-1)
+        return CellNetOutput(loss=loss, cell_logits=cell_logits, layout_logits=layout_logits)
+
+    def state_dict(self, *args, **kwargs):
+        return self.net.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        return self.net.load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def save_pretrained(self, path):
+        return self.cell_net.save_pretrained(path)
+
+
+def _hue_rotation(theta: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) matrices rotating RGB colours by ``theta`` (B,) radians about the grey axis."""
+    c, s = torch.cos(theta), torch.sin(theta)
+    k = 1.0 / 3.0
+    r = (1.0 / 3.0) ** 0.5
+    a = c + (1 - c) * k
+    b = k * (1 - c) - r * s
+    d = k * (1 - c) + r * s
+    return torch.stack([torch.stack([a, b, d], -1), torch.stack([d, a, b], -1), torch.stack([b, d, a], -1)], -2)
+
+
+class _SceneAugment:
+    """Stacks scenes (uint8 -> [-1, 1]) with their cell and layout labels; with ``augment``,
+    per scene a random brightness, contrast, saturation and hue rotation, now and then grey,
+    blurred or noisy (so that shapes, not only Twemoji's flat colours, tell concepts apart),
+    and one shift of up to :data:`SHIFT` px per batch. Draws from torch's RNG (seeded and
+    restored by the training loop)."""
+
+    def __init__(self, x_all: torch.Tensor, cells: torch.Tensor, layouts: torch.Tensor, augment: bool) -> None:
+        self.x_all, self.cells, self.layouts, self.augment = x_all, cells, layouts, augment
+
+    def __call__(self, ids: list[int]):
+        idx = torch.as_tensor(ids)
+        x = self.x_all[idx].float().div(255.0)  # (B, 3, S, S) in [0, 1]
+        if self.augment:
+            b = len(ids)
+            u = lambda lo, hi: torch.empty(b, 1, 1, 1).uniform_(lo, hi)  # noqa: E731
+            x = x * u(0.7, 1.3)
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            x = (x - mean) * u(0.7, 1.3) + mean
+            grey = x.mean(1, keepdim=True)
+            sat = u(0.4, 1.5)
+            sat = torch.where(torch.rand(b, 1, 1, 1) < 0.15, torch.zeros_like(sat), sat)  # 15 % grey
+            x = grey + (x - grey) * sat
+            theta = torch.empty(b).uniform_(-0.6, 0.6) * (torch.rand(b) < 0.5)
+            x = torch.einsum("bij,bjhw->bihw", _hue_rotation(theta), x)
+            blur = nn.functional.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+            x = torch.where(torch.rand(b, 1, 1, 1) < 0.15, blur, x)
+            x = x + torch.randn_like(x) * 0.03 * (torch.rand(b, 1, 1, 1) < 0.2)
+            x = x.clamp(0.0, 1.0)
+            dx, dy = (int(v) for v in torch.randint(0, 2 * SHIFT + 1, (2,)))
+            s = x.shape[-1]
+            x = nn.functional.pad(x, (SHIFT,) * 4, mode="replicate")[..., dy:dy + s, dx:dx + s]
+        return x.mul(2.0).sub(1.0), self.cells[idx], self.layouts[idx]
+
+
+def fit_cell_net(net: CellNet, images: Sequence[Any], cells: torch.Tensor, layouts: torch.Tensor,
+                 config: TrainConfig, *, augment: bool = True) -> TrainResult:
+    """Train ``net`` on whole scenes with every cell's label and the scene's layout
+    (:meth:`LayoutCellDetector.scene_targets`); reproducible for a given ``config.seed``.
+
+    Args:
+        net: the cell network (its weights are updated in place).
+        images: the scenes (anything :func:`~ravlm_graph.grounding.images.load_image` accepts).
+        cells: (N, cells) label indices into ``net.config.concepts``.
+        layouts: (N,) the scene's layout index, or -1 (no layout loss for that scene).
+        config: the training settings.
+        augment: colour, blur, noise and shift augmentation (default True).
+    """
+    if not (len(images) == len(cells) == len(layouts)):
+        raise ValueError(f"fit_cell_net: {len(images)} images, {len(cells)} cell rows, {len(layouts)} layouts")
+    if len(images) == 0:
+        raise ValueError("fit_cell_net: expected at least one training scene, found none")
+    n_cells = len(net.config.cells)
+    if tuple(cells.shape) != (len(images), n_cells):
+        raise ValueError(f"fit_cell_net: expected cells of shape ({len(images)}, {n_cells}), found {tuple(cells.shape)}")
+    x_all = net.images_to_tensor(images)  # (N, 3, S, S) uint8
+    objective = _CellNetObjective(net)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            result = train(objective, list(range(len(images))), _SceneAugment(x_all, cells, layouts, augment), config)
+    finally:
+        net.model.eval()
+    log.info("fit_cell_net: %d scenes, %d epochs in %.1f s; loss %.4f -> %.4f", len(images), result.epochs_run,
+             result.seconds, result.losses[0], result.losses[-1])
+    return result
+
+
 def train_layout_detector(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequence[float]]]]],
                           concepts: Sequence[str], *, epochs: int = 8, negatives_per_scene: int = 2, seed: int = 0,
                           image_size: int = 48, channels: Sequence[int] = (32, 64, 128), progress: bool = True,
                           jitter: bool = True, batch_size: int = 64, lr: float = 2e-3, features: str | None = None,
-                          feature_size: int = 128, hidden: int = 256, out_dir: str = "") -> LayoutCellDetector:
+                          feature_size: int = 128, hidden: int = 256, out_dir: str = "", scorer: str = "crops",
+                          blocks: Sequence[int] = (0, 1, 1, 2), layout_choice: str = "cells",
+                          weight_decay: float = 1e-4, min_score: float = 0.2) -> LayoutCellDetector:
     """A :class:`LayoutCellDetector` trained on scenes given as ``(image, [(concept, box), ...])``.
 
-    The crops come from :meth:`LayoutCellDetector.training_crops`; one label per crop: a
-    softmax over the concepts and ``__none__`` learns much faster than hundreds of
-    independent sigmoids (whose loss is near its minimum by predicting nothing).
-
+    ``scorer="crops"`` (default): the crops come from :meth:`LayoutCellDetector.training_crops`;
+    one label per crop: a softmax over the concepts and ``__none__`` learns much faster than
+    hundreds of independent sigmoids (whose loss is near its minimum by predicting nothing).
     ``features`` names a frozen pretrained backbone (``"efficientnet_lite0"``): the crops
     are then read once through it (at ``feature_size`` pixels) and only a head with
     ``hidden`` units is trained (:class:`FeatureTagger`, cosine-decayed rate), instead of a
     CNN from scratch (constant rate; ``image_size`` and ``channels`` are then unused).
+
+    ``scorer="cell_net"``: a :class:`CellNet` reads each whole scene (``image_size``, 4-stage
+    ``channels``, residual ``blocks``, head width ``hidden``) and learns every cell's label and
+    the layout (:func:`fit_cell_net`; AdamW, short warm-up, cosine-decayed rate, colour
+    augmentation with ``jitter``); ``layout_choice`` and ``min_score`` are saved with the detector.
     """
+    if scorer not in ("crops", "cell_net"):
+        raise ValueError(f"train_layout_detector: expected scorer 'crops' or 'cell_net', found {scorer!r}")
+    cfg = TrainConfig(out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                      warmup_ratio=0.0, grad_clip=0.0, lr_schedule="constant", seed=seed, progress=progress)
+    if scorer == "cell_net":
+        layouts = default_layouts()
+        vocab = tuple(sorted(set(concepts))) + (NONE,)
+        net = CellNet(CellNetConfig(concepts=vocab, layouts=layouts, image_size=image_size, channels=tuple(channels),
+                                    blocks=tuple(blocks), hidden=hidden), seed=seed)
+        cells, own = LayoutCellDetector.scene_targets(scenes, layouts, vocab)
+        res = fit_cell_net(net, [im for im, _ in scenes], cells, own,
+                           replace(cfg, lr_schedule="cosine", warmup_ratio=0.02, grad_clip=5.0), augment=jitter)
+        log.info("train_layout_detector: %d scenes, %d concepts, loss %.4f -> %.4f in %.0f s", len(scenes),
+                 len(vocab) - 1, res.losses[0], res.losses[-1], res.seconds)
+        return LayoutCellDetector(net, layouts, min_score=min_score, layout_choice=layout_choice)
     crops, labels, vocab = LayoutCellDetector.training_crops(scenes, concepts, negatives_per_scene=negatives_per_scene,
                                                              seed=seed, jitter=jitter)
-    cfg = TrainConfig(out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=1e-4,
-                      warmup_ratio=0.0, grad_clip=0.0, lr_schedule="constant", seed=seed, progress=progress)
     if features is not None:
         tagger = FeatureTagger(FeatureTaggerConfig(concepts=vocab, backbone=features, input_size=feature_size,
                                                    hidden=hidden, threshold=0.3, exclusive=True), seed=seed)
@@ -192,4 +336,4 @@ def train_layout_detector(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequen
         res = fit_tagger(tagger, crops, labels, cfg)
     log.info("train_layout_detector: %d crops, %d concepts, loss %.4f -> %.4f in %.0f s", len(crops),
              len(vocab) - 1, res.losses[0], res.losses[-1], res.seconds)
-    return LayoutCellDetector(tagger, default_layouts())
+    return LayoutCellDetector(tagger, default_layouts(), min_score=min_score)

@@ -121,3 +121,35 @@ def test_repr_matches_torch_geometric():
     for name in ("gatv2", "transformer", "rgcn"):
         mine, theirs, _ = _pair(name)
         assert repr(mine) == repr(theirs)
+
+
+@pytest.mark.parametrize("name", ["gatv2", "gatv2_noloops", "transformer"])
+@pytest.mark.parametrize("case", [(0, 7, 20), (1, 5, 0), (2, 1, 0)])
+def test_relation_table_equals_per_edge_features(name, case):
+    """A (T, edge_dim) table read through ``edge_type`` gives what the gathered rows give,
+    including the self-loops' mean feature, and the same gradients to the table."""
+    cls, _theirs, kwargs, _ = LAYERS[name]
+    torch.manual_seed(0)
+    layer = cls(F_IN, **kwargs)
+    layer.eval()
+    x, ei, et, _ = _graph(*case)
+    table = torch.randn(R, EDGE_DIM, requires_grad=True)
+    per_edge = layer(x, ei, table[et])
+    via_table = layer(x, ei, table, edge_type=et)
+    assert via_table.shape == per_edge.shape
+    torch.testing.assert_close(via_table, per_edge, rtol=1e-5, atol=1e-6)
+    g1, = torch.autograd.grad(per_edge.square().sum(), table)
+    g2, = torch.autograd.grad(via_table.square().sum(), table)
+    torch.testing.assert_close(g2, g1, rtol=1e-4, atol=1e-6)
+
+
+def test_relation_table_errors():
+    layer = ours.GATv2Conv(F_IN, 4, heads=2, edge_dim=EDGE_DIM)
+    x, ei, et, _ = _graph(0, 7, 20)
+    table = torch.randn(R, EDGE_DIM)
+    with pytest.raises(ValueError, match="table of 5 rows"):
+        layer(x, ei, table, edge_type=et + R)
+    with pytest.raises(ValueError, match="one per edge"):
+        layer(x, ei, table, edge_type=et[:-1])
+    with pytest.raises(ValueError, match="table"):
+        layer(x, ei, table[0], edge_type=et)

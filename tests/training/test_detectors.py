@@ -80,3 +80,22 @@ def test_detector_learns_drawn_scenes_and_round_trips(tmp_path):
         [[e.concept for e in es] for es in found[:5]]
     with pytest.raises(FileNotFoundError, match="layout_detector.json"):
         LayoutCellDetector.from_pretrained(tmp_path)
+
+
+@pytest.mark.slow
+def test_cell_net_detector_learns_drawn_scenes(tmp_path):
+    train = list(synthetic_scenes(POOL, 300, default_emoji_root(), seed=1))
+    det = train_layout_detector(train, [c for _, c in POOL], scorer="cell_net", epochs=25, image_size=64,
+                                channels=(8, 16, 16, 32), blocks=(0, 1, 0, 1), hidden=32, batch_size=32, lr=3e-3,
+                                seed=0, progress=False, layout_choice="joint")
+    test = list(synthetic_scenes(POOL, 40, default_emoji_root(), seed=99))
+    found = det.detect_batch([im for im, _ in test])
+    hits = sum(len({c for c, _ in objs} & {e.concept for e in ents}) for ents, (_, objs) in zip(found, test))
+    total = sum(len(objs) for _, objs in test)
+    assert hits / total >= 0.8, f"object recall {hits}/{total}"
+    assert sum(len(ents) == len(objs) for ents, (_, objs) in zip(found, test)) >= 0.8 * len(test)
+    det.save_pretrained(tmp_path / "det")
+    again = LayoutCellDetector.from_pretrained(tmp_path / "det")
+    assert again.cell_net and again.layout_choice == "joint"
+    assert [[e.concept for e in es] for es in again.detect_batch([im for im, _ in test[:5]])] == \
+        [[e.concept for e in es] for es in found[:5]]

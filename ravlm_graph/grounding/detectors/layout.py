@@ -7,6 +7,12 @@ read by trying each candidate layout (one cell; two side by side or stacked; thr
 a 2×2 grid), classifying its cells, and keeping the layout whose weakest cell is
 most confidently a single object. Each cell gives one :class:`Entity` with its
 box, so questions about "the thing on the left" can be grounded.
+
+Instead of a crop tagger the detector can hold a
+:class:`~ravlm_graph.grounding.detectors.cellnet.CellNet`, which reads the whole scene
+once at full resolution and scores all cells (and the layout) in one pass: more accurate
+and cheaper than 15 squeezed crops. ``layout_detector.json`` then has ``format_version`` 2
+and ``"scorer": "cell_net"``; folders without a version hold a crop tagger.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ravlm_graph.grounding.detectors.base import ImageEntityDetector
+from ravlm_graph.grounding.detectors.cellnet import CellNet, is_cell_net_folder
 from ravlm_graph.grounding.detectors.features import FeatureTagger, is_feature_tagger_folder
 from ravlm_graph.grounding.detectors.tagger import TrainableTagger
 from ravlm_graph.grounding.images import load_image
@@ -27,6 +34,8 @@ from ravlm_graph.grounding.layouts import layout_cells
 
 NONE = "__none__"
 DETECTOR_FILE = "layout_detector.json"
+DETECTOR_FORMAT_VERSION = 2  # 2: adds "scorer" and "layout_choice"; 1 (no version): a crop tagger
+LAYOUT_CHOICES = ("cells", "head", "joint")
 
 
 def default_layouts() -> list[tuple[str, ...]]:
@@ -62,23 +71,41 @@ class LayoutCellDetector(ImageEntityDetector):
     """Detect objects by classifying the cells of candidate layouts.
 
     Args:
-        tagger (TrainableTagger or FeatureTagger): a crop classifier whose vocabulary includes
-            ``__none__`` (trained from scratch, or a head on frozen pretrained features).
-        layouts (list[tuple[str, ...]]): candidate layouts (slot names); default: the built-in ones.
+        tagger (TrainableTagger, FeatureTagger or CellNet): a crop classifier whose vocabulary
+            includes ``__none__`` (trained from scratch, or a head on frozen pretrained
+            features), or a :class:`CellNet` that scores every cell of a whole scene at once.
+        layouts (list[tuple[str, ...]]): candidate layouts (slot names); default: the built-in
+            ones (a CellNet's own layouts, which must then agree).
         min_score (float): cells whose best concept scores below this are dropped (default 0.2).
+        layout_choice (str): how the layout is chosen: ``"cells"`` (the layout whose weakest cell
+            is most confidently one object), ``"head"`` (a CellNet's layout head) or ``"joint"``
+            (the head's probability times the weakest cell's score). Default ``"cells"``.
     """
 
-    def __init__(self, tagger: TrainableTagger, layouts: Sequence[Sequence[str]] | None = None,
-                 min_score: float = 0.2):
+    def __init__(self, tagger: TrainableTagger | CellNet, layouts: Sequence[Sequence[str]] | None = None,
+                 min_score: float = 0.2, layout_choice: str = "cells"):
         if NONE not in tagger.config.concepts:
             raise ValueError(f"LayoutCellDetector: the tagger's vocabulary must include {NONE!r}")
+        if layout_choice not in LAYOUT_CHOICES:
+            raise ValueError(f"LayoutCellDetector: expected layout_choice in {LAYOUT_CHOICES}, found {layout_choice!r}")
+        self.cell_net = isinstance(tagger, CellNet)
+        if layout_choice != "cells" and not self.cell_net:
+            raise ValueError(f"LayoutCellDetector: layout_choice {layout_choice!r} needs a CellNet scorer")
         self.tagger = tagger
+        if self.cell_net:
+            own = [tuple(l) for l in tagger.config.layouts]
+            if layouts is not None and [tuple(l) for l in layouts] != own:
+                raise ValueError(f"LayoutCellDetector: layouts {list(layouts)} differ from the CellNet's {own}")
+            layouts = own
         self.layouts = [tuple(l) for l in (layouts or default_layouts())]
         self.min_score = min_score
+        self.layout_choice = layout_choice
         self._none = tagger.config.concepts.index(NONE)
 
     def __repr__(self) -> str:
-        return f"LayoutCellDetector(concepts={len(self.tagger.config.concepts) - 1}, layouts={len(self.layouts)})"
+        kind = "cell_net" if self.cell_net else "crops"
+        return (f"LayoutCellDetector(concepts={len(self.tagger.config.concepts) - 1}, layouts={len(self.layouts)}, "
+                f"scorer={kind})")
 
     def _candidates(self, im):
         w, h = im.size
@@ -89,6 +116,10 @@ class LayoutCellDetector(ImageEntityDetector):
                 where.append((li, si, cell))
         return crops, where
 
+    def _where(self, im):
+        w, h = im.size
+        return [(li, si, cell) for li, slots in enumerate(self.layouts) for si, cell in enumerate(_cells(slots, w, h))]
+
     def detect(self, image: Any) -> list[Entity]:
         return self.detect_batch([image])[0]
 
@@ -96,15 +127,21 @@ class LayoutCellDetector(ImageEntityDetector):
         import numpy as np
 
         loaded = [load_image(x) for x in images]
-        all_crops, spans = [], []
-        for im in loaded:
-            crops, where = self._candidates(im)
-            spans.append((len(all_crops), where))
-            all_crops.extend(crops)
-        probs = self.tagger.predict_proba(all_crops) if all_crops else np.zeros((0, 1))
+        if self.cell_net:
+            cell_probs, layout_probs = self.tagger.predict(loaded)  # (N, cells, K), (N, L)
+            spans = [(i * cell_probs.shape[1], self._where(im)) for i, im in enumerate(loaded)]
+            probs = cell_probs.reshape(-1, cell_probs.shape[-1])
+        else:
+            all_crops, spans = [], []
+            for im in loaded:
+                crops, where = self._candidates(im)
+                spans.append((len(all_crops), where))
+                all_crops.extend(crops)
+            probs = self.tagger.predict_proba(all_crops) if all_crops else np.zeros((0, 1))
+            layout_probs = None
         concepts = self.tagger.config.concepts
         out = []
-        for start, where in spans:
+        for n, (start, where) in enumerate(spans):
             p = probs[start:start + len(where)].copy()
             p[:, self._none] = 0.0
             best = p.argmax(1)
@@ -112,6 +149,10 @@ class LayoutCellDetector(ImageEntityDetector):
             layout_score: dict[int, float] = {}
             for k, (li, _si, _c) in enumerate(where):
                 layout_score[li] = min(layout_score.get(li, 1.0), float(conf[k]))
+            if self.layout_choice == "head":
+                layout_score = {li: float(layout_probs[n, li]) for li in layout_score}
+            elif self.layout_choice == "joint":
+                layout_score = {li: v * float(layout_probs[n, li]) for li, v in layout_score.items()}
             li_best = max(layout_score, key=lambda l: (layout_score[l], len(self.layouts[l])))
             ents = []
             for k, (li, si, cell) in enumerate(where):
@@ -166,13 +207,41 @@ class LayoutCellDetector(ImageEntityDetector):
         labels = [[l if l in vocab else NONE for l in ls] for ls in labels]
         return crops, labels, vocab
 
+    @staticmethod
+    def scene_targets(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequence[float]]]]],
+                      layouts: Sequence[Sequence[str]], vocab: Sequence[str]):
+        """What a :class:`CellNet` learns from each scene: the label index of every cell of every
+        layout (:func:`cell_label`; concepts outside ``vocab`` count as ``__none__``), a long
+        tensor (N, cells), and the index of the scene's own layout (-1 when none fits), (N,)."""
+        import torch
+
+        index = {c: i for i, c in enumerate(vocab)}
+        none = index[NONE]
+        cells = torch.full((len(scenes), sum(len(l) for l in layouts)), none, dtype=torch.long)
+        own = torch.full((len(scenes),), -1, dtype=torch.long)
+        for n, (image, objects) in enumerate(scenes):
+            w, h = load_image(image).size
+            objs = [(c, tuple(b)) for c, b in objects]
+            k = 0
+            for li, slots in enumerate(layouts):
+                labels = [cell_label(cell, objs) for cell in _cells(slots, w, h)]
+                for lab in labels:
+                    cells[n, k] = index.get(lab, none)
+                    k += 1
+                if own[n] < 0 and len(slots) == len(objs) and all(lab != NONE for lab in labels):
+                    own[n] = li
+        return cells, own
+
     # ----------------------------------------------------------- save / load
     def save_pretrained(self, path: str | Path) -> Path:
-        meta = {"layouts": [list(l) for l in self.layouts], "min_score": self.min_score}
+        meta = {"format_version": DETECTOR_FORMAT_VERSION, "scorer": "cell_net" if self.cell_net else "crops",
+                "layouts": [list(l) for l in self.layouts], "min_score": self.min_score,
+                "layout_choice": self.layout_choice}
         return self.tagger.save_pretrained(path, extra_json={DETECTOR_FILE: meta})
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "LayoutCellDetector":
+        """Load a folder written by :meth:`save_pretrained` (any format version up to the current one)."""
         path = Path(path)
         p = path / DETECTOR_FILE
         if not p.exists():
@@ -181,9 +250,22 @@ class LayoutCellDetector(ImageEntityDetector):
             meta = json.loads(p.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"{p}: not valid JSON ({e})") from e
-        tagger = FeatureTagger.from_pretrained(path) if is_feature_tagger_folder(path) else \
-            TrainableTagger.from_pretrained(path)
-        return cls(tagger, meta.get("layouts"), float(meta.get("min_score", 0.2)))
+        version = int(meta.get("format_version", 1))
+        if version > DETECTOR_FORMAT_VERSION:
+            raise ValueError(f"{p}: format_version {version} is newer than this code reads "
+                             f"(<= {DETECTOR_FORMAT_VERSION}); upgrade ravlm-graph")
+        scorer = meta.get("scorer", "crops")
+        if scorer not in ("crops", "cell_net"):
+            raise ValueError(f"{p}: expected scorer 'crops' or 'cell_net', found {scorer!r}")
+        if scorer == "cell_net":
+            if not is_cell_net_folder(path):
+                raise ValueError(f"{p}: scorer 'cell_net' but {path / 'config.json'} is not a cell-net checkpoint")
+            tagger = CellNet.from_pretrained(path)
+        else:
+            tagger = FeatureTagger.from_pretrained(path) if is_feature_tagger_folder(path) else \
+                TrainableTagger.from_pretrained(path)
+        return cls(tagger, meta.get("layouts"), float(meta.get("min_score", 0.2)),
+                   meta.get("layout_choice", "cells"))
 
 
 def _jitter(im, rng: random.Random):

@@ -59,6 +59,11 @@ class CSQAConfig(Config):
             direction, two-step paths; see
             :func:`~ravlm_graph.models.csqa.processing.link_features`) through a small
             layer into the scoring MLP. Default False.
+        text_facts (int): the ``kg`` variant also reads up to N facts of the pair's subgraph
+            as text after the choice (``[CLS] question [SEP] choice ; fact ; fact [SEP]``;
+            facts linking a question concept to a choice concept first, then the choice's
+            own facts, most relevant first; the facts are cut, never the question, to
+            ``max_length``). 0: none. Default 0.
     """
 
     use_kg: bool = False
@@ -80,12 +85,13 @@ class CSQAConfig(Config):
     method: str = "ppr"
     max_facts: int = 3
     link_features: bool = False
+    text_facts: int = 0
 
     def __post_init__(self) -> None:
         o = "CSQAConfig"
         for name in ("max_length", "hidden", "node_dim", "gnn_hidden", "gnn_heads", "budget"):
             _check_range(o, name, getattr(self, name), lo=1, kind=int)
-        for name in ("trunk_layers", "train_layers", "num_relations", "gnn_layers", "max_facts"):
+        for name in ("trunk_layers", "train_layers", "num_relations", "gnn_layers", "max_facts", "text_facts"):
             _check_range(o, name, getattr(self, name), lo=0, kind=int)
         _check_range(o, "dropout", self.dropout, lo=0.0, hi=0.99)
         if self.pooling not in POOLINGS:

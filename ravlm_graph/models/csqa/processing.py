@@ -63,15 +63,35 @@ class PairTokens:
 
 
 def tokenize_pairs(records: Sequence["VQARecord"], tokenizer, *, max_length: int,
-                   num_choices: int | None = None) -> PairTokens:
-    """Token ids of each (question, choice) pair; missing choices (padding) get an empty choice."""
+                   num_choices: int | None = None, facts: Sequence[Sequence[str]] | None = None) -> PairTokens:
+    """Token ids of each (question, choice) pair; missing choices (padding) get an empty choice.
+
+    ``facts`` (one list per pair, pair ``p = question * C + choice``): sentences appended to
+    the choice (``choice ; fact ; fact``); only this second segment is cut to ``max_length``.
+    """
     c = num_choices or max_choices(records)
+    if facts is not None and len(facts) != len(records) * c:
+        raise ValueError(f"tokenize_pairs: expected {len(records) * c} fact lists (one per pair), found {len(facts)}")
     questions, choices = [], []
-    for r in records:
+    for i, r in enumerate(records):
         for j in range(c):
             questions.append(r.question.strip())
-            choices.append(r.choices[j].strip() if j < len(r.choices) else "")
-    enc = tokenizer(questions, choices, truncation=True, max_length=max_length)
+            text = r.choices[j].strip() if j < len(r.choices) else ""
+            if facts is not None and text and facts[i * c + j]:
+                text = " ; ".join([text] + [f.strip() for f in facts[i * c + j]])
+            choices.append(text)
+    if facts is None:
+        enc = tokenizer(questions, choices, truncation=True, max_length=max_length)
+    else:
+        ids, types = [], []
+        for q, ch in zip(questions, choices):  # the question is never cut for the facts' sake
+            try:
+                e = tokenizer(q, ch, truncation="only_second", max_length=max_length)
+            except Exception:  # the question alone is longer than max_length
+                e = tokenizer(q, ch, truncation=True, max_length=max_length)
+            ids.append(e["input_ids"])
+            types.append(e.get("token_type_ids") or [0] * len(e["input_ids"]))
+        return PairTokens(ids, types, int(tokenizer.pad_token_id or 0))
     types = enc.get("token_type_ids") or [[0] * len(x) for x in enc["input_ids"]]
     return PairTokens(list(enc["input_ids"]), list(types), int(tokenizer.pad_token_id or 0))
 
@@ -90,6 +110,8 @@ class GraphFeatures:
         num_relations: relation types of the store.
         links (P, 2R + 3) float32: per pair, the question-choice link counts of its subgraph
             (see :func:`link_features`).
+        text_facts: per pair, the facts read as text (``CSQAConfig.text_facts``; empty lists
+            without it).
         info: grounding and retrieval counts.
     """
 
@@ -106,6 +128,7 @@ class GraphFeatures:
     facts: list[list[str]] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     links: np.ndarray | None = None
+    text_facts: list[list[str]] = field(default_factory=list)
 
     def num_nodes(self, p: int) -> int:
         return int(self.node_ptr[p + 1] - self.node_ptr[p])
@@ -128,13 +151,21 @@ def _choice_entities(grounder, kg, text: str) -> list:
     return [Entity(e.concept, e.score, "image") for e in found]
 
 
-def _pair_facts(sg, choice_set: set[str], max_facts: int) -> list[str]:
+def _pair_facts(sg, choice_set: set[str], max_facts: int, question_set: set[str] | None = None) -> list[str]:
+    """Up to ``max_facts`` sentences of a pair's subgraph: edges between a question concept and
+    a choice concept first, then the other edges of the choice's concepts, then the rest (most
+    relevant first within each group)."""
     if max_facts <= 0 or sg.num_edges == 0:
         return []
     facts = sg.facts()
-    first = [f for f in facts if f.head in choice_set or f.tail in choice_set]
-    rest = [f for f in facts if not (f.head in choice_set or f.tail in choice_set)]
-    return [f.verbalize() for f in (first + rest)[:max_facts]]
+    q = question_set or set()
+
+    def rank(f) -> int:
+        touches = f.head in choice_set or f.tail in choice_set
+        links = (f.head in choice_set and f.tail in q) or (f.tail in choice_set and f.head in q)
+        return 0 if links else (1 if touches else 2)
+
+    return [f.verbalize() for f in sorted(facts, key=rank)[:max_facts]]  # sorted() is stable
 
 
 def num_link_features(num_relations: int) -> int:
@@ -191,6 +222,7 @@ def build_graph_features(records: Sequence["VQARecord"], kg: "KnowledgeGraph", r
     ids, origins, rels, eis, ets = [], [], [], [], []
     choice_concepts: list[list[str]] = []
     facts: list[list[str]] = []
+    text_facts: list[list[str]] = []
     nlink = num_link_features(kg.num_relations)
     links = np.zeros((len(records) * c, nlink), dtype=np.float32)
     empty = no_choice_seed = 0
@@ -206,7 +238,7 @@ def build_graph_features(records: Sequence["VQARecord"], kg: "KnowledgeGraph", r
         for j in range(c):
             if j >= len(r.choices):
                 node_counts.append(0); edge_counts.append(0)
-                choice_concepts.append([]); facts.append([])
+                choice_concepts.append([]); facts.append([]); text_facts.append([])
                 continue
             c_ents = _choice_entities(grounder, kg, r.choices[j])
             c_seeds += len(c_ents)
@@ -227,7 +259,9 @@ def build_graph_features(records: Sequence["VQARecord"], kg: "KnowledgeGraph", r
                 ids.append(sg.node_id.numpy()); origins.append(sg.origin.numpy())
                 rels.append(sg.node_relevance.numpy()); eis.append(sg.edge_index.numpy())
                 ets.append(sg.edge_type.numpy())
-            facts.append(_pair_facts(sg, set(names), config.max_facts) if keep_facts and n else [])
+            q_names = {x.concept for x in q_ents}
+            facts.append(_pair_facts(sg, set(names), config.max_facts, q_names) if keep_facts and n else [])
+            text_facts.append(_pair_facts(sg, set(names), config.text_facts, q_names) if n else [])
     node_ptr = np.concatenate([[0], np.cumsum(node_counts)]).astype(np.int64)
     edge_ptr = np.concatenate([[0], np.cumsum(edge_counts)]).astype(np.int64)
     cat = (lambda xs, dt, shape: np.concatenate(xs).astype(dt) if xs else np.zeros(shape, dtype=dt))
@@ -243,7 +277,7 @@ def build_graph_features(records: Sequence["VQARecord"], kg: "KnowledgeGraph", r
         edge_ptr=edge_ptr,
         edge_index=np.concatenate(eis, axis=1).astype(np.int64) if eis else np.zeros((2, 0), np.int64),
         edge_type=cat(ets, np.int64, (0,)), num_relations=int(kg.num_relations),
-        choice_concepts=choice_concepts, facts=facts, info=info, links=links)
+        choice_concepts=choice_concepts, facts=facts, info=info, links=links, text_facts=text_facts)
 
 
 
@@ -368,10 +402,12 @@ class CSQAExamples:
 def build_examples(records: Sequence["VQARecord"], tokenizer, config: CSQAConfig, *, num_choices: int,
                    graphs: GraphFeatures | None = None, node_table: np.ndarray | None = None,
                    node_rows: np.ndarray | None = None) -> CSQAExamples:
-    """Tokenise ``records`` and bundle them with their subgraphs (if any)."""
+    """Tokenise ``records`` and bundle them with their subgraphs (if any); with ``config.use_kg``
+    and ``config.text_facts`` the pairs' facts are read as text too."""
     mask = np.zeros((len(records), num_choices), dtype=bool)
     for i, r in enumerate(records):
         mask[i, :len(r.choices)] = True
     labels = np.asarray([-1 if r.correct_choice is None else r.correct_choice for r in records], dtype=np.int64)
-    tokens = tokenize_pairs(records, tokenizer, max_length=config.max_length, num_choices=num_choices)
+    facts = graphs.text_facts if graphs is not None and config.use_kg and config.text_facts else None
+    tokens = tokenize_pairs(records, tokenizer, max_length=config.max_length, num_choices=num_choices, facts=facts)
     return CSQAExamples(tokens, mask, labels, graphs, node_table, node_rows)

@@ -306,3 +306,54 @@ def test_link_features_reach_the_model_and_change_its_scores(files, kg, trunk_di
     cfg = model_cfg(trunk_dir, use_kg=True, num_relations=kg.num_relations, node_dim=HashEncoder().dim, link_features=True)
     model = CSQAModel(cfg)
     assert model.link[0].in_features == processing.num_link_features(kg.num_relations)
+
+
+def test_text_facts_are_read_after_the_choice_and_never_cut_the_question(files, kg, trunk_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(trunk_dir, local_files_only=True)
+    recs = load_questions(files[0], limit=2)
+    c = processing.max_choices(recs)
+    facts = [[f"fact {k} about choice {p}" for k in range(40)] for p in range(len(recs) * c)]
+    plain = processing.tokenize_pairs(recs, tok, max_length=32, num_choices=c)
+    read = processing.tokenize_pairs(recs, tok, max_length=32, num_choices=c, facts=facts)
+    for p in range(len(recs) * c):
+        q_ids = tok(recs[p // c].question.strip())["input_ids"]
+        assert read.input_ids[p][:len(q_ids)] == q_ids  # the whole question first
+        assert len(read.input_ids[p]) == 32  # the facts were cut to fit
+        assert len(read.input_ids[p]) > len(plain.input_ids[p])
+        if len(plain.input_ids[p]) < 32:  # question and choice, then the facts
+            assert read.input_ids[p][:len(plain.input_ids[p]) - 1] == plain.input_ids[p][:-1]
+    with pytest.raises(ValueError, match="one per pair"):
+        processing.tokenize_pairs(recs, tok, max_length=32, num_choices=c, facts=facts[:-1])
+
+
+def test_text_facts_reach_only_the_kg_variant(files, kg, trunk_dir, tmp_path):
+    tc = TrainConfig(epochs=1, batch_size=8, lr=1e-2, backbone_lr=1e-3, progress=False)
+    scores = {}
+    for n in (0, 4):
+        res = run_csqa(*files, tmp_path / str(n), kg=kg, variants=["no_kg", "kg"],
+                       config=model_cfg(trunk_dir, text_facts=n, max_length=96), train_config=tc, val_fraction=0.0,
+                       encoder=HashEncoder(), progress=False)
+        assert res["model"]["text_facts"] == n
+        scores[n] = {v: [json.loads(x)["scores"] for x in (tmp_path / str(n) / f"predictions_{v}.jsonl").read_text().splitlines()]
+                     for v in ("no_kg", "kg")}
+    assert scores[0]["no_kg"] == scores[4]["no_kg"]  # the text-only variant never reads the graph
+    assert scores[0]["kg"] != scores[4]["kg"]
+    with pytest.raises(ValueError, match="text_facts"):
+        CSQAConfig(text_facts=-1)
+
+
+def test_pair_facts_put_question_choice_links_first():
+    from ravlm_graph.types import Fact
+
+    class SG:
+        num_edges = 3
+
+        def facts(self):
+            return [Fact("dog", "IsA", "animal"), Fact("bone", "RelatedTo", "dog"), Fact("cat", "IsA", "pet")]
+
+    out = processing._pair_facts(SG(), {"dog"}, 3, {"bone"})
+    assert out[0] == Fact("bone", "RelatedTo", "dog").verbalize()
+    assert out[1] == Fact("dog", "IsA", "animal").verbalize()
+    assert processing._pair_facts(SG(), {"dog"}, 0, {"bone"}) == []

@@ -1,0 +1,103 @@
+"""The whole-scene cell network of the layout-cell detector: cell pooling, targets, save/load
+(format 2) and the older crop-tagger folders (no format version) that must still load."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from PIL import Image  # noqa: E402
+
+from ravlm_graph.grounding.detectors.cellnet import CellNet, CellNetConfig, _pool_weights  # noqa: E402
+from ravlm_graph.grounding.detectors.layout import (DETECTOR_FILE, NONE, LayoutCellDetector,  # noqa: E402
+                                                     default_layouts)
+from ravlm_graph.grounding.detectors.tagger import TaggerConfig, TrainableTagger  # noqa: E402
+
+VOCAB = ("bear", "cookie", "rocket", NONE)
+
+
+def _net(seed=0):
+    return CellNet(CellNetConfig(concepts=VOCAB, layouts=default_layouts(), image_size=32, channels=(4, 4, 8, 8),
+                                 blocks=(0, 1, 0, 1), hidden=8), seed=seed)
+
+
+def _scenes(n=3):
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def test_cell_pooling_covers_exactly_each_cell():
+    cfg = CellNetConfig(concepts=VOCAB, layouts=default_layouts(), image_size=48)
+    mean_w, max_m = _pool_weights(cfg, 6)  # a 6x6 map: 8 px per position
+    assert mean_w.shape == (15, 36) and max_m.shape == (15, 36)
+    torch.testing.assert_close(mean_w.sum(1), torch.ones(15))
+    only, left, right = mean_w[0].view(6, 6), max_m[1].view(6, 6), max_m[2].view(6, 6)
+    torch.testing.assert_close(only, torch.full((6, 6), 1 / 36))
+    assert left[:, :3].all() and not left[:, 3:].any() and right[:, 3:].all() and not right[:, :3].any()
+    # thirds of 48 px are 16 px: two whole positions each, no shared weight
+    thirds = mean_w[5:8].view(3, 6, 6)
+    for i in range(3):
+        assert thirds[i, :, 2 * i:2 * i + 2].sum() == pytest.approx(1.0)
+    top_left = max_m[11].view(6, 6)
+    assert top_left[:3, :3].all() and int(top_left.sum()) == 9
+
+
+def test_scene_targets_label_every_cell_and_the_own_layout():
+    im = Image.new("RGB", (128, 128))
+    objs = [("bear", (5, 30, 55, 100)), ("rocket", (70, 30, 120, 80))]  # left and right halves
+    cells, own = LayoutCellDetector.scene_targets([(im, objs), (im, [])], default_layouts(), VOCAB)
+    none = VOCAB.index(NONE)
+    assert own.tolist() == [1, -1]
+    assert cells[0].tolist() == [none, 0, 2, none, none, none, none, none, none, none, none, none, none, none, none]
+    assert cells[1].tolist() == [none] * 15
+    # a concept outside the vocabulary is a __none__ cell
+    cells, _ = LayoutCellDetector.scene_targets([(im, [("owl", (30, 30, 90, 90))])], default_layouts(), VOCAB)
+    assert cells[0, 0] == none
+
+
+def test_cell_net_detector_round_trips_with_format_2(tmp_path):
+    det = LayoutCellDetector(_net(seed=3), min_score=0.0, layout_choice="joint")
+    images = _scenes()
+    found = det.detect_batch(images)
+    assert all(1 <= len(es) <= 4 for es in found)
+    assert all(e.box is not None and e.label for es in found for e in es)
+    det.save_pretrained(tmp_path / "det")
+    meta = json.loads((tmp_path / "det" / DETECTOR_FILE).read_text())
+    assert meta["format_version"] == 2 and meta["scorer"] == "cell_net" and meta["layout_choice"] == "joint"
+    again = LayoutCellDetector.from_pretrained(tmp_path / "det")
+    assert again.cell_net and again.layout_choice == "joint"
+    a, b = det.tagger.predict(images), again.tagger.predict(images)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert [[(e.concept, e.label) for e in es] for es in again.detect_batch(images)] == \
+        [[(e.concept, e.label) for e in es] for es in found]
+    meta["format_version"] = 3
+    (tmp_path / "det" / DETECTOR_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format_version 3 is newer"):
+        LayoutCellDetector.from_pretrained(tmp_path / "det")
+
+
+def test_crop_tagger_folders_without_a_format_version_still_load(tmp_path):
+    tagger = TrainableTagger(TaggerConfig(VOCAB, image_size=16, channels=(4, 8), exclusive=True, threshold=0.3))
+    LayoutCellDetector(tagger).save_pretrained(tmp_path / "old")
+    # the file as detectors saved before the cell network existed
+    (tmp_path / "old" / DETECTOR_FILE).write_text(json.dumps({"layouts": [list(l) for l in default_layouts()],
+                                                               "min_score": 0.25}))
+    det = LayoutCellDetector.from_pretrained(tmp_path / "old")
+    assert not det.cell_net and det.layout_choice == "cells" and det.min_score == 0.25
+    assert isinstance(det.tagger, TrainableTagger)
+    assert len(det.detect_batch(_scenes(2))) == 2
+
+
+def test_layout_choice_is_checked():
+    tagger = TrainableTagger(TaggerConfig(VOCAB, image_size=16, channels=(4, 8), exclusive=True))
+    with pytest.raises(ValueError, match="layout_choice 'head' needs a CellNet scorer"):
+        LayoutCellDetector(tagger, layout_choice="head")
+    with pytest.raises(ValueError, match=r"expected layout_choice in \('cells', 'head', 'joint'\), found 'best'"):
+        LayoutCellDetector(_net(), layout_choice="best")
+    with pytest.raises(ValueError, match="differ from the CellNet's"):
+        LayoutCellDetector(_net(), layouts=[("only",)])
+    with pytest.raises(ValueError, match="expected 4 positive stage widths"):
+        CellNetConfig(concepts=VOCAB, layouts=default_layouts(), channels=(4, 8))
