@@ -210,3 +210,31 @@ def load_image(x: Any, *, max_side: int = DEFAULT_MAX_SIDE, min_side: int = DEFA
         raise InvalidImageError(source, "cannot decode image: not a recognised image format") from e
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise InvalidImageError(source, f"cannot decode image: {e}") from e
+
+
+def images_to_uint8(images, size: int, *, max_side: int = DEFAULT_MAX_SIDE, desc: str | None = None):
+    """Decode ``images`` (anything :func:`load_image` reads) and resize each to a ``size``
+    square: a uint8 tensor (N, 3, size, size). ``desc``: a progress bar for long lists.
+
+    Raises:
+        InvalidImageError: an unreadable image, named by its position in ``images``.
+    """
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    out = torch.empty((len(images), 3, size, size), dtype=torch.uint8)
+    it = enumerate(images)
+    if desc is not None and len(images) > 256:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, total=len(images), desc=desc, unit="img")
+    for i, x in it:
+        try:
+            im = load_image(x, max_side=max_side)
+        except InvalidImageError as e:
+            raise InvalidImageError(f"image {i}: {e.source}", e.reason) from e
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.BILINEAR)
+        out[i] = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, S, S)
+    return out

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ravlm_graph.types import Entity
 from ravlm_graph.grounding.labels import _concept_table
 from ravlm_graph.grounding.images import InvalidImageError, load_image
+from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, skip_init
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -135,6 +136,29 @@ def _resolve_device(device: Any) -> Any:
     if device is None:
         return torch.device("cpu")
     return torch.device(device)
+
+
+def load_net_folder(cls, config_cls, path: Any, fmt: str, version: int, device: Any, what: str):
+    """``cls(config)`` with its ``model`` weights read strictly from a folder written by
+    ``write_checkpoint`` (``config.json`` of format ``fmt`` + safetensors), on ``device``, in
+    eval mode. Pickled weights are refused.
+
+    Raises:
+        FileNotFoundError: no such folder. CheckpointError: a bad config or weights.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: {what} checkpoint folder not found")
+    raw = read_config(p, fmt, version)
+    body = {k: v for k, v in raw.items() if k not in ("format", "format_version")}
+    try:
+        with skip_init():  # every weight is read (strictly) right after
+            obj = cls(config_cls.from_dict(body, where=str(p / "config.json")))
+    except TypeError as e:
+        raise CheckpointError(f"{p / 'config.json'}: {e}") from e
+    read_weights(p, obj.model)
+    obj.model.to(_resolve_device(device)).eval()
+    return obj
 
 
 def _check_local_checkpoint(path: Any, what: str) -> Path:

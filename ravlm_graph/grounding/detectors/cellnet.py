@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ravlm_graph.grounding.detectors.base import _resolve_device
-from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, load_image
+from ravlm_graph.grounding.detectors.base import load_net_folder
+from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, images_to_uint8
 from ravlm_graph.grounding.layouts import layout_cells
-from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, skip_init, write_checkpoint
+from ravlm_graph.utils.checkpoint import write_checkpoint
 from ravlm_graph.utils.config import Config
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -212,18 +212,7 @@ class CellNet:
 
     def images_to_tensor(self, images: Sequence[Any]):
         """Decoded scenes resized to ``image_size`` squares: a uint8 tensor (N, 3, S, S)."""
-        import numpy as np
-        import torch
-        from PIL import Image
-
-        s = self.config.image_size
-        out = torch.empty((len(images), 3, s, s), dtype=torch.uint8)
-        for i, x in enumerate(images):
-            im = load_image(x, max_side=self.config.max_side)
-            if im.size != (s, s):
-                im = im.resize((s, s), Image.BILINEAR)
-            out[i] = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, S, S)
-        return out
+        return images_to_uint8(images, self.config.image_size, max_side=self.config.max_side)
 
     @staticmethod
     def normalise(x_uint8):
@@ -258,19 +247,7 @@ class CellNet:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, device: Any = None) -> CellNet:
-        p = Path(path)
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: cell-net checkpoint folder not found")
-        raw = read_config(p, FORMAT, FORMAT_VERSION)
-        body = {k: v for k, v in raw.items() if k not in ("format", "format_version")}
-        try:
-            with skip_init():
-                net = cls(CellNetConfig.from_dict(body, where=str(p / "config.json")))
-        except TypeError as e:
-            raise CheckpointError(f"{p / 'config.json'}: {e}") from e
-        read_weights(p, net.model)
-        net.model.to(_resolve_device(device)).eval()
-        return net
+        return load_net_folder(cls, CellNetConfig, path, FORMAT, FORMAT_VERSION, device, "cell-net")
 
 
 def is_cell_net_folder(path: str | os.PathLike) -> bool:

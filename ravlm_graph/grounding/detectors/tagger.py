@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ravlm_graph.grounding.detectors.base import _ORIGIN, ImageEntityDetector, _load_all, _resolve_device
-from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, InvalidImageError, load_image
+from ravlm_graph.grounding.detectors.base import _ORIGIN, ImageEntityDetector, _load_all, load_net_folder
+from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, images_to_uint8
 from ravlm_graph.grounding.labels import map_label_to_concept
 from ravlm_graph.types import Entity
-from ravlm_graph.utils.checkpoint import CheckpointError, read_config, read_weights, skip_init, write_checkpoint
+from ravlm_graph.utils.checkpoint import write_checkpoint
 from ravlm_graph.utils.config import Config
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -245,25 +245,7 @@ class TrainableTagger(VocabularyTagger):
 
     def images_to_tensor(self, images: Sequence[Any], desc: str | None = None):
         """Decoded, resized images as a uint8 tensor (N, 3, S, S)."""
-        import numpy as np
-        import torch
-        from PIL import Image
-
-        s = self.config.image_size
-        out = torch.empty((len(images), 3, s, s), dtype=torch.uint8)
-        it: Iterable = enumerate(images)
-        if desc is not None and len(images) > 256:
-            from tqdm.auto import tqdm
-
-            it = tqdm(it, total=len(images), desc=desc, unit="img")
-        for i, x in it:
-            try:
-                im = load_image(x, max_side=self.config.max_side)
-            except InvalidImageError as e:
-                raise InvalidImageError(f"image {i}: {e.source}", e.reason) from e
-            im = im.resize((s, s), Image.BILINEAR)
-            out[i] = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, S, S)
-        return out
+        return images_to_uint8(images, self.config.image_size, max_side=self.config.max_side, desc=desc)
 
     @staticmethod
     def normalise(x_uint8):
@@ -294,16 +276,4 @@ class TrainableTagger(VocabularyTagger):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, device: Any = None) -> TrainableTagger:
         """Load a folder written by :meth:`save_pretrained`. Pickled weights are refused."""
-        p = Path(path)
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: tagger checkpoint folder not found")
-        raw = read_config(p, FORMAT, FORMAT_VERSION)
-        body = {k: v for k, v in raw.items() if k not in ("format", "format_version")}
-        try:
-            with skip_init():  # every weight is read (strictly) right after
-                tagger = cls(TaggerConfig.from_dict(body, where=str(p / "config.json")))
-        except TypeError as e:
-            raise CheckpointError(f"{p / 'config.json'}: {e}") from e
-        read_weights(p, tagger.model)
-        tagger.model.to(_resolve_device(device)).eval()
-        return tagger
+        return load_net_folder(cls, TaggerConfig, path, FORMAT, FORMAT_VERSION, device, "tagger")
