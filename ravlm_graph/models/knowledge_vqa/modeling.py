@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ravlm_graph.types import ORIGIN_CODES
 from ravlm_graph.utils.graph import scatter, to_dense_batch
 from ravlm_graph.utils.checkpoint import (WEIGHTS_NAME, CheckpointError, atomic_folder, check_no_pickles, read_config,
                                          read_weights, skip_init, write_checkpoint_files)
@@ -40,6 +41,9 @@ from ravlm_graph.nn.fusion.graph_tokens import inject_graph_tokens
 from ravlm_graph.nn.fusion.pointer import CopyGate, FactScorer, FactScores, PointerHead
 from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
 
+
+#: Origin codes are bit sets: 1 the question names the node, 2 it is an image entity, 3 both.
+_QUESTION_BIT, _IMAGE_BIT = ORIGIN_CODES["question"], ORIGIN_CODES["image"]
 
 #: Per-node features of the fact scorer (``fact_features``): name-question cosine, named by the question.
 FACT_FEATURES = 2
@@ -384,11 +388,11 @@ class KnowledgeVQAModel(nn.Module):
     def _score_facts(self, q, keys, node_mask, data, question_sim=None) -> FactScores:
         """The fact scorer over the batch's edges at image entities (origin image or both)."""
         flat = keys[node_mask]  # (N, D), nodes in batch order
-        seed = (data.origin == 2) | (data.origin == 3)  # (N,)
+        seed = (data.origin & _IMAGE_BIT) != 0  # (N,) image entities
         feats = None
         if self.config.fact_features:
             sim = question_sim if question_sim is not None else flat.new_zeros(flat.shape[0])
-            named = ((data.origin == 1) | (data.origin == 3)).to(flat.dtype)  # the question names it
+            named = ((data.origin & _QUESTION_BIT) != 0).to(flat.dtype)  # the question names it
             feats = torch.stack([sim.to(flat.dtype), named], dim=-1)  # (N, FACT_FEATURES)
         return self.fact_scorer(q, flat, data.edge_index, data.edge_type, seed, data.batch, feats)
 
@@ -407,7 +411,7 @@ class KnowledgeVQAModel(nn.Module):
     def _verify(self, vocab_logits, pointer_logits, node_mask, data, B: int) -> torch.Tensor:
         """Raise the "yes" logit by the best pointer score among the question's own concepts."""
         origin, _ = to_dense_batch(data.origin, data.batch, batch_size=B)  # (B, M)
-        named = node_mask & ((origin == 1) | (origin == 3))
+        named = node_mask & ((origin & _QUESTION_BIT) != 0)
         best = pointer_logits.masked_fill(~named, float("-inf")).max(1).values  # (B,)
         best = torch.where(torch.isfinite(best), best, torch.zeros_like(best))
         bonus = torch.zeros_like(vocab_logits)
