@@ -245,7 +245,9 @@ class FactScorer(nn.Module):
         rel_logits = self.relation(query)  # (B, R)
         side = self.side(query)  # (B, 2)
         q = self.q(query)  # (B, h)
-        pre = self.seed_key(keys[f_seed]) + self.rel(f_rel) + self.other_key(keys[f_other])  # (F, h)
+        # Project the N nodes once and gather per fact (a fact's ends repeat across facts).
+        pre = (self.seed_key(keys).index_select(0, f_seed) + self.rel(f_rel)
+               + self.other_key(keys).index_select(0, f_other))  # (F, h)
         pair = None
         if node_features is not None:
             pair = torch.cat([node_features[f_seed], node_features[f_other]], dim=-1)  # (F, 2 F_n)
