@@ -45,22 +45,17 @@ class TaggerOutput:
     logits: torch.Tensor
 
 
-class _TaggerObjective(nn.Module):
-    """A tagger's trained network (``net``) with the tagger's loss, as the training loop wants a model.
+class _NetObjective(nn.Module):
+    """A trained network (``net``) with its loss, as the training loop wants a model.
 
-    Its state dict is the network's own, so that the checkpoints the loop writes and
-    resumes from are plain tagger folders.
+    Its state dict is the network's own and it saves as its ``owner`` (a tagger or a cell
+    network) does, so the checkpoints the loop writes and resumes from are plain detector folders.
     """
 
-    def __init__(self, tagger, net: nn.Module) -> None:
+    def __init__(self, owner, net: nn.Module) -> None:
         super().__init__()
-        self.tagger = tagger
+        self.owner = owner
         self.net = net
-
-    def forward(self, batch) -> TaggerOutput:
-        x, y = batch
-        logits = self.net(x)  # (B, K)
-        return TaggerOutput(loss=self.tagger.loss(logits, y), logits=logits)
 
     def state_dict(self, *args, **kwargs):
         return self.net.state_dict(*args, **kwargs)
@@ -69,7 +64,16 @@ class _TaggerObjective(nn.Module):
         return self.net.load_state_dict(state_dict, strict=strict, assign=assign)
 
     def save_pretrained(self, path):
-        return self.tagger.save_pretrained(path)
+        return self.owner.save_pretrained(path)
+
+
+class _TaggerObjective(_NetObjective):
+    """A tagger's trained network with the tagger's loss."""
+
+    def forward(self, batch) -> TaggerOutput:
+        x, y = batch
+        logits = self.net(x)  # (B, K)
+        return TaggerOutput(loss=self.owner.loss(logits, y), logits=logits)
 
 
 class _AugmentingCollate:
@@ -179,13 +183,11 @@ class CellNetOutput:
     layout_logits: torch.Tensor
 
 
-class _CellNetObjective(nn.Module):
+class _CellNetObjective(_NetObjective):
     """A :class:`CellNet`'s network with its loss; its state dict is the network's own."""
 
     def __init__(self, net: CellNet) -> None:
-        super().__init__()
-        self.cell_net = net
-        self.net = net.model
+        super().__init__(net, net.model)
         self.none = net.config.concepts.index(NONE)
 
     def forward(self, batch) -> CellNetOutput:
@@ -198,15 +200,6 @@ class _CellNetObjective(nn.Module):
         if bool((layout >= 0).any()):
             loss = loss + nn.functional.cross_entropy(layout_logits, layout, ignore_index=-1)
         return CellNetOutput(loss=loss, cell_logits=cell_logits, layout_logits=layout_logits)
-
-    def state_dict(self, *args, **kwargs):
-        return self.net.state_dict(*args, **kwargs)
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        return self.net.load_state_dict(state_dict, strict=strict, assign=assign)
-
-    def save_pretrained(self, path):
-        return self.cell_net.save_pretrained(path)
 
 
 def _hue_rotation(theta: torch.Tensor) -> torch.Tensor:
