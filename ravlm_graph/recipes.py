@@ -63,7 +63,8 @@ log = logging.getLogger(__name__)
 RECIPE_DATASETS = ("builtin", "fvqa", "okvqa", "aokvqa")
 #: Settings of the layout-cell detector a recipe may train (or ``{"from": folder}``).
 DETECTOR_KEYS = ("epochs", "image_size", "channels", "negatives_per_scene", "batch_size", "lr", "extra_scenes",
-                 "extra_pool", "scorer", "blocks", "hidden", "layout_choice", "weight_decay", "min_score")
+                 "extra_pool", "extra_styles", "scorer", "blocks", "hidden", "layout_choice", "weight_decay",
+                 "min_score")
 #: Model settings a recipe may not give: they come from the data and the KG.
 DERIVED_MODEL_KEYS = ("answer_vocab",)
 
@@ -149,6 +150,8 @@ class Recipe(Config):
                                  ("layout_choice", ("cells", "head", "joint"))):
                 if key in self.detector:
                     check_choice(f"{o}.detector", key, self.detector[key], choices)
+            if "extra_styles" in self.detector:
+                _check_extra_styles(f"{o}.detector", self.detector["extra_styles"])
         if self.limit is not None:
             check_int(o, "limit", self.limit, 1)
         check_range(o, "holdout", self.holdout, 0.0, 0.9)
@@ -236,6 +239,21 @@ def builtin_entities(record) -> list:
             for o, c in zip(objs, cells)]
 
 
+def _check_extra_styles(where: str, styles) -> list[str]:
+    from ravlm_graph.datasets.scenes import STYLE_DIRS, TRAINING_STYLE_DIRS
+
+    known = ("twemoji", *TRAINING_STYLE_DIRS)
+    if not isinstance(styles, list) or not styles or not all(isinstance(s, str) for s in styles):
+        raise ValueError(f"{where}.extra_styles: expected a non-empty list of style names, found {styles!r}")
+    for s in styles:
+        if s in STYLE_DIRS and s != "twemoji":
+            raise ValueError(f"{where}.extra_styles: {s!r} is the built-in benchmark's other (test) style; "
+                             f"a detector never trains on it")
+        if s not in known:
+            raise ValueError(f"{where}.extra_styles: unknown style {s!r}; expected some of {list(known)}")
+    return list(styles)
+
+
 def train_detector(records, cfg: dict, seed: int, out_dir: str = ""):
     """Train the layout-cell detector on the scenes of ``records`` (the training split).
 
@@ -244,7 +262,11 @@ def train_detector(records, cfg: dict, seed: int, out_dir: str = ""):
     benchmark places them) of the sprites named by ``cfg["extra_pool"]``: ``"train"``
     (default: the objects of the training split) or ``"twemoji"`` (every Twemoji sprite of the
     emoji folder's ``index.json``; the sprites ship with the package, so drawing them is
-    training on the training style, not on test scenes). ``cfg["scorer"]`` ``"cell_net"``
+    training on the training style, not on test scenes). ``cfg["extra_styles"]`` (default
+    ``["twemoji"]``) draws each object of those scenes in one of these styles, picked at random
+    among those that have its sprite (``"twemoji"`` and the training-only styles of
+    :data:`~ravlm_graph.datasets.scenes.TRAINING_STYLE_DIRS`; the benchmark's other style is
+    refused). ``cfg["scorer"]`` ``"cell_net"``
     trains a whole-scene :class:`~ravlm_graph.grounding.detectors.cellnet.CellNet` (settings
     ``image_size``, ``channels``, ``blocks``, ``hidden``, ``layout_choice``, ``min_score``) instead of the
     crop tagger (default ``"crops"``); see :func:`train_layout_detector`.
@@ -270,8 +292,12 @@ def train_detector(records, cfg: dict, seed: int, out_dir: str = ""):
     if extra_pool == "twemoji":
         index = json.loads((Path(emoji_root) / "index.json").read_text(encoding="utf-8"))
         pool = {(e["image"], e["concept"]) for e in index if e.get("concept")}
+    styles = _check_extra_styles("detector", cfg["extra_styles"]) if "extra_styles" in cfg else None
+    if styles is not None and any(r.extra["scene"]["style"] != "twemoji" for r in records):
+        raise ValueError("detector.extra_styles: the training scenes are not in the twemoji style; "
+                         "extra styles are for a detector trained on the twemoji split")
     if extra:
-        scenes += list(synthetic_scenes(sorted(pool), extra, emoji_root, seed=seed + 1))
+        scenes += list(synthetic_scenes(sorted(pool), extra, emoji_root, seed=seed + 1, styles=styles))
     concepts = sorted({c for _, objs in scenes for c, _ in objs} | ({c for _, c in pool} if extra else set()))
     cell_net = cfg.get("scorer", "crops") == "cell_net"
     kw = {k: cfg[k] for k in ("epochs", "image_size", "negatives_per_scene", "batch_size", "lr", "features",

@@ -47,6 +47,10 @@ def test_shipped_engine_recipes_with_a_top_level_budget_still_load():
     ({"train": {"epochs": 0}}, r"TrainConfig.epochs: expected a positive integer, found 0"),
     ({"detector": {"epoch": 2}}, r"Recipe.detector: unknown fields \['epoch'\]"),
     ({"detector": {"scorer": "fcn"}}, r"Recipe.detector.scorer: expected one of \('crops', 'cell_net'\), found 'fcn'"),
+    ({"detector": {"extra_styles": ["twemoji", "noto"]}},
+     r"Recipe.detector.extra_styles: 'noto' is the built-in benchmark's other \(test\) style"),
+    ({"detector": {"extra_styles": ["comic"]}}, r"extra_styles: unknown style 'comic'; expected some of"),
+    ({"detector": {"extra_styles": "openmoji"}}, r"extra_styles: expected a non-empty list of style names"),
     ({"dataset": "vqa"}, r"Recipe.dataset: expected one of \('builtin', 'fvqa', 'okvqa', 'aokvqa'\), found 'vqa'"),
 ])
 def test_bad_recipes_name_the_file_and_the_key(tmp_path, body, match):

@@ -85,6 +85,31 @@ The built-in benchmark is made from these works:
 
 The sprites are 64x64 PNG renderings of the emoji, unmodified; scenes are composed from
 them (resized, rotated, placed on generated backgrounds) by `ravlm_graph.datasets.scenes`.
+
+Detector training also draws the same emoji in three more styles (folders `openmoji64/`,
+`fluent64/`, `emojione64/`; never used by the benchmark's splits), rasterised to 64x64 PNG
+from the SVGs of the npm packages `@iconify-json/openmoji` 1.2.29,
+`@iconify-json/fluent-emoji-flat` 1.2.6 and `@iconify-json/emojione` 1.2.3 by
+`scripts/build_extra_emoji_styles.py` (rasterised only, otherwise unmodified):
+
+- **OpenMoji** (c) OpenMoji contributors (https://openmoji.org), licensed under
+  CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/); the PNGs are shared
+  under the same licence.
+- **Fluent Emoji** (flat) (c) Microsoft Corporation, MIT licence: Permission is hereby
+  granted, free of charge, to any person obtaining a copy of this software and associated
+  documentation files (the "Software"), to deal in the Software without restriction,
+  including without limitation the rights to use, copy, modify, merge, publish, distribute,
+  sublicense, and/or sell copies of the Software, and to permit persons to whom the Software
+  is furnished to do so, subject to the following conditions: The above copyright notice and
+  this permission notice shall be included in all copies or substantial portions of the
+  Software. THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+  IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A
+  PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS
+  BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT
+  OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER
+  DEALINGS IN THE SOFTWARE.
+- **EmojiOne** 2 (c) Ranks.com (Emoji One), licensed under CC BY 4.0
+  (https://creativecommons.org/licenses/by/4.0/).
 """
 
 

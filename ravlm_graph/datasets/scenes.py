@@ -5,7 +5,9 @@ is deterministic (same spec, same sprite files, same Pillow -> same pixels). Spe
 
 ``id``            scene id (str)
 ``size``          ``[W, H]`` canvas size in px
-``style``         sprite style: ``"twemoji"`` or ``"noto"`` (sprite folders ``twemoji64/``, ``noto64/``)
+``style``         sprite style: ``"twemoji"`` or ``"noto"`` (sprite folders ``twemoji64/``, ``noto64/``);
+                  an object may carry its own ``"style"`` (detector training draws objects of
+                  several styles in one scene, :data:`TRAINING_STYLE_DIRS`)
 ``background``    ``{"kind": "solid", "color": [r, g, b]}``,
                   ``{"kind": "gradient", "colors": [c0, c1], "axis": "x"|"y"}`` or
                   ``{"kind": "checker", "colors": [c0, c1], "cell": px}``
@@ -27,10 +29,15 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 from ravlm_graph.grounding.layouts import LAYOUTS, layout_cells
 
-__all__ = ["LAYOUTS", "STYLE_DIRS", "SpriteCache", "layout_cells", "load_sprite", "place_objects",
+__all__ = ["LAYOUTS", "STYLE_DIRS", "TRAINING_STYLE_DIRS", "SpriteCache", "available_styles", "layout_cells", "load_sprite", "place_objects",
            "random_background", "render_scene", "synthetic_scenes"]
 
 STYLE_DIRS: Mapping[str, str] = {"twemoji": "twemoji64", "noto": "noto64"}
+#: Styles drawn only for training detectors, never used by the benchmark's splits: the same emoji
+#: drawn by other artists (``scripts/build_extra_emoji_styles.py``; sources in ``ATTRIBUTION.md``).
+TRAINING_STYLE_DIRS: Mapping[str, str] = {"openmoji": "openmoji64", "fluent": "fluent64",
+                                          "emojione": "emojione64"}
+_ALL_STYLE_DIRS: Mapping[str, str] = {**STYLE_DIRS, **TRAINING_STYLE_DIRS}
 
 _SCALE = (0.55, 0.9)       # sprite side as a fraction of its cell's short side
 _MAX_SIDE = 0.6            # ... and never more than this fraction of the canvas
@@ -61,9 +68,9 @@ def load_sprite(emoji_root: str | os.PathLike, style: str, image: str):
     """
     from PIL import Image, UnidentifiedImageError
 
-    if style not in STYLE_DIRS:
-        raise KeyError(f"unknown emoji style {style!r}; expected one of {sorted(STYLE_DIRS)}")
-    path = Path(emoji_root) / STYLE_DIRS[style] / image
+    if style not in _ALL_STYLE_DIRS:
+        raise KeyError(f"unknown emoji style {style!r}; expected one of {sorted(_ALL_STYLE_DIRS)}")
+    path = Path(emoji_root) / _ALL_STYLE_DIRS[style] / image
     if not path.is_file():
         raise FileNotFoundError(f"emoji image not found: {path}")
     try:
@@ -147,7 +154,7 @@ def place_objects(objects: Sequence[Mapping[str, str]], slots: Sequence[str], wi
     for obj, slot, (cx0, cy0, cx1, cy1) in zip(objects, slots, layout_cells(slots, width, height)):
         cw, ch = cx1 - cx0, cy1 - cy0
         side_max = min(cw, ch, int(_MAX_SIDE * min(width, height)))
-        sprite = sprites.get(style, obj["image"])
+        sprite = sprites.get(obj.get("style", style), obj["image"])
         while True:  # shrink until the rotated sprite fits the cell (at most a few rounds)
             size = max(4, int(round(rng.uniform(*_SCALE) * side_max)))
             angle = round(rng.uniform(-_MAX_ANGLE, _MAX_ANGLE), 1)
@@ -160,7 +167,8 @@ def place_objects(objects: Sequence[Mapping[str, str]], slots: Sequence[str], wi
         bb = im.getchannel("A").getbbox() or (0, 0, 0, 0)
         out.append({"image": obj["image"], "concept": obj["concept"], "slot": slot, "size": size,
                     "angle": angle, "x": x, "y": y,
-                    "box": [x + bb[0], y + bb[1], x + bb[2], y + bb[3]]})
+                    "box": [x + bb[0], y + bb[1], x + bb[2], y + bb[3]],
+                    **({"style": obj["style"]} if "style" in obj else {})})
     return out
 
 
@@ -183,19 +191,33 @@ def render_scene(spec: Mapping[str, Any], emoji_root: str | os.PathLike | None =
     width, height = spec["size"]
     canvas = _draw_background(spec["background"], width, height)
     for obj in spec["objects"]:
-        im = _transform(sprites.get(spec["style"], obj["image"]), int(obj["size"]), float(obj["angle"]))
+        im = _transform(sprites.get(obj.get("style", spec["style"]), obj["image"]), int(obj["size"]),
+                        float(obj["angle"]))
         canvas.alpha_composite(im, (int(obj["x"]), int(obj["y"])))
     return canvas.convert("RGB")
 
 
+def available_styles(emoji_root: str | os.PathLike, image: str, styles: Sequence[str]) -> list[str]:
+    """The styles of ``styles`` that have a sprite file for ``image`` under ``emoji_root``."""
+    for s in styles:
+        if s not in _ALL_STYLE_DIRS:
+            raise KeyError(f"unknown emoji style {s!r}; expected one of {sorted(_ALL_STYLE_DIRS)}")
+    return [s for s in styles if (Path(emoji_root) / _ALL_STYLE_DIRS[s] / image).is_file()]
+
+
 def synthetic_scenes(pool: Sequence[tuple[str, str]], n: int, emoji_root: str | os.PathLike, *, seed: int = 0,
-                     style: str = "twemoji", size: tuple[int, int] = (128, 128)):
+                     style: str = "twemoji", size: tuple[int, int] = (128, 128),
+                     styles: Sequence[str] | None = None):
     """Yield ``n`` freshly drawn scenes of objects from ``pool``, for training detectors.
 
     The scenes follow the benchmark's own recipe (1-4 objects in layout cells, random
     size, rotation and background), with objects drawn from ``pool`` — ``(image, concept)``
     pairs, e.g. those of the training split — so a detector can see each sprite in many
     more placements than the training questions show.
+
+    Args:
+        styles: draw each object in a style picked at random among these (those that have
+            the sprite); default: every object in ``style``.
 
     Yields:
         ``(PIL.Image, [(concept, box), ...])`` per scene.
@@ -206,10 +228,19 @@ def synthetic_scenes(pool: Sequence[tuple[str, str]], n: int, emoji_root: str | 
     sprites = SpriteCache(emoji_root)
     w, h = size
     pool = list(pool)
+    have: dict[str, list[str]] = {}
+    if styles:
+        have = {im: available_styles(emoji_root, im, styles) for im, _ in pool}
+        pool = [(im, c) for im, c in pool if have[im]]
+        if n and not pool:
+            raise ValueError(f"synthetic_scenes: no sprite of the pool exists in any of the styles {list(styles)}")
     for i in range(n):
         k = rng.randint(1, 4)
         slots = rng.choice(LAYOUTS[k])
         objs = [{"image": im, "concept": c} for im, c in rng.sample(pool, min(k, len(pool)))]
+        if styles:
+            for o in objs:
+                o["style"] = rng.choice(have[o["image"]])
         if len(objs) < k:
             slots = rng.choice(LAYOUTS[len(objs)])
         placed = place_objects(objs, slots, w, h, style, sprites, rng)
