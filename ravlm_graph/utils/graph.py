@@ -230,8 +230,7 @@ class GraphData:
     def clone(self) -> "GraphData":
         """A copy with cloned tensors (other values deep-copied)."""
         out = copy.copy(self)
-        object.__setattr__(out, "_store", {k: v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
-                                           for k, v in self._store.items()})
+        object.__setattr__(out, "_store", {k: _copy_value(v) for k, v in self._store.items()})
         return out
 
     def to(self, device: Any, **kwargs: Any) -> "GraphData":
@@ -336,3 +335,18 @@ def _to_pyg(graph, kind: str):
             out[key] = value
     out.num_nodes = graph.num_nodes
     return out
+
+
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
+def _copy_value(v: Any) -> Any:
+    """An independent copy of one stored value: tensors cloned, flat lists of immutable
+    values (node names, relation names) copied shallowly, anything else deep-copied."""
+    if isinstance(v, torch.Tensor):
+        return v.clone()
+    if isinstance(v, list) and all(isinstance(x, _IMMUTABLE) for x in v):
+        return list(v)
+    if isinstance(v, tuple) and all(isinstance(x, _IMMUTABLE) for x in v):
+        return v
+    return copy.deepcopy(v)

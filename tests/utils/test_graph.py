@@ -97,6 +97,13 @@ def test_graph_data_attributes():
     c = d.clone()
     c.x[0, 0] = 1.0
     assert d.x[0, 0] == 0.0 and c.num_nodes == 5
+    # lists are copied, nested values deep-copied: a clone never shares what it can change
+    g = GraphData(edge_index=torch.tensor([[0], [1]]), node_names=["a", "b"], paths=[["a", "b"]], meta={"k": [1]})
+    h = g.clone()
+    h.node_names.append("c")
+    h.paths[0].append("x")
+    h.meta["k"].append(2)
+    assert g.node_names == ["a", "b"] and g.paths == [["a", "b"]] and g.meta == {"k": [1]}
     d.x = None
     assert "x" not in d
     p = pickle.loads(pickle.dumps(d))
