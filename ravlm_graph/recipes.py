@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 RECIPE_DATASETS = ("builtin", "fvqa", "okvqa", "aokvqa")
 #: Settings of the layout-cell detector a recipe may train (or ``{"from": folder}``).
 DETECTOR_KEYS = ("epochs", "image_size", "channels", "negatives_per_scene", "batch_size", "lr", "extra_scenes",
-                 "extra_pool", "extra_styles", "scorer", "blocks", "hidden", "layout_choice", "weight_decay",
+                 "extra_pool", "extra_styles", "init_from", "scorer", "blocks", "hidden", "layout_choice", "weight_decay",
                  "min_score")
 #: Model settings a recipe may not give: they come from the data and the KG.
 DERIVED_MODEL_KEYS = ("answer_vocab",)
@@ -152,6 +152,10 @@ class Recipe(Config):
                     check_choice(f"{o}.detector", key, self.detector[key], choices)
             if "extra_styles" in self.detector:
                 _check_extra_styles(f"{o}.detector", self.detector["extra_styles"])
+            if "init_from" in self.detector and not (isinstance(self.detector["init_from"], str)
+                                                     and self.detector["init_from"]):
+                raise ValueError(f"{o}.detector.init_from: expected a detector folder path, "
+                                 f"found {self.detector['init_from']!r}")
         if self.limit is not None:
             check_int(o, "limit", self.limit, 1)
         check_range(o, "holdout", self.holdout, 0.0, 0.9)
@@ -301,7 +305,8 @@ def train_detector(records, cfg: dict, seed: int, out_dir: str = ""):
     concepts = sorted({c for _, objs in scenes for c, _ in objs} | ({c for _, c in pool} if extra else set()))
     cell_net = cfg.get("scorer", "crops") == "cell_net"
     kw = {k: cfg[k] for k in ("epochs", "image_size", "negatives_per_scene", "batch_size", "lr", "features",
-                              "feature_size", "hidden", "scorer", "layout_choice", "weight_decay", "min_score") if k in cfg}
+                              "feature_size", "hidden", "scorer", "layout_choice", "weight_decay", "min_score",
+                              "init_from") if k in cfg}
     for k in ("channels", "blocks"):
         if k in cfg:
             kw[k] = tuple(cfg[k])

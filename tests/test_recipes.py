@@ -49,6 +49,7 @@ def test_shipped_engine_recipes_with_a_top_level_budget_still_load():
     ({"detector": {"scorer": "fcn"}}, r"Recipe.detector.scorer: expected one of \('crops', 'cell_net'\), found 'fcn'"),
     ({"detector": {"extra_styles": ["twemoji", "noto"]}},
      r"Recipe.detector.extra_styles: 'noto' is the built-in benchmark's other \(test\) style"),
+    ({"detector": {"init_from": 3}}, r"Recipe.detector.init_from: expected a detector folder path, found 3"),
     ({"detector": {"extra_styles": ["comic"]}}, r"extra_styles: unknown style 'comic'; expected some of"),
     ({"detector": {"extra_styles": "openmoji"}}, r"extra_styles: expected a non-empty list of style names"),
     ({"dataset": "vqa"}, r"Recipe.dataset: expected one of \('builtin', 'fvqa', 'okvqa', 'aokvqa'\), found 'vqa'"),

@@ -286,7 +286,8 @@ def train_layout_detector(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequen
                           jitter: bool = True, batch_size: int = 64, lr: float = 2e-3, features: str | None = None,
                           feature_size: int = 128, hidden: int = 256, out_dir: str = "", scorer: str = "crops",
                           blocks: Sequence[int] = (0, 1, 1, 2), layout_choice: str = "cells",
-                          weight_decay: float = 1e-4, min_score: float = 0.2) -> LayoutCellDetector:
+                          weight_decay: float = 1e-4, min_score: float = 0.2,
+                          init_from: str | None = None) -> LayoutCellDetector:
     """A :class:`LayoutCellDetector` trained on scenes given as ``(image, [(concept, box), ...])``.
 
     ``scorer="crops"`` (default): the crops come from :meth:`LayoutCellDetector.training_crops`;
@@ -301,6 +302,9 @@ def train_layout_detector(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequen
     ``channels``, residual ``blocks``, head width ``hidden``) and learns every cell's label and
     the layout (:func:`fit_cell_net`; AdamW, short warm-up, cosine-decayed rate, colour
     augmentation with ``jitter``); ``layout_choice`` and ``min_score`` are saved with the detector.
+    ``init_from`` (cell networks only) starts from the weights of a saved cell-net detector folder
+    with the same concepts, layouts and architecture (fine-tuning, e.g. on scenes of more
+    drawing styles) instead of random weights.
     """
     if scorer not in ("crops", "cell_net"):
         raise ValueError(f"train_layout_detector: expected scorer 'crops' or 'cell_net', found {scorer!r}")
@@ -311,6 +315,22 @@ def train_layout_detector(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequen
         vocab = tuple(sorted(set(concepts))) + (NONE,)
         net = CellNet(CellNetConfig(concepts=vocab, layouts=layouts, image_size=image_size, channels=tuple(channels),
                                     blocks=tuple(blocks), hidden=hidden), seed=seed)
+        if init_from is not None:
+            start = LayoutCellDetector.from_pretrained(init_from)
+            if not start.cell_net:
+                raise ValueError(f"train_layout_detector: init_from {init_from!r} holds a crop tagger, not a cell network")
+            theirs, ours = start.tagger.config, net.config
+
+            def norm(v):
+                return tuple(norm(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+            for key in ("concepts", "layouts", "image_size", "channels", "blocks", "hidden"):
+                a, b = norm(getattr(theirs, key)), norm(getattr(ours, key))
+                if a != b:
+                    shown = (len(a), len(b)) if key in ("concepts", "layouts") else (a, b)
+                    raise ValueError(f"train_layout_detector: init_from {init_from!r} differs in {key} "
+                                     f"({shown[0]} there, {shown[1]} here)")
+            net.model.load_state_dict(start.tagger.model.state_dict())
         cells, own = LayoutCellDetector.scene_targets(scenes, layouts, vocab)
         res = fit_cell_net(net, [im for im, _ in scenes], cells, own,
                            replace(cfg, lr_schedule="cosine", warmup_ratio=0.02, grad_clip=5.0), augment=jitter)

@@ -99,3 +99,26 @@ def test_cell_net_detector_learns_drawn_scenes(tmp_path):
     assert again.cell_net and again.layout_choice == "joint"
     assert [[e.concept for e in es] for es in again.detect_batch([im for im, _ in test[:5]])] == \
         [[e.concept for e in es] for es in found[:5]]
+
+
+def test_cell_net_fine_tunes_from_a_saved_detector_of_the_same_shape(tmp_path):
+    train = list(synthetic_scenes(POOL, 24, default_emoji_root(), seed=3))
+    kw = dict(scorer="cell_net", image_size=64, channels=(4, 8, 8, 8), blocks=(0, 0, 0, 1), hidden=8, batch_size=8,
+              seed=0, progress=False)
+    first = train_layout_detector(train, [c for _, c in POOL], epochs=2, lr=3e-3, **kw)
+    first.save_pretrained(tmp_path / "first")
+    tuned = train_layout_detector(train, [c for _, c in POOL], epochs=1, lr=1e-12, init_from=str(tmp_path / "first"),
+                                  **{**kw, "seed": 7})
+    ours, theirs = tuned.tagger.model.state_dict(), first.tagger.model.state_dict()
+    moved = [k for k in ours if ours[k].is_floating_point() and not torch.allclose(ours[k], theirs[k], atol=1e-6)]
+    # a rate of 1e-12 leaves the weights where the saved detector had them (only BatchNorm statistics move)
+    assert all("running" in k for k in moved), moved
+    fresh = train_layout_detector(train, [c for _, c in POOL], epochs=1, lr=1e-12, **{**kw, "seed": 7})
+    conv = next(k for k, v in theirs.items() if v.dim() == 4)
+    assert not torch.allclose(fresh.tagger.model.state_dict()[conv], theirs[conv])  # without init_from: new weights
+    with pytest.raises(ValueError, match="differs in hidden"):
+        train_layout_detector(train, [c for _, c in POOL], epochs=1, init_from=str(tmp_path / "first"),
+                              **{**kw, "hidden": 16})
+    with pytest.raises(ValueError, match="differs in concepts"):
+        train_layout_detector(train, [c for _, c in POOL[:2]] + ["owl"], epochs=1, init_from=str(tmp_path / "first"),
+                              **kw)
