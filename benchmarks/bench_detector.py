@@ -59,6 +59,7 @@ def main(argv=None) -> int:
     p.add_argument("--detector", default=None, help="a detector folder to evaluate")
     p.add_argument("--train-config", default=None, help="JSON detector config to train first")
     p.add_argument("--out", default=None, help="where a trained detector is saved")
+    p.add_argument("--seed", type=int, default=0, help="training seed (drawn scenes, initial weights)")
     p.add_argument("--splits", nargs="+", default=["val", "test_iid", "test_other_style"])
     p.add_argument("--limit", type=int, default=None, help="scenes per split")
     p.add_argument("--threads", type=int, default=2)
@@ -78,7 +79,7 @@ def main(argv=None) -> int:
         if not args.out:
             p.error("--train-config needs --out")
         t0 = time.perf_counter()
-        det = train_detector(load_builtin("train"), json.loads(args.train_config), 0)
+        det = train_detector(load_builtin("train"), json.loads(args.train_config), args.seed)
         print(f"trained in {time.perf_counter() - t0:.0f} s")
         det.save_pretrained(args.out)
     elif args.detector:
