@@ -37,7 +37,7 @@ from ravlm_graph.types import Entity
 from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
 from ravlm_graph.training.detectors import train_layout_detector
 from ravlm_graph.datasets.builtin import default_emoji_root
-from ravlm_graph.datasets.scenes import synthetic_scenes
+from ravlm_graph.datasets.scenes import STYLE_DIRS, TRAINING_STYLE_DIRS, synthetic_scenes
 from ravlm_graph.datasets import BuiltinRecord
 from ravlm_graph.models.knowledge_vqa.modeling import answer_distribution
 from ravlm_graph.models.knowledge_vqa.processing import collate
@@ -244,8 +244,6 @@ def builtin_entities(record) -> list:
 
 
 def _check_extra_styles(where: str, styles) -> list[str]:
-    from ravlm_graph.datasets.scenes import STYLE_DIRS, TRAINING_STYLE_DIRS
-
     known = ("twemoji", *TRAINING_STYLE_DIRS)
     if not isinstance(styles, list) or not styles or not all(isinstance(s, str) for s in styles):
         raise ValueError(f"{where}.extra_styles: expected a non-empty list of style names, found {styles!r}")
