@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 from ravlm_graph.grounding.layouts import LAYOUTS, layout_cells
 
-__all__ = ["LAYOUTS", "STYLE_DIRS", "TRAINING_STYLE_DIRS", "SpriteCache", "available_styles", "layout_cells", "load_sprite", "place_objects",
-           "random_background", "render_scene", "synthetic_scenes"]
+__all__ = ["LAYOUTS", "STYLE_DIRS", "TRAINING_STYLE_DIRS", "SpriteCache", "available_styles", "layout_cells",
+           "load_sprite", "place_objects", "random_background", "render_scene", "synthetic_scenes"]
 
 STYLE_DIRS: Mapping[str, str] = {"twemoji": "twemoji64", "noto": "noto64"}
 #: Styles drawn only for training detectors, never used by the benchmark's splits: the same emoji
@@ -38,6 +38,13 @@ STYLE_DIRS: Mapping[str, str] = {"twemoji": "twemoji64", "noto": "noto64"}
 TRAINING_STYLE_DIRS: Mapping[str, str] = {"openmoji": "openmoji64", "fluent": "fluent64",
                                           "emojione": "emojione64"}
 _ALL_STYLE_DIRS: Mapping[str, str] = {**STYLE_DIRS, **TRAINING_STYLE_DIRS}
+
+
+def _style_dir(emoji_root: str | os.PathLike, style: str) -> Path:
+    """The sprite folder of ``style`` under ``emoji_root``; KeyError for an unknown style."""
+    if style not in _ALL_STYLE_DIRS:
+        raise KeyError(f"unknown emoji style {style!r}; expected one of {sorted(_ALL_STYLE_DIRS)}")
+    return Path(emoji_root) / _ALL_STYLE_DIRS[style]
 
 _SCALE = (0.55, 0.9)       # sprite side as a fraction of its cell's short side
 _MAX_SIDE = 0.6            # ... and never more than this fraction of the canvas
@@ -68,9 +75,7 @@ def load_sprite(emoji_root: str | os.PathLike, style: str, image: str):
     """
     from PIL import Image, UnidentifiedImageError
 
-    if style not in _ALL_STYLE_DIRS:
-        raise KeyError(f"unknown emoji style {style!r}; expected one of {sorted(_ALL_STYLE_DIRS)}")
-    path = Path(emoji_root) / _ALL_STYLE_DIRS[style] / image
+    path = _style_dir(emoji_root, style) / image
     if not path.is_file():
         raise FileNotFoundError(f"emoji image not found: {path}")
     try:
@@ -199,10 +204,8 @@ def render_scene(spec: Mapping[str, Any], emoji_root: str | os.PathLike | None =
 
 def available_styles(emoji_root: str | os.PathLike, image: str, styles: Sequence[str]) -> list[str]:
     """The styles of ``styles`` that have a sprite file for ``image`` under ``emoji_root``."""
-    for s in styles:
-        if s not in _ALL_STYLE_DIRS:
-            raise KeyError(f"unknown emoji style {s!r}; expected one of {sorted(_ALL_STYLE_DIRS)}")
-    return [s for s in styles if (Path(emoji_root) / _ALL_STYLE_DIRS[s] / image).is_file()]
+    dirs = [(s, _style_dir(emoji_root, s)) for s in styles]
+    return [s for s, d in dirs if (d / image).is_file()]
 
 
 def synthetic_scenes(pool: Sequence[tuple[str, str]], n: int, emoji_root: str | os.PathLike, *, seed: int = 0,
