@@ -86,16 +86,19 @@ The built-in benchmark is made from these works:
 The sprites are 64x64 PNG renderings of the emoji, unmodified; scenes are composed from
 them (resized, rotated, placed on generated backgrounds) by `ravlm_graph.datasets.scenes`.
 
-Detector training also draws the same emoji in three more styles (folders `openmoji64/`,
-`fluent64/`, `emojione64/`; never used by the benchmark's splits), rasterised to 64x64 PNG
-from the SVGs of the npm packages `@iconify-json/openmoji` 1.2.29,
-`@iconify-json/fluent-emoji-flat` 1.2.6 and `@iconify-json/emojione` 1.2.3 by
-`scripts/build_extra_emoji_styles.py` (rasterised only, otherwise unmodified):
+Detector training also draws the same emoji in seven more styles (folders `openmoji64/`,
+`fluent64/`, `emojione64/`, `fluent3d64/`, `emojione164/`, `fxemoji64/`, `streamline64/`;
+never used by the benchmark's splits), rasterised to 64x64 PNG from the SVGs of the npm
+packages `@iconify-json/openmoji` 1.2.29, `@iconify-json/fluent-emoji-flat` 1.2.6,
+`@iconify-json/emojione` 1.2.3, `@iconify-json/fluent-emoji` 1.2.7,
+`@iconify-json/emojione-v1` 1.2.3, `@iconify-json/fxemoji` 1.2.2 and
+`@iconify-json/streamline-emojis` 1.2.4 by `scripts/build_extra_emoji_styles.py`
+(rasterised only, otherwise unmodified):
 
 - **OpenMoji** (c) OpenMoji contributors (https://openmoji.org), licensed under
   CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/); the PNGs are shared
   under the same licence.
-- **Fluent Emoji** (flat) (c) Microsoft Corporation, MIT licence: Permission is hereby
+- **Fluent Emoji** (flat, and the colour "3D" set in `fluent3d64/`) (c) Microsoft Corporation, MIT licence: Permission is hereby
   granted, free of charge, to any person obtaining a copy of this software and associated
   documentation files (the "Software"), to deal in the Software without restriction,
   including without limitation the rights to use, copy, modify, merge, publish, distribute,
@@ -109,6 +112,12 @@ from the SVGs of the npm packages `@iconify-json/openmoji` 1.2.29,
   OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER
   DEALINGS IN THE SOFTWARE.
 - **EmojiOne** 2 (c) Ranks.com (Emoji One), licensed under CC BY 4.0
+  (https://creativecommons.org/licenses/by/4.0/).
+- **EmojiOne** 1 (`emojione164/`) (c) Ranks.com (Emoji One), licensed under CC BY-SA 4.0
+  (https://creativecommons.org/licenses/by-sa/4.0/); the PNGs are shared under the same licence.
+- **Firefox OS Emoji** (`fxemoji64/`) (c) Mozilla, licensed under the Apache License 2.0
+  (https://www.apache.org/licenses/LICENSE-2.0).
+- **Streamline Emojis** (`streamline64/`) (c) Streamline (webalys), licensed under CC BY 4.0
   (https://creativecommons.org/licenses/by/4.0/).
 """
 

@@ -36,7 +36,9 @@ STYLE_DIRS: Mapping[str, str] = {"twemoji": "twemoji64", "noto": "noto64"}
 #: Styles drawn only for training detectors, never used by the benchmark's splits: the same emoji
 #: drawn by other artists (``scripts/build_extra_emoji_styles.py``; sources in ``ATTRIBUTION.md``).
 TRAINING_STYLE_DIRS: Mapping[str, str] = {"openmoji": "openmoji64", "fluent": "fluent64",
-                                          "emojione": "emojione64"}
+                                          "emojione": "emojione64", "fluent3d": "fluent3d64",
+                                          "emojione1": "emojione164", "fxemoji": "fxemoji64",
+                                          "streamline": "streamline64"}
 _ALL_STYLE_DIRS: Mapping[str, str] = {**STYLE_DIRS, **TRAINING_STYLE_DIRS}
 
 

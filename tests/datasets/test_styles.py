@@ -19,7 +19,7 @@ def test_training_styles_are_other_artists_and_ship_most_sprites():
     index = _index()
     for style in TRAINING_STYLE_DIRS:
         have = [e for e in index if available_styles(default_emoji_root(), e["image"], [style])]
-        assert len(have) >= 0.6 * len(index), (style, len(have))
+        assert len(have) >= 0.25 * len(index), (style, len(have))
         im = load_sprite(default_emoji_root(), style, have[0]["image"])
         assert im.size == (64, 64) and im.mode == "RGBA"
         assert im.getchannel("A").getbbox() is not None
@@ -28,7 +28,8 @@ def test_training_styles_are_other_artists_and_ship_most_sprites():
             ref = load_sprite(default_emoji_root(), other, have[0]["image"])
             assert np.abs(np.asarray(im, dtype=int) - np.asarray(ref, dtype=int)).mean() > 5
     assert all(name in (default_emoji_root() / "ATTRIBUTION.md").read_text(encoding="utf-8")
-                                 for name in ("OpenMoji", "Fluent Emoji", "EmojiOne"))
+                                 for name in ("OpenMoji", "Fluent Emoji", "EmojiOne", "Firefox OS Emoji", "Streamline Emojis",
+                                              *(f"`{d}/`" for d in TRAINING_STYLE_DIRS.values())))
 
 
 def test_synthetic_scenes_draw_each_object_in_one_of_the_styles():
