@@ -49,7 +49,7 @@ def evaluate(det, split: str, limit: int | None = None, batch: int = 16) -> dict
         reported += len(got)
         correct += len(got & gold)
         count_ok += len(ents) == len(r.extra["objects"])
-    return {"scenes": len(scenes), "objects": total, "recall": hits / max(1, total),
+    return {"scenes": len(scenes), "objects": total, "found": hits, "recall": hits / max(1, total),
             "precision": correct / max(1, reported), "count_accuracy": count_ok / max(1, len(scenes)),
             "ms_per_scene": 1000 * dt / max(1, len(scenes))}
 
@@ -95,7 +95,8 @@ def main(argv=None) -> int:
                 m = evaluate(det, sp, args.limit, batch)
                 print(f"{sp:>18} (layout {choice}, min score {min_score}, batch {batch}): recall {100 * m['recall']:.1f} %  "
                       f"precision {100 * m['precision']:.1f} %  object count right {100 * m['count_accuracy']:.1f} %  "
-                      f"{m['ms_per_scene']:.1f} ms/scene ({m['scenes']} scenes, {m['objects']} objects)", flush=True)
+                      f"{m['ms_per_scene']:.1f} ms/scene ({m['scenes']} scenes, {m['found']} of {m['objects']} objects found)",
+                      flush=True)
     return 0
 
 
