@@ -15,6 +15,8 @@ FORMAT_VERSION = 2
 KG_TOKEN = "[unused0]"
 IMG_TOKEN = "[unused1]"
 NUM_ORIGINS = 4
+#: What may read the image for the model (``KnowledgeVQAConfig.vision_encoder``).
+VISION_ENCODERS = ("scratch", "efficientnet_lite0")
 
 
 @dataclass
@@ -33,6 +35,11 @@ class KnowledgeVQAConfig(Config):
         image_size (int): input side in pixels. Default 128.
         vision_channels (list[int]): CNN stage widths (each halves the resolution).
         vision_grid (int): image tokens per side (G = grid²). Default 4.
+        vision_encoder (str): what reads the image: ``"scratch"`` (a small CNN of
+            ``vision_channels``, trained with the model) or ``"efficientnet_lite0"`` (the
+            packaged ImageNet EfficientNet-lite0, frozen; its last feature map is pooled to the
+            grid and projected; needs the ``photo`` extra; its weights are not saved with the
+            model, they are read from the package). Default ``"scratch"``.
         text_backbone (str): ``"minilm"`` (the packaged all-MiniLM-L6-v2) or a local path.
         trunk_layers (int | None): keep only the first N layers of the trunk (speed); None keeps all.
         train_text_layers (int): top trunk layers fine-tuned; the rest stay frozen. Default 2.
@@ -78,6 +85,7 @@ class KnowledgeVQAConfig(Config):
     image_size: int = 128
     vision_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 192])
     vision_grid: int = 4
+    vision_encoder: str = "scratch"
     text_backbone: str = "minilm"
     trunk_layers: int | None = None
     train_text_layers: int = 2
@@ -99,6 +107,7 @@ class KnowledgeVQAConfig(Config):
         if self.trunk_init not in ("pretrained", "scratch"):
             raise ValueError(f"{o}.trunk_init: expected 'pretrained' or 'scratch', found {self.trunk_init!r}")
         check_choice(o, "fusion", self.fusion, FUSIONS)
+        check_choice(o, "vision_encoder", self.vision_encoder, VISION_ENCODERS)
         check_choice(o, "gnn_kind", self.gnn_kind, GNNS)
         if not isinstance(self.answer_vocab, (list, tuple)) or not self.answer_vocab \
                 or len(set(self.answer_vocab)) != len(self.answer_vocab) \
@@ -125,7 +134,9 @@ class KnowledgeVQAConfig(Config):
             check_bool(o, name, getattr(self, name))
         if not isinstance(self.text_backbone, str) or not self.text_backbone:
             raise ValueError(f"{o}.text_backbone: expected 'minilm' or a local folder, found {self.text_backbone!r}")
-        if self.image_size < 2 ** len(self.vision_channels):
+        if self.vision_encoder == "efficientnet_lite0" and self.image_size < 32:
+            raise ValueError(f"{o}.image_size {self.image_size} is too small for EfficientNet-lite0 (at least 32)")
+        if self.vision_encoder == "scratch" and self.image_size < 2 ** len(self.vision_channels):
             raise ValueError(f"{o}.image_size {self.image_size} is too small for "
                              f"{len(self.vision_channels)} CNN stages")
 

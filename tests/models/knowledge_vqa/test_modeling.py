@@ -50,10 +50,11 @@ def tiny(tmp_path_factory):
 
 def make_model(tiny, fusion="graph_tokens", vocab=("yes", "no", "fruit"), **extra):
     tok, trunk, kg, _ = tiny
-    cfg = KnowledgeVQAConfig(answer_vocab=list(vocab), fusion=fusion, gnn_hidden=32, gnn_layers=1, node_dim=16,
-                             num_relations=kg.num_relations, num_graph_tokens=4, image_size=16, vision_channels=[8, 16],
-                             vision_grid=2, train_text_layers=1, max_question_tokens=16, max_text_tokens=64,
-                             dropout=0.0, **extra)
+    cfg = KnowledgeVQAConfig(**{"answer_vocab": list(vocab), "fusion": fusion, "gnn_hidden": 32, "gnn_layers": 1,
+                                "node_dim": 16, "num_relations": kg.num_relations, "num_graph_tokens": 4,
+                                "image_size": 16, "vision_channels": [8, 16], "vision_grid": 2,
+                                "train_text_layers": 1, "max_question_tokens": 16, "max_text_tokens": 64,
+                                "dropout": 0.0, **extra})
     torch.manual_seed(0)
     return KnowledgeVQAModel(cfg, trunk=trunk, tokenizer=tok)
 
@@ -472,3 +473,50 @@ def test_engine_folders_of_format_1_load_and_the_budget_is_the_retrieval_budget(
     assert a.subgraph_size == 2
     with pytest.raises(ValueError, match="the retriever's config differs from engine_config.retrieval"):
         KnowledgeVQA(m, EngineConfig(kg="unused", detector=None), kg=kg, retriever=small)
+
+
+def test_pretrained_vision_encoder_is_frozen_imagenet_and_not_saved(tiny, tmp_path):
+    """``vision_encoder="efficientnet_lite0"``: the packaged ImageNet network reads the image,
+    frozen (eval mode even while the model trains, no gradient), only its projection trains,
+    and its weights are read from the package again on load instead of being saved."""
+    from safetensors import safe_open
+
+    from ravlm_graph.grounding.vision.efficientnet_lite import load_efficientnet_lite0
+    from ravlm_graph.models.knowledge_vqa.modeling import PretrainedSceneEncoder
+
+    tok, trunk, _, _ = tiny
+    with pytest.raises(ValueError, match="vision_encoder: expected one of"):
+        KnowledgeVQAConfig(vision_encoder="resnet")
+    with pytest.raises(ValueError, match="too small for EfficientNet-lite0"):
+        KnowledgeVQAConfig(vision_encoder="efficientnet_lite0", image_size=16)
+    m = make_model(tiny, vision_encoder="efficientnet_lite0", image_size=64)
+    assert isinstance(m.vision, PretrainedSceneEncoder)
+    ref = load_efficientnet_lite0(classifier=False)
+    for (k, v), (k2, v2) in zip(m.vision.backbone.state_dict().items(), ref.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    assert not any(p.requires_grad for p in m.vision.backbone.parameters())
+    m.train()
+    assert not m.vision.backbone.training and m.vision.proj.training
+    exs = examples(tiny, m)
+    b = collate(exs, m.config)
+    assert b.pixel_values.shape[-1] == 64
+    out = m(b)
+    out.loss.backward()
+    assert m.vision.proj.weight.grad is not None and m.vision.proj.weight.grad.abs().sum() > 0
+    running = m.vision.backbone.stem.bn.running_mean.clone()
+    m(b)  # batch-norm statistics are ImageNet's, not updated by training batches
+    assert torch.equal(running, m.vision.backbone.stem.bn.running_mean)
+    # Different images give different tokens (the network does read them).
+    px = torch.stack([torch.zeros(3, 64, 64), torch.ones(3, 64, 64)])
+    with torch.no_grad():
+        t = m.vision(px)
+    assert t.shape == (2, 4, m.dim) and not torch.allclose(t[0], t[1])
+    m.eval()
+    m.save_pretrained(tmp_path / "ck")
+    with safe_open(str(tmp_path / "ck" / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert "vision.proj.weight" in keys and not any(k.startswith("vision.backbone.") for k in keys)
+    m2 = KnowledgeVQAModel.from_pretrained(tmp_path / "ck", trunk=trunk, tokenizer=tok)
+    b = collate(exs, m.config, with_targets=False)
+    with torch.no_grad():
+        assert torch.equal(m(b).vocab_logits, m2(b).vocab_logits)
