@@ -343,7 +343,10 @@ def plot_comparison(runs: dict[str, dict], metric: str = "accuracy", ax=None, by
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.5))
     first = next(iter(runs.values()))
-    splits = [s for s in first if not s.startswith("_")]
+    # Runs may cover different splits (one also measured on val): compare the shared ones.
+    splits = [s for s in first if not s.startswith("_") and all(s in r for r in runs.values())]
+    if not splits:
+        raise ValueError(f"plot_comparison: the runs {list(runs)} share no split")
     if by == "split":
         groups = splits
         values = {n: [100 * r[s][metric] for s in splits] for n, r in runs.items()}

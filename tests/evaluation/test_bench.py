@@ -108,3 +108,24 @@ def test_load_results_reads_a_folder_or_a_file_and_names_what_is_wrong(tmp_path)
         load_results(tmp_path / "bad.json")
     with pytest.raises(FileNotFoundError, match="no results file"):
         load_results(tmp_path / "none")
+
+
+def test_plot_comparison_uses_the_splits_every_run_has():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ravlm_graph.evaluation.bench import plot_comparison
+
+    def run(**acc):
+        return {s: {"accuracy": a, "per_relation": {"UsedFor": a}} for s, a in acc.items()} | {"_meta": {}}
+
+    kg = run(val=0.9, test_iid=0.8, test_other_style=0.6)
+    nokg = run(test_iid=0.2, test_other_style=0.1)
+    ax = plot_comparison({"kg": kg, "no kg": nokg})
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["test_iid", "test_other_style"]
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+    assert heights == [10.0, 20.0, 60.0, 80.0]
+    ax = plot_comparison({"kg": kg, "no kg": nokg}, by="relation")
+    assert sorted(round(p.get_height(), 6) for p in ax.patches) == [15.0, 70.0]
+    with pytest.raises(ValueError, match="share no split"):
+        plot_comparison({"kg": run(val=0.9), "no kg": run(test_iid=0.2)})
