@@ -294,22 +294,16 @@ class KnowledgeVQAModel(nn.Module):
     def _trainable_state(self) -> dict[str, torch.Tensor]:
         """Everything but the frozen pretrained weights (the trunk's lower layers, a pretrained
         image network), which are restored from their packages."""
-        if self.config.vision_encoder != "scratch":
-            return {k: v for k, v in self._trainable_trunk_state().items() if not k.startswith("vision.backbone.")}
-        return self._trainable_trunk_state()
+        def frozen(k: str) -> bool:
+            if k.startswith("vision.backbone."):  # only a PretrainedSceneEncoder has a backbone
+                return True
+            return k.startswith("trunk.") and trunk_frozen and not k.startswith(keep_layers)
 
-    def _trainable_trunk_state(self) -> dict[str, torch.Tensor]:
-        if self.config.trunk_init == "scratch":
-            return dict(self.state_dict())
+        trunk_frozen = self.config.trunk_init != "scratch"
         n = self.config.train_text_layers
         nl = len(self.trunk.encoder.layer)
-        keep_layers = {f"trunk.encoder.layer.{i}." for i in range(max(0, nl - n), nl)} if n > 0 else set()
-        out = {}
-        for k, v in self.state_dict().items():
-            if k.startswith("trunk.") and not any(k.startswith(p) for p in keep_layers):
-                continue
-            out[k] = v
-        return out
+        keep_layers = tuple(f"trunk.encoder.layer.{i}." for i in range(max(0, nl - n), nl)) if n > 0 else ()
+        return {k: v for k, v in self.state_dict().items() if not frozen(k)}
 
     def _seed_links(self, data, B: int, M: int) -> torch.Tensor:
         """(B, M, D): for each node, the mean over its edges to seeds of relation + seed features."""
