@@ -344,6 +344,7 @@ class KnowledgeVQA:
                 if not dp.exists():
                     raise CheckpointError(f"{path}: engine.json names detector folder {spec['path']!r}, which is missing")
             det = build_detector(spec["kind"], path=dp, settings=spec["settings"], kg=kg)
+            det.prepare_for_inference()
         return cls(model, ecfg, kg=kg, retriever=retriever, detector=det)
 
     def save_pretrained(self, path: str | os.PathLike, dtype=None) -> Path:
@@ -641,8 +642,9 @@ def _box_mode(box_missing: str | None, dataset: str) -> str:
 
 
 def _eval_mode(model) -> None:
-    """``model.eval()`` only when some module is training (eval() walks every module)."""
-    if any(m.training for m in model.modules()):
+    """``model.eval()`` when the model is in training mode (checked on the model itself:
+    walking every submodule on each call costs more than a small model's forward pass)."""
+    if model.training:
         model.eval()
 
 

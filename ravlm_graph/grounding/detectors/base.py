@@ -70,6 +70,10 @@ class ImageEntityDetector(abc.ABC):
     def __call__(self, image: Any) -> list[Entity]:
         return self.detect(image)
 
+    def prepare_for_inference(self) -> None:
+        """Speed up later calls where the detector can (an engine calls this once after
+        loading); the results stay the same up to float rounding. Nothing by default."""
+
     def detect_explained(self, images: Sequence[Any]) -> list[tuple[list[Entity], str | None]]:
         """Entities of each image with, when none were found, a sentence saying so.
 

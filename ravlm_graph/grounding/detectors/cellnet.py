@@ -15,6 +15,7 @@ Trained by :func:`ravlm_graph.training.detectors.fit_cell_net`.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, images_to_uint8
 from ravlm_graph.grounding.layouts import layout_cells
 from ravlm_graph.utils.checkpoint import write_checkpoint
 from ravlm_graph.utils.config import Config
+from ravlm_graph.utils.inference import fuse_conv_batchnorm_
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -197,6 +199,17 @@ class CellNet:
             torch.manual_seed(seed)
             self.model = _build_cell_net(config)
         self.model.eval()
+        self._inference_model = None  # see prepare_for_inference
+
+    def prepare_for_inference(self) -> None:
+        """Make :meth:`predict` faster: it then runs a copy of the network with its batch norms
+        folded into the convolutions, in channels-last layout (the same probabilities up to float
+        rounding). The copy is a snapshot of today's weights; :meth:`trained_module` drops it."""
+        import torch
+
+        fused = copy.deepcopy(self.model)
+        fuse_conv_batchnorm_(fused)
+        self._inference_model = fused.to(memory_format=torch.channels_last)
 
     def __repr__(self) -> str:
         return (f"CellNet(concepts={len(self.config.concepts)}, layouts={len(self.config.layouts)}, "
@@ -227,17 +240,22 @@ class CellNet:
         if len(images) == 0:
             return np.zeros((0, n_cells, k), np.float32), np.zeros((0, n_l), np.float32)
         x_all = self.images_to_tensor(images)
-        if any(m.training for m in self.model.modules()):
-            self.model.eval()
+        net, layout = self._inference_model, torch.channels_last
+        if net is None:
+            net, layout = self.model, torch.contiguous_format
+            if any(m.training for m in net.modules()):
+                net.eval()
         cells, layouts = [], []
         with torch.inference_mode():
             for s in range(0, len(images), batch_size):
-                c, l = self.model(self.normalise(x_all[s:s + batch_size]).to(self.device))
+                x = self.normalise(x_all[s:s + batch_size]).to(self.device).contiguous(memory_format=layout)
+                c, l = net(x)
                 cells.append(torch.softmax(c, -1).float().cpu())
                 layouts.append(torch.softmax(l, -1).float().cpu())
         return torch.cat(cells).numpy(), torch.cat(layouts).numpy()
 
     def trained_module(self):
+        self._inference_model = None  # the caller may change the weights
         return self.model
 
     def save_pretrained(self, path: str | os.PathLike, extra_json=None) -> Path:

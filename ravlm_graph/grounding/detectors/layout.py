@@ -123,6 +123,10 @@ class LayoutCellDetector(ImageEntityDetector):
     def detect(self, image: Any) -> list[Entity]:
         return self.detect_batch([image])[0]
 
+    def prepare_for_inference(self) -> None:
+        if self.cell_net:
+            self.tagger.prepare_for_inference()
+
     def detect_batch(self, images: Sequence[Any], *, on_error: str = "raise") -> list[list[Entity]]:
         import numpy as np
 

@@ -298,7 +298,11 @@ class PhotoDetector(ImageEntityDetector):
 
     def _efficientnet(self):
         if self._tagger is None:
-            self._tagger = load_efficientnet_lite0(self.config.tagger_weights)
+            import torch
+
+            # inference only: batch norms folded into the convolutions, channels-last layout (faster on CPU)
+            net = load_efficientnet_lite0(self.config.tagger_weights).fuse_batchnorm_()
+            self._tagger = net.to(memory_format=torch.channels_last)
         return self._tagger
 
     def _table(self, name: str) -> LabelTable:
@@ -373,6 +377,7 @@ class PhotoDetector(ImageEntityDetector):
         model = self._efficientnet()
         table = self._table("imagenet")
         x = preprocess_images(images, model.config, center_crop=center_crop)  # (B, 3, 224, 224)
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             probs = model(x).logits.softmax(-1)  # (B, 1000)
         vals, idx = probs.topk(top_k, dim=-1)

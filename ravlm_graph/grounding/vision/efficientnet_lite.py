@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ravlm_graph.utils.config import Config
+from ravlm_graph.utils.inference import fuse_conv_batchnorm_
 
 __all__ = [
     "EfficientNetLite",
@@ -200,7 +201,11 @@ class ConvBNAct(nn.Module):
                  act: bool = True, bn_eps: float = 1e-3):
         super().__init__()
         self.kernel, self.stride, self.act = kernel, stride, act
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, groups=groups, bias=False)
+        # SAME padding is symmetric for stride 1 and an odd kernel, so the convolution pads; otherwise
+        # the amount depends on the input size and forward pads (the odd pixel after, as TensorFlow does)
+        self.pad_in_forward = kernel > 1 and not (stride == 1 and kernel % 2 == 1)
+        pad = 0 if self.pad_in_forward else (kernel - 1) // 2
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=pad, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps)
 
     def reset_parameters(self) -> None:
@@ -208,17 +213,12 @@ class ConvBNAct(nn.Module):
         self.bn.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernel > 1:
+        if self.pad_in_forward:
             top, bottom = _same_padding(x.shape[-2], self.kernel, self.stride)
             left, right = _same_padding(x.shape[-1], self.kernel, self.stride)
             x = F.pad(x, (left, right, top, bottom))
         x = self.bn(self.conv(x))
         return F.relu6(x) if self.act else x
-
-    def __repr__(self) -> str:
-        c = self.conv
-        return (f"{type(self).__name__}({c.in_channels}, {c.out_channels}, k={self.kernel}, s={self.stride}"
-                f"{', depthwise' if c.groups > 1 else ''}{', relu6' if self.act else ''})")
 
 
 class InvertedResidual(nn.Module):
@@ -304,6 +304,16 @@ class EfficientNetLite(nn.Module):
         for b in self.blocks:
             h = b(h)
         return self.head(h)  # (B, 1280, H/32, W/32)
+
+    def fuse_batchnorm_(self) -> "EfficientNetLite":
+        """Fold every batch norm into its convolution, in place, for faster inference.
+
+        The outputs stay the same (float rounding aside); the network then has no batch-norm
+        layers and cannot be fine-tuned or loaded from a state dict of the unfused layout.
+        Returns the network, in eval mode.
+        """
+        fuse_conv_batchnorm_(self)
+        return self.eval()
 
     def forward(self, x: torch.Tensor) -> EfficientNetLiteOutput:
         fmap = self.forward_features(x)  # (B, C, h, w)

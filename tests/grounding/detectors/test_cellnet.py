@@ -101,3 +101,20 @@ def test_layout_choice_is_checked():
         LayoutCellDetector(_net(), layouts=[("only",)])
     with pytest.raises(ValueError, match="expected 4 positive stage widths"):
         CellNetConfig(concepts=VOCAB, layouts=default_layouts(), channels=(4, 8))
+
+
+def test_prepared_for_inference_gives_the_same_probabilities():
+    net = _net()
+    for bn in (m for m in net.model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    scenes = _scenes()
+    cells, layouts = net.predict(scenes)
+    net.prepare_for_inference()
+    assert net._inference_model is not None
+    cells2, layouts2 = net.predict(scenes)
+    np.testing.assert_allclose(cells2, cells, atol=1e-5)
+    np.testing.assert_allclose(layouts2, layouts, atol=1e-5)
+    # the original network is untouched (it is what training changes and what is saved)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.model.modules())
+    assert net.trained_module() is net.model and net._inference_model is None

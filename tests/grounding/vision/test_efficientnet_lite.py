@@ -153,3 +153,34 @@ def test_features_of_the_pretrained_model(lite0):
     assert (out.feature_map >= 0).all() and (out.feature_map <= 6).all()  # after ReLU6
     # the classifier is a linear map of the pooled features
     assert torch.allclose(out.logits, lite0.classifier(out.pooled), atol=1e-5)
+
+
+def test_fused_batchnorm_gives_the_same_features():
+    torch.manual_seed(0)
+    m = EfficientNetLite(TINY).eval()
+    for bn in (x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)):  # statistics other than 0 / 1
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 3, 33, 31)  # odd sides: asymmetric SAME padding in the stride-2 layers
+    with torch.no_grad():
+        want = m(x)
+        f = m.fuse_batchnorm_()
+        got = f(x.contiguous(memory_format=torch.channels_last))
+    assert f is m and not m.training
+    assert not any(isinstance(b, torch.nn.BatchNorm2d) for b in m.modules())
+    assert torch.allclose(want.feature_map, got.feature_map, atol=1e-5)
+    assert torch.allclose(want.logits, got.logits, atol=1e-5)
+
+
+def test_stride_one_convolutions_pad_symmetrically_like_tensorflow():
+    """Stride-1 layers let the convolution pad ((k-1)/2 each side); the result is TensorFlow's
+    SAME padding done by hand."""
+    layer = eff.ConvBNAct(3, 4, 5, stride=1, act=False).eval()
+    assert not layer.pad_in_forward and eff.ConvBNAct(3, 4, 3, stride=2).pad_in_forward
+    x = torch.randn(1, 3, 9, 10)
+    top, bottom = eff._same_padding(9, 5, 1)
+    left, right = eff._same_padding(10, 5, 1)
+    with torch.no_grad():
+        by_hand = layer.bn(torch.nn.functional.conv2d(torch.nn.functional.pad(x, (left, right, top, bottom)),
+                                                      layer.conv.weight))
+        assert torch.allclose(layer(x), by_hand, atol=1e-6)
