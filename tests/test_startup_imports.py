@@ -1,5 +1,6 @@
 """The single-call paths (``ravlm answer``, ``ravlm retrieve``, ``KnowledgeVQA.from_pretrained``)
-import neither torch_geometric nor transformers (seconds of start-up between them)."""
+import neither torch_geometric nor transformers (seconds of start-up between them); ``ravlm
+retrieve`` and ``ravlm ground`` do not import torch either (over a second of their start-up)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ HEAVY = ("torch_geometric", "transformers")
 pytestmark = pytest.mark.slow  # builds the bundled store on a cold cache
 
 
-def _loaded_after(code: str) -> list[str]:
-    probe = f"import sys\n{code}\nprint('LOADED', [m for m in {HEAVY!r} if m in sys.modules])\n"
+def _loaded_after(code: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    probe = f"import sys\n{code}\nprint('LOADED', [m for m in {heavy!r} if m in sys.modules])\n"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
@@ -50,5 +51,19 @@ def test_ravlm_retrieve_imports_neither():
     assert _loaded_after(code) == []
 
 
+@pytest.mark.parametrize("argv", [
+    ("retrieve", "--question", "What can I cut bread with?", "--entities", "knife,bread"),
+    ("retrieve", "--question", "Where do you keep ice cream?", "--json"),
+    ("ground", "Where do you keep ice cream?"),
+])
+def test_retrieve_and_ground_do_not_import_torch(argv):
+    """The question is encoded in numpy (retrieval.bert_numpy) and the subgraph keeps numpy
+    arrays until a tensor is asked for. Checked on the second call: the first may embed
+    hundreds of concept names the cache lacks, which goes through torch."""
+    _loaded_after(_cli(*argv), ())
+    assert _loaded_after(_cli(*argv), ("torch",)) == []
+
+
 def test_the_probe_can_fail():
     assert "torch_geometric" in _loaded_after("import torch_geometric")
+    assert _loaded_after("import torch", ("torch",)) == ["torch"]

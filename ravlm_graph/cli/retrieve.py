@@ -70,8 +70,8 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
             "entities": [_entity_json(e) for e in sg.entities],
             "missing_seeds": sg.info.get("missing_seeds", []),
             "nodes": [{"name": n, "relevance": round(float(r), 4), "seed": bool(s), "origin": codes[int(o)]}
-                      for n, r, s, o in zip(sg.node_names, sg.node_relevance.tolist(), sg.seed_mask.tolist(),
-                                            sg.origin.tolist())],
+                      for n, r, s, o in zip(sg.node_names, sg.array("node_relevance").tolist(),
+                                            sg.array("seed_mask").tolist(), sg.array("origin").tolist())],
             "facts": sg.verbalize(max_facts=args.facts),
         }
         print(json.dumps(out, ensure_ascii=False, indent=1))
@@ -79,7 +79,8 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         if sg.reason:
             print(f"empty subgraph: {sg.reason}")
             return 1
-        seeds = [f"{n} ({codes[int(o)]})" for n, s, o in zip(sg.node_names, sg.seed_mask.tolist(), sg.origin.tolist()) if s]
+        seeds = [f"{n} ({codes[int(o)]})" for n, s, o in zip(sg.node_names, sg.array("seed_mask").tolist(),
+                                                             sg.array("origin").tolist()) if s]
         print(f"{sg.num_nodes} nodes, {sg.num_edges} edges; seeds: {', '.join(seeds)}")
         if sg.info.get("missing_seeds"):
             print(f"not in the KG: {', '.join(sg.info['missing_seeds'])}")

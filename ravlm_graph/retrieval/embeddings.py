@@ -24,11 +24,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import importlib
 import importlib.util
 import io
 import json
 import logging
 import os
+import sys
 import time
 import weakref
 from dataclasses import dataclass
@@ -37,7 +39,8 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from ravlm_graph.retrieval.text_model import load_bert
+from ravlm_graph.retrieval.bert_numpy import NumpyBert
+from ravlm_graph.retrieval.wordpiece import BertConfig, WordPieceTokenizer
 from ravlm_graph.utils.cache import atomic_save_npy, atomic_write_bytes, cache_enabled, cache_root, locked
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,10 +128,14 @@ class TextEncoder:
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.device = device
-        if is_bert_folder(self.path):
-            # The project's own BERT: same weights and outputs, without importing transformers.
-            self.tokenizer, model = load_bert(self.path)
-            self.model = model.to(device).eval()
+        self._model = None
+        self._numpy_model = None
+        self.bert = is_bert_folder(self.path)
+        if self.bert:
+            # The project's own BERT: same weights and outputs, without importing transformers;
+            # the torch encoder is read on the first large batch (see encode).
+            self.tokenizer = WordPieceTokenizer(self.path)
+            self.dim = int(BertConfig.from_file(self.path / "config.json").hidden_size)
         else:
             try:
                 from transformers import AutoModel, AutoTokenizer
@@ -136,9 +143,26 @@ class TextEncoder:
                 raise ImportError(f"TextEncoder needs torch and transformers: {_EXTRA}") from e
             with quiet_loading():
                 self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
-                self.model = AutoModel.from_pretrained(str(self.path), local_files_only=True).to(device).eval()
-        self.dim = int(self.model.config.hidden_size)
+                self._model = AutoModel.from_pretrained(str(self.path), local_files_only=True).to(device).eval()
+            self.dim = int(self._model.config.hidden_size)
         self.name = self.path.name if self.path.name != "model" else self.path.parent.name
+
+    #: Before torch is imported, ``encode`` runs a BERT folder's model in numpy for at most
+    #: this many texts on CPU: a question or a few hundred concept names cost less than
+    #: importing torch (over a second). Larger batches, and any batch once torch is loaded
+    #: (it is then faster), go through torch. Both give the same vectors up to float rounding.
+    NUMPY_MAX_TEXTS = 256
+
+    @property
+    def model(self):
+        """The torch encoder (read on first use for a BERT folder)."""
+        if self._model is None:
+            # imported here: the torch encoder's module imports torch, which encoding a few
+            # texts in numpy avoids
+            load_bert = importlib.import_module("ravlm_graph.retrieval.text_model").load_bert
+            _, model = load_bert(self.path)
+            self._model = model.to(self.device).eval()
+        return self._model
 
     @classmethod
     def from_package(cls, **kwargs) -> "TextEncoder":
@@ -150,19 +174,30 @@ class TextEncoder:
     def __repr__(self) -> str:
         return f"TextEncoder(name={self.name!r}, dim={self.dim}, device={self.device!r})"
 
-    def encode(self, texts: Sequence[str] | str, progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str] | str, progress: bool = False, backend: str | None = None) -> np.ndarray:
         """Unit-norm embeddings of ``texts``, float32 ``(len(texts), dim)``.
 
         Texts are batched in order of length (less padding) and returned in input order.
+        ``backend``: ``"numpy"`` or ``"torch"`` to choose; None: numpy for a BERT folder's model
+        on CPU when torch is not imported yet and there are at most :attr:`NUMPY_MAX_TEXTS`
+        texts, else torch.
         """
-        import torch
-
         if isinstance(texts, str):
             texts = [texts]
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
+        if backend not in (None, "numpy", "torch"):
+            raise ValueError(f"TextEncoder.encode: backend expected None, 'numpy' or 'torch', found {backend!r}")
+        if backend == "numpy" and not self.bert:
+            raise ValueError(f"TextEncoder.encode: the numpy backend runs BERT folders only, not {self.path}")
+        if backend is None:
+            backend = "numpy" if (self.bert and str(self.device) == "cpu" and "torch" not in sys.modules
+                                  and len(texts) <= self.NUMPY_MAX_TEXTS) else "torch"
+        if backend == "numpy":
+            return self._encode_numpy(texts, out)
+        import torch
         order = np.argsort([len(t) for t in texts], kind="stable")
         bar = None
         if progress:
@@ -183,6 +218,18 @@ class TextEncoder:
                     bar.update(len(idx))
         if bar is not None:
             bar.close()
+        return out
+
+
+    def _encode_numpy(self, texts: list[str], out: np.ndarray) -> np.ndarray:
+        """``encode`` for a few texts: the same pooling, the model in numpy."""
+        if self._numpy_model is None:
+            self._numpy_model = NumpyBert.from_folder(self.path)
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        hidden = self._numpy_model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])  # (B, T, D)
+        mask = batch["attention_mask"][:, :, None].astype(np.float32)  # (B, T, 1)
+        pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)  # (B, D)
+        out[:] = pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
         return out
 
 

@@ -36,7 +36,6 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
-import torch
 
 from ravlm_graph.retrieval.config import RetrievalConfig
 from ravlm_graph.types import Entity, Fact
@@ -448,15 +447,15 @@ class SubgraphRetriever:
         seed_mask[:n_kept_seeds] = True
         origin = np.zeros(n, dtype=np.int64)
         origin[:n_kept_seeds] = seed_bits[:n_kept_seeds]
-        sg = Subgraph(
-            edge_index=torch.from_numpy(np.stack([spos, dpos]).astype(np.int64)),
-            edge_type=torch.from_numpy(self._rel[eids]),
-            edge_weight=torch.from_numpy(self._w[eids].copy()),
-            node_id=torch.from_numpy(nodes.astype(np.int64)),
-            node_relevance=torch.from_numpy(rel),
-            edge_relevance=torch.from_numpy(erel),
-            seed_mask=torch.from_numpy(seed_mask),
-            origin=torch.from_numpy(origin),
+        sg = Subgraph(  # numpy fields: tensors on first read (Subgraph.TENSOR_FIELDS)
+            edge_index=np.stack([spos, dpos]).astype(np.int64),
+            edge_type=self._rel[eids],
+            edge_weight=self._w[eids].copy(),
+            node_id=nodes.astype(np.int64),
+            node_relevance=rel,
+            edge_relevance=erel,
+            seed_mask=seed_mask,
+            origin=origin,
         )
         sg.num_nodes = n
         if kg.has_surface:  # ConceptNet's own sentences, for the evidence

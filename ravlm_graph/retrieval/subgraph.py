@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-import torch
+import numpy as np
 
 from ravlm_graph.utils.graph import GraphData
 from ravlm_graph.types import Entity
@@ -17,8 +17,7 @@ from ravlm_graph.types import Fact
 from kg_ingest import normalize_concept
 
 if TYPE_CHECKING:  # pragma: no cover
-
-    pass
+    import torch
 _ORIGIN_BIT = {"question": 1, "image": 2}
 
 
@@ -81,8 +80,45 @@ class Subgraph(GraphData):
         info (dict) — method, budget, candidate counts, missing seeds, timings.
     """
 
-    def __init__(self, edge_index: torch.Tensor | None = None, **kwargs: Any) -> None:
+    #: The tensor fields; given as numpy arrays (as retrieval builds them), they become
+    #: torch tensors (sharing memory) the first time one of them is read as an attribute, so
+    #: retrieving and reading a subgraph through :meth:`array`, :meth:`facts`, :meth:`paths`
+    #: never imports torch.
+    TENSOR_FIELDS = ("edge_index", "edge_type", "edge_weight", "node_id", "node_relevance", "edge_relevance",
+                     "seed_mask", "origin")
+
+    def __init__(self, edge_index: "torch.Tensor | np.ndarray | None" = None, **kwargs: Any) -> None:
         super().__init__(edge_index=edge_index, **kwargs)
+
+    def __getattr__(self, key: str) -> Any:
+        store = self.__dict__.get("_store")
+        if store is not None and isinstance(store.get(key), np.ndarray):
+            self._to_torch()
+        return super().__getattr__(key)
+
+    def _to_torch(self) -> None:
+        """Every numpy field as a torch tensor (sharing memory)."""
+        import torch
+
+        for k, v in self._store.items():
+            if isinstance(v, np.ndarray):
+                self._store[k] = torch.from_numpy(v)
+
+    def array(self, key: str) -> np.ndarray:
+        """A tensor field as a numpy array (a view, not a copy), without importing torch when
+        the subgraph has not been read as tensors yet."""
+        v = self._store.get(key)
+        if v is None:
+            raise AttributeError(f"{type(self).__name__} has no attribute {key!r}")
+        return v if isinstance(v, np.ndarray) else v.numpy()
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        self._to_torch()
+        return super().__iter__()
+
+    def to(self, device: Any, **kwargs: Any) -> "Subgraph":
+        self._to_torch()
+        return super().to(device, **kwargs)
 
     def to_pyg(self):
         """This subgraph as a ``torch_geometric.data.Data``: the same tensors (shared, not
@@ -90,6 +126,7 @@ class Subgraph(GraphData):
         ``entities``, ``info``, and ``question``/``reason`` when set). Needs ``torch_geometric``
         (the ``model`` extra); batch several with ``torch_geometric.data.Batch.from_data_list``.
         """
+        self._to_torch()
         return super().to_pyg()
 
     # -------------------------------------------------------------- build
@@ -99,11 +136,11 @@ class Subgraph(GraphData):
         """An explicitly empty subgraph that says why it is empty."""
         if not reason:
             raise ValueError("Subgraph.empty: expected a reason, found none")
-        sg = cls(edge_index=torch.zeros(2, 0, dtype=torch.long),
-                 edge_type=torch.zeros(0, dtype=torch.long), edge_weight=torch.zeros(0),
-                 node_id=torch.zeros(0, dtype=torch.long), node_relevance=torch.zeros(0),
-                 edge_relevance=torch.zeros(0), seed_mask=torch.zeros(0, dtype=torch.bool),
-                 origin=torch.zeros(0, dtype=torch.long))
+        sg = cls(edge_index=np.zeros((2, 0), dtype=np.int64),
+                 edge_type=np.zeros(0, dtype=np.int64), edge_weight=np.zeros(0, dtype=np.float32),
+                 node_id=np.zeros(0, dtype=np.int64), node_relevance=np.zeros(0, dtype=np.float32),
+                 edge_relevance=np.zeros(0, dtype=np.float32), seed_mask=np.zeros(0, dtype=bool),
+                 origin=np.zeros(0, dtype=np.int64))
         sg.num_nodes = 0
         sg.node_names = []
         sg.relation_names = list(relation_names)
@@ -145,21 +182,21 @@ class Subgraph(GraphData):
     def __repr__(self) -> str:
         if self.num_nodes == 0:
             return f"Subgraph(empty, reason={getattr(self, 'reason', None)!r})"
-        seeds = [n for n, s in zip(self.node_names, self.seed_mask.tolist()) if s]
+        seeds = [n for n, s in zip(self.node_names, self.array("seed_mask").tolist()) if s]
         return f"Subgraph(num_nodes={self.num_nodes}, num_edges={self.num_edges}, seeds={seeds})"
 
     # ------------------------------------------------------------- reading
     def _fact(self, e: int):
-        s, d = self.edge_index[:, e].tolist()
+        s, d = self.array("edge_index")[:, e].tolist()
         surface = self.edge_surface[e] if "edge_surface" in self._store else None
-        return Fact(self.node_names[s], self.relation_names[int(self.edge_type[e])], self.node_names[d],
+        return Fact(self.node_names[s], self.relation_names[int(self.array("edge_type")[e])], self.node_names[d],
                     surface=surface or None)
 
     def facts(self, max_facts: int | None = None) -> list:
         """The edges as :class:`~ravlm_graph.datasets.records.Fact` s, most relevant first."""
         if self.num_edges == 0:
             return []
-        order = torch.argsort(self.edge_relevance, descending=True, stable=True).tolist()
+        order = np.argsort(-self.array("edge_relevance"), kind="stable").tolist()  # most relevant first, ties in order
         if max_facts is not None:
             order = order[:max_facts]
         return [self._fact(e) for e in order]
@@ -201,11 +238,11 @@ class Subgraph(GraphData):
         if not 0 <= t < self.num_nodes:
             raise KeyError(f"node index {t} out of range [0, {self.num_nodes})")
         adj: list[list[tuple[int, int]]] = [[] for _ in range(self.num_nodes)]
-        src, dst = self.edge_index.tolist() if self.num_edges else ([], [])
+        src, dst = self.array("edge_index").tolist() if self.num_edges else ([], [])
         for e, (s, d) in enumerate(zip(src, dst)):
             adj[s].append((d, e))
             adj[d].append((s, e))
-        seeds = [i for i, s in enumerate(self.seed_mask.tolist()) if s]
+        seeds = [i for i, s in enumerate(self.array("seed_mask").tolist()) if s]
         out: list[ReasoningPath] = []
         if t in seeds:
             out.append(ReasoningPath((self.node_names[t],), ()))

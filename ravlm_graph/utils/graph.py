@@ -19,13 +19,29 @@ per graph.
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator, Sequence
+import sys
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-import torch
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 __all__ = ["scatter", "segment_softmax", "to_dense_batch", "GraphData", "GraphBatch"]
 
 _REDUCES = ("sum", "add", "mean", "max", "min")
+
+
+def _is_tensor(v: Any) -> bool:
+    """Whether ``v`` is a torch tensor (without importing torch: nothing is one before it is imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(v, torch.Tensor)
+
+
+def _is_array(v: Any) -> bool:
+    """A torch tensor or a numpy array (a :class:`~ravlm_graph.retrieval.subgraph.Subgraph`
+    keeps numpy arrays until a tensor is asked for)."""
+    return isinstance(v, np.ndarray) or _is_tensor(v)
 
 
 def _broadcast(index: torch.Tensor, src: torch.Tensor, dim: int) -> torch.Tensor:
@@ -110,6 +126,8 @@ def to_dense_batch(x: torch.Tensor, batch: torch.Tensor | None = None, fill_valu
     Shapes:
         returns ``(out, mask)``: out (B, M, ...), mask (B, M) bool (True at real nodes).
     """
+    import torch
+
     if batch is None:
         batch = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     if batch_size is None:
@@ -207,10 +225,10 @@ class GraphData:
             return int(n)
         for key in self._NODE_KEYS:
             v = self._store.get(key)
-            if isinstance(v, torch.Tensor) and v.dim() > 0:
+            if _is_array(v) and v.ndim > 0:
                 return int(v.shape[0])
         ei = self._store.get("edge_index")
-        if isinstance(ei, torch.Tensor) and ei.numel():
+        if _is_array(ei) and ei.shape[-1]:
             return int(ei.max()) + 1
         return 0
 
@@ -224,7 +242,7 @@ class GraphData:
     @property
     def num_edges(self) -> int:
         ei = self._store.get("edge_index")
-        return int(ei.shape[-1]) if isinstance(ei, torch.Tensor) else 0
+        return int(ei.shape[-1]) if _is_array(ei) else 0
 
     # ------------------------------------------------------------- copies
     def clone(self) -> "GraphData":
@@ -236,7 +254,7 @@ class GraphData:
     def to(self, device: Any, **kwargs: Any) -> "GraphData":
         """A copy with every tensor moved by ``Tensor.to(device, **kwargs)``."""
         out = copy.copy(self)
-        object.__setattr__(out, "_store", {k: v.to(device, **kwargs) if isinstance(v, torch.Tensor) else v
+        object.__setattr__(out, "_store", {k: v.to(device, **kwargs) if _is_tensor(v) else v
                                            for k, v in self._store.items()})
         return out
 
@@ -248,7 +266,7 @@ class GraphData:
     def __repr__(self) -> str:
         parts = []
         for k, v in self._store.items():
-            if isinstance(v, torch.Tensor):
+            if _is_array(v):
                 parts.append(f"{k}={list(v.shape)}")
             elif isinstance(v, (list, tuple)):
                 parts.append(f"{k}=[{len(v)}]")
@@ -271,6 +289,8 @@ class GraphBatch(GraphData):
         Raises:
             ValueError: a graph lacks an attribute the first one has.
         """
+        import torch
+
         data_list = list(data_list)
         out = cls()
         counts = [int(d.num_nodes) for d in data_list]
@@ -343,8 +363,10 @@ _IMMUTABLE = (str, int, float, bool, type(None))
 def _copy_value(v: Any) -> Any:
     """An independent copy of one stored value: tensors cloned, flat lists of immutable
     values (node names, relation names) copied shallowly, anything else deep-copied."""
-    if isinstance(v, torch.Tensor):
+    if _is_tensor(v):
         return v.clone()
+    if isinstance(v, np.ndarray):
+        return v.copy()
     if isinstance(v, list) and all(isinstance(x, _IMMUTABLE) for x in v):
         return list(v)
     if isinstance(v, tuple) and all(isinstance(x, _IMMUTABLE) for x in v):

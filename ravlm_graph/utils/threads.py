@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 __all__ = ["set_threads"]
 
 
 def set_threads(n: int) -> None:
-    """``torch.set_num_threads(n)`` (torch imported here, when the command needs it anyway).
+    """``torch.set_num_threads(n)``; when torch is not imported yet, ``OMP_NUM_THREADS=n``
+    instead, which torch reads when it is imported (a command that never needs torch, such
+    as ``ravlm retrieve``, does not pay for importing it).
 
     One question through the built-in model is a few milliseconds of small matrix products:
     a second thread gains nothing, and on a busy machine its pool's spinning and waking
@@ -16,6 +21,8 @@ def set_threads(n: int) -> None:
     """
     if n < 1:
         raise ValueError(f"threads: expected an integer >= 1, found {n}")
-    import torch
-
-    torch.set_num_threads(int(n))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(int(n))
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(int(n))
