@@ -103,6 +103,14 @@ def test_export_writes_the_detector_kind_and_settings(tmp_path):
                           "--detector", "photo", "--detector-settings", "{box"],
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert bad.returncode == 2 and "--detector-settings: expected a JSON object" in bad.stderr
+    bare = tmp_path / "bare"
+    r = subprocess.run([sys.executable, "-m", "ravlm_graph", "export", str(ENGINE), "--out", str(bare), "--no-detector"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((bare / "engine.json").read_text())["detector"] is None and not (bare / "detector").exists()
+    both = subprocess.run([sys.executable, "-m", "ravlm_graph", "export", str(ENGINE), "--out", str(bare),
+                           "--no-detector", "--detector", "photo"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert both.returncode == 2 and "exclude each other" in both.stderr
 
 
 # --------------------------------------------------------------------------- the FVQA engine

@@ -58,6 +58,8 @@ def register(sub) -> None:
                    help="with --detector: a trained detector folder to copy into the engine")
     e.add_argument("--detector-settings", default=None, metavar="JSON",
                    help="with --detector: its settings as a JSON object (e.g. '{\"box_threshold\": 0.4}')")
+    e.add_argument("--no-detector", action="store_true",
+                   help="a copy without an image detector (for a model that reads no entities, e.g. fusion 'none')")
     e.set_defaults(func=_export)
 
 
@@ -133,7 +135,13 @@ def _export(args) -> int:
 
     if (args.detector_path or args.detector_settings) and not args.detector:
         raise ValueError("export: --detector-path and --detector-settings need --detector KIND")
-    engine = _engine_module().KnowledgeVQA.from_pretrained(args.engine, kg=None, detector=args.detector is None)
+    if args.no_detector and args.detector:
+        raise ValueError("export: --no-detector and --detector KIND exclude each other")
+    engine = _engine_module().KnowledgeVQA.from_pretrained(args.engine, kg=None,
+                                                           detector=args.detector is None and not args.no_detector)
+    if args.no_detector:
+        engine.detector = None
+        engine.config.detector = None
     if args.detector:
         try:
             settings = json.loads(args.detector_settings) if args.detector_settings else {}
