@@ -130,9 +130,14 @@ def test_missing_image_reported_before_the_engine_loads(tmp_path):
 
 
 def test_missing_extra_named_instead_of_a_traceback(tmp_path):
-    r = _run_cli(["retrieve", "--entities", "knife"], extra_code="sys.modules['torch'] = None")
+    no_torch = "sys.modules['torch'] = None"
+    r = _run_cli(["answer", "--model", str(ROOT / "ravlm_graph/data/engine_builtin"), "--image",
+                  str(ROOT / "examples" / "scene.png"), "--question", "What is it?"], extra_code=no_torch)
     assert "RC 2" in r.stdout, r.stdout + r.stderr
     assert "pip install 'ravlm-graph[model]'" in r.stderr and "Traceback" not in r.stderr
+    # retrieval itself needs no torch
+    r = _run_cli(["retrieve", "--entities", "knife", "--method", "ppr"], extra_code=no_torch)
+    assert "RC 0" in r.stdout and "knife" in r.stdout, r.stdout + r.stderr
     e = ModuleNotFoundError("No module named 'rdflib'", name="rdflib")
     assert "ravlm-graph[rdf]" in missing_extra_message(e, "data")
     assert missing_extra_message(ModuleNotFoundError("x", name="something_else"), "data") is None

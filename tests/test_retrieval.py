@@ -272,6 +272,10 @@ def test_cli_ground_and_retrieve(tmp_path, kg, capsys):
     assert out["num_nodes"] == 6 and out["nodes"][0]["name"] == "apple" and out["facts"]
     assert main(["retrieve", "--entities", "zebra", "--kg", str(tmp_path / "kg"), "--method", "khop"]) == 1
     assert "zebra" in capsys.readouterr().out
+    # no --method and no --question: personalised PageRank (hybrid needs a question to rank by)
+    assert main(["retrieve", "--entities", "apple", "--kg", str(tmp_path / "kg"), "--budget", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["num_nodes"] == 4 and out["nodes"][0]["name"] == "apple"
 
 
 # --------------------------------------------------------------------------- asked relation

@@ -59,7 +59,9 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     kg = _load_kg(args.kg)
     ents = [Entity(c.strip(), 1.0, args.origin) for c in (args.entities or "").split(",") if c.strip()]
     changes = {"budget": args.budget} if args.budget is not None else {}
-    retr = SubgraphRetriever(kg, RetrievalConfig(method=args.method, k=args.hops, **changes))
+    # hybrid ranks nodes by relevance to the question; without one, personalised PageRank
+    method = args.method or ("hybrid" if args.question else "ppr")
+    retr = SubgraphRetriever(kg, RetrievalConfig(method=method, k=args.hops, **changes))
     sg = retr.retrieve(ents, args.question, ground_question=bool(args.question))
     if retr._embeddings is not None:
         retr._embeddings.save()  # keep the node vectors computed for this query (store/cache)
@@ -104,8 +106,9 @@ def register(subparsers) -> None:
     p.add_argument("--budget", type=int, default=None,
                    help=f"node budget (default: RetrievalConfig's, {RetrievalConfig().budget})")
     p.add_argument("--hops", type=int, default=2, help="expansion hops (default 2)")
-    p.add_argument("--method", default="hybrid", choices=RETRIEVAL_METHODS,
-                   help="pruning method (default hybrid; khop and ppr need no text encoder)")
+    p.add_argument("--method", default=None, choices=RETRIEVAL_METHODS,
+                   help="pruning method (default: hybrid with --question, ppr without; khop and ppr need no "
+                        "text encoder)")
     p.add_argument("--facts", type=int, default=20, help="facts to print (default 20)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: one query is too small "
                    "to gain from more)")
