@@ -440,7 +440,8 @@ class KnowledgeVQA:
                     notes[i].append(why)
         elif specs is None:
             ents = [[] for _ in imgs]
-            for ns in notes:
+            # (a model without the graph reads no entities: nothing to say)
+            for ns in notes if self.model.config.uses_graph else []:
                 ns.append("this engine has no image detector and no entities were given: the answer rests on the "
                           "question alone")
         else:

@@ -102,6 +102,10 @@ def test_an_empty_detection_is_explained_in_the_answer(tiny, sees):
     bare = KnowledgeVQA(make_model(tiny), EngineConfig(kg="unused", retrieval=retriever.config, detector=None), kg=kg,
                         retriever=retriever)
     assert "no image detector" in bare.answer(Image.new("RGB", (16, 16)), "which of these can peel?").notes[0]
+    # a model without the graph reads no entities: nothing to explain
+    no_kg = KnowledgeVQA(make_model(tiny, fusion="none"), EngineConfig(kg="unused", retrieval=retriever.config,
+                                                                       detector=None), kg=kg, retriever=retriever)
+    assert no_kg.answer(Image.new("RGB", (16, 16)), "which of these can peel?").notes == []
 
 
 @pytest.mark.slow
