@@ -220,6 +220,11 @@ class ConvBNAct(nn.Module):
         x = self.bn(self.conv(x))
         return F.relu6(x) if self.act else x
 
+    def __repr__(self) -> str:
+        c = self.conv
+        return (f"{type(self).__name__}({c.in_channels}, {c.out_channels}, k={self.kernel}, s={self.stride}"
+                f"{', depthwise' if c.groups > 1 else ''}{', relu6' if self.act else ''})")
+
 
 class InvertedResidual(nn.Module):
     """MBConv without squeeze-and-excitation: 1x1 expand -> kxk depthwise -> 1x1 project.

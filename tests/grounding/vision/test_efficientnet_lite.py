@@ -167,6 +167,7 @@ def test_fused_batchnorm_gives_the_same_features():
         f = m.fuse_batchnorm_()
         got = f(x.contiguous(memory_format=torch.channels_last))
     assert f is m and not m.training
+    assert repr(m.stem) == "ConvBNAct(3, 8, k=3, s=2, relu6)"  # the block still says what it is
     assert not any(isinstance(b, torch.nn.BatchNorm2d) for b in m.modules())
     assert torch.allclose(want.feature_map, got.feature_map, atol=1e-5)
     assert torch.allclose(want.logits, got.logits, atol=1e-5)
