@@ -45,7 +45,6 @@ class BertConfig:
         return config
 
 
-
 class _Encoding(dict):
     """The tokenizer's output: a dict of tensors (or lists) with ``.to(device)``."""
 
