@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["fuse_conv_batchnorm_"]
+__all__ = ["for_cpu_inference", "fuse_conv_batchnorm_"]
 
 
 def fuse_conv_batchnorm_(module):
@@ -35,3 +35,14 @@ def fuse_conv_batchnorm_(module):
             m.bn = nn.Identity()
             n += 1
     return n
+
+
+def for_cpu_inference(module):
+    """A trained convolutional network made ready for inference on CPU, in place: batch norms
+    folded (:func:`fuse_conv_batchnorm_`), eval mode, channels-last layout (feed it
+    ``x.contiguous(memory_format=torch.channels_last)``; depthwise convolutions run faster so).
+    Returns the module."""
+    import torch
+
+    fuse_conv_batchnorm_(module)
+    return module.to(memory_format=torch.channels_last)

@@ -28,7 +28,7 @@ from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, images_to_uint8
 from ravlm_graph.grounding.layouts import layout_cells
 from ravlm_graph.utils.checkpoint import write_checkpoint
 from ravlm_graph.utils.config import Config
-from ravlm_graph.utils.inference import fuse_conv_batchnorm_
+from ravlm_graph.utils.inference import for_cpu_inference
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -205,11 +205,7 @@ class CellNet:
         """Make :meth:`predict` faster: it then runs a copy of the network with its batch norms
         folded into the convolutions, in channels-last layout (the same probabilities up to float
         rounding). The copy is a snapshot of today's weights; :meth:`trained_module` drops it."""
-        import torch
-
-        fused = copy.deepcopy(self.model)
-        fuse_conv_batchnorm_(fused)
-        self._inference_model = fused.to(memory_format=torch.channels_last)
+        self._inference_model = for_cpu_inference(copy.deepcopy(self.model))
 
     def __repr__(self) -> str:
         return (f"CellNet(concepts={len(self.config.concepts)}, layouts={len(self.config.layouts)}, "

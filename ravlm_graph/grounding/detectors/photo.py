@@ -40,6 +40,7 @@ from ravlm_graph.grounding.detectors.base import ImageEntityDetector
 from ravlm_graph.grounding.images import load_image
 from ravlm_graph.grounding.label_tables import LabelMapper, LabelTable, load_label_table
 from ravlm_graph.grounding.vision.efficientnet_lite import load_efficientnet_lite0, preprocess_images
+from ravlm_graph.utils.inference import for_cpu_inference
 from ravlm_graph.types import Entity
 from ravlm_graph.utils.config import Config
 from kg_ingest.store import normalize_concept
@@ -298,11 +299,8 @@ class PhotoDetector(ImageEntityDetector):
 
     def _efficientnet(self):
         if self._tagger is None:
-            import torch
-
             # inference only: batch norms folded into the convolutions, channels-last layout (faster on CPU)
-            net = load_efficientnet_lite0(self.config.tagger_weights).fuse_batchnorm_()
-            self._tagger = net.to(memory_format=torch.channels_last)
+            self._tagger = for_cpu_inference(load_efficientnet_lite0(self.config.tagger_weights))
         return self._tagger
 
     def _table(self, name: str) -> LabelTable:

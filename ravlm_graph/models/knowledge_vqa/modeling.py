@@ -35,6 +35,7 @@ from ravlm_graph.utils.checkpoint import (WEIGHTS_NAME, CheckpointError, atomic_
 from ravlm_graph.models.knowledge_vqa.configuration import (FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN,
                                                             KnowledgeVQAConfig, NUM_ORIGINS)
 from ravlm_graph.grounding.vision.efficientnet_lite import load_efficientnet_lite0
+from ravlm_graph.utils.inference import for_cpu_inference
 from ravlm_graph.retrieval.embeddings import is_bert_folder, minilm_path, quiet_loading
 from ravlm_graph.retrieval.text_model import load_bert
 from ravlm_graph.nn.fusion import FusionConfig, GraphInputs, GraphTokens, TrunkInputs, build_fusion
@@ -136,8 +137,7 @@ class PretrainedSceneEncoder(nn.Module):
         super().__init__()
         # frozen, so its batch norms fold into the convolutions, and channels-last runs the
         # depthwise convolutions faster on CPU
-        self.backbone = load_efficientnet_lite0(weights, classifier=False).fuse_batchnorm_()
-        self.backbone.to(memory_format=torch.channels_last)
+        self.backbone = for_cpu_inference(load_efficientnet_lite0(weights, classifier=False))
         cfg = self.backbone.config
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1) / 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1) / 255.0, persistent=False)
