@@ -143,6 +143,31 @@ def test_relation_table_equals_per_edge_features(name, case):
     torch.testing.assert_close(g2, g1, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("heads", [1, 3])
+@pytest.mark.parametrize("case", [(0, 7, 20), (3, 30, 200), (1, 5, 0), (2, 1, 0)])
+def test_gatv2_inference_path_matches(heads, case):
+    """Without gradients GATv2 takes its inference path (self-loops as node terms, logits as
+    one product): the same outputs as the training path and as torch_geometric's layer fed
+    the gathered edge features, with self-loops in the input, repeated edges and an
+    isolated node."""
+    torch.manual_seed(0)
+    theirs = pyg_nn.GATv2Conv(F_IN, 4, heads=heads, edge_dim=EDGE_DIM)
+    torch.manual_seed(0)
+    mine = ours.GATv2Conv(F_IN, 4, heads=heads, edge_dim=EDGE_DIM)
+    mine.eval(), theirs.eval()
+    x, ei, et, _ = _graph(*case)
+    table = torch.randn(R, EDGE_DIM)
+    train_path = mine(x, ei, table, edge_type=et)
+    with torch.no_grad():
+        fast = mine(x, ei, table, edge_type=et)
+        ref = theirs(x, ei, table[et])
+        mine.lin_edge = None  # the inference path is taken only with a relation table and edge_dim
+        with pytest.raises(ValueError, match="without edge_dim"):
+            mine(x, ei, table, edge_type=et)
+    torch.testing.assert_close(fast, train_path.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+
+
 def test_relation_table_errors():
     layer = ours.GATv2Conv(F_IN, 4, heads=2, edge_dim=EDGE_DIM)
     x, ei, et, _ = _graph(0, 7, 20)
@@ -153,3 +178,8 @@ def test_relation_table_errors():
         layer(x, ei, table, edge_type=et[:-1])
     with pytest.raises(ValueError, match="table"):
         layer(x, ei, table[0], edge_type=et)
+    with torch.no_grad():  # the inference path checks the same
+        with pytest.raises(ValueError, match="table of 5 rows"):
+            layer(x, ei, table, edge_type=et + R)
+        with pytest.raises(ValueError, match="table"):
+            layer(x, ei, table[0], edge_type=et)
