@@ -116,6 +116,22 @@ def _pool_weights(config: CellNetConfig, side: int):
     return torch.stack(mean_w), torch.stack(max_m)
 
 
+def _rectangles(max_m, side: int) -> list[tuple[int, int, int, int]] | None:
+    """Each cell's max-pooling mask as a rectangle of positions ``(row0, row1, col0, col1)``
+    (slicing a rectangle is cheaper than masking a copy of the map per cell), or None when a
+    mask is empty or not a rectangle (the pooling then masks)."""
+    rects = []
+    for m in max_m.view(-1, side, side):
+        rows, cols = m.any(1).nonzero().view(-1), m.any(0).nonzero().view(-1)
+        if rows.numel() == 0:
+            return None
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        if int(m.sum()) != (r1 - r0) * (c1 - c0):
+            return None
+        rects.append((r0, r1, c0, c1))
+    return rects
+
+
 def _build_cell_net(config: CellNetConfig):
     import torch
     from torch import nn
@@ -146,6 +162,7 @@ def _build_cell_net(config: CellNetConfig):
                 mw, mm = _pool_weights(cfg, side)
                 self.register_buffer(f"mean_w{name}", mw, persistent=False)  # (cells, side*side)
                 self.register_buffer(f"max_m{name}", mm, persistent=False)  # (cells, side*side)
+                setattr(self, f"rects{name}", _rectangles(mm, side))
             n_cells = mw.shape[0]
             width = 2 * (cfg.channels[2] + cfg.channels[3])
             self.cell_bias = nn.Parameter(torch.zeros(n_cells, width))
@@ -154,11 +171,14 @@ def _build_cell_net(config: CellNetConfig):
             self.layout_head = nn.Linear(cfg.channels[3] * 16, len(cfg.layouts))
 
         @staticmethod
-        def _pool(h, mean_w, max_m):
+        def _pool(h, mean_w, max_m, rects=None):
             flat = h.flatten(2)  # (B, C, P)
             mean = torch.einsum("bcp,kp->bkc", flat, mean_w)  # (B, cells, C)
-            masked = flat[:, None].masked_fill(~max_m[None, :, None], float("-inf"))  # (B, cells, C, P)
-            return torch.cat([mean, masked.amax(-1)], -1)  # (B, cells, 2C)
+            if rects is not None:  # each cell's maximum over its rectangle of positions
+                peak = torch.stack([h[:, :, r0:r1, c0:c1].amax((2, 3)) for r0, r1, c0, c1 in rects], 1)
+            else:
+                peak = flat[:, None].masked_fill(~max_m[None, :, None], float("-inf")).amax(-1)  # (B, cells, C)
+            return torch.cat([mean, peak], -1)  # (B, cells, 2C)
 
         def forward(self, x):
             h = x
@@ -167,8 +187,8 @@ def _build_cell_net(config: CellNetConfig):
                 h = st(h)
                 maps.append(h)
             f8, f16 = maps[2], maps[3]  # (B, C2, S/8, S/8), (B, C3, S/16, S/16)
-            pooled = torch.cat([self._pool(f8, self.mean_w8, self.max_m8),
-                                self._pool(f16, self.mean_w16, self.max_m16)], -1)  # (B, cells, W)
+            pooled = torch.cat([self._pool(f8, self.mean_w8, self.max_m8, self.rects8),
+                                self._pool(f16, self.mean_w16, self.max_m16, self.rects16)], -1)  # (B, cells, W)
             cell_logits = self.cell_head(pooled + self.cell_bias)  # (B, cells, K)
             summary = nn.functional.adaptive_avg_pool2d(f16, 4).flatten(1)  # (B, C3 * 16)
             return cell_logits, self.layout_head(summary)  # (B, cells, K), (B, L)

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from PIL import Image  # noqa: E402
 
-from ravlm_graph.grounding.detectors.cellnet import CellNet, CellNetConfig, _pool_weights  # noqa: E402
+from ravlm_graph.grounding.detectors.cellnet import CellNet, CellNetConfig, _pool_weights, _rectangles  # noqa: E402
 from ravlm_graph.grounding.detectors.layout import (DETECTOR_FILE, NONE, LayoutCellDetector,  # noqa: E402
                                                      default_layouts)
 from ravlm_graph.grounding.detectors.tagger import TaggerConfig, TrainableTagger  # noqa: E402
@@ -42,6 +42,32 @@ def test_cell_pooling_covers_exactly_each_cell():
         assert thirds[i, :, 2 * i:2 * i + 2].sum() == pytest.approx(1.0)
     top_left = max_m[11].view(6, 6)
     assert top_left[:3, :3].all() and int(top_left.sum()) == 9
+
+
+@pytest.mark.parametrize("image_size", [32, 48, 128])
+def test_cell_max_pooling_over_rectangles_equals_the_masked_max(image_size):
+    """The network pools each cell's maximum by slicing its rectangle of positions: the same
+    values and gradients as the maximum over the cell's mask; a mask that is not a rectangle
+    (or is empty) makes it mask instead."""
+    cfg = CellNetConfig(concepts=VOCAB, layouts=default_layouts(), image_size=image_size)
+    side = image_size // 8
+    mean_w, max_m = _pool_weights(cfg, side)
+    rects = _rectangles(max_m, side)
+    assert rects is not None and len(rects) == max_m.shape[0]
+    h = torch.randn(2, 5, side, side, requires_grad=True)
+    net = _net()
+    masked = net.model._pool(h, mean_w, max_m)  # (B, cells, 2C)
+    sliced = net.model._pool(h, mean_w, max_m, rects)
+    assert torch.equal(sliced.detach(), masked.detach())
+    g1, = torch.autograd.grad(masked.sum(), h)
+    g2, = torch.autograd.grad(sliced.sum(), h)
+    torch.testing.assert_close(g2, g1)
+    odd = max_m.clone()
+    odd[0, 0] = not bool(odd[0, 0])  # breaks the rectangle of cell 0 (the whole scene)
+    assert _rectangles(odd, side) is None
+    odd = max_m.clone()
+    odd[1] = False
+    assert _rectangles(odd, side) is None
 
 
 def test_scene_targets_label_every_cell_and_the_own_layout():
