@@ -251,6 +251,15 @@ class GraphData:
         object.__setattr__(out, "_store", {k: _copy_value(v) for k, v in self._store.items()})
         return out
 
+    def replace(self, **kwargs: Any) -> "GraphData":
+        """A shallow copy with the given attributes replaced (None removes one); every other
+        value is shared with this graph, not copied (cheaper than :meth:`clone`)."""
+        out = copy.copy(self)
+        object.__setattr__(out, "_store", dict(self._store))
+        for key, value in kwargs.items():
+            setattr(out, key, value)
+        return out
+
     def to(self, device: Any, **kwargs: Any) -> "GraphData":
         """A copy with every tensor moved by ``Tensor.to(device, **kwargs)``."""
         out = copy.copy(self)

@@ -104,6 +104,11 @@ def test_graph_data_attributes():
     h.paths[0].append("x")
     h.meta["k"].append(2)
     assert g.node_names == ["a", "b"] and g.paths == [["a", "b"]] and g.meta == {"k": [1]}
+    # replace: a shallow copy that shares what it does not replace
+    r = d.replace(x=torch.ones(3, 2), extra=torch.zeros(1))
+    assert torch.equal(d.x, torch.zeros(3, 2)) and torch.equal(r.x, torch.ones(3, 2))
+    assert r.edge_index is d.edge_index and "extra" in r and "extra" not in d and r.num_nodes == 5
+    assert "x" not in d.replace(x=None) and "x" in d
     d.x = None
     assert "x" not in d
     p = pickle.loads(pickle.dumps(d))

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ravlm_graph.types import ORIGIN_CODES
-from ravlm_graph.utils.graph import scatter, to_dense_batch
+from ravlm_graph.utils.graph import GraphData, scatter, to_dense_batch
 from ravlm_graph.utils.checkpoint import (WEIGHTS_NAME, CheckpointError, atomic_folder, check_no_pickles, read_config,
                                          read_weights, skip_init, write_checkpoint_files)
 from ravlm_graph.models.knowledge_vqa.configuration import (FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN,
@@ -504,6 +504,8 @@ def _v1_name(name: str) -> str:
 
 
 def _with_x(data, x):
+    if isinstance(data, GraphData):  # and GraphBatch: a shallow copy, the other tensors shared
+        return data.replace(x=x)
     d = data.clone()
     d.x = x
     return d
