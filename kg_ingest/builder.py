@@ -42,6 +42,7 @@ class GraphBuilder:
         self._vocab: dict[str, int] = {}
         self._rel_ids: dict[str, int] = {}
         self._rel_cache: dict[str, tuple[int, bool] | None] = {}
+        self._rel_fold: dict[str, str] = {}
         self._src = array("i")
         self._dst = array("i")
         self._rel = array("h")
@@ -64,6 +65,8 @@ class GraphBuilder:
             slot = None
         else:
             name, rev = r
+            # Names not in ConceptNet's set: case variants are one relation (first spelling met).
+            name = self._rel_fold.setdefault(name.lower(), name)
             rid = self._rel_ids.get(name)
             if rid is None:
                 rid = self._rel_ids[name] = len(self._rel_ids)
@@ -156,6 +159,15 @@ class GraphBuilder:
         surface = self._surface if self.keep_surface else None
         self._src, self._dst, self._rel, self._w, self._surface = array("i"), array("i"), array("h"), array("f"), []
         del remap
+
+        # Relations whose every record was filtered out (weight, self-loop) are not stored.
+        if rel_names:
+            used = np.zeros(len(rel_names), dtype=bool)
+            used[rel] = True
+            if not used.all():
+                new_id = (np.cumsum(used) - 1).astype(np.int16)
+                rel = new_id[rel]
+                rel_names = [r for r, u in zip(rel_names, used.tolist()) if u]
 
         if self.relations.add_inverse and len(src):
             r0 = len(rel_names)

@@ -15,8 +15,10 @@ is not four per line is re-read line by line to report the bad lines). With
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Callable, Iterator
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -35,9 +37,45 @@ except ImportError:  # pragma: no cover
     _JSONError = (ValueError,)
 
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+# Bytes of a concept term that need no cleaning: printable ASCII but upper case,
+# space and "%". A term with any other byte goes through clean_term.
+_PLAIN = bytes(b for b in range(33, 127) if not (65 <= b <= 90 or b == 37))
+# ConceptNet's part-of-speech letters (WordNet's): noun, verb, adjective, satellite adjective, adverb.
+POS_TAGS = frozenset("nvasr")
+_POS_BYTES = frozenset(c.encode() for c in POS_TAGS)
+_SPACES = re.compile(r" +")
+_HEADER_CELL = re.compile(rb"[A-Za-z][A-Za-z_ ]{0,39}")
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # weights are stored as float32
 _LANG_START = re.compile(rb"[a-z]{2}")
 _LANG_RE = re.compile(r"^[a-z]{2,3}(?:[-_][a-z0-9]+)*$|^mul$")
+
+
+def _bad_char(text: str):
+    """The first Unicode control (Cc: C0, DEL, C1 such as U+0085) or line/paragraph separator, or None."""
+    for ch in text:
+        if ch < " " or "\x7f" <= ch <= "\x9f" or ch in "\u2028\u2029":
+            return ch
+    return None
+
+
+def clean_term(term: str) -> str:
+    """A dump URI's term (or term/pos/sense) as ConceptNet spells concepts.
+
+    Percent-escapes decoded, NFC, lower case, runs of spaces to one ``_``, empty
+    ``/`` segments dropped. Raises ValueError naming a control or line/paragraph
+    separator character (or an invalid percent-escape).
+    """
+    if "%" in term:
+        term = unquote(term, errors="strict")
+    bad = _bad_char(term)
+    if bad is not None:
+        raise ValueError(f"control character U+{ord(bad):04X}")
+    term = unicodedata.normalize("NFC", term.lower())
+    if " " in term:
+        term = _SPACES.sub("_", term.strip(" "))
+    if "/" in term:
+        term = "/".join(x for x in term.split("/") if x)
+    return term
 
 
 @dataclass
@@ -47,7 +85,9 @@ class ConceptNetOptions:
     Args:
         languages (tuple[str, ...] | None): keep edges whose both ends are in these
             languages (default ``("en",)``); ``None`` keeps every language.
-        keep_pos (bool): keep the part-of-speech suffix (``apple/n``). Default False.
+        keep_pos (bool): keep the part-of-speech suffix (``apple/n``): one of ConceptNet's
+            letters ``n`` (noun), ``v`` (verb), ``a`` (adjective), ``s`` (satellite adjective),
+            ``r`` (adverb); any other first suffix segment is dropped. Default False.
         keep_sense (bool): keep the whole sense suffix (``apple/n/wn/food``). Default False.
         keep_surface (bool): keep ``surfaceText`` for verbalisation. Default False.
         strict (bool): stop at the first malformed line instead of counting it.
@@ -119,23 +159,38 @@ class _LineParser:
             return None
         term = parts[3]
         if len(parts) == 5 and (self.opts.keep_pos or self.opts.keep_sense):
-            rest = parts[4]
+            segs = [x for x in parts[4].split(b"/") if x]
             if not self.opts.keep_sense:
-                rest = rest.split(b"/", 1)[0]
-            if rest:
-                term = term + b"/" + rest
-        if self.opts.prefix_language:
-            term = lang + b"/" + term
+                segs = segs[:1] if segs and segs[0] in _POS_BYTES else []
+            if segs:
+                term = term + b"/" + b"/".join(segs)
         try:
-            return term.decode("utf-8")
+            text = term.decode("utf-8")
+            prefix = lang.decode("utf-8") + "/" if self.opts.prefix_language else ""
         except UnicodeDecodeError as e:
             self.bad(lineno, "invalid UTF-8", f"invalid UTF-8 in the {which} URI at byte {e.start}")
             return None
+        if term.translate(None, _PLAIN):
+            try:
+                text = clean_term(text)
+            except UnicodeDecodeError:
+                self.bad(lineno, "invalid UTF-8", f"invalid UTF-8 in a percent-escape of the {which} URI")
+                return None
+            except ValueError as e:
+                self.bad(lineno, "control character", f"{e} in the {which} URI")
+                return None
+            if not text.split("/", 1)[0]:
+                self.bad(lineno, "empty concept", f"the {which} URI's term is empty after cleaning")
+                return None
+        return prefix + text if prefix else text
 
     def parse(self, line: bytes, lineno: int) -> Assertion | None:
         if line.endswith(b"\r"):
             line = line[:-1]
         parts = line.split(b"\t")
+        if lineno == 1 and all(_HEADER_CELL.fullmatch(c.strip()) for c in parts):
+            self.stats.skipped["header row"] += 1  # e.g. "uri relation start end info"
+            return None
         if len(parts) != 5:
             if not line.strip():
                 self.stats.skipped["blank line"] += 1
@@ -151,6 +206,9 @@ class _LineParser:
         if c is not None:
             self.bad(lineno, "control character", f"control character U+{c.group()[0]:04X} in the relation URI "
                                                   f"at byte {c.start()}")
+            return None
+        if b" " in rel:
+            self.bad(lineno, "bad URI", f"a space in the relation URI {rel[:80].decode('utf-8', 'replace')!r}")
             return None
         if not start.startswith(b"/c/") or not end.startswith(b"/c/"):
             other = end if start.startswith(b"/c/") else start
@@ -396,6 +454,7 @@ def _fast_parser(lp: _LineParser):
     rel_cache: dict[bytes, str] = {}
     loads = _loads
     errors = _JSONError
+    plain = _PLAIN
 
     def run(block: bytes, idx: _BlockIndex, base: int, out: list) -> None:
         append = out.append
@@ -424,7 +483,8 @@ def _fast_parser(lp: _LineParser):
             rel = rel_cache.get(block[t0 + 1:t1])
             info = block[t3 + 1:le]
             meta = None
-            if start and end and rel is not None:
+            # Terms that need cleaning (upper case, space, %, non-ASCII) go to the full parser.
+            if start and end and rel is not None   and not (start + end).translate(None, plain):
                 try:
                     meta = loads(info)
                 except errors:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ CONCEPTNET_RELATIONS = (
     "ExternalURL InheritsFrom DesireOf LocationOfAction HasPainIntensity HasPainCharacter"
 ).split()
 _CANONICAL = {r.lower(): r for r in CONCEPTNET_RELATIONS}
+_SEPARATORS = re.compile(r"[\s_\-]+")
 
 # Dropped unless the user says otherwise: links out of ConceptNet, and the
 # DBpedia-imported relations (genre, capital, ...), which are not commonsense.
@@ -60,12 +62,27 @@ INVERSE_SUFFIX = "_inv"
 
 
 def canonical_relation(name: str) -> str:
-    """``/r/IsA`` -> ``IsA``; ``atlocation`` -> ``AtLocation``; unknown names unchanged."""
+    """``/r/IsA`` -> ``IsA``; ``atlocation``, ``AT_LOCATION``, ``at location`` -> ``AtLocation``.
+
+    ConceptNet's relation names are matched ignoring case and the separators
+    space, ``_`` and ``-``; other names are returned unchanged.
+    """
     n = name.strip()
     if n.startswith("/r/"):
         n = n[3:]
     n = n.rstrip("/")
-    return _CANONICAL.get(n.lower(), n)
+    hit = _CANONICAL.get(n.lower())
+    if hit is None:
+        hit = _CANONICAL.get(_SEPARATORS.sub("", n).lower(), n)
+    return hit
+
+
+def is_conceptnet_relation(name: str) -> bool:
+    """Whether ``name`` is one of ConceptNet's relation names (as :func:`canonical_relation` matches them)."""
+    return canonical_relation(name) in _KNOWN
+
+
+_KNOWN = frozenset(CONCEPTNET_RELATIONS)
 
 
 @dataclass
@@ -177,5 +194,5 @@ class RelationConfig:
         return out
 
 
-__all__ = ["RelationConfig", "canonical_relation", "CONCEPTNET_RELATIONS", "QAGNN_MERGE_GROUPS",
+__all__ = ["RelationConfig", "canonical_relation", "is_conceptnet_relation", "CONCEPTNET_RELATIONS", "QAGNN_MERGE_GROUPS",
            "DEFAULT_DROP", "NEGATED", "INVERSE_SUFFIX"]

@@ -11,14 +11,44 @@ from __future__ import annotations
 import math
 import re
 from typing import Callable, Iterator
+from urllib.parse import unquote
 
 from ._io import InputError, PathOrFile, ReadStats, iter_lines, source_name
 from .conceptnet import FLOAT32_MAX
 from .records import Assertion, IngestStats
+from .relations import is_conceptnet_relation
 from .store import normalize_concept
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # a tab separates columns
 _HEADER_WORDS = {"relation", "rel", "predicate", "head", "tail", "subject", "object", "weight", "h", "r", "t"}
+
+
+def _concept(text: str) -> str:
+    """A triple file's concept column: free text, or a ConceptNet URI (``/c/en/ice_cream/n``) -> ``ice_cream``."""
+    t = text.strip()
+    if t.startswith("/c/"):
+        parts = t.split("/")
+        t = unquote(parts[3]) if len(parts) > 3 else ""
+    return normalize_concept(t)
+
+
+def _check_order(rows: list, order: str, name: str) -> None:
+    """Refuse a file whose relation column holds concepts while another column holds relation names."""
+    ri = order.index("r")
+    known = [sum(is_conceptnet_relation(r[j]) for r in rows) for j in range(3)]
+    if known[ri] * 2 >= len(rows):
+        return
+    j = max((k for k in range(3) if k != ri), key=lambda k: known[k])
+    if known[j] * 2 < len(rows):
+        return
+    right = list(order)
+    right[ri], right[j] = right[j], right[ri]
+    ex_rel = next(r[ri] for r in rows if not is_conceptnet_relation(r[ri]))
+    ex_known = next(r[j] for r in rows if is_conceptnet_relation(r[j]))
+    raise InputError(f"{name}: with --order {order} column {ri + 1} is the relation, but it holds concepts "
+                     f"({ex_rel.strip()[:40]!r}) while column {j + 1} holds ConceptNet relation names "
+                     f"({ex_known.strip()[:40]!r}) in {known[j]} of the first {len(rows)} rows; "
+                     f"pass --order {''.join(right)}")
 
 
 def iter_triples(
@@ -56,6 +86,7 @@ def iter_triples(
         stats.malformed(reason, msg)
 
     n = 0
+    order_check: list | None = []  # the first rows' columns, to catch a wrong --order
     for lineno, raw in iter_lines(src, read_stats):
         n = lineno
         stats.lines_read = lineno
@@ -80,13 +111,21 @@ def iter_triples(
                                         f"found {len(cols)}")
             continue
         if lineno == 1 and {c.strip().lower() for c in cols} <= _HEADER_WORDS:
-            continue  # a header row
-        rel, head, tail = cols[ri].strip(), normalize_concept(cols[hi]), normalize_concept(cols[ti])
-        if not rel or not head or not tail:
-            which, raw_val = (("relation", cols[ri]) if not rel else ("head", cols[hi]) if not head
-                              else ("tail", cols[ti]))
+            stats.skipped["header row"] += 1
+            continue
+        rel, head, tail = cols[ri].strip(), _concept(cols[hi]), _concept(cols[ti])
+        if not rel:
+            bad(lineno, "empty relation", f"the relation column {cols[ri]!r} is empty")
+            continue
+        if not head or not tail:
+            which, raw_val = ("head", cols[hi]) if not head else ("tail", cols[ti])
             bad(lineno, "empty concept", f"the {which} column {raw_val!r} is empty after normalisation")
             continue
+        if order_check is not None:
+            order_check.append(cols[:3])
+            if len(order_check) >= 1000:
+                _check_order(order_check, order, name)
+                order_check = None
         w = 1.0
         if len(cols) == 4:
             try:
@@ -98,12 +137,14 @@ def iter_triples(
                 bad(lineno, "bad weight", f"expected a finite weight, found {cols[3][:40]!r}")
                 continue
         batch.append(Assertion(rel, head, tail, w, None, lineno))
-        if len(batch) >= batch_size:
+        if len(batch) >= batch_size and order_check is None:
             stats.records += len(batch)
             yield batch
             batch = []
             if on_block is not None:
                 on_block()
+    if order_check:
+        _check_order(order_check, order, name)
     if batch:
         stats.records += len(batch)
         yield batch

@@ -76,3 +76,120 @@ def test_gzip_members_after_trailing_check_and_truncation_still_reported(tmp_pat
     cut.write_bytes(whole[:-6])
     with pytest.raises(InputError, match="truncated gzip"):
         ingest_triples(cut)
+
+
+# ---------------------------------------------------------------- ConceptNet dump names
+def _dump(tmp_path, starts, rel="IsA", name="d.csv"):
+    p = tmp_path / name
+    with open(p, "w", encoding="utf-8", newline="\n") as f:
+        for s in starts:
+            r = rel if isinstance(s, str) else s[1]
+            s = s if isinstance(s, str) else s[0]
+            f.write(f"/a/x\t/r/{r}\t/c/en/{s}\t/c/en/pet\t{{\"weight\":1.0}}\n")
+    return p
+
+
+def _names(kg):
+    return set(kg.concept_names(range(kg.num_nodes)))
+
+
+def test_dump_concepts_are_cleaned_like_conceptnet(tmp_path):
+    from kg_ingest import ingest_conceptnet
+
+    p = _dump(tmp_path, ["d\u0085og", "ca\u2028t", "nai\u0308ve", "Cat", "ice cream", "caf%C3%A9", "x%0Ay"])
+    kg, stats = ingest_conceptnet(p)
+    assert _names(kg) == {"naïve", "cat", "ice_cream", "café", "pet"}
+    assert stats.skipped["malformed: control character"] == 3
+    assert any("U+0085" in m for m in stats.malformed_samples)
+    assert any("U+2028" in m for m in stats.malformed_samples)
+
+
+def test_dump_cleaning_same_on_the_fast_path(tmp_path):
+    """Enough lines for the block indexer's fast path; the odd ones are mixed in."""
+    from kg_ingest import ingest_conceptnet
+
+    starts = [f"plain{i}" for i in range(3000)] + ["Cat", "ice cream", "caf%C3%A9", "nai\u0308ve"]
+    kg, _ = ingest_conceptnet(_dump(tmp_path, starts))
+    assert {"cat", "ice_cream", "café", "naïve"} <= _names(kg)
+    assert not {"Cat", "ice cream", "caf%C3%A9"} & _names(kg)
+
+
+def test_keep_pos_and_keep_sense_drop_empty_segments_and_non_pos(tmp_path):
+    from kg_ingest import ConceptNetOptions, ingest_conceptnet
+
+    p = _dump(tmp_path, ["cat/n/", "dog//n", "hen/x", "owl/n/wn/bird", "emu/v"])
+    kg, _ = ingest_conceptnet(p, options=ConceptNetOptions(keep_pos=True))
+    assert _names(kg) == {"cat/n", "dog/n", "hen", "owl/n", "emu/v", "pet"}
+    kg, _ = ingest_conceptnet(p, options=ConceptNetOptions(keep_sense=True))
+    assert _names(kg) == {"cat/n", "dog/n", "hen/x", "owl/n/wn/bird", "emu/v", "pet"}
+
+
+def test_neighbors_finds_cleaned_concepts_from_what_is_typed(tmp_path, capsys):
+    p = _dump(tmp_path, ["Cat", "ice cream", "nai\u0308ve"])
+    assert main(["conceptnet", str(p), "--out", str(tmp_path / "s"), "--no-progress", "--quiet"]) == 0
+    for typed in ("cat", "Cat", "ice cream", "Ice Cream", "nai\u0308ve", "NAÏVE"):
+        assert main(["neighbors", str(tmp_path / "s"), typed]) == 0
+        assert capsys.readouterr().out.strip() == "IsA\tpet\t1", typed
+
+
+def test_triples_accept_conceptnet_uris(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_text("IsA\t/c/en/apple\t/c/en/ice_cream/n\nIsA\t/c/en/Big%20Dog\tanimal\n")
+    kg, _ = ingest_triples(p)
+    assert _names(kg) == {"apple", "ice_cream", "big_dog", "animal"}
+
+
+# ---------------------------------------------------------------- relations
+def test_dump_relations_case_insensitive_and_spaces_malformed(tmp_path):
+    from kg_ingest import ingest_conceptnet
+
+    p = _dump(tmp_path, [("a", "Is A"), ("b", "somethingnew"), ("c", "SomethingNew"), ("d", "isa"),
+                         ("e", "ISA")])
+    kg, stats = ingest_conceptnet(p)
+    assert kg.relation_counts() == {"IsA": 2, "somethingnew": 2}
+    assert stats.skipped["malformed: bad URI"] == 1
+
+
+def test_triples_relation_names_ignore_case_and_separators(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_text("IS_A\tdog\tanimal\nused for\tumbrella\train\nAt-Location\tcup\ttable\nbrand_new\ta\tb\n")
+    kg, _ = ingest_triples(p)
+    assert kg.relation_counts() == {"IsA": 1, "UsedFor": 1, "AtLocation": 1, "brand_new": 1}
+
+
+def test_triples_in_head_relation_tail_order_without_order_flag(tmp_path, capsys):
+    p = tmp_path / "hrt.txt"
+    p.write_text("dog\tIsA\tanimal\n")
+    assert main(["triples", str(p), "--out", str(tmp_path / "o"), "--no-progress", "--quiet"]) == 2
+    err = _err(capsys)
+    assert "--order hrt" in err and "'dog'" in err
+    assert main(["triples", str(p), "--order", "hrt", "--out", str(tmp_path / "o"), "--no-progress",
+                 "--quiet"]) == 0
+
+
+def test_dump_header_row_is_skipped_and_reported(tmp_path):
+    from kg_ingest import ingest_conceptnet
+
+    p = tmp_path / "h.csv"
+    p.write_text("uri\trelation\tstart\tend\tinfo\n/a/x\t/r/IsA\t/c/en/dog\t/c/en/pet\t{\"weight\":1.0}\n")
+    _, stats = ingest_conceptnet(p)
+    assert stats.skipped == {"header row": 1} and stats.n_malformed == 0
+
+
+def test_triples_header_row_reported_and_empty_relation_named(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_text("relation\thead\ttail\nIsA\tdog\tanimal\n\tcat\tanimal\n")
+    _, stats = ingest_triples(p)
+    assert stats.skipped["header row"] == 1
+    assert stats.skipped["malformed: empty relation"] == 1 and "malformed: empty concept" not in stats.skipped
+
+
+def test_relation_with_no_stored_edge_is_not_listed(tmp_path, capsys):
+    p = tmp_path / "c4w.txt"
+    p.write_text("UsedFor\tumbrella\tkeep dry\t-3\nIsA\tdog\tanimal\n")
+    assert main(["triples", str(p), "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "UsedFor" not in out.split("edges per relation")[1]
+    kg = KnowledgeGraph.load(tmp_path / "o")
+    assert kg.relation_counts() == {"IsA": 1} and kg.num_relations == 1
+    assert "UsedFor" not in (tmp_path / "o" / "relations.json").read_text()
