@@ -29,6 +29,7 @@ from ravlm_graph.recipes import record_image
 from ravlm_graph.types import Entity
 from ravlm_graph.datasets import load_builtin
 from ravlm_graph.datasets.builtin import default_builtin_root
+from ravlm_graph.evaluation.checks import check_limit, check_out_dir
 from ravlm_graph.engine import KnowledgeVQA
 from ravlm_graph.datasets import load_fvqa, unknown_relations
 from ravlm_graph.evaluation.metrics import exact_match, soft_score_accuracy, vqa_accuracy
@@ -42,30 +43,6 @@ def _entity_fn(dataset: str, use_detector: bool):
     if dataset == "fvqa":
         return fvqa_entities
     return None if use_detector else builtin_entities
-
-
-def check_out_dir(out: str | Path, option: str = "out") -> Path:
-    """``out`` as a folder to write results into (created later if needed), checked before any work:
-    it, or the nearest of its parents that exists, must be a folder.
-
-    Raises:
-        ValueError: ``out`` or one of its parents is a file.
-    """
-    p = Path(out)
-    for q in (p, *p.parents):
-        if q.exists():
-            if not q.is_dir():
-                what = "is a file" if q == p else f"is inside {q}, a file"
-                raise ValueError(f"{option}: expected a folder (created if needed), but {p} {what}")
-            break
-    return p
-
-
-def check_limit(limit: int | None, option: str = "limit") -> int | None:
-    """``limit`` (questions to evaluate): None or an integer >= 1."""
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"{option}: expected an integer >= 1, found {limit!r}")
-    return limit
 
 
 def _generated_scores(prediction: str, record, valid: set) -> tuple[float, float]:
