@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import queue
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Union
 
 PathOrFile = Union[str, os.PathLike, BinaryIO]
+log = logging.getLogger(__name__)
 
 _GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -38,6 +40,11 @@ class ReadStats:
     text_bytes: int = 0  # bytes of text handed out
     total_raw: int | None = None  # file size when known
     sha256: str | None = None  # hash of the raw bytes, set when fully read
+    warnings: list = None  # messages about input that was read but partly ignored (trailing data)
+
+    def __post_init__(self):
+        if self.warnings is None:
+            self.warnings = []
 
 
 def read_regular_file(path: str | os.PathLike, max_bytes: int, what: str) -> bytes:
@@ -184,9 +191,13 @@ def iter_blocks(
         gz = head == _GZIP_MAGIC
         reader = _gzip_reader(raw) if gz else raw
 
+        recover = None
+        if gz and owned:
+            recover = lambda done: _gzip_members(f.fileno(), done, name, stats)  # noqa: E731
+
         def produce():
             any_text = False
-            for block in _aligned(_plain_reads(reader, block_size, name, gz), stats):
+            for block in _aligned(_plain_reads(reader, block_size, name, gz, recover), stats):
                 any_text = True
                 yield (block, analyze(block)) if analyze is not None else block
             if not any_text:
@@ -241,21 +252,84 @@ class _PrefixedRaw:
 
 def _wrap_decode_error(name: str, gz: bool, e: BaseException) -> InputError:
     if isinstance(e, EOFError) or "end-of-stream" in str(e) or "truncated" in str(e).lower():
-        return InputError(f"{name}: truncated gzip: the compressed stream ends before its end marker")
+        return InputError(f"{name}: truncated gzip: the compressed stream ends before its end marker "
+                          f"(or is followed by data that is not gzip)")
     kind = "corrupt gzip" if gz else "read error"
     return InputError(f"{name}: {kind}: {e}")
 
 
-def _plain_reads(reader, block_size: int, name: str, gz: bool) -> Iterator[bytes]:
+def _plain_reads(reader, block_size: int, name: str, gz: bool, recover=None) -> Iterator[bytes]:
     errs = _decode_errors()
+    done = 0  # bytes handed out so far
     while True:
         try:
             chunk = reader.read(block_size)
         except errs as e:
-            raise _wrap_decode_error(name, gz, e) from e
+            if recover is None:
+                raise _wrap_decode_error(name, gz, e) from e
+            # The fast reader cannot tell a truncated stream from data after its end
+            # (and drops the block it was inflating): decode again, member by member.
+            yield from recover(done)
+            return
         if not chunk:
             return
+        done += len(chunk)
         yield chunk
+
+
+def _gzip_members(fd: int, skip: int, name: str, stats: ReadStats) -> Iterator[bytes]:
+    """Inflate the gzip file ``fd`` (read with ``pread``) member by member, as gzip(1) does; the error path.
+
+    Yields the text after its first ``skip`` bytes. Bytes after the last member
+    that do not start another member are ignored with a warning (gzip(1):
+    "trailing garbage ignored"); a member that ends early is a truncated gzip.
+    """
+    import zlib
+
+    size = os.fstat(fd).st_size
+    pos = 0  # raw bytes read
+    d = zlib.decompressobj(31)
+    data = b""
+    member_start = 0
+    out_total = 0
+    while True:
+        if not data:
+            data = os.pread(fd, _RAW_READ, pos)
+            pos += len(data)
+            if not data:
+                break
+        try:
+            out = d.decompress(data, BLOCK_SIZE)
+        except zlib.error as e:
+            raise InputError(f"{name}: corrupt gzip: {e} (in the member at byte {member_start})") from e
+        if out:
+            if out_total + len(out) > skip:
+                yield out[max(0, skip - out_total):]
+            out_total += len(out)
+        if d.eof:
+            rest = d.unused_data
+            end = pos - len(rest)  # where this member ended
+            while len(rest) < 2 and pos < size:
+                more = os.pread(fd, _RAW_READ, pos)
+                pos += len(more)
+                rest += more
+            if not rest:
+                return
+            if rest[:2] != _GZIP_MAGIC:
+                n = size - end
+                if rest.strip(b"\0") or pos < size and any(os.pread(fd, _RAW_READ, p).strip(b"\0")
+                                                           for p in range(pos, size, _RAW_READ)):
+                    msg = (f"{name}: {n:,} bytes of trailing data after the end of the gzip stream "
+                           f"(at byte {end:,}) ignored, as gzip does")
+                    stats.warnings.append(msg)
+                    log.warning("%s", msg)
+                return
+            member_start = end
+            d = zlib.decompressobj(31)
+            data = rest
+            continue
+        data = d.unconsumed_tail
+    raise InputError(f"{name}: truncated gzip: the compressed stream ends before its end marker")
 
 
 def _in_thread(produce: Callable[[], Iterator[Any]]) -> Iterator[Any]:

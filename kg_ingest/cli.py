@@ -54,6 +54,8 @@ def print_summary(kg: KnowledgeGraph, stats: IngestStats, out, file=None) -> Non
         w("malformed samples\n")
         for s in stats.malformed_samples:
             w(f"  {s}\n")
+    for msg in stats.warnings:
+        w(f"warning           {msg}\n")
     dropped = kg.meta.get("dropped_relations") or {}
     if dropped:
         total = sum(dropped.values())

@@ -144,6 +144,7 @@ def ingest_conceptnet(
         }
         for batch in batches:
             builder.add_batch(batch)
+    stats.warnings += rs.warnings
     return _run(builder, stats, out, _source_meta(src, "conceptnet", rs, meta_extra))
 
 
@@ -172,6 +173,7 @@ def ingest_triples(
         with _progress(rs, stats, progress, Path(source_name(s)).name) as tick:
             for batch in iter_triples(s, order=order, stats=stats, read_stats=rs, strict=strict, on_block=tick):
                 builder.add_batch(batch)
+        stats.warnings += rs.warnings
         lines += stats.lines_read
         hashes.append({"path": source_name(s), "sha256": rs.sha256, "bytes": rs.raw_bytes})
     stats.lines_read = lines
@@ -206,6 +208,7 @@ def ingest_rdf(
     with _progress(rs, stats, progress, "rdf") as tick:
         for batch in iter_rdf(src, fmt, stats, rs, strict=strict, on_block=tick, jsonld_context=jsonld_context):
             builder.add_batch(batch)
+    stats.warnings += rs.warnings
     meta = _source_meta(src, "rdf", rs, {"language": language,
                                          "ingest_config": {"kind": "rdf", "format": fmt,
                                                            "relations": rels.to_dict()}})

@@ -127,6 +127,16 @@ def iri_to_relation(iri: str) -> str:
     return canonical_relation(unquote(local))
 
 
+# The --format names accepted (rdflib's parser plugin names).
+RDF_FORMATS = ("nt", "turtle", "xml", "json-ld", "n3", "trig", "nquads", "trix", "hext")
+
+
+def _one_line(msg: str, limit: int = 300) -> str:
+    """rdflib's multi-line parser messages on one line (runs of whitespace to one space), shortened."""
+    s = " ".join(msg.split())
+    return s if len(s) <= limit else s[:limit - 3] + "..."
+
+
 def guess_format(path: str | Path) -> str:
     p = str(path).lower()
     if p.endswith(".gz"):
@@ -135,7 +145,7 @@ def guess_format(path: str | Path) -> str:
         if p.endswith(ext):
             return fmt
     raise InputError(f"{path}: cannot tell the RDF format from the file name; pass --format "
-                     f"(one of: nt, turtle, xml, json-ld, n3, trig, nquads)")
+                     f"(one of: {', '.join(RDF_FORMATS)})")
 
 
 def iter_rdf(
@@ -162,6 +172,8 @@ def iter_rdf(
     fmt = fmt or (guess_format(name) if name != "<stream>" else None)
     if fmt is None:
         raise InputError(f"{name}: pass the RDF format (nt, turtle, xml, json-ld, ...)")
+    if jsonld_context is not None and not Path(jsonld_context).exists():
+        raise InputError(f"{jsonld_context}: the --jsonld-context file: no such file")
     if fmt in ("nt", "ntriples", "nt11"):
         yield from _iter_ntriples(src, name, stats, read_stats, strict, on_block, batch_size)
         return
@@ -319,6 +331,12 @@ def _iter_rdflib(src, name, fmt, stats, read_stats, batch_size, jsonld_context=N
         import rdflib
     except ImportError as e:  # pragma: no cover
         raise ImportError("RDF input needs rdflib: pip install 'ravlm-graph[rdf]'") from e
+    from rdflib.parser import Parser
+
+    try:
+        rdflib.plugin.get(fmt, Parser)
+    except rdflib.plugin.PluginException:
+        raise InputError(f"{name}: unknown RDF format {fmt!r}; expected one of: {', '.join(RDF_FORMATS)}") from None
     from ._io import iter_blocks
 
     # Decompresses .gz; rdflib parses from memory. ``read_stats`` records the input's SHA-256.
@@ -333,9 +351,10 @@ def _iter_rdflib(src, name, fmt, stats, read_stats, batch_size, jsonld_context=N
     except Exception as e:  # rdflib raises many parser-specific types
         if isinstance(e, ImportError):
             raise
-        first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise InputError(f"{name}: cannot parse as {fmt} RDF: {first}") from e
-    stats.lines_read = data.count(b"\n") + 1
+        if isinstance(e, rdflib.plugin.PluginException) and "No plugin registered" in str(e):
+            raise InputError(f"{name}: unknown RDF format {fmt!r}; expected one of: {', '.join(RDF_FORMATS)}") from e
+        raise InputError(f"{name}: cannot parse as {fmt} RDF: {_one_line(str(e)) or type(e).__name__}") from e
+    stats.lines_read = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     batch: list[Assertion] = []
     for s, p, o in g:
         if isinstance(o, rdflib.Literal):

@@ -35,6 +35,7 @@ class IngestStats:
     merged_parallel: int = 0
     skipped: Counter = field(default_factory=Counter)
     malformed_samples: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # input read but partly ignored (trailing gzip data)
     max_samples: int = 5
     started: float = field(default_factory=time.perf_counter)
     seconds: float = 0.0
@@ -58,6 +59,7 @@ class IngestStats:
             "merged_parallel": self.merged_parallel,
             "skipped": dict(sorted(self.skipped.items())),
             "malformed_samples": list(self.malformed_samples),
+            "warnings": list(self.warnings),
             "seconds": round(self.seconds, 3),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
         }
