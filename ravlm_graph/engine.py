@@ -254,8 +254,6 @@ class Answer:
         lines.append(f"subgraph: {self.subgraph_size} nodes")
         for f in self.facts[:6]:
             lines.append(f"  - {f}")
-        for n in self.notes:
-            lines.append(f"note: {n}")
         return "\n".join(lines)
 
 

@@ -276,6 +276,16 @@ def test_cli_ground_and_retrieve(tmp_path, kg, capsys):
     assert main(["retrieve", "--entities", "apple", "--kg", str(tmp_path / "kg"), "--budget", "4", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["num_nodes"] == 4 and out["nodes"][0]["name"] == "apple"
+    # a plural is mapped to the concept the graph has, as `ravlm answer --entities` maps it
+    assert main(["retrieve", "--entities", "apples", "--kg", str(tmp_path / "kg"), "--budget", "4", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["nodes"][0]["name"] == "apple" and "used concept `apple`" in cap.err
+    # bad values are refused with one line
+    for argv, match in ((["--entities", "apple", "--facts", "-1"], "--facts: expected an integer >= 0"),
+                        (["--entities", ",,,"], "--entities: expected concept names"),
+                        (["--question", "  ", "--entities", "apple"], "--question is empty")):
+        assert main(["retrieve", *argv, "--kg", str(tmp_path / "kg")]) == 2
+        assert match in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- asked relation

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import shutil
 import sys
 import warnings
@@ -65,7 +66,8 @@ def register(sub) -> None:
 
 def _read_entities(value: str) -> list:
     """--entities: a JSON file when it names one (or ends in .json), else a list."""
-    if value.strip().lower().endswith(".json") or Path(value).is_file():
+    p = Path(value)
+    if value.strip().lower().endswith(".json") or p.is_file() or ("/" in value and p.is_dir()):
         return read_entity_file(value)
     return parse_entities(value, "--entities")
 
@@ -82,9 +84,17 @@ def _answer(args) -> int:
     for opt in ("max_new_tokens", "beams"):
         v = getattr(args, opt)
         if v is not None and v < 1:
-            raise SystemExit(f"--{opt.replace('_', '-')}: expected an integer >= 1, found {v}")
+            raise ValueError(f"--{opt.replace('_', '-')}: expected an integer >= 1, found {v}")
     if args.detector is not None and args.detector not in DETECTORS:
         raise ValueError(f"--detector: expected one of {DETECTORS.names()}, found {args.detector!r}")
+    if args.detector == "given":
+        raise ValueError("--detector given: the objects are given with --entities (e.g. --entities knife,bread), "
+                         "not as a detector kind")
+    if args.detector is not None and args.entities is not None:
+        raise ValueError("--detector and --entities exclude each other (given entities replace detection)")
+    if args.draw:
+        _check_draw(args.draw, args.image)
+    _check_question_length(question, args.model)
     ents = _read_entities(args.entities) if args.entities is not None else None
     engine_module = _engine_module()
     set_threads(args.threads)
@@ -97,6 +107,8 @@ def _answer(args) -> int:
                             num_beams=args.beams)
     for w in caught:
         if issubclass(w.category, InputWarning):
+            if not args.json and str(w.message) in ans.notes:
+                continue  # printed with the answer as a "note:" line
             print(f"ravlm: warning: {w.message}", file=sys.stderr)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
@@ -109,6 +121,41 @@ def _answer(args) -> int:
         if args.draw:
             print(f"drawn: {args.draw}")
     return 0
+
+
+def _check_draw(out: str, image: str) -> None:
+    """--draw: a new or replaceable image file in an existing folder, in a format matplotlib
+    writes, and never the input image itself."""
+    p = Path(out)
+    if p.exists() and p.is_dir():
+        raise ValueError(f"--draw: expected an image file to write, found a folder: {out}")
+    if p.exists() and Path(image).exists() and p.resolve() == Path(image).resolve():
+        raise ValueError(f"--draw: {out} is the input image; give another file name (it would be overwritten)")
+    if not p.parent.is_dir():
+        raise ValueError(f"--draw: the folder {str(p.parent)!r} does not exist")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    ext = p.suffix.lower().lstrip(".")
+    if ext not in kinds:
+        raise ValueError(f"--draw: expected a file name ending in one of {', '.join('.' + k for k in sorted(kinds))}, "
+                         f"found {out!r}")
+
+
+def _check_question_length(question: str, model: str) -> None:
+    """A question longer than the model's context, refused before the engine loads: every
+    word and punctuation mark is at least one token of the model's tokenizer."""
+    cfg = Path(model) / "config.json"
+    try:
+        limit = json.loads(cfg.read_text(encoding="utf-8")).get("max_question_tokens")
+    except (OSError, ValueError, AttributeError):
+        return  # the engine's own loading reports a bad folder
+    if not isinstance(limit, int) or limit < 1:
+        return
+    pieces = len(re.findall(r"\w+|[^\w\s]", question))
+    if pieces > limit:
+        raise ValueError(f"--question: {pieces} words and marks, more than the {limit} tokens this model reads; "
+                         f"shorten it: {question[:60]!r}")
 
 
 def _draw(image, ans, out: str) -> None:

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from ravlm_graph.evaluation.ablation import ablation_table, run_ablation
-from ravlm_graph.evaluation.bench import DEFAULT_BUDGETS, bench_builtin, bench_fvqa, held_out_qids, results_table
+from ravlm_graph.evaluation.bench import (DEFAULT_BUDGETS, bench_builtin, bench_fvqa, check_limit, check_out_dir,
+                                         held_out_qids, results_table)
 from ravlm_graph.recipes import load_recipe
 
 BUDGETS_HELP = "node budgets of the coverage-vs-budget curve (default 16 32 64 96 128 192; none: skip)"
@@ -75,7 +76,15 @@ def _decoding(args) -> dict:
     return {"max_new_tokens": args.max_new_tokens, "num_beams": args.beams}
 
 
+def _check_common(args) -> None:
+    """Checks made before anything loads: ``--out`` can be a folder, limits are >= 1."""
+    check_out_dir(args.out, "--out")
+    for opt in ("limit", "train_limit"):
+        check_limit(getattr(args, opt, None), f"--{opt.replace('_', '-')}")
+
+
 def _bench_builtin(args) -> int:
+    _check_common(args)
     if args.ablate:
         return _ablate(args)
     if args.model is None:
@@ -91,6 +100,7 @@ def _bench_builtin(args) -> int:
 
 
 def _bench_fvqa(args) -> int:
+    _check_common(args)
     qids = held_out_qids(args.held_out) if args.held_out else None
     res = bench_fvqa(args.model, args.questions, args.facts, args.out, limit=args.limit, kg=args.kg,
                      kg_cache=args.kg_cache, budgets=_budgets(args), qids=qids, **_decoding(args))

@@ -17,6 +17,7 @@ from typing import Sequence
 
 import torch
 
+from ravlm_graph.evaluation.checks import check_limit, check_out_dir
 from ravlm_graph.evaluation.csqa import DEFAULT_TRAIN, results_markdown, run_csqa
 from ravlm_graph.models.csqa.configuration import POOLINGS, VARIANTS, CSQAConfig
 from ravlm_graph.training.loop import TrainConfig
@@ -106,6 +107,9 @@ def settings_from_args(args: argparse.Namespace) -> tuple[CSQAConfig, TrainConfi
 
 def run_from_args(args: argparse.Namespace) -> dict:
     """Run :func:`run_csqa` from parsed :func:`add_arguments` options; prints the table."""
+    check_out_dir(args.out, "--out")
+    for opt in ("limit", "dev_limit", "threads"):
+        check_limit(getattr(args, opt), f"--{opt.replace('_', '-')}")
     if args.threads is not None:
         torch.set_num_threads(int(args.threads))
     cfg, tcfg = settings_from_args(args)
@@ -126,6 +130,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "ravlm bench csqa") -> i
     try:
         run_from_args(args)
     except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"ravlm: error: {e}", file=sys.stderr)
         return 2
     return 0

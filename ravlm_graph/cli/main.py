@@ -143,6 +143,18 @@ def main(argv: list[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"ravlm: error: {msg}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader of our output went away (`ravlm retrieve ... | head`): stop quietly;
+        # point stdout at devnull so that the interpreter's final flush does not fail again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
+            pass  # stdout is not a file descriptor (captured): nothing will be flushed to it
+        return 0
+    except OSError as e:  # a folder where a file was expected, no permission, no space left, ...
+        print(f"ravlm: error: {e.strerror or e}: {e.filename}" if e.filename else f"ravlm: error: {e}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("ravlm: interrupted", file=sys.stderr)
         return 130

@@ -15,6 +15,7 @@ import sys
 
 from ravlm_graph.retrieval.config import RETRIEVAL_METHODS
 from ravlm_graph.kg import open_kg
+from ravlm_graph.grounding.detectors.given import resolve_concept
 from ravlm_graph.grounding.text import TextGrounder
 from ravlm_graph.retrieval.config import RetrievalConfig
 from ravlm_graph.types import Entity
@@ -55,9 +56,22 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         raise ValueError("retrieve: expected --question TEXT and/or --entities a,b, found neither")
     if args.threads < 1:
         raise ValueError(f"--threads: expected an integer >= 1, found {args.threads}")
+    if args.facts < 0:
+        raise ValueError(f"--facts: expected an integer >= 0, found {args.facts}")
+    names = [c.strip() for c in (args.entities or "").split(",")]
+    if args.entities is not None and not any(names):
+        raise ValueError(f"--entities: expected concept names such as 'knife,bread', found {args.entities!r}")
+    if args.question is not None and not args.question.strip():
+        raise ValueError("--question is empty: expected a question (or leave it out and give --entities)")
     set_threads(args.threads)
     kg = _load_kg(args.kg)
-    ents = [Entity(c.strip(), 1.0, args.origin) for c in (args.entities or "").split(",") if c.strip()]
+    ents = []
+    for name in filter(None, names):
+        # the lemma or spelling the graph knows ("knives" -> knife), as `ravlm answer --entities` maps it
+        m = resolve_concept(name, kg)
+        if m.note:
+            print(f"note: {m.note}", file=sys.stderr)
+        ents.append(Entity(m.concept, 1.0, args.origin))
     changes = {"budget": args.budget} if args.budget is not None else {}
     # hybrid ranks nodes by relevance to the question; without one, personalised PageRank
     method = args.method or ("hybrid" if args.question else "ppr")

@@ -41,6 +41,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ravlm_graph.datasets.emoji_concepts import count_nameable_facts, link_emoji
 from ravlm_graph.types import Entity, Fact, VQARecord
+from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, DEFAULT_MIN_SIDE
 from ravlm_graph.grounding.layouts import LAYOUTS
 from ravlm_graph.datasets.scenes import STYLE_DIRS, SpriteCache, place_objects, random_background, render_scene
 from ravlm_graph.datasets.templates import QUESTION_RELATIONS, SLOT_PHRASES, TEMPLATES, is_nameable, render_question
@@ -643,19 +644,86 @@ def read_manifest(root: str | os.PathLike | None = None) -> dict:
         raise ValueError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from e
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, record) of each non-blank line; malformed JSON or a non-object names file and line."""
     if not path.is_file():
         raise FileNotFoundError(f"built-in benchmark file not found: {path}")
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path.name}:{lineno}: malformed JSON: {e.msg}") from e
+                raise ValueError(f"{path}:{lineno}: malformed JSON: {e.msg}") from e
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, found {type(row).__name__}")
+            rows.append((lineno, row))
     return rows
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _require(row: Mapping[str, Any], keys: Sequence[str], where: str) -> None:
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise ValueError(f"{where}: missing field{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(repr(k) for k in missing)}")
+
+
+_SCENE_FIELDS = ("id", "size", "style", "background", "objects")
+_OBJECT_FIELDS = ("image", "concept", "slot", "size", "angle", "x", "y", "box")
+_RECORD_FIELDS = ("qid", "question", "question_type", "relation", "template", "target", "target_slot", "answers",
+                  "facts", "scene")
+
+
+def check_scene(scene: Mapping[str, Any], where: str, *, min_side: int = DEFAULT_MIN_SIDE,
+                max_side: int = DEFAULT_MAX_SIDE) -> None:
+    """Check a scene spec before anything is drawn from it: fields present, the canvas
+    ``size`` within the image limits of ``ravlm answer`` (``min_side`` to ``max_side`` px a
+    side), each object's sprite size, position and ``box`` inside the canvas.
+
+    Raises:
+        ValueError: naming ``where`` (file and line) and the field.
+    """
+    _require(scene, _SCENE_FIELDS, where)
+    size = scene["size"]
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) for v in size)):
+        raise ValueError(f"{where}: field 'size': expected [width, height] in whole pixels, found {size!r}")
+    w, h = size
+    if not (min_side <= w <= max_side and min_side <= h <= max_side):
+        raise ValueError(f"{where}: scene size {w}x{h} px: expected each side between {min_side} and {max_side} px")
+    bg = scene["background"]
+    if not isinstance(bg, dict) or bg.get("kind") not in ("solid", "gradient", "checker"):
+        raise ValueError(f"{where}: field 'background': expected kind 'solid', 'gradient' or 'checker', found {bg!r}")
+    if bg["kind"] == "checker" and not (_is_int(bg.get("cell")) and bg["cell"] >= 1):
+        raise ValueError(f"{where}: background 'cell': expected a whole number of pixels >= 1, "
+                         f"found {bg.get('cell')!r}")
+    if not isinstance(scene["objects"], list):
+        raise ValueError(f"{where}: field 'objects': expected a list, found {type(scene['objects']).__name__}")
+    for j, o in enumerate(scene["objects"]):
+        ow = f"{where}: object {j}"
+        if not isinstance(o, dict):
+            raise ValueError(f"{ow}: expected a JSON object, found {type(o).__name__}")
+        _require(o, _OBJECT_FIELDS, ow)
+        if not (_is_int(o["size"]) and 1 <= o["size"] <= max(w, h)):
+            raise ValueError(f"{ow}: sprite size {o['size']!r}: expected whole pixels between 1 and {max(w, h)} "
+                             f"(the scene's larger side)")
+        if not _is_number(o["angle"]):
+            raise ValueError(f"{ow}: field 'angle': expected degrees, found {o['angle']!r}")
+        if not (_is_number(o["x"]) and _is_number(o["y"]) and 0 <= o["x"] <= w and 0 <= o["y"] <= h):
+            raise ValueError(f"{ow}: position ({o['x']!r}, {o['y']!r}) outside the {w}x{h} px scene")
+        box = o["box"]
+        if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)
+                and 0 <= box[0] <= box[2] <= w and 0 <= box[1] <= box[3] <= h):
+            raise ValueError(f"{ow}: box {box!r}: expected [x0, y0, x1, y1] inside the {w}x{h} px scene")
 
 
 def load_builtin(split: str, root: str | os.PathLike | None = None, *,
@@ -679,7 +747,9 @@ def load_builtin(split: str, root: str | os.PathLike | None = None, *,
     Raises:
         KeyError: unknown split.
         FileNotFoundError: missing files.
-        ValueError: malformed lines (naming file and line) or a record without its scene.
+        ValueError: malformed lines, missing or empty fields, scenes larger than the image limit
+            (4096 px a side) or smaller than 8 px, objects outside their scene (naming file and
+            line), or a record without its scene.
     """
     if split not in BUILTIN_SPLITS:
         raise KeyError(f"unknown built-in split {split!r}; expected one of {', '.join(BUILTIN_SPLITS)}")
@@ -688,16 +758,29 @@ def load_builtin(split: str, root: str | os.PathLike | None = None, *,
     if emoji_root is None:
         emoji_root = manifest.get("emoji_root") or default_emoji_root()
     emoji_root = str(emoji_root)
-    scenes = {s["id"]: s for s in _read_jsonl(base / f"{split}.scenes.jsonl")}
+    scenes_path, questions_path = base / f"{split}.scenes.jsonl", base / f"{split}.jsonl"
+    scenes = {}
+    for lineno, sc in _read_jsonl(scenes_path):
+        check_scene(sc, f"{scenes_path}:{lineno}")
+        scenes[sc["id"]] = sc
     img_dir = Path(images_dir) / split if images_dir is not None else None
     if img_dir is not None:
         img_dir.mkdir(parents=True, exist_ok=True)
     sprites = SpriteCache(emoji_root) if img_dir is not None else None
     out = []
-    for lineno, r in enumerate(_read_jsonl(base / f"{split}.jsonl"), 1):
-        scene = scenes.get(r.get("scene"))
+    for lineno, r in _read_jsonl(questions_path):
+        where = f"{questions_path}:{lineno}"
+        _require(r, _RECORD_FIELDS, where)
+        scene = scenes.get(r["scene"])
         if scene is None:
-            raise ValueError(f"{split}.jsonl:{lineno}: scene {r.get('scene')!r} not in {split}.scenes.jsonl")
+            raise ValueError(f"{where}: scene {r['scene']!r} not in {scenes_path.name}")
+        if not isinstance(r["answers"], list) or not r["answers"] or not all(
+                isinstance(a, str) and a.strip() for a in r["answers"]):
+            raise ValueError(f"{where}: field 'answers': expected a non-empty list of answers, found {r['answers']!r}")
+        if not isinstance(r["question"], str) or not r["question"].strip():
+            raise ValueError(f"{where}: field 'question': expected the question text, found {r['question']!r}")
+        if not isinstance(r["facts"], list) or not all(isinstance(f, list) and len(f) == 3 for f in r["facts"]):
+            raise ValueError(f"{where}: field 'facts': expected [head, relation, tail] triples, found {r['facts']!r}")
         image_path = None
         if img_dir is not None:
             image_path = img_dir / f"{scene['id']}.png"

@@ -85,15 +85,17 @@ def _source_name(src: Source) -> str:
 
 
 def _read_text(src: Source) -> str:
+    """The text of a path or file object, UTF-8 with or without a byte order mark."""
     if isinstance(src, (str, os.PathLike)):
-        return Path(src).read_text(encoding="utf-8")
-    data = src.read()
+        data = Path(src).read_bytes()
+    else:
+        data = src.read()
     if isinstance(data, bytes):
         try:
-            return data.decode("utf-8")
+            return data.decode("utf-8-sig")
         except UnicodeDecodeError as e:
             raise ValueError(f"{_source_name(src)}: invalid UTF-8 at byte {e.start}") from e
-    return data
+    return data[1:] if data.startswith("\ufeff") else data
 
 
 def _read_json(src: Source) -> tuple[str, Any]:
@@ -389,6 +391,9 @@ def load_fvqa(
         where = f"{qname}: record {qid!r}"
         question = _field(rec, "question", where)
         answer = _field(rec, "answer", where)
+        for key, value in (("question", question), ("answer", answer)):
+            if not value.strip():
+                raise ValueError(f"{where}: field {key!r} is empty")
         if "question_id" in rec and str(rec["question_id"]) != qid:
             raise ValueError(f"{where}: field 'question_id' is {rec['question_id']!r}, expected {qid!r} (its key)")
         fact: Fact | None = None
@@ -735,25 +740,39 @@ def load_csqa(path: Source, *, split: str | None = None) -> list[VQARecord]:
         ConceptNet-style (``revolving door`` -> ``revolving_door``).
 
     Raises:
-        ValueError: malformed JSON (naming file and line), a missing field, badly
-            labelled choices or an ``answerKey`` that names no choice (naming file,
-            line and record).
+        ValueError: malformed JSON (naming file and line), a missing field, an empty
+            stem or choice text, badly labelled choices or an ``answerKey`` that names no
+            choice (naming file, line and record).
+
+    Logs a warning for repeated question ids and for questions with fewer choices
+    than most; a leading UTF-8 byte order mark is skipped.
     """
     if split is None:
         split = _split_from_name(_source_name(path))
     records = []
     labelled: bool | None = None
+    first_line: dict[str, int] = {}  # question id -> its first line
+    duplicates: list[str] = []
+    name = _source_name(path)
     for name, lineno, rec in _iter_jsonl(path):
         qid = str(_field(rec, "id", f"{name}: line {lineno}", (str, int)))
         where = f"{name}: line {lineno}: record {qid!r}"
+        if qid in first_line:
+            duplicates.append(f"{qid!r} (lines {first_line[qid]} and {lineno})")
+        else:
+            first_line[qid] = lineno
         q = _field(rec, "question", where, dict)
         stem = _field(q, "stem", where)
+        if not stem.strip():
+            raise ValueError(f"{where}: field 'stem' is empty")
         concept_raw = _field(q, "question_concept", where)
         raw_choices = _field(q, "choices", where, list)
         texts, labels = [], []
         for j, c in enumerate(raw_choices):
             labels.append(_field(c, "label", f"{where}: choice {j}"))
             texts.append(_field(c, "text", f"{where}: choice {j}"))
+            if not texts[-1].strip():
+                raise ValueError(f"{where}: choice {labels[-1]!r}: field 'text' is empty")
         expected = [chr(ord("A") + j) for j in range(len(labels))]
         if not labels or labels != expected:
             raise ValueError(f"{where}: expected choices labelled {expected or ['A', '...']}, found {labels}")
@@ -777,4 +796,16 @@ def load_csqa(path: Source, *, split: str | None = None) -> list[VQARecord]:
             question_concept=concept or None,
             extra={"question_concept_raw": concept_raw},
         ))
+    if duplicates:
+        logger.warning("%s: %d duplicate question id%s: %s%s", name, len(duplicates), "s" * (len(duplicates) > 1),
+                       ", ".join(duplicates[:5]), ", ..." if len(duplicates) > 5 else "")
+    counts: dict[int, int] = {}
+    for r in records:
+        counts[len(r.choices)] = counts.get(len(r.choices), 0) + 1
+    if len(counts) > 1:
+        most = max(counts, key=lambda k: (counts[k], k))
+        fewer = [r.qid for r in records if len(r.choices) < most]
+        if fewer:
+            logger.warning("%s: %d question%s with fewer than the usual %d choices (first: %r)", name, len(fewer),
+                           "s" * (len(fewer) > 1), most, fewer[0])
     return records

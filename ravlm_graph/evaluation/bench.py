@@ -28,6 +28,8 @@ from ravlm_graph.recipes import builtin_entities, fvqa_entities
 from ravlm_graph.recipes import record_image
 from ravlm_graph.types import Entity
 from ravlm_graph.datasets import load_builtin
+from ravlm_graph.datasets.builtin import default_builtin_root
+from ravlm_graph.evaluation.checks import check_limit, check_out_dir
 from ravlm_graph.engine import KnowledgeVQA
 from ravlm_graph.datasets import load_fvqa, unknown_relations
 from ravlm_graph.evaluation.metrics import exact_match, soft_score_accuracy, vqa_accuracy
@@ -230,29 +232,37 @@ def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, dat
     to use instead of the engine's own KG; ``budgets``: node budgets of the coverage curve,
     None or empty for none)."""
 
+    out_dir = check_out_dir(out)
+    limit = check_limit(limit)
+    splits = list(splits or ("test_iid", "test_unseen_facts", "test_other_style"))
+    # Every split is read (and checked) before the engine loads.
+    records = {}
+    for sp in splits:
+        recs = load_builtin(sp, root=data)
+        if not recs:
+            raise ValueError(f"no questions in {Path(data) if data is not None else default_builtin_root()}"
+                             f"/{sp}.jsonl")
+        records[sp] = recs[:limit] if limit else recs
     engine = KnowledgeVQA.from_pretrained(model, kg=kg, detector=use_detector, kg_cache=kg_cache)
     if use_detector and engine.detector is None:
         log.warning("%s has no detector: using the scenes' annotated objects", model)
         use_detector = False
-    splits = list(splits or ("test_iid", "test_unseen_facts", "test_other_style"))
     results, all_rows = {}, []
-    for sp in splits:
-        recs = load_builtin(sp, root=data)
-        if limit:
-            recs = recs[:limit]
+    for sp, recs in records.items():
         m, rows = run_split(engine, recs, _entity_fn("builtin", use_detector), progress=progress,
                             max_new_tokens=max_new_tokens, num_beams=num_beams)
         for r in rows:
             r["split"] = sp
         results[sp] = m
         all_rows += rows
-        log.info("%s: accuracy %.3f, coverage %.3f (n=%d)", sp, m["accuracy"], m["coverage"], m["n"])
+        log.info("%s: accuracy %.1f %%, coverage %.1f %% (n=%d)", sp, 100 * m["accuracy"], 100 * m["coverage"],
+                 m["n"])
     if budgets and engine.retriever is not None and engine.model.config.uses_graph:
         results["_coverage_by_budget"] = coverage_by_budget(engine.retriever, all_rows, budgets, progress)
     kind = _model_kind(engine)
     results["_meta"] = {"model": str(model), "detector": use_detector, "fusion": kind,
                         "max_new_tokens": max_new_tokens, "num_beams": num_beams}
-    write_outputs(Path(out), results, all_rows, f"built-in benchmark — {model} ({kind})")
+    write_outputs(out_dir, results, all_rows, f"built-in benchmark — {model} ({kind})")
     return results
 
 
@@ -266,15 +276,22 @@ def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | No
     see :func:`held_out_qids`); an id set that matches no question is an error.
     """
 
-    recs = [r for r in load_fvqa(questions, facts) if r.answer_concepts]
+    out_dir = check_out_dir(out)
+    limit = check_limit(limit)
+    loaded = load_fvqa(questions, facts)
+    if not loaded:
+        raise ValueError(f"no questions in {questions}")
+    recs = [r for r in loaded if r.answer_concepts]
+    if not recs:
+        raise ValueError(f"no questions with an answer concept (from a supporting fact) in {questions}")
     if qids is not None:
         wanted = {str(q) for q in qids}
         recs = [r for r in recs if str(r.qid) in wanted]
         if not recs:
             raise ValueError(f"none of the {len(wanted)} question ids given is in {questions}")
-    engine = KnowledgeVQA.from_pretrained(model, kg=kg, detector=False, kg_cache=kg_cache)
     if limit:
         recs = recs[:limit]
+    engine = KnowledgeVQA.from_pretrained(model, kg=kg, detector=False, kg_cache=kg_cache)
     m, rows = run_split(engine, recs, _entity_fn("fvqa", False), progress=progress, max_new_tokens=max_new_tokens,
                         num_beams=num_beams)
     # Relations the loader could not map: counted here (the loader warned once).
@@ -285,7 +302,7 @@ def bench_fvqa(model: str, questions: str, facts: str, out: str, limit: int | No
                                     "subset": "given question ids" if qids is not None else "all"}}
     if budgets and engine.retriever is not None and engine.model.config.uses_graph:
         results["_coverage_by_budget"] = coverage_by_budget(engine.retriever, rows, budgets, progress)
-    write_outputs(Path(out), results, rows, f"FVQA (given-entities mode) — {model}")
+    write_outputs(out_dir, results, rows, f"FVQA (given-entities mode) — {model}")
     return results
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ravlm_graph.datasets.loaders import load_csqa
+from ravlm_graph.evaluation.checks import check_limit, check_out_dir
 from ravlm_graph.grounding.config import GroundingConfig
 from ravlm_graph.grounding.text import TextGrounder
 from ravlm_graph.kg import open_kg
@@ -33,7 +34,7 @@ from ravlm_graph.models.csqa.configuration import VARIANTS, CSQAConfig
 from ravlm_graph.models.csqa.modeling import CSQAModel, load_trunk
 from ravlm_graph.models.csqa.processing import CSQAExamples, GraphFeatures, build_examples, build_graph_features, max_choices
 from ravlm_graph.retrieval.config import RetrievalConfig
-from ravlm_graph.retrieval.embeddings import NodeEmbeddings, TextEncoder
+from ravlm_graph.retrieval.embeddings import NodeEmbeddings, TextEncoder, quiet_loading
 from ravlm_graph.retrieval.retriever import SubgraphRetriever
 from ravlm_graph.training.loop import TrainConfig, train
 
@@ -130,6 +131,9 @@ def results_markdown(results: dict) -> str:
     lines += ["", "Chance: 20 % with 5 choices. `kg`: the same trunk and training, plus a QA-GNN-style module "
               "(a context node from the pair's trunk state linked to the seeds of one retrieved ConceptNet "
               "subgraph per choice, a GNN, its pooled states joined with the text state).", ""]
+    if results.get("train_dev_overlap"):
+        lines += [f"**Warning:** {results['train_dev_overlap']} of the {results['n_dev']} dev questions are also in the "
+                  "training file (same question ids): their dev accuracy is not a held-out measure.", ""]
     if results.get("graph_stats"):
         lines.append("Subgraphs: " + "; ".join(f"{k}: {json.dumps(v)}" for k, v in results["graph_stats"].items()))
         lines.append("")
@@ -183,10 +187,33 @@ def run_csqa(train_path: str | os.PathLike, dev_path: str | os.PathLike, out_dir
         raise ValueError(f"val_fraction: expected a number in [0, 1), found {val_fraction!r}")
     cfg = config or CSQAConfig()
     tcfg = train_config or DEFAULT_TRAIN
+    out = check_out_dir(out_dir, "out_dir")
+    check_limit(limit, "limit")
+    check_limit(dev_limit, "dev_limit")
     train_recs = load_questions(train_path, limit=limit, what="training file")
     dev_recs = load_questions(dev_path, limit=dev_limit, what="dev file")
-    out = Path(out_dir)
+    overlap = train_dev_overlap(train_recs, dev_recs)
+    if overlap:
+        logger.warning("%d of the %d dev questions are also in the training file (same question ids, e.g. %r): "
+                       "their dev accuracy is not a held-out measure", len(overlap), len(dev_recs), overlap[0])
     out.mkdir(parents=True, exist_ok=True)
+    # Local loads of the trunk take milliseconds: no "Loading weights" bar per variant.
+    with quiet_loading():
+        return _run(train_path, dev_path, out, train_recs, dev_recs, overlap, kg=kg, kg_cache=kg_cache,
+                    variants=variants, limit=limit, dev_limit=dev_limit, cfg=cfg, tcfg=tcfg,
+                    val_fraction=val_fraction, encoder=encoder, node_cache_dir=node_cache_dir,
+                    keep_checkpoints=keep_checkpoints, progress=progress)
+
+
+def train_dev_overlap(train_recs: Sequence["VQARecord"], dev_recs: Sequence["VQARecord"]) -> list[str]:
+    """The dev question ids that are also training question ids, in dev order."""
+    train_ids = {r.qid for r in train_recs}
+    return [r.qid for r in dev_recs if r.qid in train_ids]
+
+
+def _run(train_path, dev_path, out: Path, train_recs, dev_recs, overlap: list[str], *, kg, kg_cache, variants,
+         limit, dev_limit, cfg: CSQAConfig, tcfg: TrainConfig, val_fraction: float, encoder, node_cache_dir,
+         keep_checkpoints: bool, progress: bool) -> dict:
 
     c = max(max_choices(train_recs), max_choices(dev_recs))
     secs: dict[str, float] = {}
@@ -237,7 +264,7 @@ def run_csqa(train_path: str | os.PathLike, dev_path: str | os.PathLike, out_dir
     results: dict[str, Any] = {
         "dataset": "commonsenseqa", "train_file": str(train_path), "dev_file": str(dev_path),
         "n_train": len(train_recs), "n_val": int(n_val), "n_dev": len(dev_recs), "limit": limit,
-        "dev_limit": dev_limit, "kg": _kg_name(kg) if "kg" in variants else None,
+        "dev_limit": dev_limit, "train_dev_overlap": len(overlap), "kg": _kg_name(kg) if "kg" in variants else None,
         "model": cfg.to_dict(), "train": {k: v for k, v in asdict(tcfg).items() if k not in ("out_dir", "extra")},
         "node_encoder": getattr(encoder, "name", type(encoder).__name__) if encoder is not None else None,
         "torch_threads": torch.get_num_threads(), "feature_seconds": secs, "graph_stats": graph_stats,
@@ -277,7 +304,7 @@ def run_csqa(train_path: str | os.PathLike, dev_path: str | os.PathLike, out_dir
             "parameters": int(sum(p.numel() for p in model.parameters())),
             "trained_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
         }
-        logger.info("%s: dev accuracy %.4f (%d questions), trained in %.0f s", v, acc, len(dev_recs), train_s)
+        logger.info("%s: dev accuracy %.1f %% (%d questions), trained in %.0f s", v, 100 * acc, len(dev_recs), train_s)
         (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     (out / "results.md").write_text(results_markdown(results), encoding="utf-8")

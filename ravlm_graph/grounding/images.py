@@ -56,7 +56,7 @@ def _check_size(source: str, width: int, height: int, min_side: int, max_side: i
     if width > max_side or height > max_side:
         raise InvalidImageError(
             source, f"image too large: expected at most {max_side} pixels per side, found {width}x{height} "
-                    f"(raise max_side to accept it)")
+                    f"(resize it; the Python API's load_image takes a larger max_side)")
 
 
 def _array_to_pil(arr: Any, source: str, min_side: int, max_side: int):

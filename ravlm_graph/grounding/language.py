@@ -106,7 +106,10 @@ def guess_language(text: str) -> LanguageGuess:
 
 
 def non_english_message(text: str) -> str | None:
-    """A message when ``text`` does not look English, else None."""
+    """A message when ``text`` does not look English (or has no word at all), else None."""
+    if text.strip() and not any(ch.isalnum() for ch in text):
+        return (f"the question has no words (no letter or digit): {text[:60]!r}; the engine reads English "
+                f"questions and its answer would not be meaningful")
     g = guess_language(text)
     if g.is_english:
         return None
@@ -120,10 +123,24 @@ class InputWarning(UserWarning):
     user should know (a non-English question, an entity unknown to the graph)."""
 
 
+# Line breaks and tabs inside a question are read as spaces; any other control character
+# (a terminal escape, a bell) is refused: it would be echoed raw and breaks word matching.
+_SPACES = re.compile("[\t\n\r\x0b\x0c\x1c-\x1f\x85\u2028\u2029]")
+
+
 def check_question(question: Any, where: str = "question") -> str:
-    """A question as the engine takes it: a non-blank str (TypeError / ValueError else)."""
+    """A question as the engine takes it: a non-blank str (TypeError / ValueError else).
+
+    Tabs and line breaks become spaces; other control characters (Unicode category Cc,
+    e.g. a terminal escape sequence) raise ValueError naming the first one.
+    """
     if not isinstance(question, str):
         raise TypeError(f"{where}: expected the question as a str, found {type(question).__name__}")
+    question = _SPACES.sub(" ", question)
     if not question.strip():
         raise ValueError(f"{where} is empty: expected a question, found {question!r}")
+    for i, ch in enumerate(question):
+        if unicodedata.category(ch) == "Cc":
+            raise ValueError(f"{where}: contains a control character (U+{ord(ch):04X} at position {i}); "
+                             f"expected plain text, found {question[:60]!r}")
     return question

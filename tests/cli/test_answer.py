@@ -46,18 +46,42 @@ def not_an_engine(tmp_path):
     (["--question", "What is it?", "--entities", "knife@behind"], "'behind' is not a position word"),
     (["--question", "What is it?", "--entities", "/no/such/ents.json"], "entity file not found"),
     (["--question", "What is it?", "--threads", "0"], "--threads: expected an integer >= 1, found 0"),
+    (["--question", "What is it?", "--beams", "0"], "--beams: expected an integer >= 1, found 0"),
+    (["--question", "What is\x07 on the \x1b[2Jleft?"], "control character .U\\+0007 at position 7"),
+    (["--question", "???"], "has no words.*--any-language"),
+    (["--question", "What is it?", "--entities", "knife@10,20,60,80,bread@1,2,3,4,5"],
+     r"item 3 \('5'\): expected an object name, not a number"),
+    (["--question", "What is it?", "--entities", "TMP/ents.json"], "unknown key.*'bxo'"),
+    (["--question", "What is it?", "--entities", "TMP"], "expected a JSON entity file, found a folder"),
+    (["--question", "What is it?", "--detector", "given"], "--detector given: the objects are given with --entities"),
+    (["--question", "What is it?", "--draw", "PNG"], "is the input image"),
+    (["--question", "What is it?", "--draw", "TMP"], "--draw: expected an image file to write, found a folder"),
+    (["--question", "What is it?", "--draw", "TMP/out.txt"], r"--draw: expected a file name ending in one of .*\.png"),
+    (["--question", "What is it?", "--draw", "/no/such/folder/out.png"], "the folder '/no/such/folder' does not exist"),
 ])
 def test_inputs_are_checked_before_the_engine_loads(capsys, monkeypatch, png, not_an_engine, args, match):
     def never(*a, **k):
         raise AssertionError("the engine was loaded before the inputs were checked")
 
     monkeypatch.setattr(KnowledgeVQA, "from_pretrained", never)
+    (png.parent / "ents.json").write_text('[{"concept": "knife", "bxo": [1, 2, 3, 4]}]')
+    args = [a.replace("TMP", str(png.parent)).replace("PNG", str(png)) for a in args]
     if "--image" not in args:
         args = ["--image", str(png), *args]
     rc, out, err = run(capsys, "--model", not_an_engine, *args)
     assert rc == 2 and out == ""
     assert err.startswith("ravlm: error: ")
     assert re.search(match, err), err
+
+
+def test_too_long_a_question_is_refused_before_the_engine_loads(capsys, monkeypatch, png, not_an_engine):
+    """Every word and mark is at least one token: more of them than the model's
+    max_question_tokens is refused from the engine's config.json alone."""
+    monkeypatch.setattr(KnowledgeVQA, "from_pretrained", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    (Path(not_an_engine) / "config.json").write_text(json.dumps({"max_question_tokens": 8}))
+    rc, out, err = run(capsys, "--model", not_an_engine, "--image", str(png), "--question",
+                       "What is the thing on the left side used for?")
+    assert rc == 2 and "11 words and marks, more than the 8 tokens this model reads" in err
 
 
 def test_undecodable_image_is_reported(capsys, tmp_path, not_an_engine):
@@ -106,3 +130,35 @@ def test_positions_and_boxes_reach_the_answer(capsys, png, tmp_path):
     d = json.loads(out)
     assert [e["concept"] for e in d["entities"] if e["referred"]] == ["guitar"]
     assert "used concept `scissor`" in err and "used concept `scissor`" in d["notes"][0]
+
+
+def test_broken_pipe_and_os_errors_end_with_one_line(capsys, monkeypatch):
+    """A reader that goes away (`ravlm retrieve ... | head`) ends the command quietly; an
+    OSError (a folder where a file was expected) is one error line, not a traceback."""
+    import os
+
+    import importlib
+
+    cli_main = importlib.import_module("ravlm_graph.cli.main")
+
+    def parser_with(exc):
+        class P:
+            def parse_args(self, argv):
+                import argparse
+
+                def func(args):
+                    raise exc
+                return argparse.Namespace(verbose=False, func=func)
+        return lambda command=None: P()
+
+    monkeypatch.setattr(cli_main, "build_parser", parser_with(IsADirectoryError(21, "Is a directory", "out.png")))
+    assert cli_main.main(["data"]) == 2
+    assert capsys.readouterr().err == "ravlm: error: Is a directory: out.png\n"
+    saved = os.dup(1)
+    try:
+        monkeypatch.setattr(cli_main, "build_parser", parser_with(BrokenPipeError(32, "Broken pipe")))
+        assert cli_main.main(["data"]) == 0
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    assert capsys.readouterr().err == ""

@@ -234,3 +234,57 @@ def test_cli_build_and_info(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "test_unseen_facts" in out and "style=noto" in out
     assert cli_main(["data", "info", str(tmp_path / "missing")]) == 2
+
+
+# --------------------------------------------------------------------------- checks on load
+
+def small_builtin_copy(dest: Path, n: int = 3, edit_scene=None, edit_record=None) -> Path:
+    """A benchmark folder with the packaged manifest and the first ``n`` val questions and scenes;
+    ``edit_scene`` / ``edit_record`` change the first scene / question (a dict, in place)."""
+    src = default_builtin_root()
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src / "manifest.json", dest / "manifest.json")
+    for name, edit in (("val.scenes.jsonl", edit_scene), ("val.jsonl", edit_record)):
+        rows = [json.loads(l) for l in (src / name).read_text().splitlines()[:n]]
+        if edit is not None and rows:
+            edit(rows[0])
+        (dest / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return dest
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.update(size=[100000, 100000]), r"val.scenes.jsonl:1: scene size 100000x100000 px: expected each side "
+                                                r"between 8 and 4096 px"),
+    (lambda s: s.update(size=[0, 0]), r"val.scenes.jsonl:1: scene size 0x0 px"),
+    (lambda s: s.update(size=[128]), r"val.scenes.jsonl:1: field 'size'"),
+    (lambda s: s["objects"][0].update(box=[0, 0, 100000, 100000]), r"val.scenes.jsonl:1: object 0: box"),
+    (lambda s: s["objects"][1].update(size=100000), r"val.scenes.jsonl:1: object 1: sprite size 100000"),
+    (lambda s: s["objects"][0].pop("x"), r"val.scenes.jsonl:1: object 0: missing field 'x'"),
+    (lambda s: s.update(background={"kind": "checker", "colors": [[0, 0, 0], [9, 9, 9]], "cell": 0}),
+     r"val.scenes.jsonl:1: background 'cell'"),
+])
+def test_load_builtin_checks_scenes_before_drawing_them(tmp_path, edit, message):
+    root = small_builtin_copy(tmp_path / "d", edit_scene=edit)
+    with pytest.raises(ValueError, match=message) as e:
+        load_builtin("val", root)
+    assert str(root) in str(e.value)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r.pop("answers"), r"val.jsonl:1: missing field 'answers'"),
+    (lambda r: r.update(answers=[]), r"val.jsonl:1: field 'answers': expected a non-empty list"),
+    (lambda r: r.update(question=" "), r"val.jsonl:1: field 'question'"),
+    (lambda r: r.pop("qid"), r"val.jsonl:1: missing field 'qid'"),
+])
+def test_load_builtin_names_file_line_and_field_of_a_bad_record(tmp_path, edit, message):
+    root = small_builtin_copy(tmp_path / "d", edit_record=edit)
+    with pytest.raises(ValueError, match=message):
+        load_builtin("val", root)
+
+
+def test_load_builtin_reads_a_small_copy_and_a_byte_order_mark(tmp_path):
+    root = small_builtin_copy(tmp_path / "d")
+    assert [r.qid for r in load_builtin("val", root)] == ["val-00000", "val-00001", "val-00002"]
+    p = root / "val.jsonl"
+    p.write_text("\ufeff" + p.read_text(), encoding="utf-8")
+    assert len(load_builtin("val", root)) == 3

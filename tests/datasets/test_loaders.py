@@ -495,3 +495,44 @@ def test_load_csqa_errors(tmp_path):
     del bad["question"]["question_concept"]
     with pytest.raises(ValueError, match=r"c\.jsonl: line 1: record 'q1': missing field 'question_concept'"):
         load_csqa(_write(tmp_path, "c.jsonl", json.dumps(bad)))
+
+
+def test_load_fvqa_empty_question_or_answer_names_file_and_record(tmp_path):
+    data = json.loads(FVQA_Q.read_text())
+    qid = next(iter(data))
+    for key in ("question", "answer"):
+        bad = {k: dict(v) for k, v in data.items()}
+        bad[qid][key] = " "
+        p = tmp_path / "q.json"
+        p.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=rf"q\.json: record '{qid}': field '{key}' is empty"):
+            load_fvqa(p, FVQA_T)
+
+
+def test_load_csqa_rejects_empty_text_and_warns_on_duplicates_and_fewer_choices(tmp_path, caplog):
+    bad = json.loads(_csqa_line())
+    bad["question"]["stem"] = "  "
+    with pytest.raises(ValueError, match=r"c\.jsonl: line 1: record 'q1': field 'stem' is empty"):
+        load_csqa(_write(tmp_path, "c.jsonl", json.dumps(bad)))
+    bad = json.loads(_csqa_line())
+    bad["question"]["choices"][2]["text"] = ""
+    with pytest.raises(ValueError, match=r"c\.jsonl: line 1: record 'q1': choice 'C': field 'text' is empty"):
+        load_csqa(_write(tmp_path, "c.jsonl", json.dumps(bad)))
+    short = json.loads(_csqa_line(id="q3"))
+    short["question"]["choices"] = short["question"]["choices"][:3]
+    text = "\n".join([_csqa_line(), _csqa_line(id="q2"), _csqa_line(), json.dumps(short)]) + "\n"
+    with caplog.at_level("WARNING", logger="ravlm_graph.datasets.loaders"):
+        recs = load_csqa(_write(tmp_path, "c.jsonl", text))
+    assert len(recs) == 4
+    assert "c.jsonl: 1 duplicate question id: 'q1' (lines 1 and 3)" in caplog.text
+    assert "c.jsonl: 1 question with fewer than the usual 5 choices (first: 'q3')" in caplog.text
+
+
+def test_load_csqa_and_fvqa_accept_a_byte_order_mark(tmp_path):
+    p = tmp_path / "train.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + (_csqa_line() + "\n").encode())
+    assert [r.qid for r in load_csqa(p)] == ["q1"]
+    assert [r.qid for r in load_csqa(io.StringIO("\ufeff" + _csqa_line()))] == ["q1"]
+    q = tmp_path / "q.json"
+    q.write_bytes(b"\xef\xbb\xbf" + FVQA_Q.read_bytes())
+    assert len(load_fvqa(q, FVQA_T)) == len(load_fvqa(FVQA_Q, FVQA_T))

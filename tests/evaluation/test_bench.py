@@ -129,3 +129,92 @@ def test_plot_comparison_uses_the_splits_every_run_has():
     assert sorted(round(p.get_height(), 6) for p in ax.patches) == [15.0, 70.0]
     with pytest.raises(ValueError, match="share no split"):
         plot_comparison({"kg": run(val=0.9), "no kg": run(test_iid=0.2)})
+
+
+# --------------------------------------------------------------------------- checks before any work
+
+def _run_cli(argv, capsys):
+    from ravlm_graph.cli.main import main
+
+    rc = main(argv)
+    return rc, capsys.readouterr().err
+
+
+def _fvqa_args(tmp_path, out, *extra, questions=None):
+    return ["bench", "fvqa", "--questions", str(questions or FVQA_DIR / "fvqa_train_split0_questions.json"),
+            "--facts", str(FVQA_DIR / "fvqa_train_split0_fact_triples.json"), "--model", str(tmp_path / "no-model"),
+            "--out", str(out), "--budgets", "none", *extra]
+
+
+def _builtin_args(tmp_path, data, out, *extra):
+    return ["bench", "builtin", "--model", str(tmp_path / "no-model"), "--budgets", "none", "--data", str(data),
+            "--splits", "val", "--out", str(out), *extra]
+
+
+def test_bench_builtin_checks_scene_sizes_before_loading_the_engine(tmp_path, capsys):
+    from tests.datasets.test_builtin import small_builtin_copy
+
+    data = small_builtin_copy(tmp_path / "d", edit_scene=lambda s: s.update(size=[100000, 100000]))
+    rc, err = _run_cli(_builtin_args(tmp_path, data, tmp_path / "o"), capsys)
+    assert rc == 2
+    assert err.startswith("ravlm: error: ") and "val.scenes.jsonl:1: scene size 100000x100000 px" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bench_out_must_not_be_a_file(tmp_path, capsys):
+    from tests.datasets.test_builtin import small_builtin_copy
+
+    taken = tmp_path / "q5.json"
+    taken.write_text("{}")
+    for argv in (_fvqa_args(tmp_path, taken), _fvqa_args(tmp_path, taken / "sub"),
+                 _builtin_args(tmp_path, small_builtin_copy(tmp_path / "d"), taken),
+                 ["bench", "builtin", "--ablate", "--recipe", str(tmp_path / "r.json"), "--out", str(taken)]):
+        rc, err = _run_cli(argv, capsys)
+        assert rc == 2 and err.startswith("ravlm: error: --out: expected a folder"), (argv, err)
+        assert str(taken) in err
+    assert taken.read_text() == "{}"
+
+
+@pytest.mark.parametrize("option, value", [("--limit", "0"), ("--limit", "-1"), ("--limit", "-398")])
+def test_bench_limits_below_one_are_refused(tmp_path, capsys, option, value):
+    from tests.datasets.test_builtin import small_builtin_copy
+
+    data = small_builtin_copy(tmp_path / "d")
+    for argv in (_fvqa_args(tmp_path, tmp_path / "o", option, value),
+                 _builtin_args(tmp_path, data, tmp_path / "o", option, value)):
+        rc, err = _run_cli(argv, capsys)
+        assert rc == 2 and f"ravlm: error: {option}: expected an integer >= 1, found {value}" in err, err
+    rc, err = _run_cli(["bench", "builtin", "--ablate", "--recipe", "r.json", "--out", str(tmp_path / "o"),
+                        "--train-limit", "0"], capsys)
+    assert rc == 2 and "--train-limit: expected an integer >= 1, found 0" in err
+
+
+def test_bench_empty_question_sets_are_errors(tmp_path, capsys):
+    from tests.datasets.test_builtin import small_builtin_copy
+
+    q = tmp_path / "q.json"
+    q.write_text("{}")
+    rc, err = _run_cli(_fvqa_args(tmp_path, tmp_path / "o", questions=q), capsys)
+    assert rc == 2 and err.strip() == f"ravlm: error: no questions in {q}"
+    data = small_builtin_copy(tmp_path / "d")
+    (data / "val.jsonl").write_text("")
+    rc, err = _run_cli(_builtin_args(tmp_path, data, tmp_path / "o"), capsys)
+    assert rc == 2 and err.strip() == f"ravlm: error: no questions in {data / 'val.jsonl'}"
+    assert not (tmp_path / "o").exists()
+
+
+def test_bench_builtin_log_and_table_agree(tmp_path, monkeypatch, caplog):
+    import ravlm_graph.evaluation.bench as bench
+    from tests.datasets.test_builtin import small_builtin_copy
+
+    engine = SimpleNamespace(detector=None, retriever=None, generative=False,
+                             model=SimpleNamespace(config=SimpleNamespace(fusion="graph_tokens", uses_graph=False)))
+    monkeypatch.setattr(bench.KnowledgeVQA, "from_pretrained", lambda *a, **k: engine)
+    metrics = {"accuracy": 0.9275, "top3": 0.95, "coverage": 0.98125, "n": 400, "per_relation": {}}
+    monkeypatch.setattr(bench, "run_split", lambda *a, **k: (dict(metrics), []))
+    with caplog.at_level("INFO", logger="ravlm_graph.evaluation.bench"):
+        res = bench.bench_builtin("m", str(tmp_path / "o"), splits=["val"], data=str(small_builtin_copy(tmp_path / "d")),
+                                  budgets=())
+    table = bench.results_table(res, "t")
+    assert "| val | 400 | 92.8 | 95.0 | 98.1 |" in table
+    assert "val: accuracy 92.8 %, coverage 98.1 % (n=400)" in caplog.text

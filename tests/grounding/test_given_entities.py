@@ -129,5 +129,10 @@ def test_resolve_entities_positions_become_boxes(kg):
     assert [m.concept for m in matches] == ["knife", "scissor", "umbrella", "knife"]
     with pytest.raises(ValueError, match="lies outside the 120 x 90 image"):
         resolve_entities([("knife", (200, 0, 300, 50))], kg, (120, 90))
+    # a box that reaches outside is clipped to the image, with a note
+    ents, matches = resolve_entities([("knife", (-10, -20, 60, 80)), ("umbrella", (0, 0, 1000, 1000))], kg, (120, 90))
+    assert [e.box for e in ents] == [(0.0, 0.0, 60.0, 80.0), (0.0, 0.0, 120.0, 90.0)]
+    assert all("reaches outside the 120 x 90 image; clipped" in m.note for m in matches)
+    assert matches[0].known and matches[0].concept == "knife"
     with pytest.raises(ValueError, match="expected at least one entity"):
         resolve_entities([], kg, (120, 90))

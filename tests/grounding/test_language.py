@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ravlm_graph.grounding.language import guess_language, non_english_message
+from ravlm_graph.grounding.language import check_question, guess_language, non_english_message
 
 BUILTIN = Path(__file__).resolve().parents[2] / "ravlm_graph" / "data" / "builtin_small"
 
@@ -52,3 +52,15 @@ def test_no_built_in_question_is_flagged():
           for line in (BUILTIN / f"{split}.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
     assert len(qs) > 1000
     assert [q for q in qs if not guess_language(q).is_english] == []
+
+
+@pytest.mark.parametrize("question, found", [("???", "no words"), ("🍎?", "no words"), ("... !", "no words")])
+def test_a_question_without_words_gets_a_message(question, found):
+    assert found in non_english_message(question)
+
+
+def test_check_question_reads_line_breaks_as_spaces_and_refuses_control_characters():
+    assert check_question("What is\non the\tleft?\u2028") == "What is on the left? "
+    for bad, code in (("What\x1b[2J is it?", "U+001B"), ("What is\x07 it?", "U+0007"), ("\x00What?", "U+0000")):
+        with pytest.raises(ValueError, match=code.replace("+", r"\+")):
+            check_question(bad, "--question")

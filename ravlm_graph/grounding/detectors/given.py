@@ -10,6 +10,7 @@ and turns positions into boxes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -177,6 +178,9 @@ def _parse_one(text: str, where: str, config: GroundingConfig | None) -> EntityS
     name = name.strip()
     if not name:
         raise _spec_error(where, "an object name before '@' (e.g. knife@left)" if sep else "an object name", text)
+    if _is_number(name):
+        raise _spec_error(where, "an object name, not a number (a box is 4 numbers after '@': "
+                                 "knife@x0,y0,x1,y1)", text)
     if not sep:
         return EntitySpec(name, where=where)
     at = at.strip()
@@ -247,6 +251,8 @@ def read_entity_file(path: str | os.PathLike, config: GroundingConfig | None = N
         ValueError: invalid JSON (with its line) or an invalid item (with its index).
     """
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{p}: expected a JSON entity file, found a folder")
     if not p.is_file():
         raise FileNotFoundError(f"{p}: entity file not found")
     try:
@@ -265,6 +271,10 @@ def read_entity_file(path: str | os.PathLike, config: GroundingConfig | None = N
     return [coerce_entity(item, f"{p.name}[{i}]", config) for i, item in enumerate(data)]
 
 
+#: The keys an entity object (JSON file or mapping) may have.
+_ENTITY_KEYS = ("concept", "name", "label", "category", "score", "box", "bbox", "position")
+
+
 def coerce_entity(item: Any, where: str = "entity", config: GroundingConfig | None = None) -> EntitySpec | Entity:
     """One entity as the API accepts it: an :class:`Entity` (kept), a name
     (``"knife"``, ``"knife@left"``), a ``(name, box)`` or ``(name, "left")`` pair, or a
@@ -280,6 +290,10 @@ def coerce_entity(item: Any, where: str = "entity", config: GroundingConfig | No
             raise _spec_error(where, "a non-empty object name", item)
         return _parse_one(item, where, config)
     if isinstance(item, Mapping):
+        unknown = [k for k in item if k not in _ENTITY_KEYS]
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)}; an entity object "
+                             f"takes {', '.join(_ENTITY_KEYS)}")
         name = next((item[k] for k in ("concept", "name", "label", "category") if k in item), None)
         if not isinstance(name, str) or not name.strip():
             raise _spec_error(where, "an object with a non-empty 'concept' (or 'name')", dict(item))
@@ -451,6 +465,12 @@ def resolve_entities(items: Iterable[Any], kg: Any = None, image_size: tuple[int
                     box = (box[0] * w, box[1] * h, box[2] * w, box[3] * h)
                 elif box[0] >= w or box[1] >= h or box[2] <= 0 or box[3] <= 0:
                     raise ValueError(f"{s.where}: box {s.box} lies outside the {w} x {h} image")
+                clipped = (max(box[0], 0.0), max(box[1], 0.0), min(box[2], float(w)), min(box[3], float(h)))
+                if clipped != tuple(box):
+                    note = f"{s.where}: box {s.box} reaches outside the {w} x {h} image; clipped to {clipped}"
+                    m = dataclasses.replace(m, note=f"{m.note}; {note}" if m.note else note)
+                    matches[-1] = m
+                    box = clipped
             if s.position is not None:
                 if image_size is None:
                     raise ValueError(f"{s.where}: a position needs the image size")
