@@ -72,7 +72,7 @@ def _decoding(args) -> dict:
     for opt in ("max_new_tokens", "beams"):
         v = getattr(args, opt)
         if v is not None and v < 1:
-            raise SystemExit(f"--{opt.replace('_', '-')}: expected an integer >= 1, found {v}")
+            raise ValueError(f"--{opt.replace('_', '-')}: expected an integer >= 1, found {v}")
     return {"max_new_tokens": args.max_new_tokens, "num_beams": args.beams}
 
 
@@ -88,10 +88,10 @@ def _bench_builtin(args) -> int:
     if args.ablate:
         return _ablate(args)
     if args.model is None:
-        raise SystemExit("ravlm bench builtin: --model is required (unless --ablate is given with --recipe)")
+        raise ValueError("ravlm bench builtin: --model is required (unless --ablate is given with --recipe)")
     for opt in ("recipe", "variants", "epochs", "train_limit", "threads"):
         if getattr(args, opt) is not None:
-            raise SystemExit(f"ravlm bench builtin: --{opt.replace('_', '-')} only applies with --ablate")
+            raise ValueError(f"ravlm bench builtin: --{opt.replace('_', '-')} only applies with --ablate")
     res = bench_builtin(args.model, args.out, splits=args.splits, data=args.data, kg=args.kg,
                         use_detector=not args.given_entities, limit=args.limit, kg_cache=args.kg_cache,
                         budgets=_budgets(args), **_decoding(args))
@@ -127,19 +127,19 @@ def _ablate(args) -> int:
     recipe_path = args.recipe
     if recipe_path is None:
         if args.model is None:
-            raise SystemExit("ravlm bench builtin --ablate: give --recipe FILE or --model ENGINE (with recipe.json)")
+            raise ValueError("ravlm bench builtin --ablate: give --recipe FILE or --model ENGINE (with recipe.json)")
         recipe_path = Path(args.model) / "recipe.json"
         if not recipe_path.exists():
-            raise SystemExit(f"ravlm bench builtin --ablate: {args.model} has no recipe.json; give --recipe FILE")
+            raise ValueError(f"ravlm bench builtin --ablate: {args.model} has no recipe.json; give --recipe FILE")
     if args.kg is not None:
-        raise SystemExit("ravlm bench builtin --ablate: set the KG in the recipe ('kg'), not with --kg")
+        raise ValueError("ravlm bench builtin --ablate: set the KG in the recipe ('kg'), not with --kg")
     recipe = load_recipe(recipe_path)
     if args.threads:
         recipe = recipe.replace(threads=args.threads)
     detector = None
     if not args.given_entities:
         if args.model is None or not (Path(args.model) / "detector").is_dir():
-            raise SystemExit("ravlm bench builtin --ablate: detected entities need --model ENGINE with a detector/ "
+            raise ValueError("ravlm bench builtin --ablate: detected entities need --model ENGINE with a detector/ "
                              "folder (shared by all variants); or pass --given-entities")
         detector = str(Path(args.model) / "detector")
     res = run_ablation(recipe, args.out, variants=args.variants, splits=args.splits, epochs=args.epochs,

@@ -218,3 +218,16 @@ def test_bench_builtin_log_and_table_agree(tmp_path, monkeypatch, caplog):
     table = bench.results_table(res, "t")
     assert "| val | 400 | 92.8 | 95.0 | 98.1 |" in table
     assert "val: accuracy 92.8 %, coverage 98.1 % (n=400)" in caplog.text
+
+
+def test_bench_builtin_argument_errors_are_one_ravlm_error_line(capsys, tmp_path):
+    from ravlm_graph.cli.main import main
+
+    for argv, match in ((["bench", "builtin", "--out", str(tmp_path / "o")], "--model is required"),
+                        (["bench", "builtin", "--model", str(tmp_path), "--out", str(tmp_path / "o"),
+                          "--epochs", "2"], "--epochs only applies with --ablate"),
+                        (["bench", "builtin", "--model", str(tmp_path), "--out", str(tmp_path / "o"),
+                          "--beams", "0"], "--beams: expected an integer >= 1")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("ravlm: error: ") and match in err, err
