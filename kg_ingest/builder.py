@@ -10,6 +10,7 @@ normalisation) are dropped. Edges below ``min_weight`` are dropped.
 
 from __future__ import annotations
 
+import math
 import re
 from array import array
 from typing import Iterable
@@ -37,6 +38,8 @@ class GraphBuilder:
                  keep_surface: bool = False, stats: IngestStats | None = None):
         self.relations = relations or RelationConfig()
         self.min_weight = float(min_weight)
+        if not math.isfinite(self.min_weight):
+            raise ValueError(f"min_weight: expected a finite number, found {min_weight!r}")
         self.keep_surface = keep_surface
         self.stats = stats if stats is not None else IngestStats()
         self._vocab: dict[str, int] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ def _relation_config(args) -> RelationConfig:
     extra = {"add_inverse": args.inverse}
     if spec is None or spec in PRESETS:
         cfg = RelationConfig.preset(spec or "conceptnet", **extra)
+    elif not Path(spec).exists():
+        raise InputError(f"--relations {spec!r}: not a preset ({', '.join(PRESETS)}) and no such file")
     else:
         cfg = RelationConfig.from_json(spec)
         cfg.add_inverse = cfg.add_inverse or args.inverse
@@ -31,6 +34,26 @@ def _relation_config(args) -> RelationConfig:
         cfg = RelationConfig(keep=args.keep, drop=cfg.drop, merge=cfg.merge, add_inverse=cfg.add_inverse,
                              others=cfg.others)
     return cfg
+
+
+def _finite_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, found {text!r}")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, found {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, found {v}")
+    return v
 
 
 def _fmt_int(n) -> str:
@@ -226,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--keep-pos", action="store_true", help="keep part-of-speech suffixes (apple/n)")
     c.add_argument("--keep-sense", action="store_true", help="keep whole sense suffixes (apple/n/wn/food)")
     c.add_argument("--surface", action="store_true", help="keep surfaceText for verbalisation")
-    c.add_argument("--min-weight", type=float, default=0.0, help="drop edges lighter than this (default 0)")
+    c.add_argument("--min-weight", type=_finite_float, default=0.0, help="drop edges lighter than this (default 0)")
 
     t = sub.add_parser("triples", help="ingest triple files (CN-100K, FVQA facts, TSV)")
     t.add_argument("files", nargs="*", help="triple files; omit with --bundled")
@@ -234,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--order", default="rht", help="column order: rht (relation head tail, default) or hrt")
     t.add_argument("--bundled", action="store_true", help="also ingest the bundled CN-100K files")
     t.add_argument("--with-fvqa", action="store_true", help="also merge in the bundled FVQA ConceptNet facts")
-    t.add_argument("--min-weight", type=float, default=0.0)
+    t.add_argument("--min-weight", type=_finite_float, default=0.0, help="drop edges lighter than this (default 0)")
 
     r = sub.add_parser("rdf", help="ingest an RDF graph (N-Triples streamed; Turtle, RDF/XML, JSON-LD, ...)")
     r.add_argument("file")
@@ -259,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--direction", default="out", choices=["out", "in", "both"],
                    help="out (default): 'relation<TAB>concept<TAB>weight'; in/both: whole edges, "
                         "'head --relation--> tail<TAB>weight'")
-    n.add_argument("--limit", type=int, default=50)
+    n.add_argument("--limit", type=_non_negative_int, default=50, help="print at most this many edges (default 50)")
     return p
 
 

@@ -50,6 +50,20 @@ _LANG_START = re.compile(rb"[a-z]{2}")
 _LANG_RE = re.compile(r"^[a-z]{2,3}(?:[-_][a-z0-9]+)*$|^mul$")
 
 
+# Counted when --surface meets a surfaceText that is not a string (the edge is kept, without text).
+BAD_SURFACE = "bad surfaceText (kept)"
+
+
+def _json_spelling(value) -> str:
+    """A JSON value as the input spelled it (``"2.0"``, ``true``, ``null``), not as Python prints it."""
+    import json
+
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def _bad_char(text: str):
     """The first Unicode control (Cc: C0, DEL, C1 such as U+0085) or line/paragraph separator, or None."""
     for ch in text:
@@ -243,9 +257,11 @@ class _LineParser:
         if (isinstance(weight, bool) or not isinstance(weight, (int, float))
                 or not -FLOAT32_MAX <= weight <= FLOAT32_MAX):
             self.bad(lineno, "bad weight", f"expected a numeric 'weight' (a finite float32) in the JSON, "
-                                           f"found {str(weight)[:40]}")
+                                           f"found {_json_spelling(weight)[:40]}")
             return None
         surface = meta.get("surfaceText") if self.opts.keep_surface else None
+        if surface is not None and not isinstance(surface, str):
+            self.stats.skipped[BAD_SURFACE] += 1
         try:
             relation = rel[3:].decode("utf-8")
         except UnicodeDecodeError as e:
@@ -508,6 +524,8 @@ def _fast_parser(lp: _LineParser):
                 lp.parse(block[ls:le], base + i + 1)  # reports the bad bytes
                 continue
             surface = meta.get("surfaceText") if keep_surface else None
+            if surface is not None and type(surface) is not str:
+                lp.stats.skipped[BAD_SURFACE] += 1
             append(Assertion(rel, h, t, w, surface if type(surface) is str else None, base + i + 1))
 
     return run

@@ -729,6 +729,10 @@ def _read_meta(sd: "_files.StoreDir") -> dict:
                 or not all(isinstance(v, str) for v in ck["files"].values())):
             raise StoreError(f"{mp}: damaged metadata: expected 'checksums' with 'algorithm' and 'files', "
                              f"found {_short(ck)}")
+        try:
+            _files.new_hasher(ck["algorithm"])
+        except StoreError as e:
+            raise StoreError(f"{mp}: {e}") from None
         missing = sorted(set(files) - set(ck["files"]))
         if missing:
             raise StoreError(f"{mp}: damaged metadata: no checksum for {', '.join(missing)}")

@@ -193,3 +193,75 @@ def test_relation_with_no_stored_edge_is_not_listed(tmp_path, capsys):
     kg = KnowledgeGraph.load(tmp_path / "o")
     assert kg.relation_counts() == {"IsA": 1} and kg.num_relations == 1
     assert "UsedFor" not in (tmp_path / "o" / "relations.json").read_text()
+
+
+# ---------------------------------------------------------------- messages
+def test_bad_weight_is_shown_as_json_spells_it(tmp_path):
+    from kg_ingest import ingest_conceptnet
+
+    p = tmp_path / "w.csv"
+    p.write_text("".join(f"/a/x\t/r/IsA\t/c/en/a\t/c/en/b\t{{\"weight\":{w}}}\n" for w in ('"2.0"', "true", "null"))
+                 + "/a/x\t/r/IsA\t/c/en/a\t/c/en/c\t{\"weight\":1.0}\n")
+    _, stats = ingest_conceptnet(p)
+    found = [m.rsplit("found ", 1)[1] for m in stats.malformed_samples]
+    assert found == ['"2.0"', "true", "null"]
+
+
+def test_non_string_surface_text_is_counted(tmp_path):
+    from kg_ingest import ConceptNetOptions, ingest_conceptnet
+    from kg_ingest.conceptnet import BAD_SURFACE
+
+    rows = [f"/a/x\t/r/IsA\t/c/en/t{i}\t/c/en/b\t{{\"weight\":1.0,\"surfaceText\":\"[[t{i}]] is a [[b]]\"}}\n"
+            for i in range(3000)]
+    rows.insert(5, "/a/x\t/r/IsA\t/c/en/a\t/c/en/b\t{\"weight\":1.0,\"surfaceText\":5}\n")
+    rows.append("/a/x\t/r/IsA\t/c/en/z\t/c/en/b\t{\"weight\":1,\"surfaceText\":[1]}\n")  # the line parser
+    p = tmp_path / "s.csv"
+    p.write_text("".join(rows))
+    kg, stats = ingest_conceptnet(p, options=ConceptNetOptions(keep_surface=True))
+    assert stats.skipped[BAD_SURFACE] == 2 and kg.num_edges == 3002
+
+
+def test_unknown_relation_preset_lists_the_presets(tmp_path, capsys):
+    p = tmp_path / "t.txt"
+    p.write_text("IsA\tdog\tanimal\n")
+    assert main(["triples", str(p), "--relations", "Qagnn17", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "not a preset (conceptnet, qagnn17)" in _err(capsys)
+
+
+def test_unknown_checksum_algorithm_names_meta_json(tmp_path):
+    from kg_ingest._files import StoreError
+
+    p = tmp_path / "t.txt"
+    p.write_text("IsA\tdog\tanimal\n")
+    ingest_triples(p, tmp_path / "s")
+    mp = tmp_path / "s" / "meta.json"
+    meta = json.loads(mp.read_text())
+    meta["checksums"]["algorithm"] = "md5"
+    mp.write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match=r"meta\.json: unknown checksum algorithm 'md5'"):
+        KnowledgeGraph.load(tmp_path / "s")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_min_weight_must_be_finite(tmp_path, capsys, value):
+    p = tmp_path / "t.txt"
+    p.write_text("IsA\tdog\tanimal\n")
+    for cmd in ("conceptnet", "triples"):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, str(p), f"--min-weight={value}", "--out", str(tmp_path / "o")])
+        assert e.value.code == 2
+        assert "--min-weight: expected a finite number" in _err(capsys)
+    with pytest.raises(ValueError, match="min_weight"):
+        ingest_triples(p, min_weight=float(value))
+
+
+def test_neighbors_rejects_a_negative_limit(tmp_path, capsys):
+    p = tmp_path / "t.txt"
+    p.write_text("IsA\tdog\tanimal\nIsA\tdog\tpet\n")
+    assert main(["triples", str(p), "--out", str(tmp_path / "s"), "--no-progress", "--quiet"]) == 0
+    with pytest.raises(SystemExit) as e:
+        main(["neighbors", str(tmp_path / "s"), "dog", "--limit", "-5"])
+    assert e.value.code == 2 and "--limit: expected 0 or more" in _err(capsys)
+    assert main(["neighbors", str(tmp_path / "s"), "dog", "--limit", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 1 and "... 1 more" in err
