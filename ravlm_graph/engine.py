@@ -87,6 +87,8 @@ class EngineConfig(Config):
     format_version: int = ENGINE_FORMAT_VERSION
 
     def validate(self) -> None:
+        if not isinstance(self.kg, str) or not self.kg.strip():
+            raise ValueError(f"EngineConfig.kg: expected a store folder or 'bundled:...' name, found {self.kg!r}")
         if isinstance(self.retrieval, Mapping):
             self.retrieval = RetrievalConfig.from_dict(self.retrieval, "EngineConfig.retrieval")
         if not isinstance(self.retrieval, RetrievalConfig):
@@ -305,12 +307,20 @@ class KnowledgeVQA:
             CheckpointError: missing or mismatched files, another format version, pickled weights.
         """
 
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"from_pretrained: expected an engine folder path, found {type(path).__name__}")
+        if kg is not None and not isinstance(kg, (str, os.PathLike)) and not hasattr(kg, "num_relations"):
+            raise TypeError(f"from_pretrained: kg: expected a KnowledgeGraph or a store folder, found "
+                            f"{type(kg).__name__}")
+        if kg_cache is not None and Path(kg_cache).exists() and not Path(kg_cache).is_dir():
+            raise ValueError(f"from_pretrained: kg_cache: expected a folder, found a file: {kg_cache}")
         path = Path(path)
         ep = path / ENGINE_FILE
         if not path.is_dir():
             raise CheckpointError(f"{path}: no such engine folder")
-        if not ep.exists():
-            raise CheckpointError(f"{path}: missing {ENGINE_FILE} (not an engine folder; a bare model folder "
+        if not ep.is_file():
+            what = "is a folder, expected a JSON file" if ep.exists() else "missing"
+            raise CheckpointError(f"{path}: {ENGINE_FILE} {what} (not an engine folder; a bare model folder "
                                   f"loads with KnowledgeVQAModel.from_pretrained)")
         ecfg = read_engine_config(ep)
         if KnowledgeGenerator.is_checkpoint(path):
@@ -411,6 +421,17 @@ class KnowledgeVQA:
         """
         import torch
 
+        for name, value in (("images", images), ("questions", questions)):
+            one = (isinstance(value, (str, bytes, bytearray, os.PathLike)) or not hasattr(value, "__len__")
+                   or hasattr(value, "getpixel")  # a PIL image
+                   or (name == "images" and getattr(value, "ndim", None) in (2, 3)))  # one image as an array
+            if one:
+                raise TypeError(f"answer_batch: expected a list of {name}, found one {type(value).__name__} "
+                                f"(answer() takes one image and one question)")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"answer_batch: top_k: expected an integer >= 1, found {top_k!r}")
+        if len(images) == 0 and len(questions) == 0:
+            return []
         notes: list[list[str]] = [[] for _ in questions]
         if len(images) != len(questions):
             raise ValueError(f"answer_batch: {len(images)} images but {len(questions)} questions")
@@ -442,6 +463,11 @@ class KnowledgeVQA:
             for ns in notes if self.model.config.uses_graph else []:
                 ns.append("this engine has no image detector and no entities were given: the answer rests on the "
                           "question alone")
+        elif not self.model.config.uses_graph:
+            ents = [[] for _ in imgs]
+            for ns in notes:
+                ns.append("this engine's model reads no entities (it has no knowledge graph): the given entities "
+                          "are not used")
         else:
             ents = []
             for i, (sp, im) in enumerate(zip(specs, imgs)):
@@ -451,6 +477,13 @@ class KnowledgeVQA:
                     notes[i].append("none of the given entities is a concept of the knowledge graph; the answer "
                                     "rests on the question alone")
                 ents.append(e)
+        if self.kg is not None and self.model.config.uses_graph:
+            for i, es in enumerate(ents):
+                img_es = [e for e in es if e.origin == "image"]
+                if img_es and not any(e.concept in self.kg for e in img_es) \
+                        and not any("is a concept of the knowledge graph" in n for n in notes[i]):
+                    notes[i].append(f"none of the image's objects ({', '.join(e.concept for e in img_es)}) is a "
+                                    f"concept of the knowledge graph; the answer rests on the question alone")
         t["detect"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         # Spatial references ("the thing on the left") choose the image entities the
@@ -579,6 +612,9 @@ class KnowledgeVQA:
             raise ValueError("retrieve_images: expected a non-empty text")
         if self.retriever is None:
             raise ValueError("retrieve_images needs the knowledge graph")
+        if isinstance(gallery, (str, bytes, bytearray, os.PathLike)) or hasattr(gallery, "getpixel"):
+            raise TypeError(f"retrieve_images: expected a list of images as the gallery, found one "
+                            f"{type(gallery).__name__}")
         q = {c.concept for c in self.retriever.grounder.ground(text)}
         dets = self.detect(list(gallery))
         out = []

@@ -14,6 +14,7 @@ ConceptNet's CamelCase names (``AtLocation``).
 from __future__ import annotations
 
 import logging
+import numbers
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,8 +252,15 @@ class Entity:
         if self.span is not None:
             if len(self.span) != 2 or not (0 <= self.span[0] <= self.span[1]):
                 raise ValueError(f"Entity.span: expected (start, end) with 0 <= start <= end, found {self.span!r}")
-        if self.box is not None and len(self.box) != 4:
-            raise ValueError(f"Entity.box: expected 4 floats (x0, y0, x1, y1), found {self.box!r}")
+        if not isinstance(self.score, numbers.Real) or isinstance(self.score, bool) or not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"Entity.score: expected a number in [0, 1], found {self.score!r}")
+        if self.box is not None:
+            b = self.box
+            if isinstance(b, (str, bytes)) or len(b) != 4 or not all(
+                    isinstance(v, numbers.Real) and not isinstance(v, bool) and v == v for v in b):
+                raise ValueError(f"Entity.box: expected 4 numbers (x0, y0, x1, y1), found {b!r}")
+            if b[0] > b[2] or b[1] > b[3]:
+                raise ValueError(f"Entity.box: expected x0 <= x1 and y0 <= y1, found {tuple(b)!r}")
 
 #: ``Subgraph.origin`` codes.
 ORIGIN_CODES = {"other": 0, "question": 1, "image": 2, "both": 3}

@@ -108,3 +108,68 @@ def test_boxless_entities_as_the_model_reads_them(tiny, monkeypatch, dataset, bo
 def test_engine_config_box_missing_is_checked():
     with pytest.raises(ValueError, match="box_missing: expected"):
         EngineConfig.from_dict({"box_missing": "everywhere"})
+
+
+def test_one_item_where_a_list_is_expected(engine):
+    """A lone string, path or image where a list belongs is refused (it used to be split into
+    characters); one entity mapping or Entity alone counts as a list of one."""
+    with pytest.raises(TypeError, match="expected a list of images, found one str"):
+        engine.answer_batch("scene.png", ["which of these can peel?"])
+    with pytest.raises(TypeError, match="expected a list of images, found one Image"):
+        engine.answer_batch(image(), ["which of these can peel?"])
+    with pytest.raises(TypeError, match="expected a list of questions, found one str"):
+        engine.answer_batch([image()], "which of these can peel?")
+    with pytest.raises(TypeError, match="gallery, found one str"):
+        engine.retrieve_images("peel", "scene.png")
+    a = engine.answer(image(), "which of these can peel?", entities={"concept": "banana"})
+    assert [e.concept for e in a.entities if e.origin == "image"] == ["banana"]
+    a = engine.answer(image(), "which of these can peel?", entities=Entity("apple", 1.0, "image"))
+    assert [e.concept for e in a.entities if e.origin == "image"] == ["apple"]
+    assert engine.answer_batch([], []) == []
+    for bad in (0, -1, 1.5, None, True):
+        with pytest.raises(ValueError, match="top_k: expected an integer >= 1"):
+            engine.answer(image(), "which of these can peel?", entities=["apple"], top_k=bad)
+
+
+def test_entity_checks_its_score_and_box():
+    import numpy as np
+
+    for kwargs, match in (({"box": (60, 60, 10, 10)}, "x0 <= x1"), ({"box": "left"}, "4 numbers"),
+                          ({"box": (0, 0, float("nan"), 1)}, "4 numbers"), ({"score": float("nan")}, "score"),
+                          ({"score": 1.5}, "score")):
+        args = {"concept": "knife", "score": 1.0, "origin": "image", **kwargs}
+        with pytest.raises(ValueError, match=match):
+            Entity(**args)
+    e = Entity("knife", np.float32(0.5), "image", box=tuple(np.float32([1, 2, 3, 4])))  # numpy numbers are fine
+    assert e.score == 0.5
+
+
+def test_image_objects_unknown_to_the_graph_are_said(engine):
+    with pytest.warns(InputWarning, match=r"none of the image's objects \(xqzzy\) is a concept"):
+        a = engine.answer(image(), "which of these can peel?", entities=[Entity("xqzzy", 1.0, "image")])
+    assert any("none of the image's objects" in n for n in a.notes)
+
+
+
+def test_from_pretrained_argument_types(tmp_path):
+    from ravlm_graph.utils.checkpoint import CheckpointError
+
+    with pytest.raises(TypeError, match="kg: expected a KnowledgeGraph or a store folder, found int"):
+        KnowledgeVQA.from_pretrained(tmp_path, kg=5)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="kg_cache: expected a folder, found a file"):
+        KnowledgeVQA.from_pretrained(tmp_path, kg_cache=tmp_path / "file")
+    (tmp_path / "engine.json").mkdir()
+    with pytest.raises(CheckpointError, match="engine.json is a folder"):
+        KnowledgeVQA.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="EngineConfig.kg: expected a store folder"):
+        EngineConfig.from_dict({"kg": 5})
+
+
+def test_entities_given_to_a_model_without_the_graph_are_said(tiny):  # noqa: F811
+    _, _, kg, retriever = tiny
+    eng = KnowledgeVQA(make_model(tiny, fusion="none"), EngineConfig(kg="unused", retrieval=retriever.config,
+                                                                     detector=None), kg=kg, retriever=retriever)
+    with pytest.warns(InputWarning, match="reads no entities .* the given entities are not used"):
+        a = eng.answer(image(), "which of these can peel?", entities=["apple"])
+    assert a.entities == [] or all(e.origin != "image" for e in a.entities)

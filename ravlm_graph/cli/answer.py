@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 import shutil
 import sys
@@ -51,7 +52,10 @@ def register(sub) -> None:
 
     e = sub.add_parser("export", help="copy an engine folder, optionally with float16 weights (half the size)")
     e.add_argument("engine")
-    e.add_argument("--out", required=True)
+    e.add_argument("--out", required=True,
+                   help="the new engine folder: a new path, an empty folder, or an existing engine folder "
+                        "(one with engine.json), which is replaced whole; a file, another non-empty folder, "
+                        "the source engine or a folder inside it is refused")
     e.add_argument("--fp16", action="store_true")
     e.add_argument("--detector", default=None, metavar="KIND",
                    help=f"give the copy this detector kind ({', '.join(DETECTORS.names())}) instead of the engine's")
@@ -177,24 +181,77 @@ def _draw(image, ans, out: str) -> None:
     plt.close(ax.figure)
 
 
-def _export(args) -> int:
-    import torch
+def _check_export_out(out: str, engine: str) -> None:
+    """--out: refused before the engine loads when writing there would destroy something
+    that is not an engine folder, or the source engine itself."""
+    if not out.strip():
+        raise ValueError("--out: expected a folder path, found an empty string")
+    given = Path(out)
+    if given.is_symlink() and not given.exists():
+        raise ValueError(f"--out: {out} is a symbolic link to a path that does not exist; give another --out")
+    target = Path(os.path.realpath(given))
+    source = Path(os.path.realpath(engine))
+    if target == source or source in target.parents:
+        raise ValueError(f"--out: {out} is the source engine {engine} or a folder inside it; "
+                         f"write the copy to another folder")
+    if target in source.parents:
+        raise ValueError(f"--out: {out} contains the source engine {engine}; write the copy to another folder")
+    if target.parent == target:
+        raise ValueError(f"--out: {out}: cannot write an engine over the file system root")
+    cwd = Path(os.path.realpath(os.getcwd()))
+    if cwd == target or target in cwd.parents:
+        raise ValueError(f"--out: {out} is the current folder (or contains it); an engine folder is replaced as "
+                         f"a whole, so run from its parent folder")
+    if target.exists():
+        if not target.is_dir():
+            raise ValueError(f"--out: {out} exists and is not a folder; refusing to replace it with an engine")
+        try:
+            non_empty = any(True for _ in os.scandir(target))
+        except OSError as e:
+            raise ValueError(f"--out: {out}: cannot read the folder: {e.strerror or e}") from e
+        if non_empty and not (target / "engine.json").is_file():
+            raise ValueError(f"--out: {out} is a non-empty folder that is not an engine folder (no engine.json); "
+                             f"refusing to replace it (choose a new --out folder)")
+    else:
+        above = next(p for p in target.parents if p.exists())  # the folders below it are created
+        if not above.is_dir():
+            raise ValueError(f"--out: {above} is a file, not a folder; give another --out")
 
+
+def _export_settings(args) -> dict:
+    """--detector-settings as a dict, checked before the engine loads."""
+    if not args.detector_settings:
+        return {}
+    try:
+        settings = json.loads(args.detector_settings)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--detector-settings: expected a JSON object, found {args.detector_settings!r} "
+                         f"({err})") from err
+    if not isinstance(settings, dict):
+        raise ValueError(f"--detector-settings: expected a JSON object, found {args.detector_settings!r}")
+    return settings
+
+
+def _export(args) -> int:
     if (args.detector_path or args.detector_settings) and not args.detector:
         raise ValueError("export: --detector-path and --detector-settings need --detector KIND")
     if args.no_detector and args.detector:
         raise ValueError("export: --no-detector and --detector KIND exclude each other")
+    if args.detector is not None and args.detector not in DETECTORS:
+        raise ValueError(f"--detector: expected one of {DETECTORS.names()}, found {args.detector!r}")
+    if args.detector_path is not None and not Path(args.detector_path).is_dir():
+        what = "a file" if Path(args.detector_path).exists() else "no such folder"
+        raise ValueError(f"--detector-path: expected a detector folder, found {what}: {args.detector_path}")
+    settings = _export_settings(args)
+    _check_export_out(args.out, args.engine)
+    import torch
+
     engine = _engine_module().KnowledgeVQA.from_pretrained(args.engine, kg=None,
                                                            detector=args.detector is None and not args.no_detector)
     if args.no_detector:
         engine.detector = None
         engine.config.detector = None
     if args.detector:
-        try:
-            settings = json.loads(args.detector_settings) if args.detector_settings else {}
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--detector-settings: expected a JSON object, found {args.detector_settings!r} "
-                             f"({err})") from err
         engine.detector = build_detector(args.detector, path=args.detector_path, settings=settings, kg=engine.kg)
         engine.config.detector = {"kind": args.detector}
     out = engine.save_pretrained(args.out, dtype=torch.float16 if args.fp16 else None)

@@ -162,3 +162,59 @@ def test_broken_pipe_and_os_errors_end_with_one_line(capsys, monkeypatch):
         os.dup2(saved, 1)
         os.close(saved)
     assert capsys.readouterr().err == ""
+
+
+def _never_load(monkeypatch):
+    def never(*a, **k):
+        raise AssertionError("the engine was loaded before --out was checked")
+
+    monkeypatch.setattr(KnowledgeVQA, "from_pretrained", never)
+
+
+def test_export_refuses_to_destroy_what_is_not_an_engine(capsys, monkeypatch, tmp_path):
+    """--out must never delete a user's folder or file, nor rewrite the source engine."""
+    _never_load(monkeypatch)
+    precious = tmp_path / "u"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("precious")
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep")
+    cases = [(str(precious), "a non-empty folder that is not an engine folder"),
+             (str(afile), "exists and is not a folder"),
+             (str(afile / "sub"), "is a file, not a folder"),
+             (str(ENGINE), "is the source engine"),
+             (str(ENGINE / "detector"), "or a folder inside it"),
+             (str(ENGINE.parent), "contains the source engine"),
+             ("", "--out: expected a folder path, found an empty string")]
+    for out, match in cases:
+        rc = main(["export", str(ENGINE), "--out", out])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("ravlm: error: --out: ") and match in err, (out, err)
+        assert err.count("\n") == 1
+    assert (precious / "thesis.txt").read_text() == "precious" and afile.read_text() == "keep"
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--detector", "photo", "--detector-settings", "[1]"], r"--detector-settings: expected a JSON object, found '\[1\]'"),
+    (["--detector", "photo", "--detector-settings", "{"], "--detector-settings: expected a JSON object"),
+    (["--detector", "magic"], "--detector: expected one of"),
+    (["--detector", "layout_cells", "--detector-path", "/no/such/det"], "--detector-path: expected a detector folder, "
+                                                                     "found no such folder"),
+])
+def test_export_options_are_checked_before_the_engine_loads(capsys, monkeypatch, tmp_path, args, match):
+    _never_load(monkeypatch)
+    rc = main(["export", str(ENGINE), "--out", str(tmp_path / "x"), *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and re.search(match, err), err
+    assert not (tmp_path / "x").exists()
+
+
+def test_export_replaces_an_engine_folder_and_fills_an_empty_one(capsys, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["export", str(ENGINE), "--out", str(empty)]) == 0
+    assert (empty / "engine.json").is_file()
+    (empty / "stale.txt").write_text("old")  # an engine folder is replaced whole
+    assert main(["export", str(ENGINE), "--out", str(empty)]) == 0
+    assert (empty / "engine.json").is_file() and not (empty / "stale.txt").exists()
+    capsys.readouterr()

@@ -493,6 +493,8 @@ def parse_entities(entities: Any, where: str = "entities") -> list:
     """
     if isinstance(entities, str):
         return parse_entity_list(entities, source=where)
+    if isinstance(entities, (Mapping, Entity, EntitySpec)):  # one entity given alone
+        entities = [entities]
     if isinstance(entities, (bytes, bytearray)) or not hasattr(entities, "__iter__"):
         raise TypeError(f"{where}: expected a list of entities or a string 'knife,bread', "
                         f"found {type(entities).__name__}")
