@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Mapping
 from ravlm_graph.grounding.layouts import layout_cells
 from ravlm_graph.types import Entity
-from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
+from ravlm_graph.grounding.detectors.layout import DETECTOR_FILE, LayoutCellDetector
+from ravlm_graph.retrieval.embeddings import minilm_path
 from ravlm_graph.training.detectors import train_layout_detector
 from ravlm_graph.datasets.builtin import default_emoji_root
 from ravlm_graph.datasets.scenes import STYLE_DIRS, TRAINING_STYLE_DIRS, synthetic_scenes
@@ -67,6 +68,9 @@ DETECTOR_KEYS = ("epochs", "image_size", "channels", "negatives_per_scene", "bat
                  "min_score")
 #: Model settings a recipe may not give: they come from the data and the KG.
 DERIVED_MODEL_KEYS = ("answer_vocab",)
+#: The data files each dataset reads (``ravlm train --questions ...`` overrides them).
+DATASET_FILES = {"builtin": (), "fvqa": ("questions", "facts", "images"),
+                 "okvqa": ("questions", "annotations", "images"), "aokvqa": ("questions", "images")}
 
 
 @dataclass
@@ -156,6 +160,11 @@ class Recipe(Config):
                                                      and self.detector["init_from"]):
                 raise ValueError(f"{o}.detector.init_from: expected a detector folder path, "
                                  f"found {self.detector['init_from']!r}")
+        for name in ("questions", "facts", "images", "annotations"):
+            if getattr(self, name) is not None and name not in DATASET_FILES[self.dataset]:
+                users = [d for d, files in DATASET_FILES.items() if name in files]
+                raise ValueError(f"{o}.{name}: a {self.dataset!r} recipe does not read it (only "
+                                 f"{', '.join(users)} recipes do); remove it")
         if self.limit is not None:
             check_int(o, "limit", self.limit, 1)
         check_range(o, "holdout", self.holdout, 0.0, 0.9)
@@ -209,14 +218,100 @@ class Recipe(Config):
     def train_config(self) -> TrainConfig:
         return TrainConfig.from_dict({**self.train, "out_dir": str(self.output_dir)}, "Recipe.train")
 
+    def check_inputs(self, source: str | None = None, names: Mapping[str, str] | None = None) -> None:
+        """Check what the recipe reads from disk before any training starts: the KG store,
+        the detector folders (``detector.from``, ``detector.init_from``), the data files, the
+        text backbone and its ``model.trunk_layers``, and that ``out_dir`` is not a file.
+
+        Args:
+            source: the recipe file, named first in the errors.
+            names: field -> how the user gave it (``{"questions": "--questions"}``) for the
+                fields that did not come from the file.
+
+        Raises:
+            FileNotFoundError: a path that does not exist.
+            ValueError: a path of the wrong kind, or ``trunk_layers`` beyond the backbone's layers.
+        """
+        names = dict(names or {})
+
+        def where(key: str) -> str:
+            if key.split(".")[0] in names:
+                return names[key.split(".")[0]]
+            return f"{source}: Recipe.{key}" if source else f"Recipe.{key}"
+
+        def folder(key: str, path: str, what: str) -> Path:
+            p = Path(path)
+            if not p.exists():
+                raise FileNotFoundError(f"{where(key)}: {path}: no such folder (expected {what})")
+            if not p.is_dir():
+                raise ValueError(f"{where(key)}: {path}: expected {what}, found a file")
+            return p
+
+        if not self.kg.startswith("bundled:"):
+            p = folder("kg", self.kg, "a kg store folder")
+            if not (p / "meta.json").is_file():
+                raise ValueError(f"{where('kg')}: {self.kg}: not a kg store folder (no meta.json)")
+        if self.detector:
+            for key in ("from", "init_from"):
+                if key in self.detector:
+                    p = folder(f"detector.{key}", self.detector[key], "a layout detector folder")
+                    if not (p / DETECTOR_FILE).is_file():
+                        raise ValueError(f"{where('detector.' + key)}: {self.detector[key]}: not a layout "
+                                         f"detector folder (no {DETECTOR_FILE})")
+        if self.data is not None:
+            folder("data", self.data, "the built-in benchmark's folder")
+        for key in DATASET_FILES[self.dataset]:
+            v = getattr(self, key)
+            if v is None:
+                continue
+            if key == "images":
+                folder(key, v, "the images folder")
+            elif not Path(v).exists():
+                raise FileNotFoundError(f"{where(key)}: {v}: no such file")
+            elif not Path(v).is_file():
+                raise ValueError(f"{where(key)}: {v}: expected a JSON file, found a folder")
+        out = self.output_dir
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"{where('out_dir')}: {out}: exists and is not a folder")
+        if not self.generative:
+            self._check_trunk(where)
+
+    def _check_trunk(self, where) -> None:
+        """``model.text_backbone`` exists and has at least ``model.trunk_layers`` layers
+        (read from its config.json: the model is not loaded)."""
+        spec = self.model.get("text_backbone", "minilm")
+        if spec == "minilm":
+            try:
+                path = minilm_path()
+            except (ImportError, FileNotFoundError):
+                return  # the model's own loading names the missing package
+        else:
+            path = Path(spec)
+            if not path.is_dir():
+                raise FileNotFoundError(f"{where('model.text_backbone')}: {spec}: no such model folder")
+        layers = self.model.get("trunk_layers")
+        if layers is None:
+            return
+        try:
+            n = json.loads((path / "config.json").read_text(encoding="utf-8")).get("num_hidden_layers")
+        except (OSError, ValueError, AttributeError):
+            return
+        if isinstance(n, int) and layers > n:
+            raise ValueError(f"{where('model.trunk_layers')}: expected 1..{n} (the layers of the text backbone "
+                             f"{spec!r}), found {layers}")
+
 
 def load_recipe(path: str | Path) -> Recipe:
     """Read and check a recipe file; errors name the file and the key."""
     p = Path(path)
     try:
-        rec = json.loads(p.read_text(encoding="utf-8"))
+        rec = json.loads(p.read_text(encoding="utf-8-sig"))  # a byte-order mark is accepted
     except FileNotFoundError:
         raise FileNotFoundError(f"{p}: no such recipe file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{p}: expected a recipe file (JSON), found a folder") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{p}: recipe is not UTF-8 text ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{p}:{e.lineno}: recipe is not valid JSON: {e.msg}") from e
     if not isinstance(rec, dict):
@@ -389,6 +484,7 @@ def train_recipe(recipe: Recipe | Mapping[str, Any], progress: bool = True) -> d
     import torch
 
     recipe = as_recipe(recipe)
+    recipe.check_inputs()
     t_start = time.perf_counter()
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
@@ -546,6 +642,7 @@ def train_generative_recipe(recipe: Recipe | Mapping[str, Any], progress: bool =
     projector (and copy head, LoRA, named backbone weights) train with token cross-entropy
     on the answer text, through the same loop (seeded, resumable, DDP)."""
     recipe = as_recipe(recipe)
+    recipe.check_inputs()
     t_start = time.perf_counter()
     dataset = recipe.dataset
     out_dir = recipe.output_dir

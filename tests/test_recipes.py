@@ -80,3 +80,28 @@ def test_record_fact_gives_the_supporting_fact_from_the_visual_end():
     assert record_fact(by_id["2039"]) == ("banana", "LessNatural", "sweet_potato")  # ... the tail
     no_facts = load_fvqa(fix / "fvqa_train_split0_questions.json")  # no fact triples: no supporting fact
     assert record_fact(no_facts[0]) is None
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    p = tmp_path / "bom.json"
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps({"dataset": "builtin", "limit": 3}).encode())
+    assert load_recipe(p).limit == 3
+
+
+def test_data_files_a_dataset_does_not_read_are_refused(tmp_path):
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps({"dataset": "builtin", "questions": "q.json"}))
+    with pytest.raises(ValueError, match=r"r.json: Recipe.questions: a 'builtin' recipe does not read it"):
+        load_recipe(p)
+
+
+def test_check_inputs_names_the_source_and_the_key(tmp_path):
+    r = Recipe.from_dict({"kg": str(tmp_path / "store")})
+    with pytest.raises(FileNotFoundError, match=r"^r.json: Recipe.kg: .*store: no such folder"):
+        r.check_inputs("r.json")
+    (tmp_path / "store").mkdir()
+    with pytest.raises(ValueError, match=r"^Recipe.kg: .*store: not a kg store folder \(no meta.json\)"):
+        r.check_inputs()
+    r = Recipe.from_dict({"dataset": "fvqa", "questions": str(tmp_path / "q.json")})
+    with pytest.raises(FileNotFoundError, match=r"^--questions: .*q.json: no such file"):
+        r.check_inputs("r.json", {"questions": "--questions"})
