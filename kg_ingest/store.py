@@ -523,9 +523,13 @@ class KnowledgeGraph:
                 raise IndexError(f"nodes: node ids must lie in [0, {self.num_nodes})")
         else:
             ids = self._seed_ids(nodes, "nodes")
-        return SubgraphView(self, ids, self.induced_edges(ids))
+        return SubgraphView(self, ids, self._induced_edges(ids))
 
-    def induced_edges(self, ids: np.ndarray) -> np.ndarray:
+    def induced_edges(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Ids of the edges whose both ends are among the concept ids ``ids`` (unique)."""
+        return self._induced_edges(np.unique(_id_array(ids, self.num_nodes, "ids", "concept ids")))
+
+    def _induced_edges(self, ids: np.ndarray) -> np.ndarray:
         mask = np.zeros(self.num_nodes, dtype=bool)
         mask[ids] = True
         starts, ends = self.out_indptr[ids], self.out_indptr[ids + 1]

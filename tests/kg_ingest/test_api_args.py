@@ -174,3 +174,13 @@ def test_multilingual_names_keep_their_language_segment():
                                     meta={"language": None})
     assert concept_iri(kg, "fr/a/b") == "http://conceptnet.io/c/fr/a%2Fb"
     assert concept_iri(kg, "fr/pomme") == "http://conceptnet.io/c/fr/pomme"
+
+
+def test_induced_edges_checks_its_ids(tiny_kg):
+    ids = [tiny_kg.lookup("apple"), tiny_kg.lookup("fruit")]
+    assert [tiny_kg.edge(e)[:3] for e in tiny_kg.induced_edges(ids)] == [("apple", "IsA", "fruit")]
+    assert tiny_kg.induced_edges(ids + ids[::-1]).tolist() == tiny_kg.induced_edges(ids).tolist()
+    with pytest.raises(TypeError, match="ids: expected"):
+        tiny_kg.induced_edges("apple")
+    with pytest.raises(IndexError, match="out of range"):
+        tiny_kg.induced_edges([-1])
