@@ -70,14 +70,25 @@ def to_pyg(kg, node_ids=None, edge_ids=None):
     )
 
 
+# Percent-encoded in IRIs: everything but RFC 3986's unreserved characters, so a name holding
+# "/", "#", "%", a space or any non-ASCII character comes back unchanged from
+# :func:`kg_ingest.rdf.iri_to_concept` / :func:`~kg_ingest.rdf.iri_to_relation`, which decode them.
+_UNRESERVED = "_-.~"
+
+
 def concept_iri(kg, name: str) -> str:
+    """``http://conceptnet.io/c/en/<term>``, the term percent-encoded as one path segment
+    (``a/b`` -> ``c/en/a%2Fb``); a store whose names carry their language (``fr/pomme``)
+    keeps that first ``/``."""
     lang = kg.language
-    path = f"c/{lang}/{name}" if lang else f"c/{name}"
-    return CN + quote(path, safe="/_-.~")
+    if not lang:
+        lang, _, name = name.partition("/")
+    return f"{CN}c/{quote(lang, safe=_UNRESERVED)}/{quote(name, safe=_UNRESERVED)}"
 
 
 def relation_iri(relation: str) -> str:
-    return CN + "r/" + quote(relation, safe="/_-.~")
+    """``http://conceptnet.io/r/<relation>``, percent-encoded (``/`` kept: ``r/dbpedia/genre``)."""
+    return CN + "r/" + quote(relation, safe="/" + _UNRESERVED)
 
 
 def to_rdflib(kg, node_ids=None, edge_ids=None):

@@ -122,7 +122,7 @@ def iri_to_relation(iri: str) -> str:
     if iri in _PREDICATE_ALIASES:
         return _PREDICATE_ALIASES[iri]
     if iri.startswith(CN + "r/"):
-        return canonical_relation(iri[len(CN) + 2:])
+        return canonical_relation(unquote(iri[len(CN) + 2:]))
     local = re.split(r"[#/]", iri.rstrip("/#"))[-1]
     return canonical_relation(unquote(local))
 

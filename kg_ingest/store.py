@@ -210,18 +210,28 @@ class KnowledgeGraph:
 
     # ---------------------------------------------------------------- lookups
     def concept_name(self, i: int) -> str:
-        i = int(i)
-        if not 0 <= i < self.num_nodes:
-            raise IndexError(f"concept id {i} out of range [0, {self.num_nodes})")
-        b = bytes(self._blob[self._off[i]:self._off[i + 1]])
+        """The name of concept id ``i`` (IndexError when out of range)."""
+        if type(i) is not int or not 0 <= i < self.num_nodes:
+            i = _check_id(i, self.num_nodes, "concept id", "i")
+        return self._name(i)
+
+    def _name(self, i: int) -> str:
+        """The name of a concept id known to be in range (no argument checks: inner loops)."""
         try:
-            return b.decode("utf-8")
+            return str(self._blob[self._off[i]:self._off[i + 1]], "utf-8")
         except UnicodeDecodeError as e:
             where = self.path / "concepts.bin" if self.path else "concepts.bin"
-            raise StoreError(f"{where}: damaged store: concept {i} is not valid UTF-8 ({e.reason})") from e
+            raise StoreError(f"{where}: damaged store: concept {int(i)} is not valid UTF-8 ({e.reason})") from e
 
     def concept_names(self, ids: Iterable[int]) -> list[str]:
-        return [self.concept_name(i) for i in ids]
+        """The names of concept ids (a sequence or array of integers), in the given order."""
+        arr = _id_array(ids, self.num_nodes, "ids", "concept ids")
+        blob = self._blob
+        starts, ends = self._off[arr].tolist(), self._off[arr + 1].tolist()
+        try:
+            return [str(blob[a:b], "utf-8") for a, b in zip(starts, ends)]
+        except UnicodeDecodeError:
+            return [self._name(i) for i in arr.tolist()]  # names the damaged concept
 
     def _bsearch(self, key: bytes) -> int:
         """Index of the first name >= key."""
@@ -237,7 +247,9 @@ class KnowledgeGraph:
 
     def find_id(self, name: str) -> int | None:
         """Exact lookup; None when absent."""
-        key = name.encode("utf-8")
+        return self._find(_encode(name, "name"))
+
+    def _find(self, key: bytes) -> int | None:
         i = self._bsearch(key)
         if i < self.num_nodes and bytes(self._blob[self._off[i]:self._off[i + 1]]) == key:
             return i
@@ -249,16 +261,18 @@ class KnowledgeGraph:
         With ``lemma=True``, the choice of :meth:`resolve` (``"scissors"`` ->
         ``scissor`` when that concept has more edges).
         """
-        if not isinstance(text, str):
-            raise TypeError(f"expected a concept name (str), found {type(text).__name__}")
+        return self._lookup(text, lemma, "text")
+
+    def _lookup(self, text: str, lemma: bool, what: str) -> int | None:
+        key = _encode(text, what)
         if lemma:
             r = self.resolve(text)
             return None if r is None else r.id
-        i = self.find_id(text)
+        i = self._find(key)
         if i is None:
             norm = normalize_concept(text)
             if norm and norm != text:
-                i = self.find_id(norm)
+                i = self._find(norm.encode("utf-8"))
         return i
 
     def resolve(self, text: str) -> "Resolution | None":
@@ -271,8 +285,7 @@ class KnowledgeGraph:
         rarely-used plural never hides the concept that holds the facts.
         Returns None when no candidate is in the graph.
         """
-        if not isinstance(text, str):
-            raise TypeError(f"expected a concept name (str), found {type(text).__name__}")
+        _encode(text, "text")
         cands: list[tuple[str, str]] = [(text, "exact")]
         norm = normalize_concept(text)
         if norm and norm != text:
@@ -286,7 +299,7 @@ class KnowledgeGraph:
             if name in seen:
                 continue
             seen.add(name)
-            i = self.find_id(name)
+            i = self._find(name.encode("utf-8"))
             if i is None:
                 continue
             deg = int(self.out_indptr[i + 1] - self.out_indptr[i] + self.in_indptr[i + 1] - self.in_indptr[i])
@@ -296,12 +309,18 @@ class KnowledgeGraph:
 
     def concept_id(self, concept: str | int) -> int:
         """Id of a concept given by name (exact or normalised) or id; KeyError if absent."""
-        if isinstance(concept, (int, np.integer)):
+        return self._cid(concept, "concept")
+
+    def _cid(self, concept, what: str) -> int:
+        if isinstance(concept, (int, np.integer)) and not isinstance(concept, (bool, np.bool_)):
             c = int(concept)
             if not 0 <= c < self.num_nodes:
                 raise KeyError(f"concept id {c} out of range [0, {self.num_nodes})")
             return c
-        i = self.lookup(concept)
+        if not isinstance(concept, str):
+            raise TypeError(f"{what}: expected a concept name (str) or id (int), found "
+                            f"{type(concept).__name__} {_short(concept)}")
+        i = self._lookup(concept, False, what)
         if i is None:
             hint = self.search(normalize_concept(concept)[:4], limit=3) if concept.strip() else []
             more = f"; similar names: {', '.join(hint)}" if hint else ""
@@ -309,10 +328,17 @@ class KnowledgeGraph:
         return i
 
     def __contains__(self, concept: str) -> bool:
-        return isinstance(concept, str) and self.lookup(concept) is not None
+        if not isinstance(concept, str):
+            return False
+        try:
+            return self.lookup(concept) is not None
+        except ValueError:  # not valid Unicode: no concept has that name
+            return False
 
     def search(self, prefix: str, limit: int = 20) -> list[str]:
-        """Concept names starting with ``prefix`` (normalised), in sorted order."""
+        """Concept names starting with ``prefix`` (normalised), in sorted order; at most ``limit``."""
+        _encode(prefix, "prefix")
+        limit = _count(limit, "limit")
         p = normalize_concept(prefix) if prefix.strip() else ""
         key = p.encode("utf-8")
         i = self._bsearch(key)
@@ -328,6 +354,9 @@ class KnowledgeGraph:
     def relation_id(self, relation: str) -> int:
         from .relations import canonical_relation
 
+        if not isinstance(relation, str):
+            raise TypeError(f"relation: expected a relation name (str), found {type(relation).__name__} "
+                            f"{_short(relation)}")
         r = self._rel_index.get(relation)
         if r is None:
             r = self._rel_index.get(canonical_relation(relation))
@@ -336,17 +365,25 @@ class KnowledgeGraph:
         return r
 
     def surface_text(self, edge_id: int) -> str | None:
+        if type(edge_id) is not int or not 0 <= edge_id < self.num_edges:
+            edge_id = _check_id(edge_id, self.num_edges, "edge id", "edge_id")
         if self._surface_off is None:
             return None
-        e = int(edge_id)
+        e = edge_id
         s = bytes(self._surface_blob[self._surface_off[e]:self._surface_off[e + 1]]).decode("utf-8")
         return s or None
 
     # ---------------------------------------------------------------- queries
     def out_edges(self, node: int) -> np.ndarray:
+        """Ids of the edges whose head is concept id ``node``."""
+        if type(node) is not int or not 0 <= node < self.num_nodes:
+            node = _check_id(node, self.num_nodes, "concept id", "node")
         return np.arange(self.out_indptr[node], self.out_indptr[node + 1])
 
     def in_edges(self, node: int) -> np.ndarray:
+        """Ids of the edges whose tail is concept id ``node``."""
+        if type(node) is not int or not 0 <= node < self.num_nodes:
+            node = _check_id(node, self.num_nodes, "concept id", "node")
         return np.asarray(self.in_eid[self.in_indptr[node]:self.in_indptr[node + 1]], dtype=np.int64)
 
     def _edges_of(self, node: int, direction: str, rel: int | None):
@@ -376,7 +413,7 @@ class KnowledgeGraph:
         for d, e in self._edges_of(node, direction, rel):
             other = self.edge_dst[e] if d == "out" else self.edge_src[e]
             for r, o, w in zip(self.edge_rel[e].tolist(), other.tolist(), self.edge_weight[e].tolist()):
-                out.append(Neighbor(self.relations[r], self.concept_name(o), w))
+                out.append(Neighbor(self.relations[r], self._name(o), w))
         return out
 
     def incident_edges(self, concept: str | int, relation: str | None = None,
@@ -390,7 +427,7 @@ class KnowledgeGraph:
         rel = None if relation is None else self.relation_id(relation)
         out: list[Edge] = []
         for _, e in self._edges_of(node, direction, rel):
-            out.extend(self.edge(x) for x in e.tolist())
+            out.extend(self._edge(x) for x in e.tolist())
         return out
 
     def edges_between(self, a: str | int, b: str | int) -> list[Edge]:
@@ -401,13 +438,18 @@ class KnowledgeGraph:
             e = self.out_edges(x)
             e = e[self.edge_dst[e] == y]
             for eid in e.tolist():
-                out.append(self.edge(eid))
+                out.append(self._edge(eid))
         return out
 
     def edge(self, eid: int) -> Edge:
-        eid = int(eid)
-        return Edge(self.concept_name(self.edge_src[eid]), self.relations[self.edge_rel[eid]],
-                    self.concept_name(self.edge_dst[eid]), float(self.edge_weight[eid]))
+        """Edge ``eid`` as a (head, relation, tail, weight) record (IndexError when out of range)."""
+        if type(eid) is not int or not 0 <= eid < self.num_edges:
+            eid = _check_id(eid, self.num_edges, "edge id", "eid")
+        return self._edge(eid)
+
+    def _edge(self, eid: int) -> Edge:
+        return Edge(self._name(self.edge_src[eid]), self.relations[self.edge_rel[eid]],
+                    self._name(self.edge_dst[eid]), float(self.edge_weight[eid]))
 
     def _gather(self, nodes: np.ndarray, direction: str, max_degree: int | None):
         """Neighbour ids of ``nodes`` (vectorised CSR slicing)."""
@@ -432,6 +474,8 @@ class KnowledgeGraph:
         _check_direction(direction)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise ValueError(f"k: expected a non-negative integer number of hops, found {k!r}")
+        if max_degree is not None:
+            max_degree = _count(max_degree, "max_degree", "a non-negative integer number of edges, or None")
         ids = self._seed_ids(seeds)
         n = self.num_nodes
         visited = np.zeros(n, dtype=bool)
@@ -456,20 +500,29 @@ class KnowledgeGraph:
             visited[frontier] = True
         return np.flatnonzero(visited)
 
-    def _seed_ids(self, seeds) -> np.ndarray:
-        if isinstance(seeds, (str, int, np.integer)):
+    def _seed_ids(self, seeds, what: str = "seeds") -> np.ndarray:
+        """Sorted unique ids of concepts given by names and ids; a lone name, id or bytes is one item."""
+        if isinstance(seeds, (str, bytes, bytearray, int, np.integer, np.bool_)):
             seeds = [seeds]
-        ids = sorted({self.concept_id(s) for s in seeds})
+        elif isinstance(seeds, np.ndarray) and seeds.ndim == 0:
+            seeds = [seeds[()]]
+        elif seeds is None or not hasattr(seeds, "__iter__"):
+            raise TypeError(f"{what}: expected concept names or ids (a name, an id or a list of them), found "
+                            f"{type(seeds).__name__} {_short(seeds)}")
+        ids = sorted({self._cid(s, what) for s in seeds})
         return np.asarray(ids, dtype=np.int64)
 
-    def subgraph(self, nodes: Iterable[str | int] | np.ndarray) -> "SubgraphView":
-        """The induced subgraph: the given nodes and every edge among them."""
-        if isinstance(nodes, np.ndarray) and nodes.dtype.kind in "iu":
+    def subgraph(self, nodes: Iterable[str | int] | np.ndarray | str | int) -> "SubgraphView":
+        """The induced subgraph: the given nodes and every edge among them.
+
+        ``nodes``: concept names or ids, an integer id array, or one name or id.
+        """
+        if isinstance(nodes, np.ndarray) and nodes.ndim == 1 and nodes.dtype.kind in "iu":
             ids = np.unique(nodes.astype(np.int64))
             if len(ids) and (ids[0] < 0 or ids[-1] >= self.num_nodes):
-                raise IndexError(f"node ids must lie in [0, {self.num_nodes})")
+                raise IndexError(f"nodes: node ids must lie in [0, {self.num_nodes})")
         else:
-            ids = self._seed_ids(list(nodes))
+            ids = self._seed_ids(nodes, "nodes")
         return SubgraphView(self, ids, self.induced_edges(ids))
 
     def induced_edges(self, ids: np.ndarray) -> np.ndarray:
@@ -492,17 +545,19 @@ class KnowledgeGraph:
         return {r: int(c[i]) for i, r in sorted(enumerate(self.relations), key=lambda t: -c[t[0]])}
 
     def degree_stats(self, top: int = 10) -> dict:
-        """Summary statistics of total degree, plus the top concepts by degree."""
+        """Summary statistics of total degree, plus the ``top`` concepts by degree (the same keys
+        for an empty store)."""
+        top = _count(top, "top")
         d = self.degree("both")
         if not len(d):
-            return {"mean": 0.0, "median": 0.0, "max": 0, "isolated": 0, "top": []}
+            return {"mean": 0.0, "median": 0.0, "max": 0, "p99": 0.0, "isolated": 0, "top": []}
         k = min(top, len(d))
-        top_ids = np.argpartition(-d, k - 1)[:k]
+        top_ids = np.argpartition(-d, k - 1)[:k] if k else np.zeros(0, dtype=np.int64)
         top_ids = top_ids[np.argsort(-d[top_ids], kind="stable")]
         return {
             "mean": float(d.mean()), "median": float(np.median(d)), "max": int(d.max()),
             "p99": float(np.percentile(d, 99)), "isolated": int((d == 0).sum()),
-            "top": [(self.concept_name(i), int(d[i])) for i in top_ids],
+            "top": [(self._name(i), int(d[i])) for i in top_ids.tolist()],
         }
 
     # ---------------------------------------------------------------- exports
@@ -536,7 +591,7 @@ class KnowledgeGraph:
         def write(tmp: Path):
             _write_store(self, tmp)
 
-        return write_atomically(Path(path), write)
+        return write_atomically(_as_path(path, "path"), write)
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = True, verify: bool | str = True) -> "KnowledgeGraph":
@@ -560,7 +615,7 @@ class KnowledgeGraph:
         Raises:
             StoreError: not a store, another format version, or damaged files (names the file).
         """
-        return _load_store(Path(path), mmap, verify)
+        return _load_store(_as_path(path, "path"), mmap, verify)
 
 
 @dataclass
@@ -602,6 +657,63 @@ class SubgraphView:
 
     def __repr__(self) -> str:
         return f"SubgraphView(num_nodes={self.num_nodes}, num_edges={self.num_edges})"
+
+
+def _encode(text, what: str) -> bytes:
+    """``text`` as UTF-8; TypeError for a non-string, ValueError for text that is not valid Unicode."""
+    if not isinstance(text, str):
+        raise TypeError(f"{what}: expected a concept name (str), found {type(text).__name__} {_short(text)}")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{what}: {_short(text)} is not valid Unicode text (a lone surrogate "
+                         f"{text[e.start]!r} at position {e.start}); no concept has such a name") from None
+
+
+def _check_id(x, n: int, kind: str, what: str) -> int:
+    """``x`` as an id in [0, n): TypeError for a non-integer (or a bool), IndexError out of range."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+        raise TypeError(f"{what}: expected an integer {kind}, found {type(x).__name__} {_short(x)}")
+    i = int(x)
+    if not 0 <= i < n:
+        raise IndexError(f"{kind} {i} out of range [0, {n})")
+    return i
+
+
+def _id_array(ids, n: int, what: str, kind: str) -> np.ndarray:
+    """A sequence or array of ids in [0, n) as an int64 array (checked once, vectorised)."""
+    if isinstance(ids, (str, bytes, bytearray)) or ids is None or not hasattr(ids, "__iter__"):
+        raise TypeError(f"{what}: expected a sequence of integer {kind}, found {type(ids).__name__} "
+                        f"{_short(ids)}")
+    arr = ids if isinstance(ids, np.ndarray) else np.asarray(ids if isinstance(ids, (list, tuple)) else list(ids))
+    if arr.ndim != 1:
+        raise TypeError(f"{what}: expected a flat sequence of integer {kind}, found an array of shape {arr.shape}")
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{what}: expected integer {kind}, found {arr.dtype.name if arr.dtype.kind != 'U' else 'str'} "
+                        f"values")
+    arr = arr.astype(np.int64, copy=False)
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= n:
+        raise IndexError(f"{what}: {kind} {lo if lo < 0 else hi} out of range [0, {n})")
+    return arr
+
+
+def _count(x, what: str, expected: str = "a non-negative integer") -> int:
+    """A non-negative integer argument: TypeError for a non-integer (or a bool), ValueError below 0."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+        raise TypeError(f"{what}: expected {expected}, found {type(x).__name__} {_short(x)}")
+    if x < 0:
+        raise ValueError(f"{what}: expected {expected}, found {x!r}")
+    return int(x)
+
+
+def _as_path(path, what: str) -> Path:
+    if isinstance(path, (str, os.PathLike)):
+        return Path(path)
+    raise TypeError(f"{what}: expected a folder path (str or os.PathLike), found {type(path).__name__} "
+                    f"{_short(path)}")
 
 
 def _check_direction(direction: str) -> None:
@@ -961,7 +1073,7 @@ def verify_store(path: str | os.PathLike, level: str = "full") -> dict:
     import time
 
     t = time.perf_counter()
-    kg = _load_store(Path(path), True, level)
+    kg = _load_store(_as_path(path, "path"), True, level)
     files = kg.meta.get("files") or {}
     return {"path": str(kg.path), "level": level, "files": len(files),
             "bytes": int(sum(files.values())), "seconds": time.perf_counter() - t,

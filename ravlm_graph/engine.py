@@ -526,7 +526,8 @@ class KnowledgeVQA:
                 all_ents += [e for e in getattr(ex.subgraph, "entities", []) if (e.concept, e.origin) not in known]
             answers.append(Answer(question=questions[b], answer=best, score=float(p), candidates=ranked[:top_k],
                                   entities=all_ents, subgraph=ex.subgraph,
-                                  facts=_reasoning_facts(ex.subgraph, best, self.realiser),
+                                  facts=_reasoning_facts(ex.subgraph, best, self.realiser,
+                                                         focus=[e.concept for e in all_ents if e.origin == "image"]),
                                   copy_prob=float(out.copy_prob[b]), graph_attributions=attributions, timings=per,
                                   references=refs[b], notes=notes[b], answer_nodes=answer_nodes(best, ex.subgraph)))
         return answers
@@ -706,9 +707,14 @@ def answer_nodes(answer: str, subgraph) -> list[str]:
 
 
 def _reasoning_facts(sg, answer: str, realiser: Realiser | None = None, max_paths: int = 3,
-                     extra: int = 3) -> list[str]:
+                     extra: int = 3, focus: Sequence[str] = ()) -> list[str]:
     """Evidence sentences: the paths from the seeds to the answer, then the most relevant
-    facts of the subgraph, each once, in English (ConceptNet's surface text where kept)."""
+    facts of the subgraph, each once, in English (ConceptNet's surface text where kept).
+
+    The extra facts are those about the answer or a ``focus`` concept (the image's objects)
+    first: a fact between two of the question's words ("a hill can be used for", from the
+    words "used for") is no evidence for the answer.
+    """
     if sg is None or sg.is_empty:
         return []
     facts: list[str] = []
@@ -720,9 +726,14 @@ def _reasoning_facts(sg, answer: str, realiser: Realiser | None = None, max_path
                     facts.append(s)
     except KeyError:
         pass
-    for s in sg.verbalize(max_facts=extra + len(facts), realiser=realiser):
+    about = {answer, *focus}
+    ranked = sg.facts(max_facts=50)
+    ranked = [f for f in ranked if f.head in about or f.tail in about] + \
+        [f for f in ranked if f.head not in about and f.tail not in about]
+    for f in ranked:
         if len(facts) >= max_paths + extra:
             break
+        s = f.verbalize(realiser)
         if s not in facts:
             facts.append(s)
     return facts

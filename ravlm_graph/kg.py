@@ -40,19 +40,26 @@ def bundled_key(name: str) -> str:
     return file_digest(_sources(name) + code, extra=[name])
 
 
-def open_kg(spec: str, cache_root: str | os.PathLike | None = None, *, progress: bool = False) -> KnowledgeGraph:
+def open_kg(spec: str | os.PathLike, cache_root: str | os.PathLike | None = None, *,
+            progress: bool = False) -> KnowledgeGraph:
     """A KG from an engine spec: ``bundled:cn100k[+fvqa]`` or a store folder.
 
     Args:
-        spec: ``bundled:<name>`` or the path of a store folder.
+        spec: ``bundled:<name>`` or the path of a store folder (str or ``pathlib.Path``).
         cache_root: where bundled KGs are built and kept; None: the user's cache folder
             (``$RAVLM_CACHE`` or the platform's; ``RAVLM_CACHE=off`` builds in memory).
         progress: show the build's progress bar the first time.
 
     Raises:
+        TypeError: ``spec`` is neither a str nor a path.
         ValueError: an unknown bundled name.
         StoreError: a store folder that is not a readable store.
     """
+    if isinstance(spec, os.PathLike):
+        return KnowledgeGraph.load(spec)
+    if not isinstance(spec, str):
+        raise TypeError(f"spec: expected 'bundled:<name>' or a store folder (str or os.PathLike), found "
+                        f"{type(spec).__name__} {spec!r}"[:300])
     if not spec.startswith("bundled:"):
         return KnowledgeGraph.load(spec)
     name = spec.split(":", 1)[1]

@@ -173,3 +173,24 @@ def test_entities_given_to_a_model_without_the_graph_are_said(tiny):  # noqa: F8
     with pytest.warns(InputWarning, match="reads no entities .* the given entities are not used"):
         a = eng.answer(image(), "which of these can peel?", entities=["apple"])
     assert a.entities == [] or all(e.origin != "image" for e in a.entities)
+
+
+def test_evidence_prefers_facts_about_the_answer_and_the_image_objects():
+    """Extra evidence facts are about the answer or an image object first; a fact between two
+    of the question's words (``hill -CapableOf-> use_for``, from "used for") only fills in."""
+    import numpy as np
+
+    from ravlm_graph.engine import _reasoning_facts
+    from ravlm_graph.retrieval.subgraph import Subgraph
+
+    names = ["use_for", "hill", "knife", "cut", "weapon"]
+    rels = ["CapableOf", "UsedFor", "IsA"]
+    # edges (src, dst, rel): the question-word fact is the most relevant one
+    edges = [(1, 0, 0), (2, 3, 1), (2, 4, 2)]
+    sg = Subgraph(edge_index=np.array([[s for s, _, _ in edges], [d for _, d, _ in edges]]),
+                  edge_type=np.array([r for _, _, r in edges]), edge_relevance=np.array([0.9, 0.5, 0.4]),
+                  node_names=names, relation_names=rels, seed_mask=np.array([1, 0, 1, 0, 0], dtype=bool),
+                  node_relevance=np.ones(5), origin=np.array([1, 0, 2, 0, 0]), node_id=np.arange(5))
+    facts = _reasoning_facts(sg, "cut", max_paths=0, extra=2, focus=["knife"])
+    assert len(facts) == 2 and not any("hill" in f for f in facts), facts
+    assert _reasoning_facts(sg, "cut", max_paths=0, extra=3, focus=["knife"])[-1].startswith("a hill")

@@ -21,6 +21,15 @@ if TYPE_CHECKING:  # pragma: no cover
 _ORIGIN_BIT = {"question": 1, "image": 2}
 
 
+def _count(x: Any, what: str, expected: str = "a non-negative integer") -> int:
+    """A count argument: TypeError for a non-integer (or a bool), ValueError below 0."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+        raise TypeError(f"{what}: expected {expected}, found {type(x).__name__} {x!r}"[:300])
+    if x < 0:
+        raise ValueError(f"{what}: expected {expected}, found {x!r}")
+    return int(x)
+
+
 # --------------------------------------------------------------------------- Subgraph
 
 @dataclass(frozen=True)
@@ -193,7 +202,10 @@ class Subgraph(GraphData):
                     surface=surface or None)
 
     def facts(self, max_facts: int | None = None) -> list:
-        """The edges as :class:`~ravlm_graph.datasets.records.Fact` s, most relevant first."""
+        """The edges as :class:`~ravlm_graph.datasets.records.Fact` s, most relevant first (at most
+        ``max_facts``, a non-negative integer; None: all)."""
+        if max_facts is not None:
+            max_facts = _count(max_facts, "max_facts", "a non-negative integer or None")
         if self.num_edges == 0:
             return []
         order = np.argsort(-self.array("edge_relevance"), kind="stable").tolist()  # most relevant first, ties in order
@@ -206,14 +218,15 @@ class Subgraph(GraphData):
         :meth:`Fact.verbalize` (ConceptNet's surface text where the store kept it).
 
         Args:
-            max_facts: at most this many, most relevant first (None: all).
+            max_facts: at most this many (a non-negative integer), most relevant first (None: all).
             realiser: a :class:`~ravlm_graph.utils.english.Realiser` (default: a plain one).
         """
         return [f.verbalize(realiser) for f in self.facts(max_facts)]
 
     def index_of(self, concept: str) -> int:
         """Local index of a node by name (KeyError when absent)."""
-
+        if not isinstance(concept, str):
+            raise TypeError(f"concept: expected a node name (str), found {type(concept).__name__} {concept!r}"[:300])
         for name in (concept, normalize_concept(concept)):
             try:
                 return self.node_names.index(name)
@@ -227,16 +240,29 @@ class Subgraph(GraphData):
         Edges are walked in both directions; each step keeps its stored direction.
 
         Args:
-            target: node name or local index.
-            max_len: longest path in edges (default 3).
-            max_paths: at most this many paths, shortest first (default 5).
+            target: node name or local index (an int or a numpy integer).
+            max_len: longest path in edges (default 3; 0: only the target itself when it is a seed).
+            max_paths: at most this many paths, shortest first (default 5; 0: none).
 
         Raises:
             KeyError: ``target`` is not a node of the subgraph.
+            TypeError, ValueError: an argument of the wrong type, or a negative count.
         """
-        t = target if isinstance(target, int) else self.index_of(target)
+        if isinstance(target, (bool, np.bool_)):
+            raise TypeError(f"target: expected a node name (str) or local index (int), found {target!r}")
+        if isinstance(target, (int, np.integer)):
+            t = int(target)
+        elif isinstance(target, str):
+            t = self.index_of(target)
+        else:
+            raise TypeError(f"target: expected a node name (str) or local index (int), found "
+                            f"{type(target).__name__} {target!r}"[:300])
+        max_len = _count(max_len, "max_len")
+        max_paths = _count(max_paths, "max_paths")
         if not 0 <= t < self.num_nodes:
             raise KeyError(f"node index {t} out of range [0, {self.num_nodes})")
+        if max_paths == 0:
+            return []
         adj: list[list[tuple[int, int]]] = [[] for _ in range(self.num_nodes)]
         src, dst = self.array("edge_index").tolist() if self.num_edges else ([], [])
         for e, (s, d) in enumerate(zip(src, dst)):
