@@ -9,6 +9,7 @@ from kg_ingest import KnowledgeGraph
 from ravlm_graph.datasets.builtin import BuildConfig, build_builtin
 from ravlm_graph.datasets.builtin import read_manifest
 from ravlm_graph.datasets.builtin import package_emoji_assets
+from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE
 
 __all__ = ["register"]
 
@@ -21,8 +22,30 @@ def _load_kg(path):
     return KnowledgeGraph.load(path)
 
 
-def _build(args: argparse.Namespace) -> int:
+def _check_build_args(args: argparse.Namespace) -> None:
+    """The options of ``data build``, named as the user typed them, before the KG loads."""
+    for name in ("train", "val", "test"):
+        v = getattr(args, name)
+        if v is not None and v < 0:
+            raise ValueError(f"--{name}: expected a count >= 0, found {v}")
+    if not 32 <= args.image_size <= DEFAULT_MAX_SIDE:
+        raise ValueError(f"--image-size: expected 32..{DEFAULT_MAX_SIDE} px (the largest image the engine reads), "
+                         f"found {args.image_size}")
+    if not str(args.out).strip():
+        raise ValueError("--out: expected a folder path, found an empty string")
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out: {args.out} exists and is not a folder")
+    for opt, path in (("--kg", args.kg), ("--emoji-root", args.emoji_root)):
+        if path is None:
+            continue
+        if not path.exists():
+            raise FileNotFoundError(f"{opt}: {path}: no such folder")
+        if not path.is_dir():
+            raise ValueError(f"{opt}: expected a folder, found a file: {path}")
 
+
+def _build(args: argparse.Namespace) -> int:
+    _check_build_args(args)
     cfg = BuildConfig(seed=args.seed, train=args.train, val=args.val if args.val is not None else args.test,
                       test=args.test, image_size=args.image_size, train_style=args.train_style)
     summary = build_builtin(args.out, kg=_load_kg(args.kg), emoji_root=args.emoji_root, config=cfg,
@@ -66,12 +89,13 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="data_cmd", required=True)
 
     b = sub.add_parser("build", help="build the built-in benchmark")
-    b.add_argument("--out", required=True, type=Path, help="output folder")
+    b.add_argument("--out", required=True, type=Path,
+                   help="output folder (created; its split files are replaced when the build succeeds)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--train", type=int, default=4000, help="train questions (default 4000)")
     b.add_argument("--test", type=int, default=400, help="questions per test split (default 400)")
     b.add_argument("--val", type=int, default=None, help="val questions (default: as --test)")
-    b.add_argument("--image-size", type=int, default=128, help="scene side in px (default 128)")
+    b.add_argument("--image-size", type=int, default=128, help=f"scene side in px, 32..{DEFAULT_MAX_SIDE} (default 128)")
     b.add_argument("--train-style", choices=("twemoji", "noto"), default="twemoji")
     b.add_argument("--emoji-root", type=Path, default=None,
                    help="folder with index.json, twemoji64/, noto64/ (default: the packaged sprites)")

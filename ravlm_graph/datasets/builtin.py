@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import random
+import tempfile
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -172,8 +173,10 @@ class BuildConfig:
         for name in ("train", "val", "test"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"BuildConfig.{name}: expected a count >= 0, found {getattr(self, name)}")
-        if self.image_size < 32:
-            raise ValueError(f"BuildConfig.image_size: expected >= 32 px, found {self.image_size}")
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) \
+                or not 32 <= self.image_size <= DEFAULT_MAX_SIDE:
+            raise ValueError(f"BuildConfig.image_size: expected 32..{DEFAULT_MAX_SIDE} px (the largest image the "
+                             f"engine reads), found {self.image_size}")
         if self.train_style not in STYLE_DIRS:
             raise ValueError(f"BuildConfig.train_style: expected one of {sorted(STYLE_DIRS)}, "
                              f"found {self.train_style!r}")
@@ -520,11 +523,12 @@ def build_builtin(out: str | os.PathLike, *, kg=None, emoji_root: str | os.PathL
 
     Raises:
         FileNotFoundError: no emoji index.
-        ValueError: too few objects or facts to fill a split.
+        ValueError: too few objects or facts to fill a split, ``out`` a file.
     """
-    from tqdm.auto import tqdm
-
     cfg = config or BuildConfig()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder")
     if kg is None:
 
         kg = load_default(with_fvqa=True)
@@ -532,16 +536,42 @@ def build_builtin(out: str | os.PathLike, *, kg=None, emoji_root: str | os.PathL
     index = read_emoji_index(root)
     objects, kept, skipped = select_objects(index, kg, root, cfg, progress=progress)
     if len(objects) < 2:
-        raise ValueError(f"{root / 'index.json'}: expected at least 2 emoji linked to concepts with "
-                         f">= {cfg.min_facts} facts, found {len(objects)}")
+        where = getattr(kg, "path", None) or kg.meta.get("name") or "the KG"
+        raise ValueError(f"{where}: the KG has too few concepts with >= {cfg.min_facts} nameable facts that an "
+                         f"emoji of {root / 'index.json'} links to: {len(objects)} found, at least 2 needed "
+                         f"({kg.num_edges} edges in the KG)")
     kb = _Knowledge(kg, [o.concept for o in objects])
     pairs = kb.pairs()
     held = _hold_out(pairs, cfg.held_out_fraction, random.Random(cfg.seed * 7919 + 1))
     seen_pairs = [p for p in pairs if p not in held]
     held_pairs = sorted(held)
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    # The files are written into a temporary sibling folder and moved into ``out`` at the
+    # end: an error (or Ctrl-C) leaves no partial split and no folder the build created.
+    new_top = next((p for p in reversed([out, *out.parents]) if not p.exists()), None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        summary = _write_builtin(tmp, out, kg, root, cfg, index, objects, kept, skipped, kb, pairs, held,
+                                 seen_pairs, held_pairs, progress)
+        out.mkdir(exist_ok=True)
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, out / f.name)
+    except BaseException:
+        if new_top is not None and new_top.exists():
+            shutil.rmtree(new_top, ignore_errors=True)  # the folders this build created
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.debug("%s", summary.format())
+    return summary
+
+
+def _write_builtin(tmp: Path, out: Path, kg, root: Path, cfg: BuildConfig, index, objects, kept, skipped, kb, pairs,
+                   held, seen_pairs, held_pairs, progress: bool) -> BuildSummary:
+    """Write the splits, the manifest and the attribution of :func:`build_builtin` into ``tmp``."""
+    from tqdm.auto import tqdm
+
     sprites = SpriteCache(root)
     summary = BuildSummary(out=out, emoji_seen=len(index), emoji_kept=len(kept), concepts_kept=len(objects),
                            skipped=skipped, held_out_pairs=len(held), pairs=len(pairs))
@@ -554,8 +584,8 @@ def build_builtin(out: str | os.PathLike, *, kg=None, emoji_root: str | os.PathL
             gen = _SplitGenerator(split, split_pairs, kb, objects, style, cfg, sprites,
                                   random.Random(cfg.seed * 7919 + 100 + k))
             scenes, records = gen.run(sizes[split], pbar)
-            _write_jsonl(out / f"{split}.jsonl", records)
-            _write_jsonl(out / f"{split}.scenes.jsonl", scenes)
+            _write_jsonl(tmp / f"{split}.jsonl", records)
+            _write_jsonl(tmp / f"{split}.scenes.jsonl", scenes)
             summary.questions[split] = len(records)
             summary.by_relation[split] = Counter(r["relation"] for r in records)
             summary.by_type[split] = Counter(r["question_type"] for r in records)
@@ -580,9 +610,8 @@ def build_builtin(out: str | os.PathLike, *, kg=None, emoji_root: str | os.PathL
         "splits": split_info,
         "held_out_pairs": [list(p) for p in held_pairs],
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "ATTRIBUTION.md").write_text(ATTRIBUTION, encoding="utf-8")
-    logger.debug("%s", summary.format())
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (tmp / "ATTRIBUTION.md").write_text(ATTRIBUTION, encoding="utf-8")
     return summary
 
 
