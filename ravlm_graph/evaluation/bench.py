@@ -49,16 +49,19 @@ def _generated_scores(prediction: str, record, valid: set) -> tuple[float, float
     """(exact match, VQA accuracy) of a generated answer.
 
     Exact match: the normalised text equals a valid answer (concepts read as text). VQA
-    accuracy: the official min(#humans/3, 1) over the record's raw human answers when it has
-    several (VQAv2 / OK-VQA style), else its soft score table, else the exact match."""
+    accuracy: the official VQA score (min(#matching humans / 3, 1), averaged over the ten
+    leave-one-out subsets) over the record's raw human answers when it has several (VQAv2,
+    OK-VQA, A-OKVQA direct answers), else its soft score table (LXMERT-style labels), else
+    the exact match. An answer only one annotator gave scores 0.3, never 1, whatever the
+    exact-match set accepts (A-OKVQA's multiple-choice answer included)."""
     texts = [answer_text(v) for v in valid]
     em = exact_match(prediction, texts) if texts else 0.0
-    raw = list(getattr(record, "answers", ()) or ())
-    if len(raw) >= 3 and not getattr(record, "answer_concepts", None):
-        return em, vqa_accuracy(prediction, raw)
     scores = getattr(record, "answer_scores", None)
-    if scores:
-        return em, max(em, soft_score_accuracy(prediction, {answer_text(k): v for k, v in scores.items()}))
+    if scores:  # the loaders' table: the VQA score of each human answer, or LXMERT's labels
+        return em, soft_score_accuracy(prediction, {answer_text(k): v for k, v in scores.items()})
+    raw = list(getattr(record, "answers", ()) or ())
+    if len(raw) >= 3:
+        return em, vqa_accuracy(prediction, raw)
     return em, em
 
 

@@ -231,3 +231,48 @@ def test_bench_builtin_argument_errors_are_one_ravlm_error_line(capsys, tmp_path
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("ravlm: error: ") and match in err, err
+
+
+def test_generated_answers_get_the_official_vqa_score():
+    """A generative engine's VQA accuracy is the official leave-one-out score over the human
+    answers, not 1 for any answer some annotator gave (OK-VQA / A-OKVQA records carry
+    answer concepts as well)."""
+    import io
+    import json
+
+    from ravlm_graph.datasets import load_vqa
+    from ravlm_graph.evaluation import vqa_accuracy
+    from ravlm_graph.evaluation.bench import run_split
+
+    humans = ["racing"] * 9 + ["motocross"]
+    q = {"questions": [{"question_id": 1, "image_id": 1, "question": "What sport is this?"}]}
+    a = {"annotations": [{"question_id": 1, "answers": [{"answer": x, "answer_id": i + 1}
+                                                          for i, x in enumerate(humans)]}]}
+    recs = load_vqa(io.StringIO(json.dumps(q)), io.StringIO(json.dumps(a)))
+
+    class _Said:
+        def __init__(self, text):
+            self.answer, self.candidates, self.subgraph = text, [(text, 1.0)], None
+
+        def to_dict(self):
+            return {"answer": self.answer}
+
+    class _Generator:
+        generative = True
+
+        def __init__(self, text):
+            self.text = text
+
+        def answer_batch(self, images, questions, entities, top_k=3, **kw):
+            return [_Said(self.text) for _ in questions]
+
+    import ravlm_graph.evaluation.bench as bench
+
+    orig = bench.record_image
+    bench.record_image = lambda r: None  # no image files: the stub reads none
+    try:
+        for said, expected in (("motocross", 0.3), ("racing", 1.0), ("bmx", 0.0)):
+            m, _ = run_split(_Generator(said), recs, None, progress=False)
+            assert m["vqa_accuracy"] == pytest.approx(vqa_accuracy(said, humans)) == pytest.approx(expected)
+    finally:
+        bench.record_image = orig
