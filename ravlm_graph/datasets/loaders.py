@@ -607,8 +607,8 @@ def load_lxmert(
 ) -> list[VQARecord]:
     """Read an LXMERT-format file: ``[{"question_id", "sent", "img_id", "label": {answer: score}}]``.
 
-    A file whose first record has no ``label`` is read as unlabelled (test); after a
-    labelled first record every record needs one.
+    A file without any ``label`` is read as unlabelled (test); when one record has a
+    label, every record needs one.
 
     Args:
         path: the JSON file (path or file object).
@@ -628,7 +628,9 @@ def load_lxmert(
     if not isinstance(data, list):
         raise ValueError(f"{name}: expected a JSON list of records, found {type(data).__name__}")
     root = Path(images_root) if images_root is not None else None
-    labelled = bool(data) and isinstance(data[0], Mapping) and "label" in data[0]
+    # labelled when any record has a label (then every record needs one: a first record
+    # without it is an error, not a reason to drop every label)
+    labelled = any(isinstance(r, Mapping) and "label" in r for r in data)
     records = []
     for i, rec in enumerate(data):
         qid = str(_field(rec, "question_id", f"{name}: record {i}", (int, str)))
@@ -724,9 +726,8 @@ def load_csqa(path: Source, *, split: str | None = None) -> list[VQARecord]:
 
     Each line: ``{"id", "answerKey", "question": {"stem", "question_concept",
     "choices": [{"label": "A", "text": ...}, ...]}}``. Choices must be labelled
-    ``A``, ``B``, ... in order. A file whose first record has no ``answerKey`` is read as
-    unlabelled (the official test file); after a labelled first record every record
-    needs one.
+    ``A``, ``B``, ... in order. A file without any ``answerKey`` is read as unlabelled (the
+    official test file); when one record has one, every record needs one.
 
     Args:
         path: the JSONL file (path or file object).
@@ -778,6 +779,10 @@ def load_csqa(path: Source, *, split: str | None = None) -> list[VQARecord]:
             raise ValueError(f"{where}: expected choices labelled {expected or ['A', '...']}, found {labels}")
         if labelled is None:
             labelled = "answerKey" in rec
+            first_unlabelled = None if labelled else where
+        elif not labelled and "answerKey" in rec:
+            raise ValueError(f"{where}: has an 'answerKey' but {first_unlabelled} has none: expected every record "
+                             f"labelled (train/dev) or none (test)")
         correct = None
         answers: tuple[str, ...] = ()
         if labelled:

@@ -389,6 +389,9 @@ def test_load_lxmert_unlabelled_and_errors(tmp_path):
     labelled = {**rec, "question_id": 2, "label": {"dog": 1}}
     with pytest.raises(ValueError, match=r"lx\.json: record '1': missing field 'label'"):
         load_lxmert(_write(tmp_path, "lx.json", [labelled, rec]))
+    # the first record without its label: an error too, not a file read as unlabelled
+    with pytest.raises(ValueError, match=r"lx\.json: record '1': missing field 'label'"):
+        load_lxmert(_write(tmp_path, "lx.json", [rec, labelled]))
     with pytest.raises(ValueError, match=r"lx\.json: record '2': field 'label': expected a score in \[0, 1\] "
                                          r"for 'dog', found 3"):
         load_lxmert(_write(tmp_path, "lx.json", [{**labelled, "label": {"dog": 3}}]))
@@ -486,6 +489,10 @@ def test_load_csqa_errors(tmp_path):
     del unlabelled["answerKey"]
     with pytest.raises(ValueError, match=r"c\.jsonl: line 2: record 'q2': missing field 'answerKey'"):
         load_csqa(_write(tmp_path, "c.jsonl", _csqa_line() + "\n" + json.dumps(unlabelled)))
+    # the first record without its answerKey and a later one with it: an error naming both
+    with pytest.raises(ValueError, match=r"line 2: record 'q1': has an 'answerKey' but c\.jsonl: line 1: record "
+                                         r"'q2' has none"):
+        load_csqa(_write(tmp_path, "c.jsonl", json.dumps(unlabelled) + "\n" + _csqa_line()))
     bad = json.loads(_csqa_line())
     bad["question"]["choices"][1]["label"] = "X"
     with pytest.raises(ValueError, match=r"record 'q1': expected choices labelled \['A', 'B', 'C', 'D', 'E'\], "
