@@ -305,6 +305,19 @@ def _fvqa_visual_end(head: str, tail: str, answer: str, ans_source: str, questio
     return 0
 
 
+def _answer_outside_fact(answer: str, question: str, ends: tuple[str, str]) -> bool:
+    """The answer shares no word with either end of the fact and is yes/no, or one of the
+    choices an "A or B" question offers (a comparative: "bigger or smaller than ...")."""
+    if _overlap(answer, ends[0]) or _overlap(answer, ends[1]):
+        return False
+    words = _words(answer)
+    if not words:
+        return False
+    if len(words) == 1 and words <= {"yes", "no"}:
+        return True
+    return " or " in f" {question.lower()} " and words <= _words(question)
+
+
 def _as_mapping(src: Source | Mapping[str, Any], what: str) -> tuple[str, Mapping[str, Any]]:
     if isinstance(src, Mapping):
         return f"<{what}>", src
@@ -457,6 +470,11 @@ def load_fvqa(
             other = ends[1 - visual]
             extra["visual_concept"] = gold
             answer_concepts = (other,) if rec.get("ans_source") == "kb" else (gold,)
+            if _answer_outside_fact(str(rec["answer"]), str(rec["question"]), ends):
+                # "bigger or smaller than a dolphin?" -> "bigger", "Is it ...?" -> "yes": the
+                # answer is a choice the question offers (or yes/no), not an end of the fact
+                answer_concepts = (normalize_concept(str(rec["answer"])),)
+                extra["answer_outside_fact"] = True
             rng = random.Random(f"{seed}:{qid}")
             candidates = [c for c in pool if c != gold and c != other]
             names = [gold, *rng.sample(candidates, min(distractors, len(candidates)))]

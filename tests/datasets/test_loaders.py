@@ -205,9 +205,10 @@ def test_load_fvqa_relations_and_visual_concepts():
     # ans_source "image": the answer is the visual concept (here the tail).
     assert by_id["2039"].extra["visual_concept"] == "banana"
     assert by_id["2039"].answer_concepts == ("banana",)
-    # "kb" answer "bigger" matches neither end: the question names "dolphin", so whale is seen.
+    # "kb" answer "bigger" matches neither end: the question names "dolphin", so whale is seen;
+    # the gold answer is the choice the question offers, not the fact's other end.
     assert by_id["96"].extra["visual_concept"] == "whale"
-    assert by_id["96"].answer_concepts == ("dolphin",)
+    assert by_id["96"].answer_concepts == ("bigger",)
     # "people" vs "person": tie broken by the question naming "male or female".
     assert by_id["2688"].extra["visual_concept"] == "person"
     assert by_id["3516"].extra["visual_concept"] == "cheese"  # head, though "pizza" comes first in the surface
@@ -543,3 +544,21 @@ def test_load_csqa_and_fvqa_accept_a_byte_order_mark(tmp_path):
     q = tmp_path / "q.json"
     q.write_bytes(b"\xef\xbb\xbf" + FVQA_Q.read_bytes())
     assert len(load_fvqa(q, FVQA_T)) == len(load_fvqa(FVQA_Q, FVQA_T))
+
+
+def test_fvqa_answers_that_are_no_end_of_the_fact():
+    """A comparative choice the question offers ("bigger or smaller than dolphin?" ->
+    bigger) or a yes/no answer is the gold answer itself, not the end of the fact it
+    shares no word with; a synonym of an end (people / person) still maps to the end."""
+    q = {"1": {"question": "Whether the animal in the image is bigger or smaller than dolphin?", "answer": "bigger",
+               "img_file": "a.jpg", "ans_source": "kb", "fact": ["f1"]},
+         "2": {"question": "Is this office neat and tidy?", "answer": "Yes", "img_file": "b.jpg",
+               "ans_source": "kb", "fact": ["f2"]},
+         "3": {"question": "What object in this image can dine with other people?", "answer": "people",
+               "img_file": "c.jpg", "ans_source": "image", "fact": ["f3"]}}
+    t = {"1": ["whale", "MoreBig", "dolphin"], "2": ["office", "HasProperty", "tidy_place"],
+         "3": ["person", "CapableOf", "dine"]}
+    recs = {r.qid: r for r in load_fvqa(q, t)}
+    assert recs["1"].answer_concepts == ("bigger",) and recs["1"].extra["answer_outside_fact"]
+    assert recs["2"].answer_concepts == ("yes",)
+    assert recs["3"].answer_concepts == ("person",) and not recs["3"].extra.get("answer_outside_fact")
