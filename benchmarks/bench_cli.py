@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _args import output_file, positive_int
+
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "ravlm_graph" / "data" / "engine_builtin"
 SCENE = ROOT / "examples" / "scene.png"
@@ -83,10 +85,12 @@ def in_process(env: dict, repeat: int) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repeat", type=int, default=3, help="warm runs per command (median reported)")
+    p.add_argument("--repeat", type=positive_int, default=3, help="warm runs per command (median reported)")
     p.add_argument("--cache", default=None, help="cache folder to start from (default: a new empty one: cold)")
-    p.add_argument("--json", default=None, help="write the figures here")
+    p.add_argument("--json", type=output_file, default=None, help="write the figures here")
     args = p.parse_args(argv)
+    if args.cache and Path(args.cache).exists() and not Path(args.cache).is_dir():
+        p.error(f"--cache {args.cache}: not a folder")
 
     tmp = tempfile.TemporaryDirectory(prefix="ravlm-bench-cache-")
     cache = args.cache or tmp.name

@@ -17,10 +17,11 @@ cell-net detector with each way of choosing the layout and each cell threshold i
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
+
+from _args import existing_dir, json_object, positive_int, probability
 
 
 def evaluate(det, split: str, limit: int | None = None, batch: int = 16) -> dict:
@@ -55,37 +56,47 @@ def evaluate(det, split: str, limit: int | None = None, batch: int = 16) -> dict
 
 
 def main(argv=None) -> int:
+    from ravlm_graph.datasets.builtin import BUILTIN_SPLITS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--detector", default=None, help="a detector folder to evaluate")
-    p.add_argument("--train-config", default=None, help="JSON detector config to train first")
+    p.add_argument("--detector", type=existing_dir, default=None, help="a detector folder to evaluate")
+    p.add_argument("--train-config", type=json_object, default=None, help="JSON detector config to train first")
     p.add_argument("--out", default=None, help="where a trained detector is saved")
     p.add_argument("--seed", type=int, default=0, help="training seed (drawn scenes, initial weights)")
-    p.add_argument("--splits", nargs="+", default=["val", "test_iid", "test_other_style"])
-    p.add_argument("--limit", type=int, default=None, help="scenes per split")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch", type=int, nargs="+", default=[16], help="scenes per detect_batch call")
-    p.add_argument("--layout-choice", nargs="+", default=None, help="cells, head and/or joint (cell-net detectors)")
-    p.add_argument("--min-score", type=float, nargs="+", default=None, help="cell score thresholds to try")
+    p.add_argument("--splits", nargs="+", choices=BUILTIN_SPLITS, default=["val", "test_iid", "test_other_style"])
+    p.add_argument("--limit", type=positive_int, default=None, help="scenes per split")
+    p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--batch", type=positive_int, nargs="+", default=[16], help="scenes per detect_batch call")
+    p.add_argument("--layout-choice", nargs="+", choices=("cells", "head", "joint"), default=None,
+                   help="cells, head and/or joint (cell-net detectors)")
+    p.add_argument("--min-score", type=probability, nargs="+", default=None, help="cell score thresholds to try")
     args = p.parse_args(argv)
+    if args.train_config is not None and not args.out:
+        p.error("--train-config needs --out")
+    if args.train_config is None and not args.detector:
+        p.error("give --detector or --train-config")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        p.error(f"--out {args.out}: not a folder")
+    needs_cell_net = [c for c in args.layout_choice or [] if c != "cells"]
+    if needs_cell_net and args.train_config is not None and args.train_config.get("scorer") != "cell_net":
+        p.error(f"--layout-choice {needs_cell_net[0]} needs a CellNet detector (--train-config with \"scorer\": \"cell_net\")")
     import torch
 
     torch.set_num_threads(args.threads)
     from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
 
-    if args.train_config:
+    if args.train_config is not None:
         from ravlm_graph.datasets import load_builtin
         from ravlm_graph.recipes import train_detector
 
-        if not args.out:
-            p.error("--train-config needs --out")
         t0 = time.perf_counter()
-        det = train_detector(load_builtin("train"), json.loads(args.train_config), args.seed)
+        det = train_detector(load_builtin("train"), args.train_config, args.seed)
         print(f"trained in {time.perf_counter() - t0:.0f} s")
         det.save_pretrained(args.out)
-    elif args.detector:
-        det = LayoutCellDetector.from_pretrained(args.detector)
     else:
-        p.error("give --detector or --train-config")
+        det = LayoutCellDetector.from_pretrained(args.detector)
+        if needs_cell_net and not det.cell_net:
+            p.error(f"--layout-choice {needs_cell_net[0]} needs a CellNet detector; {args.detector} has none")
     torch.set_num_threads(args.threads)
     for choice, min_score in [(c, t) for c in args.layout_choice or [det.layout_choice]
                               for t in args.min_score or [det.min_score]]:

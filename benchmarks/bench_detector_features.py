@@ -20,6 +20,8 @@ import random
 import time
 from pathlib import Path
 
+from _args import positive_int
+
 
 def _scenes(split: str, n: int | None):
     from ravlm_graph.datasets import load_builtin
@@ -66,17 +68,45 @@ def _recall(probs, meta, vocab, layouts) -> float:
     return hits / max(1, total)
 
 
+def _size(text: str) -> int:
+    """``--size``: the crop side, at least 32 (``FeatureTaggerConfig.input_size``)."""
+    v = positive_int(text)
+    if v < 32:
+        raise argparse.ArgumentTypeError(f"expected a crop side >= 32, found {text!r}")
+    return v
+
+
+def _heads(text: str) -> list:
+    """``--heads``: a JSON list of [hidden >= 0, epochs >= 1, dropout in [0, 1)]."""
+    try:
+        heads = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
+    ok = isinstance(heads, list) and heads and all(
+        isinstance(h, list) and len(h) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in h)
+        and isinstance(h[0], int) and h[0] >= 0 and isinstance(h[1], int) and h[1] >= 1 and 0 <= h[2] < 1
+        for h in heads)
+    if not ok:
+        raise argparse.ArgumentTypeError(
+            f"expected a non-empty JSON list of [hidden >= 0, epochs >= 1, dropout in [0, 1)], found {text!r}")
+    return heads
+
+
 def main(argv=None) -> int:
+    from ravlm_graph.datasets.builtin import BUILTIN_SPLITS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", type=int, default=96, help="crop side fed to the backbone")
-    ap.add_argument("--train-scenes", type=int, default=1200)
-    ap.add_argument("--limit", type=int, default=150, help="test scenes per split")
-    ap.add_argument("--splits", nargs="+", default=["test_iid", "test_other_style"])
-    ap.add_argument("--heads", default='[[0, 30, 0.2], [256, 30, 0.2], [512, 40, 0.3]]',
+    ap.add_argument("--size", type=_size, default=96, help="crop side fed to the backbone")
+    ap.add_argument("--train-scenes", type=positive_int, default=1200)
+    ap.add_argument("--limit", type=positive_int, default=150, help="test scenes per split")
+    ap.add_argument("--splits", nargs="+", choices=[s for s in BUILTIN_SPLITS if s != "train"], default=["test_iid", "test_other_style"])
+    ap.add_argument("--heads", type=_heads, default='[[0, 30, 0.2], [256, 30, 0.2], [512, 40, 0.3]]',
                     help="JSON list of [hidden, epochs, dropout]")
     ap.add_argument("--work", required=True, help="folder for the cached features")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=positive_int, default=1)
     args = ap.parse_args(argv)
+    if Path(args.work).exists() and not Path(args.work).is_dir():
+        ap.error(f"--work {args.work}: not a folder")
     import numpy as np
     import torch
 
@@ -115,7 +145,7 @@ def main(argv=None) -> int:
     tr = np.load(work / "train.npz")
     x, y = torch.from_numpy(tr["x"]), [str(v) for v in tr["y"]]
     vocab = tuple(sorted(set(y) - {NONE})) + (NONE,)
-    for hidden, epochs, dropout in json.loads(args.heads):
+    for hidden, epochs, dropout in args.heads:
         head = FeatureTagger(FeatureTaggerConfig(vocab, input_size=args.size, hidden=hidden, dropout=dropout))
         fit_feature_tagger(head, [None] * len(y), [[v] for v in y], features=x,
                            config=TrainConfig(out_dir="", epochs=epochs, batch_size=128, lr=2e-3, weight_decay=1e-4,

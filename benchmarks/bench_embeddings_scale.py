@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / "_work"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _args import fraction, output_file, positive_int, store_dir  # noqa: E402  (benchmarks/ is on the path)
+
 FULL_FACTOR = 10  # the synthetic 1/10 store -> the full dump
 
 
@@ -57,12 +59,12 @@ def log(msg: str) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--store", default=None, help="a store folder (default: the synthetic store at --scale)")
-    p.add_argument("--scale", type=float, default=0.1)
-    p.add_argument("--sample", type=int, default=2048, help="names embedded to measure throughput")
-    p.add_argument("--queries", type=int, default=50)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", default=None)
+    p.add_argument("--store", type=store_dir, default=None, help="a store folder (default: the synthetic store at --scale)")
+    p.add_argument("--scale", type=fraction, default=0.1, help="synthetic store's share of the full dump, in (0, 1]")
+    p.add_argument("--sample", type=positive_int, default=2048, help="names embedded to measure throughput")
+    p.add_argument("--queries", type=positive_int, default=50)
+    p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--json", type=output_file, default=None)
     args = p.parse_args(argv)
 
     import torch

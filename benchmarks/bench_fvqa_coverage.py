@@ -24,40 +24,54 @@ import collections
 import json
 import sys
 import time
+from pathlib import Path
 
-from ravlm_graph.kg import open_kg
-from ravlm_graph.recipes import _dataset, fvqa_entities, load_recipe
-from ravlm_graph.retrieval.retriever import SubgraphRetriever
+from _args import existing_file, nonneg_float, nonneg_int, one_line, output_file, positive_float, positive_int
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipe", default="configs/fvqa.json")
-    ap.add_argument("--questions", required=True, help="FVQA train questions (train_split0_questions.json)")
-    ap.add_argument("--facts", required=True, help="FVQA train facts (train_split0_fact_triples.json)")
-    ap.add_argument("--budgets", nargs="+", type=int, default=[32, 64, 96, 192])
-    ap.add_argument("--relation-weight", type=float, default=None, help="override the recipe's relation_weight")
-    ap.add_argument("--relation-temperature", type=float, default=None,
+    ap.add_argument("--recipe", type=existing_file, default="configs/fvqa.json")
+    ap.add_argument("--questions", type=existing_file, required=True, help="FVQA train questions (train_split0_questions.json)")
+    ap.add_argument("--facts", type=existing_file, required=True, help="FVQA train facts (train_split0_fact_triples.json)")
+    ap.add_argument("--budgets", nargs="+", type=positive_int, default=[32, 64, 96, 192])
+    ap.add_argument("--relation-weight", type=nonneg_float, default=None, help="override the recipe's relation_weight")
+    ap.add_argument("--relation-temperature", type=positive_float, default=None,
                     help="override the recipe's relation_temperature")
     ap.add_argument("--kg-cache", default="stores", help="where the bundled KG and node embeddings are cached")
     ap.add_argument("--split", choices=("held-out", "train"), default="held-out",
                     help="the questions the recipe holds out (default) or those it trains on")
-    ap.add_argument("--limit", type=int, default=0, help="first N held-out questions (0: all)")
-    ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--limit", type=nonneg_int, default=0, help="first N held-out questions (0: all)")
+    ap.add_argument("--json", type=output_file, default=None, help="also write the results to this JSON file")
     args = ap.parse_args(argv)
+    if Path(args.kg_cache).exists() and not Path(args.kg_cache).is_dir():
+        ap.error(f"--kg-cache {args.kg_cache}: not a folder")
+
+    from ravlm_graph.kg import open_kg
+    from ravlm_graph.recipes import _dataset, fvqa_entities, load_recipe
+    from ravlm_graph.retrieval.retriever import SubgraphRetriever
+
+    try:
+        recipe = load_recipe(args.recipe).replace(questions=args.questions, facts=args.facts)
+        if args.relation_weight is not None:
+            recipe = recipe.replace(retrieval=recipe.retrieval.replace(relation_weight=args.relation_weight))
+        if args.relation_temperature is not None:
+            recipe = recipe.replace(retrieval=recipe.retrieval.replace(relation_temperature=args.relation_temperature))
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        ap.error(one_line(e))  # load_recipe names the file, the configs their field
+    if recipe.dataset != "fvqa":
+        ap.error(f"--recipe {args.recipe}: an FVQA recipe is needed, found dataset {recipe.dataset!r}")
 
     import torch
 
     torch.set_num_threads(1)
-    recipe = load_recipe(args.recipe).replace(questions=args.questions, facts=args.facts)
-    if args.relation_weight is not None:
-        recipe = recipe.replace(retrieval=recipe.retrieval.replace(relation_weight=args.relation_weight))
-    if args.relation_temperature is not None:
-        recipe = recipe.replace(retrieval=recipe.retrieval.replace(relation_temperature=args.relation_temperature))
     retrieval = recipe.retrieval.to_dict()
     kg = open_kg(recipe.kg, cache_root=args.kg_cache)
     retriever = SubgraphRetriever(kg, recipe.retrieval)
-    train_part, held_out, _, _ = _dataset(recipe, kg)
+    try:
+        train_part, held_out, _, _ = _dataset(recipe, kg)
+    except (ValueError, OSError) as e:  # a malformed questions or facts file
+        ap.error(one_line(e))
     if args.split == "train":
         held_out = train_part
     if args.limit:

@@ -26,16 +26,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _args import check_files, existing_dir, nonneg_int, store_dir  # noqa: E402  (benchmarks/ is on the path)
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="data root (default ../shared/data)")
-    ap.add_argument("--kg", default=None, help="KG store folder (default: bundled CN-100K + FVQA facts)")
+    ap.add_argument("--data", type=existing_dir, default=str(ROOT.parent / "shared" / "data"),
+                    help="data root (default ../shared/data)")
+    ap.add_argument("--kg", type=store_dir, default=None, help="KG store folder (default: bundled CN-100K + FVQA facts)")
     ap.add_argument("--split", default="all", choices=["train", "valid", "all"])
-    ap.add_argument("--limit", type=int, default=0, help="use only the first N questions (0: all)")
+    ap.add_argument("--limit", type=nonneg_int, default=0, help="use only the first N questions (0: all)")
     ap.add_argument("--drop-general", action="store_true", help="drop over-general concepts instead of down-weighting")
-    ap.add_argument("--show-misses", type=int, default=10)
+    ap.add_argument("--show-misses", type=nonneg_int, default=10)
     args = ap.parse_args(argv)
+    csqa = Path(args.data) / "vqa" / "csqa"
+    files = {"train": [csqa / "train.jsonl"], "valid": [csqa / "valid.jsonl"],
+             "all": [csqa / "train.jsonl", csqa / "valid.jsonl"]}[args.split]
+    check_files(ap, *files, what="CommonsenseQA; --data is the data root holding vqa/csqa/")
 
     from tqdm.auto import tqdm
 
@@ -44,12 +51,14 @@ def main(argv=None) -> int:
     from ravlm_graph.datasets import load_csqa
     from ravlm_graph.grounding import TextGrounder, concept_variants
 
-    csqa = Path(args.data) / "vqa" / "csqa"
-    files = {"train": [csqa / "train.jsonl"], "valid": [csqa / "valid.jsonl"],
-             "all": [csqa / "train.jsonl", csqa / "valid.jsonl"]}[args.split]
-    records = [r for f in files for r in load_csqa(f) if r.question_concept]
+    try:
+        records = [r for f in files for r in load_csqa(f) if r.question_concept]
+    except ValueError as e:
+        ap.error(" ".join(str(e).split()))
     if args.limit:
         records = records[:args.limit]
+    if not records:
+        ap.error(f"no CommonsenseQA question with a question concept in {', '.join(map(str, files))}")
     kg = KnowledgeGraph.load(args.kg) if args.kg else load_default(with_fvqa=True)
     grounder = TextGrounder(kg, GroundingConfig(drop_general=args.drop_general))
     grounder.ground("warm up the lemmatiser")

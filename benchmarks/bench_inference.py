@@ -35,6 +35,8 @@ import time
 import warnings
 from pathlib import Path
 
+from _args import existing_dir, output_file, positive_int
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -84,21 +86,28 @@ def _verdict(overhead: float, target: float = 0.30) -> str:
 
 
 def main(argv=None) -> int:
+    from ravlm_graph.datasets.builtin import BUILTIN_SPLITS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kg", default=str(ROOT / "ravlm_graph/data/engine_builtin"))
-    p.add_argument("--nokg", default=str(ROOT / "ravlm_graph/data/engine_builtin_nokg"))
-    p.add_argument("--n", type=int, default=64)
-    p.add_argument("--batch", type=int, nargs="+", default=[1, 16])
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--kg", type=existing_dir, default=str(ROOT / "ravlm_graph/data/engine_builtin"))
+    p.add_argument("--nokg", type=existing_dir, default=str(ROOT / "ravlm_graph/data/engine_builtin_nokg"))
+    p.add_argument("--n", type=positive_int, default=64)
+    p.add_argument("--batch", type=positive_int, nargs="+", default=[1, 16])
+    p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--kg-cache", default=None, help="where the bundled KG is built (default: the user cache)")
-    p.add_argument("--budgets", type=int, nargs="+", default=None,
+    p.add_argument("--budgets", type=positive_int, nargs="+", default=None,
                    help="also run the KG engine with these subgraph node budgets (accuracy shown next to speed)")
-    p.add_argument("--graph-tokens", type=int, nargs="+", default=None,
+    p.add_argument("--graph-tokens", type=positive_int, nargs="+", default=None,
                    help="also run the KG engine with these numbers of graph tokens (accuracy shown next to speed)")
-    p.add_argument("--split", default="val", help="built-in split to answer (default val)")
+    p.add_argument("--split", default="val", choices=BUILTIN_SPLITS, help="built-in split to answer (default val)")
     p.add_argument("--given-entities", action="store_true", help="the scenes' objects instead of the detector")
-    p.add_argument("--json", default=None)
+    p.add_argument("--json", type=output_file, default=None)
     args = p.parse_args(argv)
+    if args.kg_cache and Path(args.kg_cache).exists() and not Path(args.kg_cache).is_dir():
+        p.error(f"--kg-cache {args.kg_cache}: not a folder")
+    for name in ("kg", "nokg"):
+        if not (Path(getattr(args, name)) / "engine.json").is_file():
+            p.error(f"--{name} {getattr(args, name)}: not an engine folder (no engine.json)")
     # The no-KG engine reads no entities: it answers from the image and question alone.
     warnings.filterwarnings("ignore", message="this engine has no image detector")
     warnings.filterwarnings("ignore", message=".*found no object it can name")

@@ -408,6 +408,10 @@ def main(argv=None) -> int:
         ap.error(f"--scales: expected numbers like 0.01,0.1, found {a.scales!r}")
     if not scales or any(not 0 < s <= 1 for s in scales):
         ap.error("--scales: each scale must be in (0, 1]")
+    if a.json and (Path(a.json).is_dir() or not Path(a.json).resolve().parent.is_dir()):
+        ap.error(f"--json {a.json}: not a file path in an existing folder")
+    if Path(a.work).exists() and not Path(a.work).is_dir():
+        ap.error(f"--work {a.work}: not a folder")
     if shutil.which("zcat") is None:
         ap.error("zcat not found on PATH")
     work = Path(a.work).resolve()

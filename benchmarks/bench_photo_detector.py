@@ -20,13 +20,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _args import existing_dir, positive_int  # noqa: E402  (benchmarks/ is on the path)
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2, help="CPU threads for torch and OpenCV (default 2)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed runs per photo; the median is kept (default 3)")
-    ap.add_argument("--photos", default=str(ROOT / "ravlm_graph" / "data" / "photos"))
+    ap.add_argument("--threads", type=positive_int, default=2, help="CPU threads for torch and OpenCV (default 2)")
+    ap.add_argument("--repeats", type=positive_int, default=3, help="timed runs per photo; the median is kept (default 3)")
+    ap.add_argument("--photos", type=existing_dir, default=str(ROOT / "ravlm_graph" / "data" / "photos"))
     args = ap.parse_args(argv)
+    photos = sorted(Path(args.photos).glob("*.jpg"))
+    if not photos:
+        ap.error(f"--photos {args.photos}: no .jpg photos found")
 
     import cv2
     import torch
@@ -40,15 +45,12 @@ def main(argv=None) -> int:
     kg = load_default(with_fvqa=True)
     t = time.perf_counter()
     det = PhotoDetector(PhotoDetectorConfig(), kg=kg).load()
-    photos = sorted(Path(args.photos).glob("*.jpg"))
-    if not photos:
-        raise SystemExit(f"{args.photos}: no .jpg photos found")
     det.detect(photos[0])  # first run pays for lazy initialisation inside OpenCV / torch
     print(f"models loaded and warmed up in {time.perf_counter() - t:.2f} s; {args.threads} threads\n")
 
     totals = []
     for p in photos:
-        runs = [det.detect_detailed(p) for _ in range(max(1, args.repeats))]
+        runs = [det.detect_detailed(p) for _ in range(args.repeats)]
         res = runs[0]
         med = {k: statistics.median(r.seconds.get(k, 0.0) for r in runs) for k in ("boxes", "tags", "total")}
         totals.append(med["total"])

@@ -40,6 +40,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _args import (check_files, fraction, nonneg_float, nonneg_int, output_file,  # noqa: E402
+                   positive_int, store_dir)
 WORK = ROOT / "benchmarks" / "_work"
 
 
@@ -234,26 +237,39 @@ def report(cov: dict | None, lat: dict | None, args) -> str:
 
 
 def main(argv=None) -> int:
+    from ravlm_graph.retrieval.methods import METHODS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="data root (default ../shared/data)")
-    ap.add_argument("--kg", default=None, help="coverage KG store (default: bundled CN-100K + FVQA facts)")
+    ap.add_argument("--kg", type=store_dir, default=None, help="coverage KG store (default: bundled CN-100K + FVQA facts)")
     ap.add_argument("--synth-kg", default=str(WORK / "store-0.1"), help="latency store (built when missing)")
-    ap.add_argument("--scale", type=float, default=0.1, help="synthetic dump scale when building it (default 0.1)")
+    ap.add_argument("--scale", type=fraction, default=0.1, help="synthetic dump scale when building it (default 0.1)")
     ap.add_argument("--emb-cache", default=str(WORK / "emb-cache"), help="node embedding cache folder")
     ap.add_argument("--coverage", action="store_true", help="run only the coverage part (default: both)")
     ap.add_argument("--latency", action="store_true", help="run only the latency part (default: both)")
-    ap.add_argument("--methods", nargs="+", default=["khop", "ppr", "relevance", "hybrid", "pcst"])
-    ap.add_argument("--latency-methods", nargs="+", default=["khop", "relevance", "ppr", "hybrid", "pcst"])
-    ap.add_argument("--budgets", nargs="+", type=int, default=[50, 100, 200])
-    ap.add_argument("--limit", type=int, default=0, help="first N questions per dataset (0: all)")
-    ap.add_argument("--relation-weight", type=float, default=0.0,
+    ap.add_argument("--methods", nargs="+", choices=METHODS.names(), default=["khop", "ppr", "relevance", "hybrid", "pcst"])
+    ap.add_argument("--latency-methods", nargs="+", choices=METHODS.names(), default=["khop", "relevance", "ppr", "hybrid", "pcst"])
+    ap.add_argument("--budgets", nargs="+", type=positive_int, default=[50, 100, 200])
+    ap.add_argument("--limit", type=nonneg_int, default=0, help="first N questions per dataset (0: all)")
+    ap.add_argument("--relation-weight", type=nonneg_float, default=0.0,
                     help="RetrievalConfig.relation_weight: rank the asked relation's edges first (default 0: off)")
-    ap.add_argument("--queries", type=int, default=200, help="latency queries (default 200)")
-    ap.add_argument("--nx-queries", type=int, default=5, help="queries timed with networkx (0: skip)")
-    ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--queries", type=positive_int, default=200, help="latency queries (default 200)")
+    ap.add_argument("--nx-queries", type=nonneg_int, default=5, help="queries timed with networkx (0: skip)")
+    ap.add_argument("--json", type=output_file, default=None, help="also write the results to this JSON file")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     both = not args.coverage and not args.latency
+    if both or args.coverage:  # the coverage part's inputs, checked before any embedding
+        if not Path(args.data).is_dir():
+            ap.error(f"--data {args.data}: no such folder")
+        vqa = Path(args.data) / "vqa"
+        check_files(ap, vqa / "fvqa" / "train_split0_questions.json", vqa / "fvqa" / "train_split0_fact_triples.json",
+                    vqa / "fvqa" / "conceptnet_facts.tsv", vqa / "csqa" / "valid.jsonl",
+                    what="--data is the data root holding vqa/fvqa/ and vqa/csqa/")
+    for name in ("emb_cache", "synth_kg"):
+        path = Path(getattr(args, name))
+        if path.exists() and not path.is_dir():
+            ap.error(f"--{name.replace('_', '-')} {path}: not a folder")
 
     from ravlm_graph.retrieval.embeddings import TextEncoder
 

@@ -91,8 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check-labels", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    if not args.synsets.is_file():
+        ap.error(f"--synsets {args.synsets}: no such file")
+    if not (args.wordnet / "data.noun").is_file():
+        ap.error(f"--wordnet {args.wordnet}: no data.noun there (a WordNet 3.0 dict folder is needed)")
+    if args.check_labels is not None and not args.check_labels.is_file():
+        ap.error(f"--check-labels {args.check_labels}: no such file")
+    if args.out.is_dir():
+        ap.error(f"--out {args.out}: is a folder, expected a file path")
 
-    nouns = read_data_noun(args.wordnet / "data.noun")
+    try:
+        nouns = read_data_noun(args.wordnet / "data.noun")
+    except (ValueError, UnicodeDecodeError) as e:
+        ap.error(" ".join(str(e).split()))
     wnids = [w.strip() for w in args.synsets.read_text(encoding="utf-8").splitlines() if w.strip()]
     if len(wnids) != 1000 or len(set(wnids)) != 1000:
         raise SystemExit(f"{args.synsets}: expected 1000 distinct class ids, found {len(wnids)} "

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import sys
 import time
 
@@ -69,6 +70,11 @@ def main(argv=None) -> int:
     ap.add_argument("--tsv", required=True, help="English TSV to write")
     ap.add_argument("--no-graph", action="store_true", help="stop after writing the TSV")
     a = ap.parse_args(argv)
+    if not os.path.isfile(a.dump):
+        ap.error(f"{a.dump}: no such file")
+    tsv_dir = os.path.dirname(a.tsv) or "."
+    if os.path.isdir(a.tsv) or not os.path.isdir(tsv_dir):
+        ap.error(f"--tsv {a.tsv}: not a writable file path (folder {tsv_dir} missing, or it is a folder)")
     t0 = time.perf_counter()
     counts = extract_english(a.dump, a.tsv)
     t1 = time.perf_counter()

@@ -911,11 +911,16 @@ def main(argv=None) -> int:
                     help="gzip level (default 6, zlib); 0-3 use python-isal when installed (much faster)")
     ap.add_argument("--quiet", action="store_true", help="nothing on stderr")
     a = ap.parse_args(argv)
+    if a.scale is not None and not (math.isfinite(a.scale) and a.scale > 0):
+        ap.error(f"--scale: expected a number > 0, found {a.scale}")
     n = a.lines if a.lines is not None else lines_for_scale(a.scale)
     if n < 1:
         ap.error("the number of lines must be at least 1")
     if not 0 <= a.level <= 9:
         ap.error("--level must be 0-9")
+    out_dir = os.path.dirname(a.out) or "."
+    if os.path.isdir(a.out) or not os.path.isdir(out_dir):
+        ap.error(f"--out {a.out}: not a file path in an existing folder")
     info = generate(a.out, n, a.seed, a.level, progress=not a.quiet)
     if not a.quiet:
         print(f"wrote {info['lines']:,} lines to {a.out}: {info['uncompressed_bytes'] / 1e6:,.1f} MB "
