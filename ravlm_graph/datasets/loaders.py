@@ -145,6 +145,39 @@ def _str_list(value: Any, key: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _warn_duplicates(name: str, duplicates: list[str], what: str = "question id", note: str = "") -> None:
+    """Log one warning for the repeated ids of a file (the first five named)."""
+    if duplicates:
+        logger.warning("%s: %d duplicate %s%s%s: %s%s", name, len(duplicates), what, "s" * (len(duplicates) > 1),
+                       note, ", ".join(duplicates[:5]), ", ..." if len(duplicates) > 5 else "")
+
+
+def _record_duplicates(ids: Iterable[str], unit: str = "records") -> list[str]:
+    """``"'7' (records 0 and 3)"`` for each id met again (every repeat named by its position)."""
+    first: dict[str, int] = {}
+    out = []
+    for pos, qid in enumerate(ids):
+        if qid in first:
+            out.append(f"{qid!r} ({unit} {first[qid]} and {pos})")
+        else:
+            first[qid] = pos
+    return out
+
+
+def _image_number(image_id: int | str, where: str) -> int:
+    """A COCO image id as the number its file name needs; a ValueError naming the record otherwise."""
+    if isinstance(image_id, int):
+        number = image_id
+    elif re.fullmatch(r"\s*[0-9]+\s*", image_id):
+        number = int(image_id)
+    else:
+        raise ValueError(f"{where}: field 'image_id': expected a numeric COCO image id (needed to name the "
+                         f"image file), found {image_id!r}")
+    if number < 0:
+        raise ValueError(f"{where}: field 'image_id': expected a non-negative COCO image id, found {image_id!r}")
+    return number
+
+
 def _answer_concepts(scores: Mapping[str, float], first: Iterable[str] = ()) -> tuple[str, ...]:
     # Distinct answers as concepts, best score first (stable for ties).
     ranked = sorted(scores, key=lambda a: -scores[a])
@@ -556,8 +589,12 @@ def load_vqa(
 
     Raises:
         ValueError: malformed JSON, a missing ``questions``/``annotations`` list, a
-            record missing a field, or a question without an annotation (naming file
-            and record).
+            record missing a field, a question without an annotation, or (with
+            ``images_root``) an ``image_id`` that is not a number (naming file and record).
+
+    Logs a warning for repeated question ids in the question file, for repeated
+    annotations of a question (the last copy is kept) and for annotations whose
+    question is not in the question file (ignored; their count and first ids).
     """
     qname, qdata = _read_json(questions_json)
     if not isinstance(qdata, Mapping) or not isinstance(qdata.get("questions"), list):
@@ -578,14 +615,28 @@ def load_vqa(
         if not isinstance(adata, Mapping) or not isinstance(adata.get("annotations"), list):
             raise ValueError(f"{aname}: expected a JSON object with an 'annotations' list")
         annotations = {}
+        ann_ids = []
         for i, ann in enumerate(adata["annotations"]):
-            aqid = _field(ann, "question_id", f"{aname}: annotation {i}", (int, str))
-            annotations[str(aqid)] = ann
+            aqid = str(_field(ann, "question_id", f"{aname}: annotation {i}", (int, str)))
+            ann_ids.append(aqid)
+            annotations[aqid] = ann
+        _warn_duplicates(aname, _record_duplicates(ann_ids, "annotations"), "annotation question id",
+                         " (the last annotation of each is kept)")
+
+    qids = [str(_field(q, "question_id", f"{qname}: question {i}", (int, str)))
+            for i, q in enumerate(qdata["questions"])]
+    _warn_duplicates(qname, _record_duplicates(qids, "questions"))
+    if annotations is not None:
+        asked = set(qids)
+        orphans = [a for a in annotations if a not in asked]
+        if orphans:
+            logger.warning("%s: %d annotation%s for no question of %s (ignored; first: %s%s)", aname, len(orphans),
+                           "s" * (len(orphans) > 1), qname, ", ".join(repr(a) for a in orphans[:5]),
+                           ", ..." if len(orphans) > 5 else "")
 
     root = Path(images_root) if images_root is not None else None
     records = []
-    for i, q in enumerate(qdata["questions"]):
-        qid = str(_field(q, "question_id", f"{qname}: question {i}", (int, str)))
+    for qid, q in zip(qids, qdata["questions"]):
         where = f"{qname}: record {qid!r}"
         question = _field(q, "question", where)
         image_id = _field(q, "image_id", where, (int, str))
@@ -607,7 +658,7 @@ def load_vqa(
                     extra[k] = ann[k]
         image_path = None
         if root is not None:
-            image_path = root / f"COCO_{subtype}_{int(image_id):012d}.jpg"
+            image_path = root / f"COCO_{subtype}_{_image_number(image_id, where):012d}.jpg"
         records.append(VQARecord(
             qid=qid, question=question, dataset=dataset, split=split, answers=answers,
             answer_scores=scores, answer_concepts=_answer_concepts(scores),
@@ -641,6 +692,8 @@ def load_lxmert(
 
     Raises:
         ValueError: malformed JSON, a record missing a field, or a score outside [0, 1].
+
+    Logs a warning for repeated question ids (naming them and their records).
     """
     name, data = _read_json(path)
     if not isinstance(data, list):
@@ -650,9 +703,15 @@ def load_lxmert(
     # without it is an error, not a reason to drop every label)
     labelled = any(isinstance(r, Mapping) and "label" in r for r in data)
     records = []
+    first_pos: dict[str, int] = {}
+    duplicates: list[str] = []
     for i, rec in enumerate(data):
         qid = str(_field(rec, "question_id", f"{name}: record {i}", (int, str)))
         where = f"{name}: record {qid!r}"
+        if qid in first_pos:
+            duplicates.append(f"{qid!r} (records {first_pos[qid]} and {i})")
+        else:
+            first_pos[qid] = i
         question = _field(rec, "sent", where)
         img_id = _field(rec, "img_id", where, (str, int))
         scores: dict[str, float] = {}
@@ -674,10 +733,14 @@ def load_lxmert(
             image_path=(root / f"{img_id}.jpg") if root is not None else None, image_id=str(img_id),
             extra={"class": rec["class"]} if "class" in rec else {},
         ))
+    _warn_duplicates(name, duplicates)
     return records
 
 
 # --------------------------------------------------------------------------- A-OKVQA
+
+AOKVQA_DIRECT_ANSWERS = 10  # direct answers per record in the official files
+
 
 def load_aokvqa(path: Source, images_root: str | os.PathLike | None = None) -> list[VQARecord]:
     """Read an A-OKVQA file (``aokvqa_v1p0_<split>.json``).
@@ -694,17 +757,28 @@ def load_aokvqa(path: Source, images_root: str | os.PathLike | None = None) -> l
         split may lack the answer fields.
 
     Raises:
-        ValueError: malformed JSON, a record missing a field, or a correct choice
-            index out of range (naming the file and record).
+        ValueError: malformed JSON, a record missing a field, a correct choice
+            index out of range, or (with ``images_root``) an ``image_id`` that is not a
+            number (naming the file and record).
+
+    Logs a warning for repeated question ids and for records whose ``direct_answers``
+    are not the 10 of the official files (naming the records and their counts).
     """
     name, data = _read_json(path)
     if not isinstance(data, list):
         raise ValueError(f"{name}: expected a JSON list of records, found {type(data).__name__}")
     root = Path(images_root) if images_root is not None else None
     records = []
+    first_pos: dict[str, int] = {}
+    duplicates: list[str] = []
+    odd_answers: list[str] = []  # records without the official 10 direct answers
     for i, rec in enumerate(data):
         qid = str(_field(rec, "question_id", f"{name}: record {i}", (str, int)))
         where = f"{name}: record {qid!r}"
+        if qid in first_pos:
+            duplicates.append(f"{qid!r} (records {first_pos[qid]} and {i})")
+        else:
+            first_pos[qid] = i
         question = _field(rec, "question", where)
         split = _field(rec, "split", where)
         image_id = _field(rec, "image_id", where, (int, str))
@@ -722,6 +796,8 @@ def load_aokvqa(path: Source, images_root: str | os.PathLike | None = None) -> l
             answers = _str_list(_field(rec, "direct_answers", where, list), "direct_answers", where)
             if not answers:
                 raise ValueError(f"{where}: field 'direct_answers': expected answers, found an empty list")
+            if len(answers) != AOKVQA_DIRECT_ANSWERS:
+                odd_answers.append(f"{qid!r} ({len(answers)})")
         if not unlabelled or "rationales" in rec:
             rationales = _str_list(_field(rec, "rationales", where, list), "rationales", where)
         scores = vqa_answer_scores(answers) if answers else {}
@@ -731,9 +807,15 @@ def load_aokvqa(path: Source, images_root: str | os.PathLike | None = None) -> l
             qid=qid, question=question, dataset="aokvqa", split=split, answers=answers,
             answer_scores=scores, answer_concepts=_answer_concepts(scores, first),
             choices=choices, correct_choice=correct,
-            image_path=(root / f"{int(image_id):012d}.jpg") if root is not None else None,
+            image_path=(root / f"{_image_number(image_id, where):012d}.jpg") if root is not None else None,
             image_id=str(image_id), rationales=rationales, extra=extra,
         ))
+    _warn_duplicates(name, duplicates)
+    if odd_answers:
+        logger.warning("%s: %d record%s without the %d direct answers of the official files (their count "
+                       "in parentheses; VQA scores are over the answers given): %s%s", name, len(odd_answers),
+                       "s" * (len(odd_answers) > 1), AOKVQA_DIRECT_ANSWERS, ", ".join(odd_answers[:5]),
+                       ", ..." if len(odd_answers) > 5 else "")
     return records
 
 
@@ -819,9 +901,7 @@ def load_csqa(path: Source, *, split: str | None = None) -> list[VQARecord]:
             question_concept=concept or None,
             extra={"question_concept_raw": concept_raw},
         ))
-    if duplicates:
-        logger.warning("%s: %d duplicate question id%s: %s%s", name, len(duplicates), "s" * (len(duplicates) > 1),
-                       ", ".join(duplicates[:5]), ", ..." if len(duplicates) > 5 else "")
+    _warn_duplicates(name, duplicates)
     counts: dict[int, int] = {}
     for r in records:
         counts[len(r.choices)] = counts.get(len(r.choices), 0) + 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from ravlm_graph.datasets.answers import normalize_answer, vqa_accuracy, vqa_answer_scores
@@ -40,11 +41,18 @@ def topk_accuracy(ranked_predictions: Sequence[str], answers: str | Iterable[str
     Args:
         ranked_predictions: predictions, best first.
         answers: one answer or several accepted answers.
-        k: how many predictions count (>= 1).
+        k: how many predictions count: an integer >= 1 (a bool is refused).
+
+    Raises:
+        TypeError: ``ranked_predictions`` is a str, or ``k`` is not an integer (or is a bool).
+        ValueError: ``k`` < 1.
     """
     if isinstance(ranked_predictions, str):
         raise TypeError("topk_accuracy: expected a ranked sequence of predictions, found a str")
-    if not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"topk_accuracy: expected an integer k >= 1, found {type(k).__name__} {k!r}")
+    k = int(k)
+    if k < 1:
         raise ValueError(f"topk_accuracy: expected k >= 1, found {k!r}")
     if isinstance(answers, str):
         answers = [answers]
@@ -56,7 +64,7 @@ def multiple_choice_accuracy(predicted_choices: Sequence[int], correct_choices: 
     """Fraction of questions whose predicted choice index equals the correct one.
 
     Args:
-        predicted_choices: predicted option index per question.
+        predicted_choices: predicted option index per question (a list, tuple or 1-D array).
         correct_choices: correct option index per question (same length).
 
     Returns:
@@ -69,7 +77,7 @@ def multiple_choice_accuracy(predicted_choices: Sequence[int], correct_choices: 
         raise ValueError(
             f"multiple_choice_accuracy: expected as many predictions as questions, found "
             f"{len(predicted_choices)} predictions for {len(correct_choices)} questions")
-    if not correct_choices:
+    if len(correct_choices) == 0:  # not `not correct_choices`: ambiguous for a numpy array
         raise ValueError("multiple_choice_accuracy: expected at least one question, found none")
     return sum(1 for p, c in zip(predicted_choices, correct_choices) if p == c) / len(correct_choices)
 

@@ -562,3 +562,83 @@ def test_fvqa_answers_that_are_no_end_of_the_fact():
     assert recs["1"].answer_concepts == ("bigger",) and recs["1"].extra["answer_outside_fact"]
     assert recs["2"].answer_concepts == ("yes",)
     assert recs["3"].answer_concepts == ("person",) and not recs["3"].extra.get("answer_outside_fact")
+
+
+# --------------------------------------------------------------------------- uneven checks, evened out
+
+_LOG = "ravlm_graph.datasets.loaders"
+
+
+def test_load_vqa_warns_on_duplicate_questions_and_annotations(tmp_path, caplog):
+    q = json.loads(OKVQA_Q.read_text())
+    q["questions"].append(dict(q["questions"][0]))  # question 2971475 again, as record 4
+    ann = _okvqa_annotations()
+    first = json.loads(json.dumps(ann["annotations"][0]))
+    first["answers"] = [{"answer": "skiing"}] * 10
+    ann["annotations"].insert(0, first)  # an earlier, different copy of 2971475's annotation
+    with caplog.at_level("WARNING", logger=_LOG):
+        recs = load_vqa(_write(tmp_path, "q.json", q), _write(tmp_path, "ann.json", ann))
+    assert "q.json: 1 duplicate question id: '2971475' (questions 0 and 4)" in caplog.text
+    assert ("ann.json: 1 duplicate annotation question id (the last annotation of each is kept): "
+            "'2971475' (annotations 0 and 1)") in caplog.text
+    assert recs[0].answers[0] == "Racing"  # the last copy
+
+
+def test_load_vqa_warns_on_annotations_for_no_question(tmp_path, caplog):
+    ann = _okvqa_annotations()
+    ann["annotations"] += [{"question_id": 77, "answers": [{"answer": "x"}] * 10},
+                           {"question_id": "78", "answers": [{"answer": "y"}] * 10}]
+    with caplog.at_level("WARNING", logger=_LOG):
+        recs = load_vqa(OKVQA_Q, _write(tmp_path, "ann.json", ann))
+    assert len(recs) == 4
+    assert ("ann.json: 2 annotations for no question of okvqa_OpenEnded_mscoco_val2014_questions.json "
+            "(ignored; first: '77', '78')") in caplog.text
+
+
+def test_load_vqa_clean_files_log_nothing(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger=_LOG):
+        load_vqa(OKVQA_Q, _write(tmp_path, "ann.json", _okvqa_annotations()), images_root="/img")
+        load_lxmert(LXMERT)
+        load_aokvqa(AOKVQA, images_root="/img")
+    assert caplog.text == ""
+
+
+def test_load_vqa_non_numeric_image_id_names_file_record_and_field(tmp_path):
+    q = json.loads(OKVQA_Q.read_text())
+    q["questions"][1]["image_id"] = "abc"
+    path = _write(tmp_path, "q.json", q)
+    assert load_vqa(path)[1].image_id == "abc"  # no image path needed: accepted as written
+    with pytest.raises(ValueError, match=r"q\.json: record '3397615': field 'image_id': expected a numeric COCO "
+                                         r"image id .* found 'abc'"):
+        load_vqa(path, images_root="/images")
+    q["questions"][1]["image_id"] = "339761"
+    assert load_vqa(_write(tmp_path, "q.json", q), images_root="/i")[1].image_path == \
+        Path("/i/COCO_val2014_000000339761.jpg")
+
+
+def test_load_aokvqa_non_numeric_image_id_names_file_record_and_field(tmp_path):
+    base = json.loads(AOKVQA.read_text())[0]
+    with pytest.raises(ValueError, match=r"a\.json: record '22jbM6gDxdaMaunuzgrsBB': field 'image_id': "
+                                         r"expected a numeric COCO image id .* found 'abc'"):
+        load_aokvqa(_write(tmp_path, "a.json", [{**base, "image_id": "abc"}]), images_root="/coco")
+
+
+def test_load_lxmert_warns_on_duplicate_question_ids(tmp_path, caplog):
+    data = json.loads(LXMERT.read_text())
+    data.append(dict(data[1]))
+    with caplog.at_level("WARNING", logger=_LOG):
+        recs = load_lxmert(_write(tmp_path, "lx.json", data))
+    assert len(recs) == 5
+    assert "lx.json: 1 duplicate question id: '3397615' (records 1 and 4)" in caplog.text
+
+
+def test_load_aokvqa_warns_on_duplicate_ids_and_short_direct_answers(tmp_path, caplog):
+    data = json.loads(AOKVQA.read_text())
+    data.append(dict(data[0]))
+    data[1] = {**data[1], "direct_answers": data[1]["direct_answers"][:3]}
+    with caplog.at_level("WARNING", logger=_LOG):
+        recs = load_aokvqa(_write(tmp_path, "a.json", data))
+    assert len(recs) == 4 and len(recs[1].answers) == 3
+    assert "a.json: 1 duplicate question id: '22jbM6gDxdaMaunuzgrsBB' (records 0 and 3)" in caplog.text
+    assert ("a.json: 1 record without the 10 direct answers of the official files (their count in parentheses; "
+            "VQA scores are over the answers given): '2Aq5RiEn7eyfWjEbpuYT2o' (3)") in caplog.text

@@ -1,6 +1,7 @@
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from ravlm_graph.evaluation.metrics import breakdown, exact_match, multiple_choice_accuracy, soft_score_accuracy, subgraph_coverage, topk_accuracy, vqa_accuracy
@@ -117,12 +118,45 @@ def test_topk_accuracy():
         topk_accuracy("dog", "dog", 1)
 
 
+@pytest.mark.parametrize("k", [True, False])
+def test_topk_accuracy_refuses_bool_k(k):
+    with pytest.raises(TypeError, match="found bool"):
+        topk_accuracy(["a"], "a", k)
+
+
+@pytest.mark.parametrize("k", [0, -1, np.int64(0)])
+def test_topk_accuracy_refuses_non_positive_k(k):
+    with pytest.raises(ValueError, match="expected k >= 1"):
+        topk_accuracy(["a"], "a", k)
+
+
+@pytest.mark.parametrize("k", [1.0, "1", None])
+def test_topk_accuracy_refuses_non_integer_k(k):
+    with pytest.raises(TypeError, match="expected an integer k"):
+        topk_accuracy(["a"], "a", k)
+
+
+def test_topk_accuracy_accepts_numpy_integer_k():
+    assert topk_accuracy(["b", "a"], "a", np.int64(2)) == 1.0
+    assert topk_accuracy(["b", "a"], "a", np.int64(1)) == 0.0
+
+
 def test_multiple_choice_accuracy():
     assert multiple_choice_accuracy([0, 1, 2], [0, 2, 2]) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="found 2 predictions for 3 questions"):
         multiple_choice_accuracy([0, 1], [0, 1, 2])
     with pytest.raises(ValueError, match="expected at least one question"):
         multiple_choice_accuracy([], [])
+
+
+def test_multiple_choice_accuracy_accepts_numpy_arrays():
+    assert multiple_choice_accuracy(np.array([0, 1]), np.array([0, 1])) == 1.0
+    assert multiple_choice_accuracy(np.array([0, 1, 2]), np.array([0, 2, 2])) == pytest.approx(2 / 3)
+    assert multiple_choice_accuracy([0, 1, 2], np.array([0, 2, 2])) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="expected at least one question"):
+        multiple_choice_accuracy(np.array([]), np.array([]))
+    with pytest.raises(ValueError, match="found 2 predictions for 3 questions"):
+        multiple_choice_accuracy(np.array([0, 1]), np.array([0, 1, 2]))
 
 
 def test_soft_score_accuracy_lxmert_labels():
