@@ -1,13 +1,15 @@
 """Inference speed: the KG engine vs the same model family without the KG, in one run.
 
     .venv/bin/python benchmarks/bench_inference.py [--kg ENGINE] [--nokg ENGINE] [--n 64] [--batch 1 16]
-        [--split val] [--threads 2] [--budgets 48 24] [--graph-tokens 8 4]
+        [--split val] [--threads 2] [--rounds 3] [--budgets 48 24] [--graph-tokens 8 4]
 
 For each batch size, answers the first ``--n`` questions of a built-in split (``val`` by
 default: the options below change accuracy, and settings are never chosen on a test split)
 with both engines and prints questions/s, wall and CPU milliseconds per question (the CPU
 figure is the one to compare on a shared machine: wall time there measures the other
-jobs too) and the per-stage wall time per question:
+jobs too) and the per-stage wall time per question. The two engines run in alternation
+``--rounds`` times (default 3) and each keeps its median round, so a change of load
+reaches both sides of the ratio:
 
 * KG engine: image detection (grounding of the image), retrieval (question grounding,
   subgraph retrieval, node features), model (vision + GNN + graph tokens + trunk);
@@ -81,6 +83,17 @@ def _set_tokens(engine, tokens: int) -> None:
     engine.model.fusion.projector.num_tokens = tokens
 
 
+def _median_round(rounds: list[dict]) -> dict:
+    """The round with the median wall time per question, with the median CPU time and every
+    round's wall times (``rounds_ms``)."""
+    ordered = sorted(rounds, key=lambda r: r["ms_per_question"])
+    mid = dict(ordered[(len(ordered) - 1) // 2])
+    cpu = sorted(r["cpu_ms_per_question"] for r in rounds)
+    mid["cpu_ms_per_question"] = cpu[(len(cpu) - 1) // 2]
+    mid["rounds_ms"] = [round(r["ms_per_question"], 2) for r in rounds]
+    return mid
+
+
 def _verdict(overhead: float, target: float = 0.30) -> str:
     return f"{100 * overhead:+.0f} % (target <= +{100 * target:.0f} %: {'met' if overhead <= target else 'missed'})"
 
@@ -94,6 +107,8 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=positive_int, default=64)
     p.add_argument("--batch", type=positive_int, nargs="+", default=[1, 16])
     p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--rounds", type=positive_int, default=3,
+                   help="runs of each engine, in alternation; each keeps its median (default 3)")
     p.add_argument("--kg-cache", default=None, help="where the bundled KG is built (default: the user cache)")
     p.add_argument("--budgets", type=positive_int, nargs="+", default=None,
                    help="also run the KG engine with these subgraph node budgets (accuracy shown next to speed)")
@@ -140,14 +155,21 @@ def main(argv=None) -> int:
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'batch':>5} {'engine':<22} {'q/s':>7} {'ms/q':>8} {'cpu ms/q':>9} {'acc':>6}  stages (wall ms per question)")
     for b in args.batch:
-        c = run(nokg, recs, b, None, images)
+        # The engines run in alternation, --rounds times, and each keeps its median round: a
+        # change of load on a shared machine then reaches both sides of the ratio alike.
+        nokg_rounds, kg_rounds = [], {s: [] for s in settings}
+        for _ in range(args.rounds):
+            nokg_rounds.append(run(nokg, recs, b, None, images))
+            for budget, tokens in settings:
+                _set_budget(kg, budget)
+                _set_tokens(kg, tokens)
+                kg_rounds[(budget, tokens)].append(run(kg, recs, b, given, images))
+        c = _median_round(nokg_rounds)
         out[str(b)] = {"nokg": c}
         print(f"{b:>5} {'no KG':<22} {c['questions_per_s']:>7.1f} {c['ms_per_question']:>8.1f} "
               f"{c['cpu_ms_per_question']:>9.1f} {100 * c['accuracy']:>5.1f}%  {c['stages_ms']}")
         for budget, tokens in settings:
-            _set_budget(kg, budget)
-            _set_tokens(kg, tokens)
-            a = run(kg, recs, b, given, images)
+            a = _median_round(kg_rounds[(budget, tokens)])
             overhead = (a["ms_per_question"] - c["ms_per_question"]) / c["ms_per_question"]
             cpu_overhead = (a["cpu_ms_per_question"] - c["cpu_ms_per_question"]) / c["cpu_ms_per_question"]
             out[str(b)][f"kg_budget{budget}_tokens{tokens}"] = {**a, "kg_overhead": overhead,
