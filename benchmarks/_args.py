@@ -23,32 +23,21 @@ def _number(kind, text: str):
     return v
 
 
-def positive_int(text: str) -> int:
-    v = _number(int, text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, found {text!r}")
-    return v
+def _bounded(kind, ok, expected: str, name: str):
+    """An argparse ``type=``: a ``kind`` number for which ``ok(v)`` holds, else "expected ..."."""
+    def parse(text: str):
+        v = _number(kind, text)
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {expected}, found {text!r}")
+        return v
+    parse.__name__ = name
+    return parse
 
 
-def nonneg_int(text: str) -> int:
-    v = _number(int, text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, found {text!r}")
-    return v
-
-
-def positive_float(text: str) -> float:
-    v = _number(float, text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text!r}")
-    return v
-
-
-def nonneg_float(text: str) -> float:
-    v = _number(float, text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, found {text!r}")
-    return v
+positive_int = _bounded(int, lambda v: v >= 1, "an integer >= 1", "positive_int")
+nonneg_int = _bounded(int, lambda v: v >= 0, "an integer >= 0", "nonneg_int")
+positive_float = _bounded(float, lambda v: v > 0, "a number > 0", "positive_float")
+nonneg_float = _bounded(float, lambda v: v >= 0, "a number >= 0", "nonneg_float")
 
 
 def fraction(text: str) -> float:
@@ -96,11 +85,16 @@ def output_file(text: str) -> str:
     return text
 
 
-def json_object(text: str) -> dict:
+def json_value(text: str):
+    """Any JSON value, or an argparse error naming what is wrong with the text."""
     try:
-        v = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
+
+
+def json_object(text: str) -> dict:
+    v = json_value(text)
     if not isinstance(v, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, found {text!r}")
     return v

@@ -20,7 +20,7 @@ import random
 import time
 from pathlib import Path
 
-from _args import positive_int
+from _args import json_value, positive_int
 
 
 def _scenes(split: str, n: int | None):
@@ -78,10 +78,7 @@ def _size(text: str) -> int:
 
 def _heads(text: str) -> list:
     """``--heads``: a JSON list of [hidden >= 0, epochs >= 1, dropout in [0, 1)]."""
-    try:
-        heads = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
+    heads = json_value(text)
     ok = isinstance(heads, list) and heads and all(
         isinstance(h, list) and len(h) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in h)
         and isinstance(h[0], int) and h[0] >= 0 and isinstance(h[1], int) and h[1] >= 1 and 0 <= h[2] < 1
