@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_embeddings_scale.py [--store DIR] [--scale 0.1] [--queries 50]
 
 On the 1/10-scale synthetic ConceptNet store (``synth_conceptnet.py`` + ``kg_ingest``,
-built into ``benchmarks/_work/`` when missing), and extrapolated to the full dump (x10
+built into ``benchmarks/`` of the user cache folder when missing), and extrapolated to the full dump (x10
 concepts):
 
 1. **time to embed**: all-MiniLM-L6-v2 throughput on a random sample of the store's own
@@ -36,10 +36,14 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "benchmarks" / "_work"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _args import fraction, output_file, positive_int, store_dir  # noqa: E402  (benchmarks/ is on the path)
+from ravlm_graph.utils.cache import cache_root  # noqa: E402
+
+# Generated dumps and stores live in the user cache folder ($RAVLM_CACHE or the platform's),
+# never in the checkout.
+WORK = cache_root() / "benchmarks"
 
 FULL_FACTOR = 10  # the synthetic 1/10 store -> the full dump
 

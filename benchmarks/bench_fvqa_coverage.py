@@ -38,13 +38,14 @@ def main(argv=None) -> int:
     ap.add_argument("--relation-weight", type=nonneg_float, default=None, help="override the recipe's relation_weight")
     ap.add_argument("--relation-temperature", type=positive_float, default=None,
                     help="override the recipe's relation_temperature")
-    ap.add_argument("--kg-cache", default="stores", help="where the bundled KG and node embeddings are cached")
+    ap.add_argument("--kg-cache", default=None,
+                    help="where the bundled KG and node embeddings are cached (default: the user cache folder)")
     ap.add_argument("--split", choices=("held-out", "train"), default="held-out",
                     help="the questions the recipe holds out (default) or those it trains on")
     ap.add_argument("--limit", type=nonneg_int, default=0, help="first N held-out questions (0: all)")
     ap.add_argument("--json", type=output_file, default=None, help="also write the results to this JSON file")
     args = ap.parse_args(argv)
-    if Path(args.kg_cache).exists() and not Path(args.kg_cache).is_dir():
+    if args.kg_cache and Path(args.kg_cache).exists() and not Path(args.kg_cache).is_dir():
         ap.error(f"--kg-cache {args.kg_cache}: not a folder")
 
     from ravlm_graph.kg import open_kg

@@ -36,7 +36,7 @@ Ours: ``kg.k_hop(seeds, 2)`` (node set) and ``kg.subgraph(kg.k_hop(seeds, 2))``
 
 Results go to a table on stdout (each figure next to its target) and, with
 ``--json PATH``, to a JSON file. Progress goes to stderr. Dumps are cached in
-``--work`` (default ``benchmarks/_work/``) and regenerated only when the
+``--work`` (default: ``benchmarks/`` in the user cache folder) and regenerated only when the
 generator, the seed or the line count changes.
 
     python benchmarks/bench_ingest.py                       # 1/100 and 1/10
@@ -395,7 +395,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scales", default="0.01,0.1", help="comma-separated fractions of the real dump (default 0.01,0.1)")
-    ap.add_argument("--work", default=str(HERE / "_work"), help="cache folder for dumps and stores (default benchmarks/_work)")
+    ap.add_argument("--work", default=None,
+                    help="cache folder for dumps and stores (default: the user cache folder's benchmarks/)")
     ap.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     ap.add_argument("--json", metavar="PATH", help="also write the results to this JSON file")
     ap.add_argument("--skip-networkx", action="store_true", help="skip the networkx 2-hop comparison")
@@ -410,6 +411,10 @@ def main(argv=None) -> int:
         ap.error("--scales: each scale must be in (0, 1]")
     if a.json and (Path(a.json).is_dir() or not Path(a.json).resolve().parent.is_dir()):
         ap.error(f"--json {a.json}: not a file path in an existing folder")
+    if a.work is None:  # generated dumps and stores go to the user cache folder, never the checkout
+        from ravlm_graph.utils.cache import cache_root
+
+        a.work = str(cache_root() / "benchmarks")
     if Path(a.work).exists() and not Path(a.work).is_dir():
         ap.error(f"--work {a.work}: not a folder")
     if shutil.which("zcat") is None:

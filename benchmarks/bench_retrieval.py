@@ -24,7 +24,7 @@ Usage::
 
     python benchmarks/bench_retrieval.py                      # coverage + latency
     python benchmarks/bench_retrieval.py --coverage --limit 500
-    python benchmarks/bench_retrieval.py --latency --synth-kg benchmarks/_work/store-0.1
+    python benchmarks/bench_retrieval.py --latency --synth-kg STORE  (default: built in the user cache folder)
 """
 
 from __future__ import annotations
@@ -43,7 +43,11 @@ sys.path.insert(0, str(ROOT))
 
 from _args import (check_files, fraction, nonneg_float, nonneg_int, output_file,  # noqa: E402
                    positive_int, store_dir)
-WORK = ROOT / "benchmarks" / "_work"
+from ravlm_graph.utils.cache import cache_root  # noqa: E402
+
+# Generated dumps and stores live in the user cache folder ($RAVLM_CACHE or the platform's),
+# never in the checkout.
+WORK = cache_root() / "benchmarks"
 
 
 def log(msg: str) -> None:
