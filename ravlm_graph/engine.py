@@ -478,10 +478,12 @@ class KnowledgeVQA:
                                     "rests on the question alone")
                 ents.append(e)
         if self.kg is not None and self.model.config.uses_graph:
+            # detected objects, or Entity objects given as they are (names given are checked above)
             for i, es in enumerate(ents):
                 img_es = [e for e in es if e.origin == "image"]
-                if img_es and not any(e.concept in self.kg for e in img_es) \
-                        and not any("is a concept of the knowledge graph" in n for n in notes[i]):
+                if specs is not None and not all(isinstance(s, Entity) for s in specs[i]):
+                    continue
+                if img_es and not any(e.concept in self.kg for e in img_es):
                     notes[i].append(f"none of the image's objects ({', '.join(e.concept for e in img_es)}) is a "
                                     f"concept of the knowledge graph; the answer rests on the question alone")
         t["detect"] = time.perf_counter() - t0
@@ -726,11 +728,7 @@ def _reasoning_facts(sg, answer: str, realiser: Realiser | None = None, max_path
                     facts.append(s)
     except KeyError:
         pass
-    about = {answer, *focus}
-    ranked = sg.facts(max_facts=50)
-    ranked = [f for f in ranked if f.head in about or f.tail in about] + \
-        [f for f in ranked if f.head not in about and f.tail not in about]
-    for f in ranked:
+    for f in sg.facts(max_facts=len(facts) + 2 * extra, about={answer, *focus}):
         if len(facts) >= max_paths + extra:
             break
         s = f.verbalize(realiser)

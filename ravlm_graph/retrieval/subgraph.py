@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -201,14 +201,22 @@ class Subgraph(GraphData):
         return Fact(self.node_names[s], self.relation_names[int(self.array("edge_type")[e])], self.node_names[d],
                     surface=surface or None)
 
-    def facts(self, max_facts: int | None = None) -> list:
+    def facts(self, max_facts: int | None = None, about: Iterable[str] = ()) -> list:
         """The edges as :class:`~ravlm_graph.datasets.records.Fact` s, most relevant first (at most
-        ``max_facts``, a non-negative integer; None: all)."""
+        ``max_facts``, a non-negative integer; None: all). With ``about`` (node names), the
+        edges with an end among them come first, each group most relevant first."""
         if max_facts is not None:
             max_facts = _count(max_facts, "max_facts", "a non-negative integer or None")
         if self.num_edges == 0:
             return []
-        order = np.argsort(-self.array("edge_relevance"), kind="stable").tolist()  # most relevant first, ties in order
+        order = np.argsort(-self.array("edge_relevance"), kind="stable")  # most relevant first, ties in order
+        about = set(about) if not isinstance(about, str) else {about}
+        if about:
+            hit = np.array([n in about for n in self.node_names], dtype=bool)
+            ei = self.array("edge_index")
+            touches = hit[ei[0]] | hit[ei[1]]
+            order = np.concatenate([order[touches[order]], order[~touches[order]]])
+        order = order.tolist()
         if max_facts is not None:
             order = order[:max_facts]
         return [self._fact(e) for e in order]

@@ -66,3 +66,17 @@ def test_facts_counts(sg):
 def test_index_of_wants_a_name(sg):
     with pytest.raises(TypeError, match="concept: expected a node name"):
         sg.index_of(None)
+
+
+def test_facts_about_given_names_come_first():
+    import numpy as np
+
+    from ravlm_graph.retrieval.subgraph import Subgraph
+
+    sg = Subgraph(edge_index=np.array([[1, 2, 2], [0, 3, 4]]), edge_type=np.array([0, 1, 2]),
+                  edge_relevance=np.array([0.9, 0.5, 0.4]), node_names=["use_for", "hill", "knife", "cut", "weapon"],
+                  relation_names=["CapableOf", "UsedFor", "IsA"])
+    assert [f.head for f in sg.facts()] == ["hill", "knife", "knife"]
+    got = sg.facts(about={"knife"})
+    assert [(f.head, f.tail) for f in got] == [("knife", "cut"), ("knife", "weapon"), ("hill", "use_for")]
+    assert [(f.head, f.tail) for f in sg.facts(max_facts=1, about="cut")] == [("knife", "cut")]
