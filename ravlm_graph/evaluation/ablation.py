@@ -141,7 +141,8 @@ def ablation_table(result: dict) -> str:
         cells = []
         for s in splits:
             m = e["results"].get(s)
-            cells.append("–" if m is None else f"{100 * m['accuracy']:.1f} ({100 * m['coverage']:.1f})")
+            cov = m and m.get("coverage")
+            cells.append("–" if m is None else f"{100 * m['accuracy']:.1f} ({'–' if cov is None else f'{100 * cov:.1f}'})")
         lines.append(f"| {name} | {change} | " + " | ".join(cells) + f" | {e['train_minutes']} |")
     return "\n".join(lines) + "\n"
 

@@ -6,7 +6,8 @@ Outputs in ``--out DIR``:
   the valid answers, and the evidence (entities, subgraph size, facts, copy probability);
 * ``results.json`` — per split: ``accuracy`` (= ``top1``), ``top3``, ``coverage`` (share of
   questions whose answer concept is in the retrieved subgraph; yes/no questions count
-  as covered), ``n``, and accuracy per relation and per question type;
+  as covered; null for an engine without the graph, which retrieves nothing), ``n``, and
+  accuracy per relation and per question type;
 * ``results.md`` — the same as a markdown table;
 * ``accuracy_by_split.png``, ``accuracy_by_relation.png``, ``coverage_by_budget.png`` — when
   matplotlib is installed.
@@ -81,6 +82,7 @@ def run_split(engine, records: Sequence[Any], entity_fn: Callable | None, batch_
     per_rel: dict[str, list[int]] = defaultdict(list)
     per_type: dict[str, list[int]] = defaultdict(list)
     hits = top3 = cov = 0
+    any_graph = False  # an engine without the graph retrieves nothing: its coverage is undefined
     t0 = time.perf_counter()
     for s in tqdm(range(0, len(records), batch_size), desc="answering", disable=not progress, leave=False):
         chunk = records[s:s + batch_size]
@@ -98,6 +100,7 @@ def run_split(engine, records: Sequence[Any], entity_fn: Callable | None, batch_
                 in3 = any(c in valid for c, _ in a.candidates[:3])
                 vqa = float(ok)
             vqa_sum += vqa
+            any_graph = any_graph or a.subgraph is not None
             covered = (valid <= {"yes", "no"}) or (a.subgraph is not None and
                                                    any(n in valid for n in a.subgraph.node_names))
             hits += ok
@@ -112,7 +115,8 @@ def run_split(engine, records: Sequence[Any], entity_fn: Callable | None, batch_
                                                                   if k not in ("question", "answer")}}
             rows.append(row)
     n = max(1, len(records))
-    metrics = {"accuracy": hits / n, "top1": hits / n, "top3": top3 / n, "coverage": cov / n, "n": len(records),
+    metrics = {"accuracy": hits / n, "top1": hits / n, "top3": top3 / n,
+               "coverage": cov / n if any_graph or not records else None, "n": len(records),
                "exact_match": hits / n, "vqa_accuracy": vqa_sum / n, "generative": generative,
                "per_relation": {k: sum(v) / len(v) for k, v in sorted(per_rel.items())},
                "per_question_type": {k: sum(v) / len(v) for k, v in sorted(per_type.items())},
@@ -164,6 +168,12 @@ def write_outputs(out: Path, results: dict, rows: list[dict], title: str) -> Non
         log.info("matplotlib not installed: no plots")
 
 
+def _pct(v) -> str:
+    """A share as a percentage with one decimal; "–" for None (e.g. the coverage of an engine
+    without the graph)."""
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
 def results_table(results: dict, title: str) -> str:
     gen = any(isinstance(m, dict) and m.get("generative") for m in results.values())
     if gen:
@@ -175,7 +185,7 @@ def results_table(results: dict, title: str) -> str:
             continue
         second = m.get("vqa_accuracy", m["top3"]) if gen else m["top3"]
         lines.append(f"| {split} | {m['n']} | {100 * m['accuracy']:.1f} | {100 * second:.1f} | "
-                     f"{100 * m['coverage']:.1f} |")
+                     f"{_pct(m['coverage'])} |")
     notes = [f"{split}: {m['n_unknown_relation']} questions with a relation the loader does not know "
              f"({', '.join(f'{r} x{n}' for r, n in m['unknown_relations'].items())}); evaluated all the same"
              for split, m in results.items() if isinstance(m, dict) and m.get("n_unknown_relation")]
@@ -258,8 +268,7 @@ def bench_builtin(model: str, out: str, splits: Sequence[str] | None = None, dat
             r["split"] = sp
         results[sp] = m
         all_rows += rows
-        log.info("%s: accuracy %.1f %%, coverage %.1f %% (n=%d)", sp, 100 * m["accuracy"], 100 * m["coverage"],
-                 m["n"])
+        log.info("%s: accuracy %.1f %%, coverage %s %% (n=%d)", sp, 100 * m["accuracy"], _pct(m["coverage"]), m["n"])
     if budgets and engine.retriever is not None and engine.model.config.uses_graph:
         results["_coverage_by_budget"] = coverage_by_budget(engine.retriever, all_rows, budgets, progress)
     kind = _model_kind(engine)
@@ -350,7 +359,7 @@ def comparison_table(runs: dict[str, dict], metric: str = "accuracy") -> str:
     """Markdown table of one metric per split (rows) and run (columns)."""
     splits = [s for s in next(iter(runs.values())) if not s.startswith("_")]
     head = "| split | " + " | ".join(runs) + " |\n|---|" + "---:|" * len(runs) + "\n"
-    rows = ["| " + s + " | " + " | ".join(f"{100 * r[s][metric]:.1f}" if s in r else "–" for r in runs.values())
+    rows = ["| " + s + " | " + " | ".join(_pct(r[s].get(metric)) if s in r else "–" for r in runs.values())
             + " |" for s in splits]
     return head + "\n".join(rows) + "\n"
 
@@ -369,7 +378,7 @@ def plot_comparison(runs: dict[str, dict], metric: str = "accuracy", ax=None, by
         raise ValueError(f"plot_comparison: the runs {list(runs)} share no split")
     if by == "split":
         groups = splits
-        values = {n: [100 * r[s][metric] for s in splits] for n, r in runs.items()}
+        values = {n: [100 * (r[s][metric] or 0.0) for s in splits] for n, r in runs.items()}  # None: no bar
     else:
         groups = sorted({rel for r in runs.values() for s in splits for rel in r[s]["per_relation"]})
         values = {n: [100 * sum(r[s]["per_relation"].get(g, 0) for s in splits) / len(splits) for g in groups]

@@ -54,7 +54,9 @@ def test_run_ablation_trains_evaluates_and_resumes(tmp_path, caplog):
     for name, fusion in (("no_kg", "none"), ("graph_tokens", "graph_tokens")):
         e = res["variants"][name]
         m = e["results"]["test_iid"]
-        assert m["n"] == 12 and 0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["coverage"] <= 1.0
+        assert m["n"] == 12 and 0.0 <= m["accuracy"] <= 1.0
+        # an engine without the graph retrieves nothing: no coverage to report
+        assert m["coverage"] is None if fusion == "none" else 0.0 <= m["coverage"] <= 1.0
         cfg = json.loads((tmp_path / "abl" / name / "train" / "final" / "config.json").read_text())
         assert cfg["fusion"] == fusion
         assert (tmp_path / "abl" / name / "predictions.jsonl").exists()

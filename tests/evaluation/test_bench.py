@@ -276,3 +276,36 @@ def test_generated_answers_get_the_official_vqa_score():
             assert m["vqa_accuracy"] == pytest.approx(vqa_accuracy(said, humans)) == pytest.approx(expected)
     finally:
         bench.record_image = orig
+
+
+def test_coverage_of_an_engine_without_the_graph_is_not_reported():
+    """Without the graph nothing is retrieved: coverage is None (shown as "–"), not the share
+    of yes/no questions."""
+    from types import SimpleNamespace
+
+    from ravlm_graph.evaluation.bench import comparison_table, results_table, run_split
+
+    recs = [SimpleNamespace(qid=str(i), question="is it?", answers=("yes",), answer_concepts=("yes",),
+                            extra={}, facts=()) for i in range(3)]
+
+    class _Said:
+        answer, candidates, subgraph = "yes", [("yes", 1.0)], None
+
+        def to_dict(self):
+            return {"answer": "yes"}
+
+    class _NoGraph:
+        def answer_batch(self, images, questions, entities, top_k=3, **kw):
+            return [_Said() for _ in questions]
+
+    import ravlm_graph.evaluation.bench as bench
+
+    orig = bench.record_image
+    bench.record_image = lambda r: None
+    try:
+        m, _ = run_split(_NoGraph(), recs, None, progress=False)
+    finally:
+        bench.record_image = orig
+    assert m["accuracy"] == 1.0 and m["coverage"] is None
+    assert "| s | 3 | 100.0 | 100.0 | – |" in results_table({"s": m}, "t")
+    assert "| s | – |" in comparison_table({"run": {"s": m}}, "coverage")
