@@ -72,13 +72,18 @@ def _edge_features(lin_edge: nn.Module, edge_attr: torch.Tensor, edge_type: torc
         if edge_attr.dim() == 1:
             edge_attr = edge_attr.view(-1, 1)
         return lin_edge(edge_attr).view(-1, heads, channels)
+    _check_relation_table(edge_attr, edge_type, name)
+    return lin_edge(edge_attr).view(-1, heads, channels).index_select(0, edge_type)
+
+
+def _check_relation_table(edge_attr: torch.Tensor, edge_type: torch.Tensor, name: str) -> None:
+    """``edge_attr`` is a (T, edge_dim) table and every ``edge_type`` one of its rows."""
     if edge_attr.dim() != 2:
         raise ValueError(f"{name}: with edge_type, expected edge_attr as a (T, edge_dim) table, "
                          f"found {tuple(edge_attr.shape)}")
     if edge_type.numel() and (int(edge_type.min()) < 0 or int(edge_type.max()) >= edge_attr.shape[0]):
         raise ValueError(f"{name}: edge_type indexes a table of {edge_attr.shape[0]} rows, "
                          f"found values in [{int(edge_type.min())}, {int(edge_type.max())}]")
-    return lin_edge(edge_attr).view(-1, heads, channels).index_select(0, edge_type)
 
 
 class GATv2Conv(nn.Module):
@@ -187,12 +192,7 @@ class GATv2Conv(nn.Module):
         """
         H, C = self.heads, self.out_channels
         n, hc = x_l.shape[0], H * C
-        if edge_attr.dim() != 2:
-            raise ValueError(f"GATv2Conv: with edge_type, expected edge_attr as a (T, edge_dim) table, "
-                             f"found {tuple(edge_attr.shape)}")
-        if edge_type.numel() and (int(edge_type.min()) < 0 or int(edge_type.max()) >= edge_attr.shape[0]):
-            raise ValueError(f"GATv2Conv: edge_type indexes a table of {edge_attr.shape[0]} rows, "
-                             f"found values in [{int(edge_type.min())}, {int(edge_type.max())}]")
+        _check_relation_table(edge_attr, edge_type, "GATv2Conv")
         table = self.lin_edge(edge_attr)  # (T, H*C)
         t = table.shape[0]
         keep = (edge_index[0] != edge_index[1]).nonzero().view(-1)
