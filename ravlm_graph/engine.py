@@ -35,9 +35,9 @@ from ravlm_graph.utils.config import Config
 from ravlm_graph.utils.english import Realiser, kg_purposes
 from ravlm_graph.types import Entity
 from ravlm_graph.kg import open_kg
-from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder
+from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder, image_tensor
 from ravlm_graph.retrieval.config import RetrievalConfig
-from ravlm_graph.models.knowledge_vqa.modeling import KnowledgeVQAModel
+from ravlm_graph.models.knowledge_vqa.modeling import KnowledgeVQAModel, PretrainedSceneEncoder
 from ravlm_graph.retrieval.retriever import SubgraphRetriever
 from ravlm_graph.grounding.detectors import DETECTORS, build_detector, detector_kind
 from ravlm_graph.grounding.images import load_image
@@ -259,6 +259,20 @@ class Answer:
         return "\n".join(lines)
 
 
+
+def _share_vision(model, detector) -> bool:
+    """Whether ``detector`` reads scenes through the same frozen pretrained network, at the same
+    input size, as ``model``'s image encoder; then the detector is handed the model's copy and
+    the engine runs the network once per batch for both."""
+    name = getattr(detector, "backbone_name", None) if detector is not None else None
+    vision = getattr(model, "vision", None)
+    if name is None or not isinstance(vision, PretrainedSceneEncoder):
+        return False
+    if name != model.config.vision_encoder or detector.image_size != model.config.image_size:
+        return False
+    detector.share_backbone(vision.backbone)
+    return True
+
 class KnowledgeVQA:
     """Image + question -> answer with evidence.
 
@@ -276,6 +290,7 @@ class KnowledgeVQA:
                              "(the engine config owns the retrieval settings, node budget included)")
         # Evidence in English; compound names read with the KG's help ("parking lot").
         self.realiser = Realiser(kg_purposes(kg) if kg is not None else None)
+        self._shared_vision = _share_vision(model, detector)
 
         if isinstance(model, KnowledgeGenerator):
             self.features = GenerativeFeatureBuilder(model, retriever if model.config.uses_graph else None,
@@ -451,8 +466,15 @@ class KnowledgeVQA:
         imgs = [load_image(im) for im in images]
         t["load"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        vision_features = None
         if specs is None and self.detector is not None:
-            found = self.detector.detect_explained(imgs)
+            kw = {}
+            if self._shared_vision:  # one pass of the frozen image network, for the detector and the model
+                pixels = torch.stack([image_tensor(im, self.model.config.image_size) for im in imgs]).float() / 255.0
+                with torch.inference_mode():
+                    kw["features"] = self.detector.backbone_features(pixels)
+                vision_features = kw["features"][1]
+            found = self.detector.detect_explained(imgs, **kw)
             ents = [list(e) for e, _ in found]
             for i, (_, why) in enumerate(found):
                 if why:
@@ -505,6 +527,7 @@ class KnowledgeVQA:
             return self._answer_generated(exs, questions, t, max_new_tokens, num_beams, ents, refs, notes)
         t0 = time.perf_counter()
         batch = collate(exs, self.model.config, pad_id=self.model.tokenizer.pad_token_id or 0, with_targets=False)
+        batch.vision_features = vision_features
         _eval_mode(self.model)
         with torch.inference_mode():
             out = self.model(batch)

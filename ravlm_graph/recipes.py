@@ -35,6 +35,7 @@ from typing import Any, Mapping
 from ravlm_graph.grounding.layouts import layout_cells
 from ravlm_graph.types import Entity
 from ravlm_graph.grounding.detectors.layout import DETECTOR_FILE, LayoutCellDetector
+from ravlm_graph.grounding.detectors.cellnet import BACKBONES as CELL_NET_BACKBONES
 from ravlm_graph.retrieval.embeddings import minilm_path
 from ravlm_graph.training.detectors import train_layout_detector
 from ravlm_graph.datasets.builtin import default_emoji_root
@@ -65,7 +66,7 @@ RECIPE_DATASETS = ("builtin", "fvqa", "okvqa", "aokvqa")
 #: Settings of the layout-cell detector a recipe may train (or ``{"from": folder}``).
 DETECTOR_KEYS = ("epochs", "image_size", "channels", "negatives_per_scene", "batch_size", "lr", "extra_scenes",
                  "extra_pool", "extra_styles", "init_from", "scorer", "blocks", "hidden", "layout_choice", "weight_decay",
-                 "min_score")
+                 "min_score", "backbone", "augment")
 #: Model settings a recipe may not give: they come from the data and the KG.
 DERIVED_MODEL_KEYS = ("answer_vocab",)
 #: The data files each dataset reads (``ravlm train --questions ...`` overrides them).
@@ -151,11 +152,13 @@ class Recipe(Config):
             if unknown:
                 raise ValueError(f"{o}.detector: unknown fields {unknown}; expected some of {sorted(allowed)}")
             for key, choices in (("scorer", ("crops", "cell_net")), ("extra_pool", ("train", "twemoji")),
-                                 ("layout_choice", ("cells", "head", "joint"))):
+                                 ("layout_choice", ("cells", "head", "joint")), ("backbone", CELL_NET_BACKBONES)):
                 if key in self.detector:
                     check_choice(f"{o}.detector", key, self.detector[key], choices)
             if "extra_styles" in self.detector:
                 _check_extra_styles(f"{o}.detector", self.detector["extra_styles"])
+            if "augment" in self.detector and not isinstance(self.detector["augment"], bool):
+                raise ValueError(f"{o}.detector.augment: expected true or false, found {self.detector['augment']!r}")
             if "init_from" in self.detector and not (isinstance(self.detector["init_from"], str)
                                                      and self.detector["init_from"]):
                 raise ValueError(f"{o}.detector.init_from: expected a detector folder path, "
@@ -399,10 +402,12 @@ def train_detector(records, cfg: dict, seed: int, out_dir: str = ""):
     cell_net = cfg.get("scorer", "crops") == "cell_net"
     kw = {k: cfg[k] for k in ("epochs", "image_size", "negatives_per_scene", "batch_size", "lr", "features",
                               "feature_size", "hidden", "scorer", "layout_choice", "weight_decay", "min_score",
-                              "init_from") if k in cfg}
+                              "init_from", "backbone") if k in cfg}
     for k in ("channels", "blocks"):
         if k in cfg:
             kw[k] = tuple(cfg[k])
+    if "augment" in cfg:
+        kw["jitter"] = bool(cfg["augment"])
     kw.setdefault("image_size", 128 if cell_net else 32)
     kw.setdefault("channels", (24, 32, 64, 128) if cell_net else (32, 64, 96))
     kw.setdefault("negatives_per_scene", 1)

@@ -51,6 +51,8 @@ def test_shipped_engine_recipes_with_a_top_level_budget_still_load():
      r"Recipe.detector.extra_styles: 'noto' is the built-in benchmark's other \(test\) style"),
     ({"detector": {"init_from": 3}}, r"Recipe.detector.init_from: expected a detector folder path, found 3"),
     ({"detector": {"extra_styles": ["comic"]}}, r"extra_styles: unknown style 'comic'; expected some of"),
+    ({"detector": {"augment": "no"}}, r"Recipe.detector.augment: expected true or false, found 'no'"),
+    ({"detector": {"backbone": "vgg"}}, r"Recipe.detector.backbone: expected one of \('efficientnet_lite0',\), found 'vgg'"),
     ({"detector": {"extra_styles": "openmoji"}}, r"extra_styles: expected a non-empty list of style names"),
     ({"dataset": "vqa"}, r"Recipe.dataset: expected one of \('builtin', 'fvqa', 'okvqa', 'aokvqa'\), found 'vqa'"),
 ])

@@ -192,7 +192,10 @@ class _CellNetObjective(_NetObjective):
 
     def forward(self, batch) -> CellNetOutput:
         x, cells, layout = batch
-        cell_logits, layout_logits = self.net(x)  # (B, cells, K), (B, L)
+        if isinstance(x, tuple):  # a backbone network's maps, computed once before training
+            cell_logits, layout_logits = self.net.from_maps(x[0].float(), x[1].float())
+        else:
+            cell_logits, layout_logits = self.net(x)  # (B, cells, K), (B, L)
         # most cells are __none__: an object's cell counts POSITIVE_WEIGHT times as much
         per_cell = nn.functional.cross_entropy(cell_logits.flatten(0, 1), cells.flatten(), reduction="none")
         weight = 1.0 + (POSITIVE_WEIGHT - 1.0) * (cells.flatten() != self.none).float()
@@ -248,6 +251,32 @@ class _SceneAugment:
         return x.mul(2.0).sub(1.0), self.cells[idx], self.layouts[idx]
 
 
+class _MapBatches:
+    """Batches of a backbone cell network's frozen maps (computed once) with the labels."""
+
+    def __init__(self, f16: torch.Tensor, fhead: torch.Tensor, cells: torch.Tensor, layouts: torch.Tensor) -> None:
+        self.f16, self.fhead, self.cells, self.layouts = f16, fhead, cells, layouts
+
+    def __call__(self, ids: list[int]):
+        idx = torch.as_tensor(ids)
+        return (self.f16[idx], self.fhead[idx]), self.cells[idx], self.layouts[idx]
+
+
+def backbone_maps(net: CellNet, x_all: torch.Tensor, batch_size: int = 64, progress: bool = True):
+    """The frozen backbone's maps of uint8 scenes (N, 3, S, S), in float16 to halve the memory:
+    (N, C16, S/16, S/16) and (N, C_head, S/32, S/32)."""
+    from tqdm.auto import tqdm
+
+    f16s, heads = [], []
+    with torch.inference_mode():
+        for s in tqdm(range(0, len(x_all), batch_size), desc="backbone maps", unit="batch", disable=not progress,
+                      dynamic_ncols=True, leave=False):
+            a, h = net.model.backbone_maps(net.normalise(x_all[s:s + batch_size]))
+            f16s.append(a.half().contiguous())
+            heads.append(h.half().contiguous())
+    return torch.cat(f16s), torch.cat(heads)
+
+
 def fit_cell_net(net: CellNet, images: Sequence[Any], cells: torch.Tensor, layouts: torch.Tensor,
                  config: TrainConfig, *, augment: bool = True) -> TrainResult:
     """Train ``net`` on whole scenes with every cell's label and the scene's layout
@@ -259,7 +288,10 @@ def fit_cell_net(net: CellNet, images: Sequence[Any], cells: torch.Tensor, layou
         cells: (N, cells) label indices into ``net.config.concepts``.
         layouts: (N,) the scene's layout index, or -1 (no layout loss for that scene).
         config: the training settings.
-        augment: colour, blur, noise and shift augmentation (default True).
+        augment: colour, blur, noise and shift augmentation (default True). A network with a
+            frozen ``backbone`` and ``augment=False`` reads each scene through the backbone once,
+            before training, and trains its heads on the stored maps (many epochs for the
+            price of one backbone pass).
     """
     if not (len(images) == len(cells) == len(layouts)):
         raise ValueError(f"fit_cell_net: {len(images)} images, {len(cells)} cell rows, {len(layouts)} layouts")
@@ -270,9 +302,15 @@ def fit_cell_net(net: CellNet, images: Sequence[Any], cells: torch.Tensor, layou
         raise ValueError(f"fit_cell_net: expected cells of shape ({len(images)}, {n_cells}), found {tuple(cells.shape)}")
     x_all = net.images_to_tensor(images)  # (N, 3, S, S) uint8
     objective = _CellNetObjective(net)
+    if net.config.backbone is not None and not augment:
+        f16, fhead = backbone_maps(net, x_all, progress=config.progress)
+        del x_all
+        batches = _MapBatches(f16, fhead, cells, layouts)
+    else:
+        batches = _SceneAugment(x_all, cells, layouts, augment)
     try:
         with torch.random.fork_rng(devices=[]):
-            result = train(objective, list(range(len(images))), _SceneAugment(x_all, cells, layouts, augment), config)
+            result = train(objective, list(range(len(images))), batches, config)
     finally:
         net.model.eval()
     log.info("fit_cell_net: %d scenes, %d epochs in %.1f s; loss %.4f -> %.4f", len(images), result.epochs_run,
@@ -287,7 +325,7 @@ def train_layout_detector(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequen
                           feature_size: int = 128, hidden: int = 256, out_dir: str = "", scorer: str = "crops",
                           blocks: Sequence[int] = (0, 1, 1, 2), layout_choice: str = "cells",
                           weight_decay: float = 1e-4, min_score: float = 0.2,
-                          init_from: str | None = None) -> LayoutCellDetector:
+                          init_from: str | None = None, backbone: str | None = None) -> LayoutCellDetector:
     """A :class:`LayoutCellDetector` trained on scenes given as ``(image, [(concept, box), ...])``.
 
     ``scorer="crops"`` (default): the crops come from :meth:`LayoutCellDetector.training_crops`;
@@ -302,19 +340,23 @@ def train_layout_detector(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequen
     ``channels``, residual ``blocks``, head width ``hidden``) and learns every cell's label and
     the layout (:func:`fit_cell_net`; AdamW, short warm-up, cosine-decayed rate, colour
     augmentation with ``jitter``); ``layout_choice`` and ``min_score`` are saved with the detector.
-    ``init_from`` (cell networks only) starts from the weights of a saved cell-net detector folder
+    ``backbone`` (cell networks only; ``"efficientnet_lite0"``) reads the scenes through that
+    frozen pretrained network and trains only the cell heads over its maps (``channels[2:]`` are
+    then the heads' adapter widths; see :class:`CellNetConfig`). ``init_from`` (cell networks only) starts from the weights of a saved cell-net detector folder
     with the same concepts, layouts and architecture (fine-tuning, e.g. on scenes of more
     drawing styles) instead of random weights.
     """
     if scorer not in ("crops", "cell_net"):
         raise ValueError(f"train_layout_detector: expected scorer 'crops' or 'cell_net', found {scorer!r}")
+    if backbone is not None and scorer != "cell_net":
+        raise ValueError("train_layout_detector: backbone is for scorer 'cell_net' (the crop tagger takes features=)")
     cfg = TrainConfig(out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                       warmup_ratio=0.0, grad_clip=0.0, lr_schedule="constant", seed=seed, progress=progress)
     if scorer == "cell_net":
         layouts = default_layouts()
         vocab = tuple(sorted(set(concepts))) + (NONE,)
         net = CellNet(CellNetConfig(concepts=vocab, layouts=layouts, image_size=image_size, channels=tuple(channels),
-                                    blocks=tuple(blocks), hidden=hidden), seed=seed)
+                                    blocks=tuple(blocks), hidden=hidden, backbone=backbone), seed=seed)
         if init_from is not None:
             start = LayoutCellDetector.from_pretrained(init_from)
             if not start.cell_net:
@@ -324,7 +366,7 @@ def train_layout_detector(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequen
             def norm(v):
                 return tuple(norm(x) for x in v) if isinstance(v, (list, tuple)) else v
 
-            for key in ("concepts", "layouts", "image_size", "channels", "blocks", "hidden"):
+            for key in ("concepts", "layouts", "image_size", "channels", "blocks", "hidden", "backbone"):
                 a, b = norm(getattr(theirs, key)), norm(getattr(ours, key))
                 if a != b:
                     shown = (len(a), len(b)) if key in ("concepts", "layouts") else (a, b)

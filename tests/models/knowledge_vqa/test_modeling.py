@@ -522,3 +522,46 @@ def test_pretrained_vision_encoder_is_frozen_imagenet_and_not_saved(tiny, tmp_pa
     b = collate(exs, m.config, with_targets=False)
     with torch.no_grad():
         assert torch.equal(m(b).vocab_logits, m2(b).vocab_logits)
+
+
+def test_engine_runs_the_shared_image_network_once_for_detector_and_model(tiny, monkeypatch):
+    """A cell-network detector over the frozen EfficientNet-lite0 (``backbone``) and a model whose
+    image encoder is the same network at the same size share one copy and one pass per batch;
+    the answers are those of the unshared path (the detector and the model each running it)."""
+    from ravlm_graph.grounding.detectors.cellnet import CellNet, CellNetConfig
+    from ravlm_graph.grounding.detectors.layout import NONE, LayoutCellDetector, default_layouts
+    from ravlm_graph.grounding.vision.efficientnet_lite import EfficientNetLite
+
+    _, _, kg, retriever = tiny
+    m = make_model(tiny, vision_encoder="efficientnet_lite0", image_size=64).eval()
+    net = CellNet(CellNetConfig(concepts=("apple", "banana", NONE), layouts=default_layouts(), image_size=64,
+                                channels=(4, 4, 8, 8), hidden=8, backbone="efficientnet_lite0"), seed=1)
+    det = LayoutCellDetector(net, min_score=0.0, layout_choice="head")
+    own = det.backbone
+    det.prepare_for_inference()
+    engine = KnowledgeVQA(m, EngineConfig(kg="unused", retrieval=retriever.config, detector=None), kg=kg,
+                          retriever=retriever, detector=det)
+    assert engine._shared_vision and det.backbone is m.vision.backbone and det.backbone is not own
+    assert net._inference_model.backbone is m.vision.backbone
+    calls = []
+    for name in ("forward_maps", "forward_features"):
+        orig = getattr(EfficientNetLite, name)
+        monkeypatch.setattr(EfficientNetLite, name,
+                            lambda self, *a, _o=orig, _n=name, **k: calls.append(_n) or _o(self, *a, **k))
+    ims = [Image.new("RGB", (80, 64), (200, 30, 30)), Image.new("RGB", (64, 64), (240, 220, 40))]
+    qs = ["what is the object used for?", "is the thing a fruit?"]
+    shared = engine.answer_batch(ims, qs)
+    assert calls == ["forward_maps"]
+    seen = [{e.concept for e in a.entities if e.origin == "image"} for a in shared]
+    assert all(s and s <= {"apple", "banana"} for s in seen)
+    calls.clear()
+    engine._shared_vision = False
+    alone = engine.answer_batch(ims, qs)
+    assert calls == ["forward_maps", "forward_features"]  # the detector's pass, then the model's
+    for a, b in zip(shared, alone):
+        assert a.answer == b.answer and [e.concept for e in a.entities] == [e.concept for e in b.entities]
+        assert a.score == pytest.approx(b.score, abs=1e-5)
+    # not shared: another image size, or a detector without the network
+    m2 = make_model(tiny, vision_encoder="efficientnet_lite0", image_size=96)
+    assert not KnowledgeVQA(m2, EngineConfig(kg="unused", retrieval=retriever.config, detector=None), kg=kg,
+                            retriever=retriever, detector=det)._shared_vision
