@@ -521,7 +521,12 @@ class KnowledgeVQA:
         for b, ns in enumerate(notes):
             for n in ns:
                 warnings.warn(n, InputWarning, stacklevel=3)
-        exs = [self.features.build(im, q, e) for im, q, e in zip(imgs, questions, focus)]
+        qvecs = [None] * len(questions)
+        retriever = getattr(self.features, "retriever", None)
+        if not self.generative and retriever is not None and retriever.needs_question_vector:
+            qvecs = list(retriever.embed_questions([q.strip() for q in questions]))  # one batch for all
+        exs = [self.features.build(im, q, e, question_embedding=v) if v is not None else self.features.build(im, q, e)
+               for im, q, e, v in zip(imgs, questions, focus, qvecs)]
         t["retrieve"] = time.perf_counter() - t0
         if self.generative:
             return self._answer_generated(exs, questions, t, max_new_tokens, num_beams, ents, refs, notes)

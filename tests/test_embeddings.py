@@ -125,6 +125,19 @@ def test_question_vectors_are_cached(tmp_path):
     np.testing.assert_array_equal(v2[0], v[1])
 
 
+def test_question_vectors_can_skip_the_disk_cache(tmp_path):
+    """``cache_texts = False``: every text is encoded (in one batch) and nothing is written."""
+    kg = make_kg(["apple", "pear"])
+    enc = CountingEncoder()
+    ne = NodeEmbeddings(kg, enc, cache_dir=tmp_path)
+    ne.encode_texts(["What is red?"])
+    ne.cache_texts = False
+    before = sorted(p.name for p in tmp_path.rglob("*.npy"))
+    v = ne.encode_texts(["What is red?", "What is blue?"])
+    assert enc.seen == ["What is red?", "What is red?", "What is blue?"] and v.shape == (2, 8)
+    assert sorted(p.name for p in tmp_path.rglob("*.npy")) == before
+
+
 def test_damaged_cache_is_recomputed(tmp_path):
     kg = make_kg(["apple", "pear"])
     ne = NodeEmbeddings(kg, CountingEncoder(), cache_dir=tmp_path)

@@ -313,6 +313,8 @@ class NodeEmbeddings:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.autosave = bool(autosave)
         self.save_every = float(save_every)
+        #: keep question vectors in the disk cache (:meth:`encode_texts`); False encodes every text
+        self.cache_texts = True
         self._last_save = time.monotonic()
         self.key = vocab_hash(kg)
         self.vectors = np.zeros((kg.num_nodes, self.dim), dtype=self.dtype)
@@ -471,11 +473,12 @@ class NodeEmbeddings:
 
         With a disk cache, each text's vector is kept in ``<cache>/text-<model>/`` (one
         small file per text, keyed by its hash), so asking the same question again needs
-        no text encoder: no transformers import, no model load.
+        no text encoder: no transformers import, no model load (``cache_texts = False``
+        turns this off). The texts not found there are encoded in one batch.
         """
         texts = list(texts)
         folder = None
-        if self.cache_dir is not None:
+        if self.cache_dir is not None and self.cache_texts:
             folder = self.cache_dir / f"text-{self.model_name.replace('/', '_')}"
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         todo: list[int] = []

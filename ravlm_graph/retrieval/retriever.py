@@ -124,9 +124,19 @@ class SubgraphRetriever:
 
     def embed_question(self, question: str) -> np.ndarray:
         """(D,) unit embedding of the question (cached on disk with the node embeddings)."""
+        return self.embed_questions([question])[0]
+
+    def embed_questions(self, questions: Sequence[str]) -> np.ndarray:
+        """(len(questions), D) unit embeddings, encoded in one batch (the ones not in the disk
+        cache): what :meth:`retrieve` takes as ``question_embedding``."""
         if self._encoder is None or self._encoder is self.embeddings._encoder:
-            return self.embeddings.encode_texts([question])[0]
-        return self._encoder.encode([question])[0]
+            return self.embeddings.encode_texts(list(questions))
+        return np.asarray(self._encoder.encode(list(questions)), dtype=np.float32)
+
+    @property
+    def needs_question_vector(self) -> bool:
+        """Whether :meth:`retrieve` with the default method embeds the question."""
+        return METHODS.get(self.config.method).needs_question or self.config.relation_weight > 0
 
     def _node_vectors(self, ids: np.ndarray) -> np.ndarray:
         # Rows are gathered from the (possibly memory-mapped float16) matrix and converted

@@ -142,8 +142,12 @@ class FeatureBuilder:
         return ids
 
     def build(self, image, question: str, entities: Sequence[Entity], answers: Sequence[str] = (),
-              meta: dict | None = None, fact: tuple[str, str, str] | None = None) -> Example:
+              meta: dict | None = None, fact: tuple[str, str, str] | None = None,
+              question_embedding: np.ndarray | None = None) -> Example:
         """One example; ``answers`` empty at inference.
+
+        ``question_embedding``: the question's unit vector, already computed (an engine embeds
+        a batch's questions at once); None: retrieval embeds it.
 
         ``fact``: the supporting fact when the dataset gives one (FVQA), as ``(visual end,
         relation, other end)``; it becomes the example's ``support`` (node indices of its ends,
@@ -158,7 +162,7 @@ class FeatureBuilder:
         sg = None
         facts: list[str] = []
         if self.fusion.uses_graph:
-            sg = self.retriever.retrieve(list(entities), question)
+            sg = self.retriever.retrieve(list(entities), question, question_embedding=question_embedding)
             if self.fusion.verbalizes_facts and not sg.is_empty:
                 facts = sg.verbalize(max_facts=cfg.max_facts)
         ids = self._text_ids(question, facts, entity_phrase(entities, w, h) if cfg.entity_text else "")
@@ -178,7 +182,8 @@ class FeatureBuilder:
             ei, et = sg.edge_index.numpy(), sg.edge_type.numpy()
             origin = sg.origin.numpy()
             if cfg.fact_features:
-                qv = np.asarray(self.retriever.embed_question(question), dtype=np.float32)
+                qv = np.asarray(question_embedding if question_embedding is not None
+                                else self.retriever.embed_question(question), dtype=np.float32)
                 qsim = (x.astype(np.float32) @ qv).astype(np.float32)  # (N,) both unit vectors
         else:
             names, x = [], np.zeros((0, cfg.node_dim), dtype=np.float16)

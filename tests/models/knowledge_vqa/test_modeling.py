@@ -565,3 +565,32 @@ def test_engine_runs_the_shared_image_network_once_for_detector_and_model(tiny, 
     m2 = make_model(tiny, vision_encoder="efficientnet_lite0", image_size=96)
     assert not KnowledgeVQA(m2, EngineConfig(kg="unused", retrieval=retriever.config, detector=None), kg=kg,
                             retriever=retriever, detector=det)._shared_vision
+
+
+def test_engine_encodes_a_batchs_questions_at_once_for_retrieval(tiny, monkeypatch):
+    """The engine embeds all questions of a batch in one call and hands each vector to
+    retrieval, which then does not embed the question again; the answers are the same."""
+    _, _, kg, retriever = tiny
+    m = make_model(tiny).eval()
+    engine = KnowledgeVQA(m, EngineConfig(kg="unused", retrieval=retriever.config, detector=None), kg=kg,
+                          retriever=retriever)
+    assert retriever.needs_question_vector
+    batches, singles = [], []
+    orig_batch = type(retriever).embed_questions
+    monkeypatch.setattr(type(retriever), "embed_questions",
+                        lambda self, qs: batches.append(list(qs)) or orig_batch(self, qs))
+    monkeypatch.setattr(type(retriever), "embed_question",
+                        lambda self, q: singles.append(q) or orig_batch(self, [q])[0])
+    qs = ["what is the object used for?", " which of these can peel? "]
+    ents = [[Entity("apple", 1.0, "image")], [Entity("banana", 1.0, "image")]]
+    retriever.clear_cache()
+    batched = engine.answer_batch([image(), image()], qs, ents)
+    assert batches == [["what is the object used for?", "which of these can peel?"]] and singles == []
+    batches.clear()
+    retriever.clear_cache()
+    monkeypatch.setattr(type(retriever), "needs_question_vector", property(lambda self: False))
+    alone = engine.answer_batch([image(), image()], qs, ents)
+    assert batches == [] and len(singles) == 2  # retrieval embedded each question itself
+    for a, b in zip(batched, alone):
+        assert a.answer == b.answer and a.subgraph_size == b.subgraph_size
+        assert a.score == pytest.approx(b.score, abs=1e-6)
