@@ -28,6 +28,7 @@ from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, images_to_uint8
 from ravlm_graph.grounding.layouts import layout_cells
 from ravlm_graph.utils.checkpoint import write_checkpoint
 from ravlm_graph.utils.config import Config
+from ravlm_graph.utils.registry import Registry
 from ravlm_graph.utils.inference import for_cpu_inference
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,8 +36,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FORMAT = "ravlm-cell-net"
 FORMAT_VERSION = 1
-#: Frozen pretrained networks a cell network can read scenes through.
-BACKBONES = ("efficientnet_lite0",)
+#: Frozen pretrained networks a cell network can read scenes through: name -> loader of the
+#: packaged network (resolved on first use: torch is not imported with this module).
+BACKBONE_LOADERS = Registry("cell-net backbone")
+BACKBONE_LOADERS.register("efficientnet_lite0", "ravlm_graph.grounding.vision.efficientnet_lite:load_efficientnet_lite0")
+BACKBONES = BACKBONE_LOADERS.names()
 #: Stride of the inner map a backbone cell network pools (and of the head's map: 32).
 BACKBONE_STRIDE = 16
 
@@ -192,13 +196,11 @@ def _build_backbone_cell_net(config: CellNetConfig, backbone=None):
     import torch
     from torch import nn
 
-    from ravlm_graph.grounding.vision.efficientnet_lite import load_efficientnet_lite0
-
     class _BackboneCellNet(nn.Module):
         def __init__(self, cfg: CellNetConfig, bb):
             super().__init__()
             if bb is None:
-                bb = for_cpu_inference(load_efficientnet_lite0(classifier=False))
+                bb = for_cpu_inference(BACKBONE_LOADERS.get(cfg.backbone)(classifier=False))
             # held outside the module tree: frozen, loaded from its package, never saved or trained
             self._backbone = [bb]
             bcfg = bb.config
