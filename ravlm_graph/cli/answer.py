@@ -173,7 +173,9 @@ def _draw(image, ans, out: str) -> None:
     ents = [e for e in ans.entities if e.origin == "image"]
     ax = draw_entities(image, ents)
     title = ax.get_title()
-    head = f"{ans.question}\n-> {str(ans.answer).replace('_', ' ')} (p={ans.score:.2f})"
+    # A LLaVA engine generates without scoring its answer (score None).
+    p = "" if ans.score is None else f" (p={ans.score:.2f})"
+    head = f"{ans.question}\n-> {str(ans.answer).replace('_', ' ')}{p}"
     if not ents:
         head += "\nno object found in the image"
     ax.set_title(head + ("\n" + title if title else ""), fontsize=8)
