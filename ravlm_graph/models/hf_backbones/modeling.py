@@ -335,9 +335,18 @@ class _KGBackbone(nn.Module):
             self.image_processor.save_pretrained(str(out))
         return out
 
+    @property
+    def max_positions(self) -> int | None:
+        """Positions of the decoder's position table (None: no table, e.g. rotary LLaVA models)."""
+        return None
+
     def _check_length(self, n: int, index: int, what: str) -> None:
         if n > self.config.max_length:
             raise ValueError(f"{what} {index}: expected at most max_length={self.config.max_length} tokens, found {n}")
+        limit = self.max_positions
+        if limit is not None and n > limit:
+            raise ValueError(f"{what} {index}: expected at most {limit} tokens (the decoder's position table, "
+                             f"max_position_embeddings), found {n}")
 
     def _decode(self, ids: torch.Tensor) -> list[str]:
         return [s.strip() for s in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
@@ -730,6 +739,17 @@ class VisionEncoderDecoderKGBackbone(_KGBackbone):
         return cls(model, tokenizer, image_processor, processor, config)
 
     @property
+    def max_positions(self) -> int | None:
+        """Positions of the decoder's learned position table (BERT ``max_position_embeddings``,
+        GPT-2 ``n_positions``): a longer decoder sequence fails inside the model."""
+        cfg = self.model.decoder.config
+        for name in ("max_position_embeddings", "n_positions"):
+            value = getattr(cfg, name, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        return None
+
+    @property
     def encoder_hidden_size(self) -> int:
         """Width E of the encoder's output: the graph tokens' width."""
         return int(self.model.encoder.config.hidden_size)
@@ -922,7 +942,9 @@ class VisionEncoderDecoderKGBackbone(_KGBackbone):
         """``[start] + question`` token ids (a ``<kg>`` placeholder is dropped: the graph enters
         through the cross-attention)."""
         q = " ".join(question.replace(self.config.kg_token, " ").split())
-        return [self.decoder_start_token_id] + list(self.tokenizer(q, add_special_tokens=False)["input_ids"])
+        ids = [self.decoder_start_token_id] + list(self.tokenizer(q, add_special_tokens=False)["input_ids"])
+        self._check_length(len(ids), 0, "question")
+        return ids
 
     def answer_ids(self, answer: str, max_tokens: int) -> list[int]:
         """Answer token ids + EOS (at most ``max_tokens`` before the EOS)."""
@@ -950,6 +972,10 @@ class VisionEncoderDecoderKGBackbone(_KGBackbone):
         """(logits (B, K, V), last hidden states (B, K, D)) of the decoder reading ``memory``
         (B, M, D), for the last K = ``keep`` positions (0: all L) — the LM head over the
         vocabulary is the costly part, and only the answer's positions need it."""
+        limit = self.max_positions
+        if limit is not None and input_ids.shape[1] > limit:
+            raise ValueError(f"decoder input: expected at most {limit} tokens (the decoder's position table, "
+                             f"max_position_embeddings), found {input_ids.shape[1]}")
         out = self.model.decoder(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
                                  position_ids=_position_ids(attention_mask).to(self.device),
                                  encoder_hidden_states=memory.to(self.dtype),
@@ -1471,6 +1497,11 @@ class KnowledgeGenerator(nn.Module):
         for name, v in (("max_new_tokens", n_new), ("num_beams", beams)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected an int >= 1, found {v!r}")
+        limit = self.backbone.max_positions
+        prompt = int(batch.input_ids.shape[1])
+        if limit is not None and prompt + n_new - 1 > limit:
+            raise ValueError(f"max_new_tokens: expected at most {max(0, limit - prompt + 1)} for this question "
+                             f"({prompt} tokens; the decoder's position table has {limit}), found {n_new}")
         if self.is_llava:
             tokens, *_ = self._graph(batch)
             texts = self.backbone.generate(batch.input_ids, batch.pixel_values, self._llava_tokens(tokens, len(batch)),

@@ -63,3 +63,17 @@ def test_answer_draw_on_an_engine_that_gives_no_score(llava_folder, png, tmp_pat
                "--entities", "apple@left", "--draw", str(out)])
     assert rc == 0, capsys.readouterr().err
     assert out.is_file() and f"drawn: {out}" in capsys.readouterr().out
+
+
+def test_decoder_position_table_bounds_the_question_and_the_answer(ved_folder, tmp_path):
+    # The tiny BERT decoder has 128 positions: a longer question or --max-new-tokens 500 failed
+    # inside the model (an index error); now a ValueError names the limit, and the limit works.
+    engine = KnowledgeVQA.from_pretrained(_engine(ved_folder, tmp_path / "engine", "vision_encoder_decoder"))
+    image = Image.new("RGB", (40, 32), (120, 160, 200))
+    q = "what is the apple used for"
+    with pytest.raises(ValueError, match=r"max_new_tokens: expected at most 122 .*position table has 128.*found 500"):
+        engine.answer(image, q, max_new_tokens=500)
+    a = engine.answer(image, q, max_new_tokens=122)  # [start] + 6 words: the last step reads 7 + 121 = 128
+    assert isinstance(a.answer, str)
+    with pytest.raises(ValueError, match=r"expected at most 128 tokens \(the decoder's position table"):
+        engine.answer(image, " ".join([q] * 30), max_new_tokens=1)
