@@ -49,7 +49,7 @@ from ravlm_graph.models.knowledge_vqa.modeling import KnowledgeVQAModel
 from ravlm_graph.engine import EngineConfig, KnowledgeVQA, refer_focus
 from ravlm_graph.kg import open_kg
 from ravlm_graph.retrieval.retriever import SubgraphRetriever
-from ravlm_graph.training.loop import TrainConfig, seed_everything, train
+from ravlm_graph.training.loop import TrainConfig, check_trainable_dtypes, seed_everything, train
 from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder
 from ravlm_graph.datasets import load_builtin
 from ravlm_graph.datasets import load_fvqa
@@ -662,6 +662,7 @@ def train_generative_recipe(recipe: Recipe | Mapping[str, Any], progress: bool =
     val_limit = int(recipe.model.get("val_limit", 200))
     mcfg = recipe.generative_config(kg.num_relations)
     model = KnowledgeGenerator(mcfg)
+    check_trainable_dtypes(model)  # before minutes of features
     fb = GenerativeFeatureBuilder(model, retriever if mcfg.use_graph else None, budget=rcfg.budget)
     t0 = time.perf_counter()
     # The seeds the engine will retrieve from: the entities the question's spatial references select.

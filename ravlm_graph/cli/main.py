@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ravlm: error: {msg}", file=sys.stderr)
         return 2
-    except (ValueError, KeyError, FileNotFoundError) as e:
+    except (ValueError, KeyError, FileNotFoundError, FloatingPointError) as e:
+        # FloatingPointError: training diverged (a non-finite loss), said in one line
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"ravlm: error: {msg}", file=sys.stderr)
         return 2

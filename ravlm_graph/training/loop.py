@@ -208,6 +208,7 @@ def train(model, train_data: Sequence[Any], collate: Callable[[list], Any], conf
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("train: the model has no trainable parameters")
+    check_trainable_dtypes(model)
     opt = torch.optim.AdamW(_param_groups(model, params, config), lr=config.lr, weight_decay=config.weight_decay)
 
     gen = torch.Generator().manual_seed(config.seed)
@@ -328,6 +329,19 @@ def train(model, train_data: Sequence[Any], collate: Callable[[list], Any], conf
                        seconds=time.perf_counter() - t0, out_dir=str(out) if out is not None else "",
                        resumed_from_epoch=resumed_from, history=progress.history, best_epoch=progress.best_epoch,
                        best_metric=progress.best_metric)
+
+
+def check_trainable_dtypes(model) -> None:
+    """Refuse float16 weights that train: AdamW's updates of float16 weights overflow to NaN
+    within a step or two (float32 and bfloat16 train)."""
+    import torch
+
+    half = [n for n, p in model.named_parameters() if p.requires_grad and p.dtype == torch.float16]
+    if half:
+        raise ValueError(f"train: {len(half)} weights that train are float16 ({half[0]}, ...), and AdamW's updates "
+                         f"of float16 weights overflow to NaN; load the backbone in 'bfloat16' or 'float32' "
+                         f"(a recipe's model.backbone.dtype), or train LoRA adapters instead of backbone.train "
+                         f"weights (adapters are kept in float32)")
 
 
 def _param_groups(model, params: list, config: TrainConfig) -> list[dict]:

@@ -1250,6 +1250,11 @@ class KnowledgeGenerator(nn.Module):
         self.backbone.model = peft.inject_adapter_in_model(lcfg, self.backbone.model)
         for name, p in self.backbone.model.named_parameters():
             if "lora_" in name:
+                # Adapters on a half-precision backbone are kept in float32 (as peft's
+                # get_peft_model does; its layers cast their input): AdamW's updates of float16
+                # weights overflow to NaN within a step or two.
+                if p.dtype in (torch.float16, torch.bfloat16):
+                    p.data = p.data.float()
                 p.requires_grad_(True)
 
     def freeze_backbone(self) -> None:

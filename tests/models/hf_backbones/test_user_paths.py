@@ -77,3 +77,32 @@ def test_decoder_position_table_bounds_the_question_and_the_answer(ved_folder, t
     assert isinstance(a.answer, str)
     with pytest.raises(ValueError, match=r"expected at most 128 tokens \(the decoder's position table"):
         engine.answer(image, " ".join([q] * 30), max_new_tokens=1)
+
+
+def test_float16_backbone_weights_that_train_are_refused_and_lora_adapters_stay_float32(ved_folder):
+    # On a float16 backbone, AdamW turned the trained cross-attention (or LoRA adapters, which
+    # were float16 too) into NaN at the second step: "non-finite loss nan" and a traceback.
+    from ravlm_graph.training.loop import TrainConfig, check_trainable_dtypes, train
+
+    bb = {"kind": "vision_encoder_decoder", "path": str(ved_folder), "dtype": "float16"}
+    trained = KnowledgeGenerator(GenerativeVQAConfig(backbone={**bb, "train": ["crossattention"]}, use_graph=False))
+    with pytest.raises(ValueError, match=r"weights that train are float16 \(backbone\.model\.decoder\..*crossattention"):
+        train(trained, [0], lambda items: items, TrainConfig(out_dir="", epochs=1))
+    lora = KnowledgeGenerator(GenerativeVQAConfig(backbone={**bb, "lora": {"r": 2, "target_modules": ["query"]}},
+                                                  use_graph=False))
+    adapters = [p for n, p in lora.named_parameters() if "lora_" in n]
+    assert adapters and all(p.dtype == torch.float32 and p.requires_grad for p in adapters)
+    assert lora.backbone.dtype == torch.float16  # the frozen backbone stays half
+    check_trainable_dtypes(lora)
+
+
+def test_a_diverging_training_is_one_line_error(monkeypatch, tmp_path, capsys):
+    import ravlm_graph.cli.train as cli_train
+
+    def diverge(recipe, progress=True):
+        raise FloatingPointError("train: non-finite loss nan at step 1")
+
+    monkeypatch.setattr(cli_train, "train_recipe", diverge)
+    recipe = Path(__file__).resolve().parents[3] / "configs" / "builtin_generative.json"
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert capsys.readouterr().err == "ravlm: error: train: non-finite loss nan at step 1\n"
