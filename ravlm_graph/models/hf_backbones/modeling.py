@@ -48,8 +48,8 @@ from ravlm_graph.nn.gnn import GNNConfig, GraphEncoder
 from ravlm_graph.types import ORIGIN_CODES
 from ravlm_graph.grounding.vision.efficientnet_lite import (EfficientNetLiteConfig, load_efficientnet_lite0,
                                                             preprocess_images)
-from ravlm_graph.models.hf_backbones.configuration import (BACKBONE_KINDS, BACKBONES, BackboneConfig,
-                                                           GenerativeVQAConfig, backbone_fingerprint)
+from ravlm_graph.models.hf_backbones.configuration import (BACKBONE_KINDS, BACKBONES, PACKAGED_DECODERS,
+                                                           BackboneConfig, GenerativeVQAConfig, backbone_fingerprint)
 
 __all__ = [
     "BACKBONE_KINDS",
@@ -1198,6 +1198,12 @@ class KnowledgeGenerator(nn.Module):
         self.config = config
         self.backbone = backbone if backbone is not None else load_backbone(config.backbone)
         if not config.backbone_hash:
+            # A new model: its checkpoint names the backbone folder absolutely, so that the engine
+            # loads from any working folder (a recipe's relative path is read from the current one).
+            key = "decoder" if config.backbone.composed else "path"
+            folder = getattr(config.backbone, key)
+            if folder and folder not in PACKAGED_DECODERS and not os.path.isabs(folder):
+                config.backbone = BackboneConfig.from_dict({**config.backbone.to_dict(), key: os.path.abspath(folder)})
             config.backbone_hash = backbone_fingerprint(config.backbone)
         d = self.backbone.hidden_size
         self.is_llava = config.backbone.kind == "llava"
@@ -1315,7 +1321,14 @@ class KnowledgeGenerator(nn.Module):
         if backbone_path is not None:
             key = "decoder" if config.backbone.composed else "path"
             config.backbone = BackboneConfig.from_dict({**config.backbone.to_dict(), key: str(backbone_path)})
-        found = backbone_fingerprint(config.backbone)
+        try:
+            found = backbone_fingerprint(config.backbone)
+        except FileNotFoundError as e:
+            key = "decoder" if config.backbone.composed else "path"
+            raise CheckpointError(f"{where}: backbone.{key} names the model folder this engine was trained on, "
+                                  f"{getattr(config.backbone, key)!r}, and it is not there ({e}); put the model "
+                                  f"back there, or point backbone.{key} in that config.json to its new folder "
+                                  f"(its config.json must be the same)") from e
         if found != config.backbone_hash:
             raise CheckpointError(f"{where}: trained on a backbone whose config.json hashed to "
                                   f"{config.backbone_hash[:12]}..., found {found[:12]}... in "

@@ -106,3 +106,23 @@ def test_a_diverging_training_is_one_line_error(monkeypatch, tmp_path, capsys):
     recipe = Path(__file__).resolve().parents[3] / "configs" / "builtin_generative.json"
     assert main(["train", str(recipe), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     assert capsys.readouterr().err == "ravlm: error: train: non-finite loss nan at step 1\n"
+
+
+def test_a_relative_backbone_path_is_saved_absolute_and_a_missing_one_is_named(ved_folder, tmp_path, monkeypatch):
+    # A recipe's "path": "models/ved" was saved as given: the engine then loaded only from the
+    # folder it was trained in, and elsewhere failed with "models/ved: expected a model folder".
+    import shutil
+
+    from ravlm_graph.utils.checkpoint import CheckpointError
+
+    shutil.copytree(ved_folder, tmp_path / "models" / "ved")
+    monkeypatch.chdir(tmp_path)
+    engine = _engine(Path("models/ved"), tmp_path / "engine", "vision_encoder_decoder")
+    saved = json.loads((engine / "config.json").read_text())["backbone"]["path"]
+    assert saved == str(tmp_path / "models" / "ved")
+    monkeypatch.chdir(tmp_path / "models")
+    assert KnowledgeVQA.from_pretrained(engine).generative
+    shutil.move(tmp_path / "models" / "ved", tmp_path / "moved")
+    with pytest.raises(CheckpointError, match=r"engine/config.json: backbone.path names the model folder this engine "
+                                              r"was trained on, '.*models/ved', and it is not there"):
+        KnowledgeVQA.from_pretrained(engine)
