@@ -27,6 +27,7 @@ attributes is accepted.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -413,6 +414,16 @@ class LlavaKGBackbone(_KGBackbone):
             if not hasattr(model, method):
                 raise ValueError(f"{folder}: expected a LLaVA-style model with {method}(), "
                                  f"found {type(model).__name__}")
+        # The language model reads one embedding sequence (text, image features, graph tokens):
+        # a model whose forward insists on its own inputs (BLIP-2's Q-Former needs pixel_values
+        # and input_ids) would fail at the first training step.
+        required = [n for n, prm in inspect.signature(model.forward).parameters.items()
+                    if prm.default is inspect.Parameter.empty
+                    and prm.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+        if required:
+            raise ValueError(f"{folder}: expected a LLaVA-style model whose forward reads inputs_embeds alone, "
+                             f"found {type(model).__name__} (model_type {model_type!r}) requiring "
+                             f"{', '.join(required)}; this backbone kind does not support it")
         processor, tokenizer, image_processor = _load_processor_parts(folder)
 
         kg_id = tokenizer.convert_tokens_to_ids(config.kg_token)

@@ -126,3 +126,27 @@ def test_a_relative_backbone_path_is_saved_absolute_and_a_missing_one_is_named(v
     with pytest.raises(CheckpointError, match=r"engine/config.json: backbone.path names the model folder this engine "
                                               r"was trained on, '.*models/ved', and it is not there"):
         KnowledgeVQA.from_pretrained(engine)
+
+
+def test_an_image_text_model_that_is_not_llava_style_is_refused_when_loaded(tmp_path):
+    # BLIP-2 has vision_config, text_config and image_token_id, so it loaded as kind "llava"; its
+    # Q-Former gives num_query_tokens features (not one per patch) and its forward needs
+    # pixel_values: the first training step failed with "expected 4 image placeholder tokens".
+    from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2QFormerConfig, Blip2VisionConfig,
+                              OPTConfig)
+
+    from ravlm_graph.models.hf_backbones import LlavaKGBackbone
+
+    cfg = Blip2Config(
+        vision_config=Blip2VisionConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                        intermediate_size=16, image_size=16, patch_size=8).to_dict(),
+        qformer_config=Blip2QFormerConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                          intermediate_size=16, encoder_hidden_size=16).to_dict(),
+        text_config=OPTConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=16,
+                              word_embed_proj_dim=16, max_position_embeddings=64).to_dict(),
+        num_query_tokens=2, image_token_index=39)
+    Blip2ForConditionalGeneration(cfg).save_pretrained(tmp_path / "blip2")
+    with pytest.raises(ValueError, match=r"expected a LLaVA-style model whose forward reads inputs_embeds alone, "
+                                         r"found Blip2ForConditionalGeneration \(model_type 'blip-2'\) requiring "
+                                         r"pixel_values, input_ids"):
+        LlavaKGBackbone.from_pretrained(tmp_path / "blip2")
