@@ -218,8 +218,10 @@ class Recipe(Config):
             raise ValueError(f"Recipe.model: {e}") from e
         return base.replace(answer_vocab=list(answer_vocab), num_relations=max(base.num_relations, num_relations))
 
-    def train_config(self) -> TrainConfig:
-        return TrainConfig.from_dict({**self.train, "out_dir": str(self.output_dir)}, "Recipe.train")
+    def train_config(self, progress: bool = True) -> TrainConfig:
+        """The training loop's config; ``progress=False`` turns its epoch bars off (``--no-progress``)."""
+        tcfg = TrainConfig.from_dict({**self.train, "out_dir": str(self.output_dir)}, "Recipe.train")
+        return tcfg if progress else tcfg.replace(progress=False)
 
     def check_inputs(self, source: str | None = None, names: Mapping[str, str] | None = None) -> None:
         """Check what the recipe reads from disk before any training starts: the KG store,
@@ -500,7 +502,7 @@ def train_recipe(recipe: Recipe | Mapping[str, Any], progress: bool = True) -> d
     if recipe.dataset not in ("builtin", "fvqa"):
         raise ValueError(f"dataset {recipe.dataset!r}: free-text answers need a generative backbone "
                          f"(model.backbone); the built-in pointer model trains on 'builtin' and 'fvqa'")
-    tcfg = recipe.train_config()
+    tcfg = recipe.train_config(progress)
     seed_everything(tcfg.seed)
     # Bundled KGs are built once under kg_cache (default: the user cache folder) with their embedding cache.
     kg = open_kg(recipe.kg, cache_root=recipe.kg_cache)
@@ -651,7 +653,7 @@ def train_generative_recipe(recipe: Recipe | Mapping[str, Any], progress: bool =
     t_start = time.perf_counter()
     dataset = recipe.dataset
     out_dir = recipe.output_dir
-    tcfg = recipe.train_config()
+    tcfg = recipe.train_config(progress)
     seed_everything(tcfg.seed)
     kg = open_kg(recipe.kg, cache_root=recipe.kg_cache)
     rcfg = recipe.retrieval

@@ -150,3 +150,19 @@ def test_an_image_text_model_that_is_not_llava_style_is_refused_when_loaded(tmp_
                                          r"found Blip2ForConditionalGeneration \(model_type 'blip-2'\) requiring "
                                          r"pixel_values, input_ids"):
         LlavaKGBackbone.from_pretrained(tmp_path / "blip2")
+
+
+def test_train_no_progress_shows_no_epoch_bars(ved_folder, tmp_path, capsys):
+    # `ravlm train --no-progress` hid the feature bars only: the loop's epoch bars still ran.
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({
+        "dataset": "builtin", "out_dir": str(tmp_path / "run"), "kg": "bundled:cn100k+fvqa",
+        "kg_cache": str(tmp_path / "stores"), "limit": 2,
+        "model": {"backbone": {"kind": "vision_encoder_decoder", "path": str(ved_folder),
+                               "train": ["crossattention"]}, "use_graph": False,
+                  "max_new_tokens": 1, "val_limit": 1},
+        "train": {"epochs": 1, "batch_size": 2}}))
+    assert main(["train", str(recipe), "--no-progress"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["epochs"] == 1
+    assert "epoch 1/1" not in out.err and "features (train)" not in out.err, out.err[-300:]
