@@ -446,6 +446,12 @@ class LlavaKGBackbone(_KGBackbone):
         self.kg_token_id = kg_token_id
 
     @property
+    def max_positions(self) -> int | None:
+        """The language model's context (``text_config.max_position_embeddings``), or None."""
+        value = getattr(self.model.config.text_config, "max_position_embeddings", None)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+    @property
     def hidden_size(self) -> int:
         """Width D of the language model's embeddings: the graph tokens' width."""
         return int(self.model.get_input_embeddings().weight.shape[1])
@@ -1526,11 +1532,17 @@ class KnowledgeGenerator(nn.Module):
         for name, v in (("max_new_tokens", n_new), ("num_beams", beams)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected an int >= 1, found {v!r}")
+        # The last step reads the prompt and all but the last new token: it must fit the model's
+        # positions (an encoder-decoder's position table fails beyond them; a LLaVA language model
+        # would run past its context, or for a very long time).
         limit = self.backbone.max_positions
         prompt = int(batch.input_ids.shape[1])
+        if self.is_llava:  # the <kg> placeholder becomes the graph tokens
+            prompt += (self.config.num_graph_tokens if self.config.use_graph else 1) - 1
         if limit is not None and prompt + n_new - 1 > limit:
+            what = "language model's context" if self.is_llava else "decoder's position table"
             raise ValueError(f"max_new_tokens: expected at most {max(0, limit - prompt + 1)} for this question "
-                             f"({prompt} tokens; the decoder's position table has {limit}), found {n_new}")
+                             f"({prompt} tokens; the {what} has {limit}), found {n_new}")
         if self.is_llava:
             tokens, *_ = self._graph(batch)
             texts = self.backbone.generate(batch.input_ids, batch.pixel_values, self._llava_tokens(tokens, len(batch)),

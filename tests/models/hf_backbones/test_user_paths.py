@@ -166,3 +166,13 @@ def test_train_no_progress_shows_no_epoch_bars(ved_folder, tmp_path, capsys):
     out = capsys.readouterr()
     assert json.loads(out.out)["epochs"] == 1
     assert "epoch 1/1" not in out.err and "features (train)" not in out.err, out.err[-300:]
+
+
+def test_llava_answers_are_bounded_by_the_language_model_context(llava_folder, tmp_path):
+    # --max-new-tokens 100000 on a LLaVA engine whose model never says EOS ran for as long as
+    # 100000 decoding steps take, past the 256-position context of the tiny Llama.
+    engine = KnowledgeVQA.from_pretrained(_engine(llava_folder, tmp_path / "engine", "llava"))
+    image = Image.new("RGB", (40, 32), (120, 160, 200))
+    with pytest.raises(ValueError, match=r"max_new_tokens: expected at most \d+ for this question \(\d+ tokens; "
+                                         r"the language model's context has 256\), found 100000"):
+        engine.answer(image, "what is the apple used for", max_new_tokens=100000)
