@@ -81,6 +81,11 @@ def run_ablation(recipe: Recipe | dict, out: str | Path, *, variants: Sequence[s
     if recipe.dataset != "builtin":
         raise ValueError("--ablate runs on the built-in benchmark; the recipe's dataset is "
                          f"{recipe.dataset!r}")
+    if recipe.generative:
+        raise ValueError(f"--ablate: the variants change the pointer model's fusion (and trunk); this recipe's "
+                         f"model.backbone is a Hugging Face backbone (kind {recipe.model['backbone']['kind']!r}), "
+                         f"which has neither: train the same recipe with \"use_graph\": false (as "
+                         f"configs/builtin_generative_nokg.json does) and bench both engines instead")
     variants = list(variants or DEFAULT_VARIANTS)
     for v in variants:
         if v not in ABLATIONS:

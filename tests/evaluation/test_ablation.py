@@ -98,3 +98,13 @@ def test_cli_ablate_needs_a_recipe_or_engine(tmp_path):
     (tmp_path / "r.json").write_text(json.dumps(RECIPE))
     r = ravlm("--ablate", "--recipe", str(tmp_path / "r.json"), "--out", str(tmp_path / "o"))
     assert r.returncode != 0 and "--given-entities" in r.stderr
+
+
+def test_run_ablation_refuses_a_generative_recipe(tmp_path):
+    # The fusion variants were merged into a Hugging Face backbone's model section, which failed
+    # on training the first variant with "Recipe.model: unknown fields ['fusion']".
+    gen = {**RECIPE, "model": {"backbone": {"kind": "vision_encoder_decoder", "path": str(tmp_path / "ved")}}}
+    with pytest.raises(ValueError, match=r"--ablate: the variants change the pointer model's fusion .*\(kind "
+                                         r"'vision_encoder_decoder'.*\"use_graph\": false"):
+        run_ablation(gen, tmp_path / "out", variants=["no_kg"])
+    assert not (tmp_path / "out").exists()
