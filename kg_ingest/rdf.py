@@ -345,7 +345,9 @@ def _iter_rdflib(src, name, fmt, stats, read_stats, batch_size, jsonld_context=N
         data = _prepare_jsonld(data, name, jsonld_context)
     elif fmt in ("xml", "application/rdf+xml", "trix"):
         _check_xml(data, name)
-    g = rdflib.Graph()
+    # A Dataset keeps the triples of every named graph (N-Quads, TriG, TriX, JSON-LD "@graph"
+    # with an "@id"); a plain Graph would keep only the default graph's.
+    g = rdflib.Dataset()
     try:
         g.parse(data=data, format=fmt)
     except Exception as e:  # rdflib raises many parser-specific types
@@ -356,7 +358,7 @@ def _iter_rdflib(src, name, fmt, stats, read_stats, batch_size, jsonld_context=N
         raise InputError(f"{name}: cannot parse as {fmt} RDF: {_one_line(str(e)) or type(e).__name__}") from e
     stats.lines_read = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     batch: list[Assertion] = []
-    for s, p, o in g:
+    for s, p, o, _ in g.quads((None, None, None, None)):
         if isinstance(o, rdflib.Literal):
             stats.skipped["literal object"] += 1
             continue
