@@ -340,7 +340,7 @@ def _iter_rdflib(src, name, fmt, stats, read_stats, batch_size, jsonld_context=N
     from ._io import iter_blocks
 
     # Decompresses .gz; rdflib parses from memory. ``read_stats`` records the input's SHA-256.
-    data = b"".join(iter_blocks(src, read_stats, threaded=False))
+    data = b"".join(iter_blocks(src, read_stats, threaded=False, max_line=None))
     if fmt in ("json-ld", "jsonld", "application/ld+json"):
         data = _prepare_jsonld(data, name, jsonld_context)
     elif fmt in ("xml", "application/rdf+xml", "trix"):

@@ -41,3 +41,117 @@ def test_triples_of_named_graphs_are_kept(tmp_path, fmt):
     kg, stats = ingest_rdf(p, fmt=fmt)
     assert edge_set(kg) == ALL3
     assert stats.records == 3
+
+
+# ------------------------------------------------- input that is not line-oriented UTF-8 text
+TRIPLES = b"IsA\tdog\tanimal\nUsedFor\tumbrella\train\n"
+
+
+def _compressed(kind):
+    import bz2
+    import io
+    import lzma
+    import zipfile
+
+    if kind == "bz2":
+        return bz2.compress(TRIPLES)
+    if kind == "xz":
+        return lzma.compress(TRIPLES)
+    if kind == "zip":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr("t.txt", TRIPLES)
+        return buf.getvalue()
+    return TRIPLES.decode().encode("utf-16")
+
+
+@pytest.mark.parametrize("kind, what", [("bz2", "bzip2-compressed"), ("xz", "xz-compressed"),
+                                        ("zip", "a zip archive"), ("utf16", "UTF-16 text")])
+@pytest.mark.parametrize("cmd", ["triples", "conceptnet", "rdf"])
+def test_other_compressions_and_encodings_are_refused_by_name(tmp_path, capsys, kind, what, cmd):
+    from kg_ingest.cli import main
+
+    p = tmp_path / f"in.{kind}"
+    p.write_bytes(_compressed(kind))
+    extra = ["--format", "nt"] if cmd == "rdf" else []
+    assert main([cmd, str(p), "--out", str(tmp_path / "s"), "--no-progress", "--quiet", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the file is {what}" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_text_that_starts_like_bzip2_is_read(tmp_path):
+    from kg_ingest import ingest_triples
+
+    p = tmp_path / "t.txt"
+    p.write_bytes(b"BZh\tdog\tanimal\n")
+    kg, _ = ingest_triples(p)
+    assert edge_set(kg) == {("dog", "BZh", "animal")}
+
+
+def test_a_device_is_refused_not_read_forever(tmp_path, capsys):
+    import os
+
+    from kg_ingest.cli import main
+
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero")
+    for cmd in (["triples", "/dev/zero"], ["conceptnet", "/dev/zero"], ["rdf", "/dev/zero", "--format", "turtle"]):
+        assert main([*cmd, "--out", str(tmp_path / "s"), "--no-progress", "--quiet"]) == 2
+        assert "/dev/zero: is a device" in capsys.readouterr().err
+
+
+def test_a_line_longer_than_the_limit_is_an_error_not_gathered_whole(tmp_path):
+    from kg_ingest import InputError
+    from kg_ingest._io import iter_blocks
+
+    p = tmp_path / "no_newline.txt"
+    p.write_bytes(b"x" * 5000)
+    with pytest.raises(InputError, match=r"no_newline.txt: a line of more than 1,000 bytes"):
+        list(iter_blocks(p, block_size=256, max_line=1000, threaded=False))
+    p.write_bytes((b"y" * 900 + b"\n") * 10)  # long lines under the limit are fine
+    assert b"".join(iter_blocks(p, block_size=256, max_line=1000, threaded=False)) == p.read_bytes()
+
+
+def test_a_symlink_loop_is_named_as_such(tmp_path, capsys):
+    from kg_ingest.cli import main
+
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    assert main(["triples", str(tmp_path / "a"), "--out", str(tmp_path / "s"), "--no-progress", "--quiet"]) == 2
+    assert "symbolic links" in capsys.readouterr().err
+
+
+class _Pipe:
+    """A binary stream that cannot seek, as a pipe (``zcat x | kg-ingest ... /dev/stdin``)."""
+
+    def __init__(self, data: bytes):
+        import io
+
+        self._b = io.BytesIO(data)
+        self.name = "<pipe>"
+
+    def read(self, n=-1):
+        return self._b.read(n)
+
+    def seekable(self):
+        return False
+
+
+def test_gzip_from_a_pipe_is_read(tmp_path):
+    import gzip
+
+    from kg_ingest import ingest_triples
+
+    kg, _ = ingest_triples(_Pipe(gzip.compress(TRIPLES)))
+    assert edge_set(kg) == {("dog", "IsA", "animal"), ("umbrella", "UsedFor", "rain")}
+
+
+def test_truncated_gzip_from_a_pipe_is_a_one_line_error():
+    import gzip
+
+    from kg_ingest import InputError, ingest_triples
+
+    data = gzip.compress(TRIPLES * 50)
+    with pytest.raises(InputError, match="<pipe>: truncated gzip"):
+        ingest_triples(_Pipe(data[: len(data) // 2]))
