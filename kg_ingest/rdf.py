@@ -290,10 +290,12 @@ def _prepare_jsonld(data: bytes, name: str, context_file) -> bytes:
 
     try:
         doc = json.loads(data.decode("utf-8-sig"))
+        refs: list[str] = []
+        _context_refs(doc, refs)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{name}: cannot parse as json-ld RDF: {e}") from e
-    refs: list[str] = []
-    _context_refs(doc, refs)
+    except RecursionError:
+        raise InputError(f"{name}: cannot parse as json-ld RDF: the JSON nests too deeply") from None
     if not refs:
         return data
     if context_file is None:
@@ -305,6 +307,8 @@ def _prepare_jsonld(data: bytes, name: str, context_file) -> bytes:
         local = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{context_file}: the JSON-LD context is not valid JSON: {e}") from e
+    except RecursionError:
+        raise InputError(f"{context_file}: the JSON-LD context nests too deeply to be read") from None
     if isinstance(local, dict) and "@context" in local:
         local = local["@context"]
     if not isinstance(local, (dict, list)):

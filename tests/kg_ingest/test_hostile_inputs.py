@@ -155,3 +155,84 @@ def test_truncated_gzip_from_a_pipe_is_a_one_line_error():
     data = gzip.compress(TRIPLES * 50)
     with pytest.raises(InputError, match="<pipe>: truncated gzip"):
         ingest_triples(_Pipe(data[: len(data) // 2]))
+
+
+# ------------------------------------------------- the output folder
+def test_a_store_holding_other_files_is_not_replaced(tmp_path, capsys):
+    """The input kept inside the store folder (or a store nested in it) would be deleted with the old store."""
+    from kg_ingest.cli import main
+
+    out = tmp_path / "s"
+    src = tmp_path / "t.txt"
+    src.write_bytes(TRIPLES)
+    assert main(["triples", str(src), "--out", str(out), "--no-progress", "--quiet"]) == 0
+    mine = out / "mine.txt"
+    mine.write_bytes(TRIPLES)
+    assert main(["triples", str(mine), "--out", str(out), "--no-progress", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "also holds mine.txt" in err
+    assert mine.read_bytes() == TRIPLES
+    mine.unlink()
+    assert main(["triples", str(src), "--out", str(out / "nested"), "--no-progress", "--quiet"]) == 0
+    assert main(["triples", str(src), "--out", str(out), "--no-progress", "--quiet"]) == 2
+    assert "also holds nested" in capsys.readouterr().err
+    assert (out / "nested" / "meta.json").is_file()
+
+
+# ------------------------------------------------- JSON nested past the recursion limit, odd metadata
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def _store(tmp_path):
+    from kg_ingest import ingest_triples
+
+    src = tmp_path / "t.txt"
+    src.write_bytes(TRIPLES)
+    ingest_triples(src, tmp_path / "s")
+    return tmp_path / "s"
+
+
+def test_deeply_nested_json_inputs_are_one_line_errors(tmp_path, capsys):
+    from kg_ingest.cli import main
+
+    (tmp_path / "deep.jsonld").write_text(DEEP)
+    (tmp_path / "rel.json").write_text(DEEP)
+    (tmp_path / "t.txt").write_bytes(TRIPLES)
+    assert main(["rdf", str(tmp_path / "deep.jsonld"), "--out", str(tmp_path / "a"), "--no-progress"]) == 2
+    assert "nests too deeply" in capsys.readouterr().err
+    assert main(["triples", str(tmp_path / "t.txt"), "--relations", str(tmp_path / "rel.json"),
+                 "--out", str(tmp_path / "b"), "--no-progress"]) == 2
+    assert "nests too deeply" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fname", ["meta.json", "relations.json"])
+def test_a_store_file_of_deeply_nested_json_is_a_store_error(tmp_path, capsys, fname):
+    from kg_ingest import KnowledgeGraph, StoreError
+    from kg_ingest.cli import main
+
+    from .conftest import rehash
+
+    s = _store(tmp_path)
+    (s / fname).write_text(DEEP)
+    if fname != "meta.json":
+        rehash(s)
+    with pytest.raises(StoreError, match="nested too deeply"):
+        KnowledgeGraph.load(s, verify=False)
+    assert main(["info", str(s)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("field, value, match", [("format_version", True, "format version True"),
+                                                 ("language", ["x"], "'language'")])
+def test_metadata_of_the_wrong_type_is_refused(tmp_path, field, value, match):
+    import json
+
+    from kg_ingest import KnowledgeGraph, StoreError
+
+    s = _store(tmp_path)
+    meta = json.loads((s / "meta.json").read_text())
+    meta[field] = value
+    (s / "meta.json").write_text(json.dumps(meta))
+    for verify in (True, "quick", False):
+        with pytest.raises(StoreError, match=match):
+            KnowledgeGraph.load(s, verify=verify)
