@@ -24,7 +24,10 @@ the same questions next to the speed, so a faster setting is judged with what it
 ``--graph-tokens 8 4`` likewise with fewer graph tokens in the trunk (the model's own
 count first; the projector picks the top nodes, so no weight changes).
 ``--given-entities`` replaces the detector by the scenes' annotated objects (the
-detector's share of the overhead, isolated).
+detector's share of the overhead, isolated). ``--detectors DIR ...`` also runs the KG engine
+with each of these saved layout-cell detector folders instead of its own (same model,
+retrieval and questions; e.g. a cell network over the model's own frozen EfficientNet-lite0,
+which the engine then runs once for both).
 
 Every question is timed as a new one: its vector for retrieval is encoded in each round
 (the engine encodes a batch's questions at once), not read from the disk cache that keeps
@@ -119,12 +122,16 @@ def main(argv=None) -> int:
                    help="also run the KG engine with these subgraph node budgets (accuracy shown next to speed)")
     p.add_argument("--graph-tokens", type=positive_int, nargs="+", default=None,
                    help="also run the KG engine with these numbers of graph tokens (accuracy shown next to speed)")
+    p.add_argument("--detectors", type=existing_dir, nargs="+", default=None,
+                   help="also run the KG engine with these layout-cell detector folders instead of its own")
     p.add_argument("--split", default="val", choices=BUILTIN_SPLITS, help="built-in split to answer (default val)")
     p.add_argument("--given-entities", action="store_true", help="the scenes' objects instead of the detector")
     p.add_argument("--cached-questions", action="store_true",
                    help="read question vectors from the disk cache (repeated questions); default: encode each")
     p.add_argument("--json", type=output_file, default=None)
     args = p.parse_args(argv)
+    if args.detectors and args.given_entities:
+        p.error("--detectors: the detector is not used with --given-entities")
     if args.kg_cache and Path(args.kg_cache).exists() and not Path(args.kg_cache).is_dir():
         p.error(f"--kg-cache {args.kg_cache}: not a folder")
     for name in ("kg", "nokg"):
@@ -152,43 +159,56 @@ def main(argv=None) -> int:
         kg.features.retriever.embeddings.cache_texts = args.cached_questions
     own = kg.features.retriever.config.budget
     own_tokens = kg.model.fusion.projector.num_tokens
-    # (budget, graph tokens): the engine's own setting first
-    settings = [(own, own_tokens)] + [(b, own_tokens) for b in (args.budgets or []) if b != own] \
-        + [(own, t) for t in (args.graph_tokens or []) if t != own_tokens]
-    for b in sorted({b for b, _ in settings}):  # warm-up: lazy imports, node embeddings of every subgraph cached
+    # (budget, graph tokens, engine): the engine's own setting first
+    engines = [kg]
+    if args.detectors:
+        from ravlm_graph.grounding.detectors.layout import LayoutCellDetector
+
+        for folder in args.detectors:
+            det = LayoutCellDetector.from_pretrained(folder)
+            det.prepare_for_inference()
+            engines.append(KnowledgeVQA(kg.model, kg.config, kg=kg.kg, retriever=kg.retriever, detector=det))
+    settings = [(own, own_tokens, 0)] + [(b, own_tokens, 0) for b in (args.budgets or []) if b != own] \
+        + [(own, t, 0) for t in (args.graph_tokens or []) if t != own_tokens] \
+        + [(own, own_tokens, i) for i in range(1, len(engines))]
+    for b in sorted({b for b, _, _ in settings}):  # warm-up: lazy imports, node embeddings of every subgraph cached
         _set_budget(kg, b)
         run(kg, recs, 16, given, images)
+    for e in engines[1:]:
+        run(e, recs[:16], 16, given, images[:16])
     run(nokg, recs[:4], 4, None, images[:4])
     out = {"split": args.split, "n": len(recs), "threads": args.threads, "load_average": os.getloadavg()[0],
            "cached_questions": args.cached_questions}
     print(f"{args.split}: {len(recs)} questions; torch threads {args.threads}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; question vectors "
           f"{'read from the disk cache' if args.cached_questions else 'encoded for every question'}")
-    print(f"{'batch':>5} {'engine':<22} {'q/s':>7} {'ms/q':>8} {'cpu ms/q':>9} {'acc':>6}  stages (wall ms per question)")
+    for i, folder in enumerate(args.detectors or [], 1):
+        print(f"detector {i}: {folder}" + (" (reads the model's own image network)" if engines[i]._shared_vision else ""))
+    print(f"{'batch':>5} {'engine':<29} {'q/s':>7} {'ms/q':>8} {'cpu ms/q':>9} {'acc':>6}  stages (wall ms per question)")
     for b in args.batch:
         # The engines run in alternation, --rounds times, and each keeps its median round: a
         # change of load on a shared machine then reaches both sides of the ratio alike.
         nokg_rounds, kg_rounds = [], {s: [] for s in settings}
         for _ in range(args.rounds):
             nokg_rounds.append(run(nokg, recs, b, None, images))
-            for budget, tokens in settings:
-                _set_budget(kg, budget)
+            for budget, tokens, e in settings:
+                _set_budget(kg, budget)  # the engines share the model and the retriever
                 _set_tokens(kg, tokens)
-                kg_rounds[(budget, tokens)].append(run(kg, recs, b, given, images))
+                kg_rounds[(budget, tokens, e)].append(run(engines[e], recs, b, given, images))
         c = _median_round(nokg_rounds)
         out[str(b)] = {"nokg": c}
-        print(f"{b:>5} {'no KG':<22} {c['questions_per_s']:>7.1f} {c['ms_per_question']:>8.1f} "
+        print(f"{b:>5} {'no KG':<29} {c['questions_per_s']:>7.1f} {c['ms_per_question']:>8.1f} "
               f"{c['cpu_ms_per_question']:>9.1f} {100 * c['accuracy']:>5.1f}%  {c['stages_ms']}")
-        for budget, tokens in settings:
-            a = _median_round(kg_rounds[(budget, tokens)])
+        for budget, tokens, e in settings:
+            a = _median_round(kg_rounds[(budget, tokens, e)])
             overhead = (a["ms_per_question"] - c["ms_per_question"]) / c["ms_per_question"]
             cpu_overhead = (a["cpu_ms_per_question"] - c["cpu_ms_per_question"]) / c["cpu_ms_per_question"]
-            out[str(b)][f"kg_budget{budget}_tokens{tokens}"] = {**a, "kg_overhead": overhead,
-                                                                "kg_cpu_overhead": cpu_overhead}
-            name = f"KG, {budget} nodes, {tokens} tok"
-            print(f"{b:>5} {name:<22} {a['questions_per_s']:>7.1f} {a['ms_per_question']:>8.1f} "
+            key = f"kg_budget{budget}_tokens{tokens}" + (f"_detector{e}" if e else "")
+            out[str(b)][key] = {**a, "kg_overhead": overhead, "kg_cpu_overhead": cpu_overhead}
+            name = f"KG, {budget} nodes, {tokens} tok" + (f", det {e}" if e else "")
+            print(f"{b:>5} {name:<29} {a['questions_per_s']:>7.1f} {a['ms_per_question']:>8.1f} "
                   f"{a['cpu_ms_per_question']:>9.1f} {100 * a['accuracy']:>5.1f}%  {a['stages_ms']}")
-            print(f"{b:>5} {'':<22} KG path overhead: wall {_verdict(overhead)}; CPU {_verdict(cpu_overhead)}")
+            print(f"{b:>5} {'':<29} KG path overhead: wall {_verdict(overhead)}; CPU {_verdict(cpu_overhead)}")
         _set_budget(kg, own)
         _set_tokens(kg, own_tokens)
     if args.json:

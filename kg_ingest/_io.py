@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 _GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
 BLOCK_SIZE = 1 << 23  # 8 MiB of decompressed text per block
+# The longest line a line-oriented reader holds (a ConceptNet line is a few KiB): a file with no
+# line end (binary data, an archive) is refused here instead of being gathered into memory whole.
+MAX_LINE = 1 << 26  # 64 MiB
 _RAW_READ = 1 << 20
 
 
@@ -69,6 +72,25 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int, what: str) -> byt
         os.close(fd)
 
 
+# Leading bytes of inputs that are not UTF-8 text nor gzip: (magic, what it is, what to do).
+_NOT_TEXT = (
+    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (xz -d, or xz -dc FILE | gzip > FILE.gz)"),
+    (b"BZh", "bzip2-compressed", "decompress it first (bunzip2, or bzip2 -dc FILE | gzip > FILE.gz)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "decompress it first (zstd -d, or zstd -dc FILE | gzip > FILE.gz)"),
+    (b"PK\x03\x04", "a zip archive", "extract the file from it first (unzip)"),
+    (b"PK\x05\x06", "an empty zip archive", "extract the file from it first (unzip)"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7z archive", "extract the file from it first"),
+    (b"\xff\xfe", "UTF-16 text", "convert it to UTF-8 first (iconv -f UTF-16 -t UTF-8)"),
+    (b"\xfe\xff", "UTF-16 text", "convert it to UTF-8 first (iconv -f UTF-16 -t UTF-8)"),
+)
+
+
+def _check_not_other_format(head: bytes, name: str) -> None:
+    for magic, what, todo in _NOT_TEXT:
+        if head.startswith(magic) and (magic != b"BZh" or head[3:10] in {bytes([c]) + b"1AY&SY" for c in b"123456789"}):
+            raise InputError(f"{name}: the file is {what}; kg-ingest reads UTF-8 text, plain or gzip: {todo}")
+
+
 def source_name(src: PathOrFile) -> str:
     if isinstance(src, (str, os.PathLike)):
         return os.fspath(src)
@@ -78,16 +100,22 @@ def source_name(src: PathOrFile) -> str:
 def _open_raw(src: PathOrFile) -> tuple[BinaryIO, bool, int | None]:
     """Open ``src`` for binary reading; returns (file, we_own_it, size)."""
     if isinstance(src, (str, os.PathLike)):
+        import stat
+
         p = Path(src)
         if p.is_dir():
             raise InputError(f"{p}: is a directory, expected a file")
-        if not p.exists():
-            raise InputError(f"{p}: no such file")
         try:
             f = open(p, "rb")
+        except FileNotFoundError:
+            raise InputError(f"{p}: no such file") from None
         except OSError as e:
             raise InputError(f"{p}: cannot open: {e.strerror or e}") from e
-        return f, True, p.stat().st_size
+        st = os.fstat(f.fileno())
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            f.close()  # /dev/zero, /dev/urandom, a disk: endless or not a text file
+            raise InputError(f"{p}: is a device, expected a file (or a pipe)")
+        return f, True, st.st_size if stat.S_ISREG(st.st_mode) else None
     if isinstance(src, io.TextIOBase):
         raise InputError(f"{source_name(src)}: open the file in binary mode ('rb')")
     size = None
@@ -162,6 +190,7 @@ def iter_blocks(
     block_size: int = BLOCK_SIZE,
     threaded: bool = True,
     analyze: Callable[[bytes], Any] | None = None,
+    max_line: int | None = MAX_LINE,
 ) -> Iterator[Any]:
     """Yield blocks of whole lines (each ends with ``\\n`` except maybe the last).
 
@@ -169,35 +198,41 @@ def iter_blocks(
     background thread, two blocks ahead of the consumer; with ``analyze`` the
     items are ``(block, analyze(block))``. ``analyze`` should spend its time in
     code that releases the GIL (numpy) to overlap with the consumer.
+    ``max_line``: the longest line held (bytes); None: no limit (a reader that
+    takes the whole input anyway).
 
     Raises:
-        InputError: a directory, a missing or empty file, a truncated or corrupt gzip.
+        InputError: a directory or device, a missing or empty file, a truncated or
+            corrupt gzip, a compressed format other than gzip, UTF-16 text, a line
+            longer than ``max_line``.
     """
     name = source_name(src)
     stats = stats if stats is not None else ReadStats()
     f, owned, size = _open_raw(src)
     stats.total_raw = size
     try:
-        head = f.read(2)
+        head = f.read(10)
         if not head:
             raise InputError(f"{name}: the file is empty")
+        _check_not_other_format(head, name)
         raw = _RawCounter(f, stats)
-        if hasattr(f, "seekable") and f.seekable():
+        seekable = hasattr(f, "seekable") and f.seekable()
+        if seekable:
             f.seek(0)
         else:
             stats.raw_bytes += len(head)
             raw._hash.update(head)
             raw = _PrefixedRaw(head, raw)
-        gz = head == _GZIP_MAGIC
+        gz = head[:2] == _GZIP_MAGIC
         reader = _gzip_reader(raw) if gz else raw
 
         recover = None
-        if gz and owned:
+        if gz and owned and seekable:  # re-reads the file with pread: not a pipe
             recover = lambda done: _gzip_members(f.fileno(), done, name, stats)  # noqa: E731
 
         def produce():
             any_text = False
-            for block in _aligned(_plain_reads(reader, block_size, name, gz, recover), stats):
+            for block in _aligned(_plain_reads(reader, block_size, name, gz, recover), stats, name, max_line):
                 any_text = True
                 yield (block, analyze(block)) if analyze is not None else block
             if not any_text:
@@ -210,16 +245,19 @@ def iter_blocks(
             f.close()
 
 
-def _aligned(chunks: Iterator[bytes], stats: ReadStats) -> Iterator[bytes]:
-    """Re-cut raw chunks at line ends."""
+def _aligned(chunks: Iterator[bytes], stats: ReadStats, name: str = "<stream>",
+             max_line: int | None = None) -> Iterator[bytes]:
+    """Re-cut raw chunks at line ends; InputError for a line longer than ``max_line`` bytes."""
     pending = b""
     for chunk in chunks:
         data = pending + chunk if pending else chunk
         cut = data.rfind(b"\n") + 1
+        pending = data[cut:] if cut else data
+        if max_line is not None and len(pending) > max_line:
+            raise InputError(f"{name}: a line of more than {max_line:,} bytes (at byte {stats.text_bytes:,} of "
+                             f"the text); not a line-by-line text file")
         if cut == 0:
-            pending = data
             continue
-        pending = data[cut:]
         block = data[:cut] if pending else data
         stats.text_bytes += len(block)
         yield block
@@ -242,6 +280,11 @@ class _PrefixedRaw:
                 return p + self._inner.read()
             return p + self._inner.read(max(0, n - len(p)))
         return self._inner.read(n)
+
+    def readinto(self, buf) -> int:  # used by the gzip readers
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
 
     def readable(self) -> bool:
         return True

@@ -38,6 +38,17 @@ from ._files import StoreError
 log = logging.getLogger(__name__)
 
 PARTIAL_MARKER = ".kg_ingest-partial"
+# Every file a store writer makes (format versions 1 and 2).
+STORE_FILES = frozenset({
+    "meta.json", "relations.json", "concepts.bin", "concepts.off.npy", "edge_src.npy", "edge_dst.npy",
+    "edge_rel.npy", "edge_weight.npy", "out_indptr.npy", "in_indptr.npy", "in_eid.npy", "surface.bin",
+    "surface.off.npy",
+})
+
+
+def _foreign_entries(folder: Path) -> list[str]:
+    """Names in an existing store folder that no store writer made (a user's files, a nested store)."""
+    return sorted(e.name for e in os.scandir(folder) if e.name not in STORE_FILES)
 
 
 def lock_path(target: Path) -> Path:
@@ -77,11 +88,17 @@ def check_target(path: str | os.PathLike) -> Path:
         try:
             has_meta = os.path.lexists(p / "meta.json")
             non_empty = any(True for _ in os.scandir(p))
+            foreign = _foreign_entries(p) if has_meta else []
         except OSError as e:
             raise StoreError(f"{given}: cannot read the folder: {e.strerror or e}") from e
         if non_empty and not has_meta:
             raise StoreError(f"{given}: a non-empty folder that is not a kg store; refusing to replace it "
                              f"(choose a new --out folder)")
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise StoreError(f"{given}: the store folder also holds {shown}, which no store writer made; "
+                             f"replacing the store would delete {'it' if len(foreign) == 1 else 'them'}: move "
+                             f"{'it' if len(foreign) == 1 else 'them'} out or choose another --out")
     return p
 
 

@@ -290,10 +290,12 @@ def _prepare_jsonld(data: bytes, name: str, context_file) -> bytes:
 
     try:
         doc = json.loads(data.decode("utf-8-sig"))
+        refs: list[str] = []
+        _context_refs(doc, refs)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{name}: cannot parse as json-ld RDF: {e}") from e
-    refs: list[str] = []
-    _context_refs(doc, refs)
+    except RecursionError:
+        raise InputError(f"{name}: cannot parse as json-ld RDF: the JSON nests too deeply") from None
     if not refs:
         return data
     if context_file is None:
@@ -305,6 +307,8 @@ def _prepare_jsonld(data: bytes, name: str, context_file) -> bytes:
         local = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{context_file}: the JSON-LD context is not valid JSON: {e}") from e
+    except RecursionError:
+        raise InputError(f"{context_file}: the JSON-LD context nests too deeply to be read") from None
     if isinstance(local, dict) and "@context" in local:
         local = local["@context"]
     if not isinstance(local, (dict, list)):
@@ -340,12 +344,14 @@ def _iter_rdflib(src, name, fmt, stats, read_stats, batch_size, jsonld_context=N
     from ._io import iter_blocks
 
     # Decompresses .gz; rdflib parses from memory. ``read_stats`` records the input's SHA-256.
-    data = b"".join(iter_blocks(src, read_stats, threaded=False))
+    data = b"".join(iter_blocks(src, read_stats, threaded=False, max_line=None))
     if fmt in ("json-ld", "jsonld", "application/ld+json"):
         data = _prepare_jsonld(data, name, jsonld_context)
     elif fmt in ("xml", "application/rdf+xml", "trix"):
         _check_xml(data, name)
-    g = rdflib.Graph()
+    # A Dataset keeps the triples of every named graph (N-Quads, TriG, TriX, JSON-LD "@graph"
+    # with an "@id"); a plain Graph would keep only the default graph's.
+    g = rdflib.Dataset()
     try:
         g.parse(data=data, format=fmt)
     except Exception as e:  # rdflib raises many parser-specific types
@@ -356,7 +362,7 @@ def _iter_rdflib(src, name, fmt, stats, read_stats, batch_size, jsonld_context=N
         raise InputError(f"{name}: cannot parse as {fmt} RDF: {_one_line(str(e)) or type(e).__name__}") from e
     stats.lines_read = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     batch: list[Assertion] = []
-    for s, p, o in g:
+    for s, p, o, _ in g.quads((None, None, None, None)):
         if isinstance(o, rdflib.Literal):
             stats.skipped["literal object"] += 1
             continue

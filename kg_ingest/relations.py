@@ -158,6 +158,8 @@ class RelationConfig:
             raise ValueError(f"{p}: cannot read relation config: {e}") from e
         except json.JSONDecodeError as e:
             raise ValueError(f"{p}:{e.lineno}: relation config is not valid JSON: {e.msg}") from e
+        except RecursionError:
+            raise ValueError(f"{p}: relation config nests too deeply to be read") from None
         if not isinstance(data, dict):
             raise ValueError(f"{p}: expected a JSON object with keep/drop/merge/add_inverse, found {type(data).__name__}")
         unknown = set(data) - {"keep", "drop", "merge", "others", "add_inverse", "preset"}

@@ -820,10 +820,12 @@ def _read_meta(sd: "_files.StoreDir") -> dict:
         meta = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise StoreError(f"{mp}: damaged metadata: not valid JSON ({e})") from e
+    except RecursionError:
+        raise StoreError(f"{mp}: damaged metadata: JSON nested too deeply to be read") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise StoreError(f"{mp}: not a kg store metadata file (expected format {FORMAT!r})")
     ver = meta.get("format_version")
-    if ver not in _READABLE_VERSIONS:
+    if isinstance(ver, bool) or ver not in _READABLE_VERSIONS:  # true == 1 in Python
         raise StoreError(f"{mp}: store format version {ver!r}; this kg_ingest reads versions "
                          f"{', '.join(map(str, _READABLE_VERSIONS))} — re-run the ingest")
     _int_field(mp, meta, "num_nodes")
@@ -835,6 +837,9 @@ def _read_meta(sd: "_files.StoreDir") -> dict:
                 for k, v in files.items()):
             raise StoreError(f"{mp}: damaged metadata: expected 'files' to map file names to sizes in bytes, "
                              f"found {_short(files)}")
+    if not isinstance(meta.get("language", "en"), (str, type(None))):
+        raise StoreError(f"{mp}: damaged metadata: expected a language code or null for 'language', "
+                         f"found {_short(meta.get('language'))}")
     if not isinstance(meta.get("has_surface", False), bool):
         raise StoreError(f"{mp}: damaged metadata: expected true or false for 'has_surface', "
                          f"found {_short(meta.get('has_surface'))}")
@@ -917,6 +922,8 @@ def _open_arrays(sd, meta: dict, mmap: bool, level: str) -> KnowledgeGraph:
         relations = json.loads(raw_rel.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as ex:
         raise StoreError(f"{rp}: damaged: not a JSON list ({ex})") from ex
+    except RecursionError:
+        raise StoreError(f"{rp}: damaged: not a JSON list (nested too deeply to be read)") from None
     if not isinstance(relations, list) or not all(isinstance(r, str) and r for r in relations):
         raise StoreError(f"{rp}: expected a JSON list of relation names")
     if len(set(relations)) != len(relations):

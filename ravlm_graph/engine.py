@@ -259,7 +259,6 @@ class Answer:
         return "\n".join(lines)
 
 
-
 def _share_vision(model, detector) -> bool:
     """Whether ``detector`` reads scenes through the same frozen pretrained network, at the same
     input size, as ``model``'s image encoder; then the detector is handed the model's copy and
@@ -272,6 +271,7 @@ def _share_vision(model, detector) -> bool:
         return False
     detector.share_backbone(vision.backbone)
     return True
+
 
 class KnowledgeVQA:
     """Image + question -> answer with evidence.
@@ -469,7 +469,8 @@ class KnowledgeVQA:
         vision_features = None
         if specs is None and self.detector is not None:
             kw = {}
-            if self._shared_vision:  # one pass of the frozen image network, for the detector and the model
+            shared = self._shared_vision and getattr(self.detector, "backbone", None) is self.model.vision.backbone
+            if shared:  # one pass of the frozen image network, for the detector and the model
                 pixels = torch.stack([image_tensor(im, self.model.config.image_size) for im in imgs]).float() / 255.0
                 with torch.inference_mode():
                     kw["features"] = self.detector.backbone_features(pixels)

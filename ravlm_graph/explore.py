@@ -506,6 +506,9 @@ def explain_paths(kg: "KnowledgeGraph", source: str, target: str, *, max_len: in
     return [p for p in paths if p.nodes and p.nodes[0] == a_name][:max_paths]
 
 
+_DRAW_MAX_SIDE = 1600  # px: more than a figure of a few inches at 150 dpi shows
+
+
 def draw_entities(image: Any, entities: Iterable[Any], ax=None, *, color: str = "#e63946", font_size: float = 8):
     """Draw an image with its detected entities: boxes and ``concept (score)`` labels.
 
@@ -525,7 +528,14 @@ def draw_entities(image: Any, entities: Iterable[Any], ax=None, *, color: str = 
     im = load_image(image)
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
-    ax.imshow(im)
+    w, h = im.size
+    if max(w, h) > _DRAW_MAX_SIDE:
+        # A large photo is drawn from a copy of at most _DRAW_MAX_SIDE px a side, stretched over
+        # the full image's pixel coordinates, so the boxes stay in those: matplotlib would
+        # otherwise hold the whole image as floats (gigabytes for a 48-megapixel photo).
+        im = im.copy()
+        im.thumbnail((_DRAW_MAX_SIDE, _DRAW_MAX_SIDE))
+    ax.imshow(im, extent=(-0.5, w - 0.5, h - 0.5, -0.5))
     unboxed = []
     labels_at: Counter = Counter()  # labels already drawn at a box corner: the next one goes below them
     for e in entities:

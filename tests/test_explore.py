@@ -315,3 +315,25 @@ def test_draw_entities_boxes_and_labels():
     assert len(ax.patches) == 2
     assert sorted(t.get_text() for t in ax.texts) == ["ice cream (0.90)", "spoon (0.50)"]
     assert ax.get_title() == "also: cold"
+
+
+def test_draw_entities_large_photo_drawn_from_a_small_copy_in_full_pixel_coordinates():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from ravlm_graph.explore import draw_entities
+    from ravlm_graph.types import Entity
+
+    small = draw_entities(Image.new("RGB", (16, 12)), [])
+    assert small.images[0].get_array().shape[:2] == (12, 16)
+    assert small.get_xlim() == (-0.5, 15.5) and small.get_ylim() == (11.5, -0.5)  # as imshow's default
+    ax = draw_entities(Image.new("RGB", (4000, 2000)), [Entity("cat", 0.9, "image", box=(3000, 1000, 3990, 1990))])
+    # matplotlib holds a copy of at most 1600 px a side (a 48-megapixel photo held whole took gigabytes) ...
+    assert ax.images[0].get_array().shape[:2] == (800, 1600)
+    # ... spread over the photo's own pixels, so that the boxes land where they are in the photo.
+    assert ax.get_xlim() == (-0.5, 3999.5) and ax.get_ylim() == (1999.5, -0.5)
+    assert ax.patches[0].get_xy() == (3000, 1000)
+    plt.close("all")

@@ -338,3 +338,36 @@ def test_surface_text_reaches_the_evidence():
     r = SubgraphRetriever(kg, RetrievalConfig(method="khop"), embeddings=NodeEmbeddings(kg, enc), encoder=enc)
     sg = r.retrieve(["knife"], budget=3, ground_question=False)
     assert sorted(sg.verbalize()) == ["A knife is used for cutting things", "a knife is a tool"]
+
+
+def test_position_scratch_is_reset_and_per_thread(kg):
+    """Retrieval looks positions up in a store-sized map kept per thread: every entry is back
+    to -1 after each call (also when the block fails), and retrievals in two threads at once
+    give the subgraphs of one thread alone."""
+    import threading
+
+    r = SubgraphRetriever(kg, RetrievalConfig(k=2, budget=6, method="ppr"), embeddings=NodeEmbeddings(kg, BagOfWords()))
+    queries = [(["apple"], "what is an apple used for?"), (["knife", "kitchen"], "where is the knife?"),
+               (["tree"], "what does a tree have?"), (["door", "house"], "what is the door for?")]
+    alone = [r.retrieve(s, q, use_cache=False) for s, q in queries]
+    pos = r._scratch.pos
+    assert pos.shape == (kg.num_nodes,) and (pos == -1).all()
+    with pytest.raises(RuntimeError):
+        with r._positions(np.array([0, 2])) as p:
+            assert p[2] == 1
+            raise RuntimeError("stop")
+    assert (pos == -1).all()
+    out: dict[int, list] = {}
+
+    def work(i):
+        out[i] = [r.retrieve(s, q, use_cache=False) for _ in range(30) for s, q in queries]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for res in out.values():
+        for got, want in zip(res, alone * 30):
+            assert got.node_names == want.node_names
+            assert torch.equal(got.edge_index, want.edge_index) and torch.equal(got.edge_type, want.edge_type)

@@ -78,7 +78,11 @@ def _read_entities(value: str) -> list:
 
 def _answer(args) -> int:
     # Every input is checked before the engine (seconds) is loaded.
-    image = load_image(args.image)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputWarning)
+        image = load_image(args.image)
+    for w in caught:  # e.g. only the first frame of an animated image is read
+        print(f"ravlm: warning: {w.message}", file=sys.stderr)
     question = check_question(args.question, "--question")
     msg = non_english_message(question)
     if msg and not args.any_language:

@@ -6,10 +6,9 @@ import argparse
 from pathlib import Path
 from kg_ingest import load_default
 from kg_ingest import KnowledgeGraph
-from ravlm_graph.datasets.builtin import BuildConfig, build_builtin
+from ravlm_graph.datasets.builtin import MAX_SCENE_SIDE, BuildConfig, build_builtin
 from ravlm_graph.datasets.builtin import read_manifest
 from ravlm_graph.datasets.builtin import package_emoji_assets
-from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE
 
 __all__ = ["register"]
 
@@ -28,8 +27,8 @@ def _check_build_args(args: argparse.Namespace) -> None:
         v = getattr(args, name)
         if v is not None and v < 0:
             raise ValueError(f"--{name}: expected a count >= 0, found {v}")
-    if not 32 <= args.image_size <= DEFAULT_MAX_SIDE:
-        raise ValueError(f"--image-size: expected 32..{DEFAULT_MAX_SIDE} px (the largest image the engine reads), "
+    if not 32 <= args.image_size <= MAX_SCENE_SIDE:
+        raise ValueError(f"--image-size: expected 32..{MAX_SCENE_SIDE} px (the largest scene the built-in engines read), "
                          f"found {args.image_size}")
     if not str(args.out).strip():
         raise ValueError("--out: expected a folder path, found an empty string")
@@ -95,7 +94,7 @@ def register(subparsers) -> None:
     b.add_argument("--train", type=int, default=4000, help="train questions (default 4000)")
     b.add_argument("--test", type=int, default=400, help="questions per test split (default 400)")
     b.add_argument("--val", type=int, default=None, help="val questions (default: as --test)")
-    b.add_argument("--image-size", type=int, default=128, help=f"scene side in px, 32..{DEFAULT_MAX_SIDE} (default 128)")
+    b.add_argument("--image-size", type=int, default=128, help=f"scene side in px, 32..{MAX_SCENE_SIDE} (default 128)")
     b.add_argument("--train-style", choices=("twemoji", "noto"), default="twemoji")
     b.add_argument("--emoji-root", type=Path, default=None,
                    help="folder with index.json, twemoji64/, noto64/ (default: the packaged sprites)")

@@ -12,8 +12,10 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 
 from ravlm_graph.grounding.images import load_image
+from ravlm_graph.grounding.language import InputWarning
 
 # Command -> the module that registers it (``register(subparsers)`` adds parsers whose
 # ``func(args) -> int`` runs the command).
@@ -76,7 +78,9 @@ def precheck(command: str, argv: list[str]) -> None:
             if kind == "dir" and not os.path.isdir(v):
                 raise ValueError(f"{option}: expected a folder, found a file: {v}")
             if kind == "image":
-                load_image(v)  # decodes the header and pixels: a few ms for a photo
+                with warnings.catch_warnings():  # the command itself reads the image again and warns
+                    warnings.simplefilter("ignore", InputWarning)
+                    load_image(v)  # decodes the header and pixels: a few ms for a photo
 
 
 def missing_extra_message(e: ModuleNotFoundError, command: str | None) -> str | None:

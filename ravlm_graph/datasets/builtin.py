@@ -42,12 +42,16 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ravlm_graph.datasets.emoji_concepts import count_nameable_facts, link_emoji
 from ravlm_graph.types import Entity, Fact, VQARecord
-from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, DEFAULT_MIN_SIDE
+from ravlm_graph.grounding.images import DEFAULT_MIN_SIDE
 from ravlm_graph.grounding.layouts import LAYOUTS
 from ravlm_graph.datasets.scenes import STYLE_DIRS, SpriteCache, place_objects, random_background, render_scene
 from ravlm_graph.datasets.templates import QUESTION_RELATIONS, SLOT_PHRASES, TEMPLATES, is_nameable, render_question
 from kg_ingest import load_default
 import shutil
+
+# The largest scene side: what the layout-cell detectors of the built-in engines read (their saved
+# max_side); photos may be larger (grounding.images.DEFAULT_MAX_SIDE).
+MAX_SCENE_SIDE = 4096
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +61,7 @@ __all__ = [
     "BuildConfig",
     "BuildSummary",
     "BuiltinRecord",
+    "MAX_SCENE_SIDE",
     "build_builtin",
     "default_builtin_root",
     "default_emoji_root",
@@ -174,9 +179,9 @@ class BuildConfig:
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"BuildConfig.{name}: expected a count >= 0, found {getattr(self, name)}")
         if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) \
-                or not 32 <= self.image_size <= DEFAULT_MAX_SIDE:
-            raise ValueError(f"BuildConfig.image_size: expected 32..{DEFAULT_MAX_SIDE} px (the largest image the "
-                             f"engine reads), found {self.image_size}")
+                or not 32 <= self.image_size <= MAX_SCENE_SIDE:
+            raise ValueError(f"BuildConfig.image_size: expected 32..{MAX_SCENE_SIDE} px (the largest scene the "
+                             f"built-in engines read), found {self.image_size}")
         if self.train_style not in STYLE_DIRS:
             raise ValueError(f"BuildConfig.train_style: expected one of {sorted(STYLE_DIRS)}, "
                              f"found {self.train_style!r}")
@@ -714,9 +719,9 @@ _RECORD_FIELDS = ("qid", "question", "question_type", "relation", "template", "t
 
 
 def check_scene(scene: Mapping[str, Any], where: str, *, min_side: int = DEFAULT_MIN_SIDE,
-                max_side: int = DEFAULT_MAX_SIDE) -> None:
+                max_side: int = MAX_SCENE_SIDE) -> None:
     """Check a scene spec before anything is drawn from it: fields present, the canvas
-    ``size`` within the image limits of ``ravlm answer`` (``min_side`` to ``max_side`` px a
+    ``size`` within the image limits of the built-in engines (``min_side`` to ``max_side`` px a
     side), each object's sprite size, position and ``box`` inside the canvas.
 
     Raises:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ravlm_graph.grounding.language import InputWarning
 
-if TYPE_CHECKING:  # pragma: no cover
-    pass
-
-DEFAULT_MAX_SIDE = 4096
+# 8192 px a side: a 48-megapixel phone photo (8064 x 6048) or a 24-megapixel camera's (6000 x
+# 4000) is accepted as it is; the models read it downscaled (SSD 300 px, EfficientNet 224 px).
+DEFAULT_MAX_SIDE = 8192
 DEFAULT_MIN_SIDE = 8
 
 
@@ -56,7 +57,7 @@ def _check_size(source: str, width: int, height: int, min_side: int, max_side: i
     if width > max_side or height > max_side:
         raise InvalidImageError(
             source, f"image too large: expected at most {max_side} pixels per side, found {width}x{height} "
-                    f"(resize it; the Python API's load_image takes a larger max_side)")
+                    f"(resize it so that neither side exceeds {max_side} pixels)")
 
 
 def _array_to_pil(arr: Any, source: str, min_side: int, max_side: int):
@@ -133,20 +134,40 @@ def _to_rgb(im, source: str):
         raise InvalidImageError(source, f"cannot convert image mode {mode!r} to RGB: {e}") from e
 
 
+def _tensor_to_numpy(t: Any, source: str):
+    """A torch tensor's values as a numpy array (on the CPU; bfloat16 and float16 as float32)."""
+    import torch
+
+    if t.device.type == "meta":
+        raise InvalidImageError(source, "a tensor on the 'meta' device holds no values")
+    t = t.detach().cpu()
+    if t.dtype in (torch.bfloat16, torch.float16):  # numpy has no bfloat16
+        t = t.float()
+    try:
+        return t.numpy()
+    except (TypeError, RuntimeError) as e:
+        raise InvalidImageError(source, f"unsupported tensor dtype {t.dtype}: {e}") from e
+
+
 def load_image(x: Any, *, max_side: int = DEFAULT_MAX_SIDE, min_side: int = DEFAULT_MIN_SIDE):
     """Decode and check an image; return it as RGB.
 
     The size is checked from the file header before any pixel is decoded, so a
     decompression bomb (a tiny file that claims 100,000 x 100,000 pixels) is refused
     without allocating it; PIL's own ``MAX_IMAGE_PIXELS`` limit stays in force as well.
-    EXIF orientation is applied; transparent pixels are composited onto white; 16-bit
-    and float modes are scaled to 8 bits; palette, LA, CMYK, YCbCr, 1-bit, ... are converted.
+    EXIF orientation is applied (to a path, bytes, a file object, and a PIL image as
+    ``Image.open`` returned it), so that boxes are given in the orientation the photo is seen
+    in; transparent pixels are composited onto white; 16-bit and float modes are scaled to 8
+    bits; palette, LA, CMYK, YCbCr, 1-bit, ... are converted. Of a file of several frames or
+    pages (animated GIF / WebP / PNG, multi-page TIFF) the first is read, with an
+    :class:`~ravlm_graph.grounding.language.InputWarning` (a PIL image is read at the frame it
+    was sought to).
 
     Args:
         x: a path (``str`` / ``os.PathLike``), encoded bytes, a binary file object, a
             ``PIL.Image.Image``, or an array-like (numpy, torch on CPU) of shape (H, W),
             (H, W, 3|4) or (3|4, H, W), dtype uint8 / uint16 / bool or float in [0, 1].
-        max_side: largest accepted width or height in pixels (default 4096).
+        max_side: largest accepted width or height in pixels (default 8192).
         min_side: smallest accepted width or height in pixels (default 8).
 
     Returns:
@@ -169,6 +190,12 @@ def load_image(x: Any, *, max_side: int = DEFAULT_MAX_SIDE, min_side: int = DEFA
         _check_size(source, x.width, x.height, min_side, max_side)
         try:
             x.load()
+            if x.format is not None:
+                # As it came from Image.open (an image made or changed in memory has no format):
+                # its EXIF orientation is applied, as for a path, so that boxes are given in the
+                # orientation the photo is seen in. exif_transpose removes the tag it applies,
+                # so an image already passed through it is not turned twice.
+                x = ImageOps.exif_transpose(x) or x
         except (OSError, ValueError, SyntaxError) as e:
             raise InvalidImageError(source, f"cannot decode image: {e}") from e
         return _to_rgb(x, source)
@@ -187,7 +214,7 @@ def load_image(x: Any, *, max_side: int = DEFAULT_MAX_SIDE, min_side: int = DEFA
         fp = x
     elif hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
         if hasattr(x, "detach"):  # torch tensor
-            x = x.detach().cpu().numpy()
+            x = _tensor_to_numpy(x, source)
         return _to_rgb(_array_to_pil(x, source, min_side, max_side), source)
     else:
         raise TypeError(f"load_image: expected a path, bytes, a file object, a PIL image or an array, "
@@ -197,6 +224,10 @@ def load_image(x: Any, *, max_side: int = DEFAULT_MAX_SIDE, min_side: int = DEFA
         # Image.open reads the header only; the size is checked before pixels are decoded.
         with Image.open(fp) as im:
             _check_size(source, im.width, im.height, min_side, max_side)
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:  # an animated GIF / WebP / PNG, a TIFF of several pages
+                warnings.warn(f"{source}: an image of {frames} frames or pages; only the first is read",
+                              InputWarning, stacklevel=2)
             im.load()
             im = ImageOps.exif_transpose(im) or im
             out = _to_rgb(im, source)

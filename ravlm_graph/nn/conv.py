@@ -123,6 +123,7 @@ class GATv2Conv(nn.Module):
         self.lin_edge = (_Linear(edge_dim, heads * out_channels, bias=False, glorot=True)
                          if edge_dim is not None else None)
         self.bias = nn.Parameter(torch.empty(heads * out_channels)) if bias else None
+        self._table_cache: tuple | None = None  # see _projected_table
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -130,6 +131,7 @@ class GATv2Conv(nn.Module):
         self.lin_r.reset_parameters()
         if self.lin_edge is not None:
             self.lin_edge.reset_parameters()
+        self._table_cache = None
         _glorot(self.att)
         if self.bias is not None:
             self.bias.data.zero_()
@@ -193,7 +195,7 @@ class GATv2Conv(nn.Module):
         H, C = self.heads, self.out_channels
         n, hc = x_l.shape[0], H * C
         _check_relation_table(edge_attr, edge_type, "GATv2Conv")
-        table = self.lin_edge(edge_attr)  # (T, H*C)
+        table = self._projected_table(edge_attr)  # (T, H*C)
         t = table.shape[0]
         keep = (edge_index[0] != edge_index[1]).nonzero().view(-1)
         src, dst = edge_index[0].index_select(0, keep), edge_index[1].index_select(0, keep)
@@ -221,6 +223,20 @@ class GATv2Conv(nn.Module):
         out = (x_l * a_l.unsqueeze(-1)).reshape(n, hc).index_add_(0, dst, msg)  # (N, H*C)
         if self.bias is not None:
             out = out + self.bias
+        return out
+
+    def _projected_table(self, table: torch.Tensor) -> torch.Tensor:
+        """``lin_edge(table)`` for the inference path, kept between calls while the table and
+        the projection's weight are the same tensors, unchanged (their version counters; the
+        cache holds them, so another tensor cannot take their place unnoticed)."""
+        w = self.lin_edge.weight
+        c = self._table_cache
+        if (c is not None and c[0] is table and c[1] == table._version and c[2] is w and c[3] == w._version
+                and c[4] == (table.dtype, w.dtype)):
+            return c[5]
+        out = self.lin_edge(table)
+        if not table.is_inference() and not w.is_inference():  # inference tensors keep no version
+            self._table_cache = (table, table._version, w, w._version, (table.dtype, w.dtype), out)
         return out
 
     def __repr__(self) -> str:

@@ -31,8 +31,10 @@ Prize-collecting Steiner trees for retrieval: He et al., "G-Retriever", 2024
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
@@ -96,6 +98,7 @@ class SubgraphRetriever:
         self._w = w
         self._out_indptr = np.asarray(kg.out_indptr, dtype=np.int64)
         self._in_indptr = np.asarray(kg.in_indptr, dtype=np.int64)
+        self._scratch = threading.local()  # per thread: a store-sized map of local positions
 
     def __repr__(self) -> str:
         c = self.config
@@ -235,23 +238,27 @@ class SubgraphRetriever:
         rel = np.concatenate(rels) if rels is not None else None
         return cand, np.concatenate(hops), np.concatenate(parents), np.concatenate(pedges), tr, rel
 
+    @contextmanager
+    def _positions(self, nodes: np.ndarray):
+        """A store-sized array holding each of ``nodes``' (unique store ids) position in
+        ``nodes`` and -1 elsewhere, for the duration of the block. The array is allocated once
+        per thread and only the given entries are written and reset, so a lookup costs
+        O(len(nodes)) instead of a sort and binary searches."""
+        pos = getattr(self._scratch, "pos", None)
+        if pos is None or len(pos) != self.kg.num_nodes:
+            pos = self._scratch.pos = np.full(self.kg.num_nodes, -1, dtype=np.int64)
+        pos[nodes] = np.arange(len(nodes))
+        try:
+            yield pos
+        finally:
+            pos[nodes] = -1
+
     # --------------------------------------------------------------- scoring
     def _ppr(self, cand: np.ndarray, seed_w: np.ndarray, tr_edges: np.ndarray) -> np.ndarray:
         """Personalised PageRank from the seeds on the traversed edges among the candidates."""
         cfg = self.config
-        local = np.full(self.kg.num_nodes, -1, dtype=np.int64) if len(cand) > 4096 else None
-        if local is not None:
-            local[cand] = np.arange(len(cand))
+        with self._positions(cand) as local:
             s, d = local[self._src[tr_edges]], local[self._dst[tr_edges]]
-        else:
-            order = np.argsort(cand)
-            sc = cand[order]
-
-            def loc(x):
-                p = np.searchsorted(sc, x)
-                p = np.minimum(p, len(sc) - 1)
-                return np.where(sc[p] == x, order[p], -1)
-            s, d = loc(self._src[tr_edges]), loc(self._dst[tr_edges])
         ok = (s >= 0) & (d >= 0)
         restart = np.zeros(len(cand))
         restart[:len(seed_w)] = seed_w
@@ -259,8 +266,7 @@ class SubgraphRetriever:
                                      cfg.ppr_alpha, cfg.ppr_iters)
 
     # --------------------------------------------------------------- pruning
-    @staticmethod
-    def _select(cand: np.ndarray, score: np.ndarray, parent: np.ndarray, n_seeds: int, budget: int,
+    def _select(self, cand: np.ndarray, score: np.ndarray, parent: np.ndarray, n_seeds: int, budget: int,
                 connect: bool, edge_cost: float | None) -> np.ndarray:
         """Positions (into ``cand``) of the kept nodes: seeds first, then by score."""
         if budget <= n_seeds:
@@ -269,8 +275,8 @@ class SubgraphRetriever:
         order = rest[np.argsort(-score[rest], kind="stable")]
         if not connect and edge_cost is None:
             return np.concatenate([np.arange(n_seeds), order[:budget - n_seeds]])
-        srt = np.argsort(cand, kind="stable")
-        ppos = srt[np.searchsorted(cand[srt], parent)].tolist()  # parent's position in cand
+        with self._positions(cand) as pos:
+            ppos = pos[parent].tolist()  # parent's position in cand
         chosen = np.zeros(len(cand), dtype=bool)
         chosen[:n_seeds] = True
         chosen_l = chosen.tolist()
@@ -440,15 +446,14 @@ class SubgraphRetriever:
         n_kept_seeds = min(n_seeds, n)
         rel[:n_kept_seeds] = 1.0
         # Induced edges among the kept nodes.
-        order = np.argsort(nodes)
-        sn = nodes[order]
+        sn = np.sort(nodes)
         starts, ends = self._out_indptr[sn], self._out_indptr[sn + 1]
         eids = _ranges(starts, ends)
-        dst = self._dst[eids]
-        p = np.minimum(np.searchsorted(sn, dst), n - 1)
-        inside = sn[p] == dst
-        eids, dpos = eids[inside], order[p[inside]]
-        spos = order[np.searchsorted(sn, self._src[eids])]
+        with self._positions(nodes) as pos:
+            dpos = pos[self._dst[eids]]
+            inside = dpos >= 0
+            eids, dpos = eids[inside], dpos[inside]
+            spos = pos[self._src[eids]]
         erel = np.sqrt(rel[spos] * rel[dpos]).astype(np.float32)
         if cfg.max_edges is not None and len(eids) > cfg.max_edges:
             top = np.sort(np.argsort(-erel, kind="stable")[:cfg.max_edges])

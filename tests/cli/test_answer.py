@@ -91,6 +91,21 @@ def test_undecodable_image_is_reported(capsys, tmp_path, not_an_engine):
     assert rc == 2 and "photo.jpg" in err and "engine" not in err
 
 
+def test_animated_image_warns_once_in_one_line_which_frame_is_read(capsys, monkeypatch, tmp_path, not_an_engine):
+    gif = tmp_path / "clip.gif"
+    Image.new("RGB", (32, 32), (0, 128, 0)).save(gif, save_all=True, append_images=[Image.new("RGB", (32, 32))],
+                                                  duration=100)
+
+    def stop(*a, **k):
+        raise ValueError("stopped before the engine loads")
+
+    monkeypatch.setattr(KnowledgeVQA, "from_pretrained", stop)
+    rc, out, err = run(capsys, "--model", not_an_engine, "--image", str(gif), "--question", "What is it?")
+    assert rc == 2 and out == ""
+    assert err.splitlines() == [f"ravlm: warning: {gif}: an image of 2 frames or pages; only the first is read",
+                                "ravlm: error: stopped before the engine loads"]
+
+
 def test_bad_json_entity_file_names_the_line(capsys, png, tmp_path, not_an_engine):
     f = tmp_path / "ents.json"
     f.write_text('[{"concept": "knife"},\n {"concept": }]')

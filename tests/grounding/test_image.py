@@ -295,7 +295,7 @@ def test_load_image_size_limits(tmp_path):
     huge = tmp_path / "huge.png"
     huge.write_bytes(png_header_only(10_000, 10_000))
     with pytest.raises(InvalidImageError,
-                       match=r"huge\.png: image too large: expected at most 4096 pixels per side, found 10000x10000"):
+                       match=r"huge\.png: image too large: expected at most 8192 pixels per side, found 10000x10000"):
         load_image(huge)
     # Past our limit, PIL's decompression-bomb guard still refuses it before decoding.
     bomb = tmp_path / "bomb.png"
@@ -303,12 +303,80 @@ def test_load_image_size_limits(tmp_path):
     with pytest.raises(InvalidImageError, match=r"bomb\.png: image too large"):
         load_image(bomb, max_side=100_000)
     # The limit is configurable; a wide strip is checked from a PIL image as well.
-    strip = Image.new("L", (5000, 8))
-    with pytest.raises(InvalidImageError, match="found 5000x8"):
+    strip = Image.new("L", (9000, 8))
+    with pytest.raises(InvalidImageError, match=r"found 9000x8 \(resize it so that neither side exceeds 8192 pixels\)"):
         load_image(strip)
-    assert load_image(strip, max_side=5000).size == (5000, 8)
+    assert load_image(strip, max_side=9000).size == (9000, 8)
+    # A 48-megapixel phone photo's side (8064 x 6048) is within the default.
+    assert load_image(Image.new("L", (8064, 8))).size == (8064, 8)
     with pytest.raises(ValueError, match="min_side"):
         load_image(strip, min_side=0)
+
+
+def _phone_photo(path, orientation: int = 6) -> None:
+    """A 'phone photo' stored sideways: the camera wrote the pixels turned a quarter to the left
+    and an EXIF orientation tag 6 that turns them back. Seen upright it is 40 x 20 px with a
+    red left half and a blue right half."""
+    upright = np.zeros((20, 40, 3), np.uint8)
+    upright[:, :20] = (255, 0, 0)
+    upright[:, 20:] = (0, 0, 255)
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # 20 x 40, as on disk
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(path, exif=exif.tobytes())
+
+
+def test_load_image_exif_orientation_for_paths_and_opened_pil_images(tmp_path):
+    from PIL import ImageOps
+
+    p = tmp_path / "phone.png"
+    _phone_photo(p)
+
+    def upright(im) -> bool:
+        a = np.asarray(im)
+        return im.size == (40, 20) and a[10, 5].tolist() == [255, 0, 0] and a[10, 35].tolist() == [0, 0, 255]
+
+    assert upright(load_image(p)) and upright(load_image(p.read_bytes()))
+    # What Image.open returns is read the way the path is (boxes in the orientation seen) ...
+    assert upright(load_image(Image.open(p)))
+    # ... and an image turned already (by exif_transpose, in place or not) is not turned twice.
+    assert upright(load_image(ImageOps.exif_transpose(Image.open(p))))
+    im = Image.open(p)
+    ImageOps.exif_transpose(im, in_place=True)
+    assert upright(load_image(im))
+    # An image made in memory carries no orientation of its own.
+    stored = Image.open(p).convert("RGB")
+    assert load_image(stored).size == (20, 40)
+
+
+def test_load_image_warns_which_frame_of_an_animated_file(tmp_path):
+    from ravlm_graph.grounding.language import InputWarning
+
+    first, second = Image.new("RGB", (16, 16), (0, 128, 0)), Image.new("RGB", (16, 16), (200, 0, 0))
+    gif, tiff, single = tmp_path / "anim.gif", tmp_path / "pages.tiff", tmp_path / "one.gif"
+    first.save(gif, save_all=True, append_images=[second], duration=100, loop=0)
+    first.save(tiff, save_all=True, append_images=[second])
+    first.save(single)
+    for p in (gif, tiff):
+        with pytest.warns(InputWarning, match=rf"{p.name}: an image of 2 frames or pages; only the first is read"):
+            out = load_image(p)
+        assert np.asarray(out)[8, 8].tolist() == pytest.approx([0, 128, 0], abs=8)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_image(single)
+        seeked = Image.open(gif)
+        seeked.seek(1)  # a PIL image is read at the frame it was sought to, without a warning
+        assert np.asarray(load_image(seeked))[8, 8].tolist() == pytest.approx([200, 0, 0], abs=8)
+
+
+def test_load_image_half_precision_and_meta_tensors():
+    chw = torch.full((3, 9, 9), 0.25)  # exact in bfloat16 and float16
+    for t in (chw.bfloat16(), chw.half()):
+        assert np.asarray(load_image(t))[4, 4].tolist() == [64, 64, 64]
+    with pytest.raises(InvalidImageError, match="<torch.Tensor>: a tensor on the 'meta' device holds no values"):
+        load_image(torch.empty(3, 9, 9, device="meta"))
 
 
 def test_load_image_rejects_bad_arrays():

@@ -168,6 +168,38 @@ def test_gatv2_inference_path_matches(heads, case):
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
 
 
+def test_gatv2_inference_path_reuses_the_projected_table_until_it_changes():
+    """The inference path projects the relation table once and reuses it while the table and
+    the projection are the same, unchanged tensors; an in-place update of either, or another
+    table, is projected again (the outputs always equal the training path's)."""
+    torch.manual_seed(0)
+    layer = ours.GATv2Conv(F_IN, 4, heads=2, edge_dim=EDGE_DIM).eval()
+    x, ei, et, _ = _graph(3, 30, 200)
+    table = torch.nn.Parameter(torch.randn(R, EDGE_DIM))
+    calls = []
+    orig = layer.lin_edge.forward
+    layer.lin_edge.forward = lambda t: calls.append(1) or orig(t)
+
+    def check():
+        with torch.no_grad():
+            fast = layer(x, ei, table, edge_type=et)
+        torch.testing.assert_close(fast, layer(x, ei, table, edge_type=et).detach(), rtol=1e-5, atol=1e-5)
+
+    check()
+    n = len(calls)
+    with torch.no_grad():
+        layer(x, ei, table, edge_type=et)
+    assert len(calls) == n  # reused
+    with torch.no_grad():
+        table.mul_(2.0)  # an optimizer step on the relation table
+    check()
+    with torch.no_grad():
+        layer.lin_edge.weight.add_(0.5)  # ... or on the projection
+    check()
+    table = torch.nn.Parameter(torch.randn(R, EDGE_DIM))  # another table
+    check()
+
+
 def test_relation_table_errors():
     layer = ours.GATv2Conv(F_IN, 4, heads=2, edge_dim=EDGE_DIM)
     x, ei, et, _ = _graph(0, 7, 20)

@@ -58,7 +58,7 @@ class CellNetConfig(Config):
         hidden: width of the cell head's hidden layer (256).
         dropout: dropout in the cell head (0.1).
         threshold: kept for the tagger interface: the score a detector's caller may ask for (0.3).
-        max_side: largest accepted input image side in pixels (4096).
+        max_side: largest accepted input image side in pixels (8192).
         backbone: None (default: the four stages above, trained from scratch) or
             ``"efficientnet_lite0"``: the packaged ImageNet EfficientNet-lite0, frozen, reads the
             scene; its stride-16 map (through a trained 3x3 convolution of ``channels[2]`` widths)

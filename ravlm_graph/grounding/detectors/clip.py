@@ -36,7 +36,7 @@ class ClipTaggerConfig(Config):
         min_score: smallest softmax score returned (0.0).
         batch_size: images per forward pass (16).
         text_batch_size: prompts per text-encoder pass (256).
-        max_side: largest accepted image side in pixels (4096).
+        max_side: largest accepted image side in pixels (8192).
     """
 
     prompt: str | tuple[str, ...] = "a photo of a {}."

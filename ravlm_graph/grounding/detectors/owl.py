@@ -37,7 +37,7 @@ class OwlDetectorConfig(Config):
             ``"a photo of a {}"``).
         batch_size: images per forward pass (8).
         text_batch_size: queries per text-encoder pass when the vocabulary is embedded (256).
-        max_side: largest accepted image side in pixels (4096).
+        max_side: largest accepted image side in pixels (8192).
     """
 
     threshold: float = 0.1

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from ravlm_graph.grounding.detectors.base import ImageEntityDetector
-from ravlm_graph.grounding.images import load_image
+from ravlm_graph.grounding.images import DEFAULT_MAX_SIDE, load_image
 from ravlm_graph.grounding.label_tables import LabelMapper, LabelTable, load_label_table
 from ravlm_graph.grounding.vision.efficientnet_lite import load_efficientnet_lite0, preprocess_images
 from ravlm_graph.utils.inference import for_cpu_inference
@@ -76,7 +76,7 @@ class PhotoDetectorConfig(Config):
             around the box centre, clipped to the image (default 0.1).
         ssd_input_size (int): side of the square SSD input (default 300, as trained).
         min_concept_degree (int): a label's concept needs this many KG edges (default 1).
-        max_side (int): largest accepted image side in pixels (default 4096).
+        max_side (int): largest accepted image side in pixels (default 8192).
         ssd_graph (str or None): a frozen TensorFlow graph (.pb) instead of the packaged one.
         ssd_text (str or None): its OpenCV text description (.pbtxt), with ``ssd_graph``.
         tagger_weights (str or None): an EfficientNet-lite0 ``.pth`` instead of the packaged one.
@@ -96,7 +96,7 @@ class PhotoDetectorConfig(Config):
     crop_margin: float = 0.1
     ssd_input_size: int = 300
     min_concept_degree: int = 1
-    max_side: int = 4096
+    max_side: int = DEFAULT_MAX_SIDE
     ssd_graph: Optional[str] = None
     ssd_text: Optional[str] = None
     tagger_weights: Optional[str] = None

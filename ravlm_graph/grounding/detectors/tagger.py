@@ -48,7 +48,7 @@ class TaggerConfig(Config):
         dropout: dropout before the classifier (0.1).
         threshold: sigmoid score a concept needs to be returned by :meth:`TrainableTagger.detect` (0.5).
         top_k: most concepts returned per image, or None for all above threshold (None).
-        max_side: largest accepted input image side in pixels (4096).
+        max_side: largest accepted input image side in pixels (8192).
         exclusive: one concept per image (softmax over the vocabulary, cross-entropy
             training) instead of independent sigmoid scores (False).
     """

@@ -561,6 +561,13 @@ def test_engine_runs_the_shared_image_network_once_for_detector_and_model(tiny, 
     for a, b in zip(shared, alone):
         assert a.answer == b.answer and [e.concept for e in a.entities] == [e.concept for e in b.entities]
         assert a.score == pytest.approx(b.score, abs=1e-5)
+    # a detector swapped in afterwards is run on its own
+    engine._shared_vision = True
+    engine.detector = LayoutCellDetector(CellNet(CellNetConfig(concepts=("apple", "banana", NONE),
+                                                               layouts=default_layouts(), image_size=64,
+                                                               channels=(4, 4, 8, 8), hidden=8), seed=1))
+    calls.clear()
+    assert len(engine.answer_batch(ims, qs)) == 2 and calls == ["forward_features"]
     # not shared: another image size, or a detector without the network
     m2 = make_model(tiny, vision_encoder="efficientnet_lite0", image_size=96)
     assert not KnowledgeVQA(m2, EngineConfig(kg="unused", retrieval=retriever.config, detector=None), kg=kg,
