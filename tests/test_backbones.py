@@ -52,13 +52,8 @@ def _images(n, seed=0):
     return [Image.fromarray((torch.rand(20, 24, 3, generator=g) * 255).byte().numpy()) for _ in range(n)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny matrices: thread start-up costs more than it saves (and 2 busy cores stall it).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: tiny matrices: one torch thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

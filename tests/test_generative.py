@@ -25,12 +25,8 @@ from ravlm_graph.utils.checkpoint import CheckpointError  # noqa: E402
 from tests.test_backbones import _tokenizer  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: tiny matrices: one torch thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _llava(path: Path) -> Path:

@@ -23,12 +23,8 @@ from ravlm_graph.models.hf_backbones import BackboneConfig, GenerativeVQAConfig,
 from tests.test_generative import _llava, _ved  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: tiny matrices: one torch thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
