@@ -467,13 +467,14 @@ class KnowledgeVQA:
         t["load"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         vision_features = None
+        pixels = [None] * len(imgs)  # (3, S, S) uint8 per image, when the shared image pass made them
         if specs is None and self.detector is not None:
             kw = {}
             shared = self._shared_vision and getattr(self.detector, "backbone", None) is self.model.vision.backbone
             if shared:  # one pass of the frozen image network, for the detector and the model
-                pixels = torch.stack([image_tensor(im, self.model.config.image_size) for im in imgs]).float() / 255.0
+                pixels = [image_tensor(im, self.model.config.image_size) for im in imgs]
                 with torch.inference_mode():
-                    kw["features"] = self.detector.backbone_features(pixels)
+                    kw["features"] = self.detector.backbone_features(torch.stack(pixels).float() / 255.0)
                 vision_features = kw["features"][1]
             found = self.detector.detect_explained(imgs, **kw)
             ents = [list(e) for e, _ in found]
@@ -526,8 +527,9 @@ class KnowledgeVQA:
         retriever = getattr(self.features, "retriever", None)
         if not self.generative and retriever is not None and retriever.needs_question_vector:
             qvecs = list(retriever.embed_questions([q.strip() for q in questions]))  # one batch for all
-        exs = [self.features.build(im, q, e, question_embedding=v) if v is not None else self.features.build(im, q, e)
-               for im, q, e, v in zip(imgs, questions, focus, qvecs)]
+        exs = [self.features.build(im, q, e, question_embedding=v, pixels=px) if not self.generative
+               else self.features.build(im, q, e)
+               for im, q, e, v, px in zip(imgs, questions, focus, qvecs, pixels)]
         t["retrieve"] = time.perf_counter() - t0
         if self.generative:
             return self._answer_generated(exs, questions, t, max_new_tokens, num_beams, ents, refs, notes)

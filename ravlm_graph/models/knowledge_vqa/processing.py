@@ -143,11 +143,12 @@ class FeatureBuilder:
 
     def build(self, image, question: str, entities: Sequence[Entity], answers: Sequence[str] = (),
               meta: dict | None = None, fact: tuple[str, str, str] | None = None,
-              question_embedding: np.ndarray | None = None) -> Example:
+              question_embedding: np.ndarray | None = None, pixels: torch.Tensor | None = None) -> Example:
         """One example; ``answers`` empty at inference.
 
         ``question_embedding``: the question's unit vector, already computed (an engine embeds
-        a batch's questions at once); None: retrieval embeds it.
+        a batch's questions at once); None: retrieval embeds it. ``pixels``: the image as
+        :func:`image_tensor` gives it, already computed (None: computed here).
 
         ``fact``: the supporting fact when the dataset gives one (FVQA), as ``(visual end,
         relation, other end)``; it becomes the example's ``support`` (node indices of its ends,
@@ -157,7 +158,8 @@ class FeatureBuilder:
             raise ValueError("expected a non-empty question")
         cfg = self.config
         qsim = None
-        pixels = image_tensor(image, cfg.image_size)
+        if pixels is None:
+            pixels = image_tensor(image, cfg.image_size)
         w, h = image.size
         sg = None
         facts: list[str] = []
