@@ -243,9 +243,12 @@ def load_image(x: Any, *, max_side: int = DEFAULT_MAX_SIDE, min_side: int = DEFA
         raise InvalidImageError(source, f"cannot decode image: {e}") from e
 
 
-def images_to_uint8(images, size: int, *, max_side: int = DEFAULT_MAX_SIDE, desc: str | None = None):
+def images_to_uint8(images, size: int, *, max_side: int = DEFAULT_MAX_SIDE, desc: str | None = None,
+                    channels_last: bool = False):
     """Decode ``images`` (anything :func:`load_image` reads) and resize each to a ``size``
     square: a uint8 tensor (N, 3, size, size). ``desc``: a progress bar for long lists.
+    ``channels_last``: the same values laid out as (N, size, size, 3) in memory (the layout a
+    channels-last network reads; the pixels are copied once, without a transpose).
 
     Raises:
         InvalidImageError: an unreadable image, named by its position in ``images``.
@@ -254,7 +257,7 @@ def images_to_uint8(images, size: int, *, max_side: int = DEFAULT_MAX_SIDE, desc
     import torch
     from PIL import Image
 
-    out = torch.empty((len(images), 3, size, size), dtype=torch.uint8)
+    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
     it = enumerate(images)
     if desc is not None and len(images) > 256:
         from tqdm.auto import tqdm
@@ -267,5 +270,6 @@ def images_to_uint8(images, size: int, *, max_side: int = DEFAULT_MAX_SIDE, desc
             raise InvalidImageError(f"image {i}: {e.source}", e.reason) from e
         if im.size != (size, size):
             im = im.resize((size, size), Image.BILINEAR)
-        out[i] = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, S, S)
-    return out
+        out[i] = np.asarray(im, dtype=np.uint8)  # (S, S, 3)
+    t = torch.from_numpy(out).permute(0, 3, 1, 2)  # (N, 3, S, S), channels-last strides
+    return t if channels_last else t.contiguous()

@@ -180,6 +180,105 @@ def _pool(h, mean_w, max_m, rects=None):
     return torch.cat([mean, peak], -1)  # (B, cells, 2C)
 
 
+def _max_indices(rects: Sequence[tuple[int, int, int, int]], side: int):
+    """Index tensors for :func:`_cell_maxima`: every cell's rectangle is a union of the blocks
+    that all rectangles' edges cut the map into; the blocks' maxima are taken along columns,
+    then rows, and each cell's maximum over its blocks (lists padded by repeating an index:
+    a repeated value does not change a maximum). Returns ``(cols, rows, cells)``: long tensors
+    (column blocks, width), (row blocks, height) and (cells, blocks per cell)."""
+    import torch
+
+    def cuts(lo_hi):
+        edges = sorted({e for a, b in lo_hi for e in (a, b)})
+        return list(zip(edges[:-1], edges[1:]))
+
+    rows, cols = cuts([(r0, r1) for r0, r1, _, _ in rects]), cuts([(c0, c1) for _, _, c0, c1 in rects])
+
+    def padded(lists):
+        n = max(len(l) for l in lists)
+        return torch.tensor([l + [l[0]] * (n - len(l)) for l in lists], dtype=torch.long)
+
+    cells = [[i * len(cols) + j for i, (a, b) in enumerate(rows) if r0 <= a and b <= r1
+              for j, (c, d) in enumerate(cols) if c0 <= c and d <= c1] for r0, r1, c0, c1 in rects]
+    return (padded([list(range(a, b)) for a, b in cols]), padded([list(range(a, b)) for a, b in rows]),
+            padded(cells))
+
+
+def _cell_maxima(h, cols, rows, cells):
+    """(B, C, s, s) -> (B, cells, C): each cell's maximum over its rectangle (:func:`_max_indices`)
+    in six tensor operations instead of a slice and a maximum per cell; the maxima are the
+    same values. For inference only (a value repeated by the padding would take a larger share
+    of a tied maximum's gradient)."""
+    x = h.permute(0, 2, 3, 1)  # (B, s, s, C): a view of a channels-last map
+    b, c = x.shape[0], x.shape[3]
+    x = x.index_select(2, cols.view(-1)).view(b, x.shape[1], cols.shape[0], cols.shape[1], c).amax(3)
+    x = x.index_select(1, rows.view(-1)).view(b, rows.shape[0], rows.shape[1], cols.shape[0], c).amax(2)
+    x = x.reshape(b, -1, c).index_select(1, cells.view(-1)).view(b, cells.shape[0], cells.shape[1], c)
+    return x.amax(2)
+
+
+class _PreparedCellNet:
+    """The forward pass of a from-scratch cell network with its batch norms folded
+    (:func:`~ravlm_graph.utils.inference.for_cpu_inference`), as plain tensor calls: the same
+    operations on the same weights as the module's forward (so the same values), without the
+    module calls (identity layers where the batch norms were, dropout) and with each cell's
+    maximum taken by :func:`_cell_maxima`. Inference only."""
+
+    def __init__(self, net):
+        from torch import nn
+
+        self.stages = []
+        for st in net.stages:
+            convs = [m for m in st if isinstance(m, nn.Conv2d)]
+            blocks = [m for m in st if hasattr(m, "body")]
+            if len(convs) != 1 or len(st) != 3 + len(blocks) or not isinstance(st[2], nn.ReLU):
+                raise ValueError("_PreparedCellNet: unexpected stage layout")
+            steps = []
+            for blk in blocks:
+                cs = [m for m in blk.body if isinstance(m, nn.Conv2d)]
+                if len(cs) != 2 or any(not isinstance(m, (nn.Conv2d, nn.Identity, nn.ReLU)) for m in blk.body):
+                    raise ValueError("_PreparedCellNet: unexpected block layout (batch norms not folded?)")
+                steps.append((_conv_args(cs[0]), _conv_args(cs[1])))
+            self.stages.append((_conv_args(convs[0]), steps))
+        head = [m for m in net.cell_head if isinstance(m, nn.Linear)]
+        self.head = [(m.weight, m.bias) for m in head]
+        self.cell_bias = net.cell_bias
+        self.layout = (net.layout_head.weight, net.layout_head.bias)
+        self.mean_w8, self.mean_w16 = net.mean_w8, net.mean_w16
+        self.max8 = _max_indices(net.rects8, int(net.max_m8.shape[1] ** 0.5)) if net.rects8 is not None else None
+        self.max16 = _max_indices(net.rects16, int(net.max_m16.shape[1] ** 0.5)) if net.rects16 is not None else None
+        self.net = net
+
+    def __call__(self, x):
+        import torch
+        from torch.nn import functional as F
+
+        h, maps = x, []
+        for (w, b, stride, pad), blocks in self.stages:
+            h = torch.relu_(F.conv2d(h, w, b, stride, pad))
+            for (w1, b1, s1, p1), (w2, b2, s2, p2) in blocks:
+                y = F.conv2d(torch.relu_(F.conv2d(h, w1, b1, s1, p1)), w2, b2, s2, p2)
+                h = torch.relu_(y.add_(h))  # the block's relu(x + body(x))
+            maps.append(h)
+        parts = []
+        for m, mean_w, idx, name in ((maps[2], self.mean_w8, self.max8, "8"), (maps[3], self.mean_w16, self.max16, "16")):
+            parts.append(torch.einsum("bcp,kp->bkc", m.flatten(2), mean_w))
+            if idx is None:  # a cell mask that is not a rectangle
+                parts.append(_pool(m, mean_w, getattr(self.net, f"max_m{name}"))[..., m.shape[1]:])
+            else:
+                parts.append(_cell_maxima(m, *idx))
+        (w1, b1), (w2, b2) = self.head
+        cell_logits = F.linear(torch.relu_(F.linear(torch.cat(parts, -1) + self.cell_bias, w1, b1)), w2, b2)
+        summary = F.adaptive_avg_pool2d(maps[3], 4).flatten(1)
+        return cell_logits, F.linear(summary, *self.layout)
+
+
+def _conv_args(conv):
+    if conv.padding_mode != "zeros" or conv.groups != 1 or conv.dilation != (1, 1) or isinstance(conv.padding, str):
+        raise ValueError("_PreparedCellNet: unexpected convolution settings")
+    return conv.weight, conv.bias, conv.stride, conv.padding
+
+
 def _register_pooling(module, cfg: CellNetConfig, sides: dict) -> int:
     """Pooling buffers (``mean_w8``/``max_m8``/``rects8`` for the finer map, ``...16`` for the
     coarser) at the given map sides; returns the number of cells."""
@@ -329,12 +428,15 @@ class CellNet:
             self.model = _build_cell_net(config, backbone)
         self.model.eval()
         self._inference_model = None  # see prepare_for_inference
+        self._prepared = None
 
     def prepare_for_inference(self) -> None:
         """Make :meth:`predict` faster: it then runs a copy of the network with its batch norms
         folded into the convolutions, in channels-last layout (the same probabilities up to float
         rounding). The copy is a snapshot of today's weights; :meth:`trained_module` drops it."""
         self._inference_model = for_cpu_inference(copy.deepcopy(self.model))
+        # a from-scratch network also runs as plain tensor calls (the same values, fewer calls)
+        self._prepared = _PreparedCellNet(self._inference_model) if self.config.backbone is None else None
 
     def __repr__(self) -> str:
         return (f"CellNet(concepts={len(self.config.concepts)}, layouts={len(self.config.layouts)}, "
@@ -404,7 +506,11 @@ class CellNet:
             with torch.inference_mode():
                 c, l = net.from_maps(f16, fhead)
                 return torch.softmax(c, -1).float().cpu().numpy(), torch.softmax(l, -1).float().cpu().numpy()
-        x_all = self.images_to_tensor(images)
+        # pixels laid out channels-last from the start when the network reads them so
+        x_all = images_to_uint8(images, self.config.image_size, max_side=self.config.max_side,
+                                channels_last=layout is torch.channels_last)
+        if self._prepared is not None and self._inference_model is net:
+            net = self._prepared
         cells, layouts = [], []
         with torch.inference_mode():
             for s in range(0, len(images), batch_size):
@@ -415,7 +521,7 @@ class CellNet:
         return torch.cat(cells).numpy(), torch.cat(layouts).numpy()
 
     def trained_module(self):
-        self._inference_model = None  # the caller may change the weights
+        self._inference_model = self._prepared = None  # the caller may change the weights
         return self.model
 
     def save_pretrained(self, path: str | os.PathLike, extra_json=None) -> Path:

@@ -101,6 +101,7 @@ class LayoutCellDetector(ImageEntityDetector):
         self.min_score = min_score
         self.layout_choice = layout_choice
         self._none = tagger.config.concepts.index(NONE)
+        self._box_cache: dict = {}  # scene size -> per layout, its cells' (box, slot name)
 
     def __repr__(self) -> str:
         kind = "cell_net" if self.cell_net else "crops"
@@ -115,10 +116,6 @@ class LayoutCellDetector(ImageEntityDetector):
                 crops.append(im.crop(cell))
                 where.append((li, si, cell))
         return crops, where
-
-    def _where(self, im):
-        w, h = im.size
-        return [(li, si, cell) for li, slots in enumerate(self.layouts) for si, cell in enumerate(_cells(slots, w, h))]
 
     def detect(self, image: Any) -> list[Entity]:
         return self.detect_batch([image])[0]
@@ -163,40 +160,56 @@ class LayoutCellDetector(ImageEntityDetector):
         loaded = [load_image(x) for x in images]
         if features is not None and self.backbone is None:
             raise ValueError("LayoutCellDetector.detect_batch: features= is for a cell network with a pretrained backbone")
+        if not loaded:
+            return []
         if self.cell_net:
-            cell_probs, layout_probs = self.tagger.predict(loaded, features=features)  # (N, cells, K), (N, L)
-            spans = [(i * cell_probs.shape[1], self._where(im)) for i, im in enumerate(loaded)]
-            probs = cell_probs.reshape(-1, cell_probs.shape[-1])
-        else:
-            all_crops, spans = [], []
-            for im in loaded:
-                crops, where = self._candidates(im)
-                spans.append((len(all_crops), where))
-                all_crops.extend(crops)
-            probs = self.tagger.predict_proba(all_crops) if all_crops else np.zeros((0, 1))
+            probs, layout_probs = self.tagger.predict(loaded, features=features)  # (N, cells, K), (N, L)
+        else:  # the crops of every cell of every layout, scene after scene
+            probs = self.tagger.predict_proba([c for im in loaded for c in self._candidates(im)[0]])
             layout_probs = None
+        n_cells = sum(len(l) for l in self.layouts)
+        return self._decode(probs.reshape(len(loaded), n_cells, -1), layout_probs, [im.size for im in loaded])
+
+    def _boxes(self, size: tuple[int, int]) -> list[list[tuple[tuple[float, ...], str]]]:
+        """Per layout, the (box, slot name) of each cell in a ``size`` scene (kept per size)."""
+        cache = self._box_cache
+        boxes = cache.get(size)
+        if boxes is None:
+            if len(cache) >= 64:
+                cache.clear()
+            boxes = cache[size] = [[(tuple(float(v) for v in cell), slots[si])
+                                    for si, cell in enumerate(_cells(slots, *size))] for slots in self.layouts]
+        return boxes
+
+    def _decode(self, probs, layout_probs, sizes) -> list[list[Entity]]:
+        """Entities from cell probabilities (N, cells, K) (cells of every layout, in order) and a
+        cell network's layout probabilities (N, L): the chosen layout's cells whose best concept
+        (``__none__`` aside) scores at least ``min_score``, the layout chosen by ``layout_choice``
+        (ties: the layout of more cells, then the first). Array operations over the batch."""
+        import numpy as np
+
+        p = probs.copy()
+        p[..., self._none] = 0.0
+        best = p.argmax(-1)  # (N, cells)
+        conf = np.take_along_axis(p, best[..., None], -1)[..., 0]  # (N, cells) float32
+        low = (conf < self.min_score).tolist()
+        lens = [len(l) for l in self.layouts]
+        starts = np.cumsum([0] + lens[:-1])
+        if self.layout_choice == "head":
+            scores = layout_probs.astype(np.float64)
+        else:  # the weakest cell of each layout (at most 1.0)
+            scores = np.minimum(np.minimum.reduceat(conf, starts, axis=1).astype(np.float64), 1.0)
+            if self.layout_choice == "joint":
+                scores = scores * layout_probs.astype(np.float64)
         concepts = self.tagger.config.concepts
+        scores, best, conf = scores.tolist(), best.tolist(), conf.tolist()
         out = []
-        for n, (start, where) in enumerate(spans):
-            p = probs[start:start + len(where)].copy()
-            p[:, self._none] = 0.0
-            best = p.argmax(1)
-            conf = p[np.arange(len(where)), best]
-            layout_score: dict[int, float] = {}
-            for k, (li, _si, _c) in enumerate(where):
-                layout_score[li] = min(layout_score.get(li, 1.0), float(conf[k]))
-            if self.layout_choice == "head":
-                layout_score = {li: float(layout_probs[n, li]) for li in layout_score}
-            elif self.layout_choice == "joint":
-                layout_score = {li: v * float(layout_probs[n, li]) for li, v in layout_score.items()}
-            li_best = max(layout_score, key=lambda l: (layout_score[l], len(self.layouts[l])))
-            ents = []
-            for k, (li, si, cell) in enumerate(where):
-                if li != li_best or conf[k] < self.min_score:
-                    continue
-                ents.append(Entity(concept=concepts[int(best[k])], score=float(conf[k]), origin="image",
-                                   box=tuple(float(v) for v in cell), label=self.layouts[li][si]))
-            out.append(ents)
+        for n, size in enumerate(sizes):
+            s = scores[n]
+            li = max(range(len(lens)), key=lambda l: (s[l], lens[l]))
+            k0 = int(starts[li])
+            out.append([Entity(concept=concepts[best[n][k]], score=conf[n][k], origin="image", box=box, label=label)
+                        for k, (box, label) in enumerate(self._boxes(size)[li], k0) if not low[n][k]])
         return out
 
     # -------------------------------------------------------------- training data
