@@ -476,6 +476,11 @@ class KnowledgeVQA:
                 with torch.inference_mode():
                     kw["features"] = self.detector.backbone_features(torch.stack(pixels).float() / 255.0)
                 vision_features = kw["features"][1]
+            elif (getattr(self.detector, "image_size", None) == self.model.config.image_size
+                  and callable(getattr(self.detector, "scene_pixels", None))):
+                # a detector that reads the scenes at the model's size: the pixels are converted once
+                kw["pixels"] = self.detector.scene_pixels(imgs)  # (N, 3, S, S) uint8, as image_tensor gives them
+                pixels = list(kw["pixels"].contiguous().unbind(0))  # the model's batch laid out as before
             found = self.detector.detect_explained(imgs, **kw)
             ents = [list(e) for e, _ in found]
             for i, (_, why) in enumerate(found):

@@ -119,3 +119,41 @@ def test_the_shipped_builtin_engine_still_loads_its_layout_folder():
     assert spec["kind"] == "layout_cells"
     det = build_detector("layout_cells", path=folder / spec["path"])
     assert isinstance(det, LayoutCellDetector)
+
+
+def test_a_cell_network_at_the_model_s_image_size_converts_each_scene_once(tiny, monkeypatch):
+    """A layout-cell detector that reads scenes at the model's image size hands its pixels to
+    the model's inputs: the scenes are converted once, and the answers are those of the
+    engine that converts them twice (for the detector, then for the model)."""
+    import numpy as np
+
+    import ravlm_graph.models.knowledge_vqa.processing as processing
+    from ravlm_graph.grounding.detectors.cellnet import CellNet, CellNetConfig
+    from ravlm_graph.grounding.detectors.layout import NONE, LayoutCellDetector, default_layouts
+
+    _, _, kg, retriever = tiny
+    net = CellNet(CellNetConfig(concepts=("apple", "banana", NONE), layouts=default_layouts(), image_size=32,
+                                channels=(4, 4, 8, 8), hidden=8), seed=1)
+    det = LayoutCellDetector(net, min_score=0.0, layout_choice="joint")
+    det.prepare_for_inference()
+    engine = KnowledgeVQA(make_model(tiny, image_size=32),
+                          EngineConfig(kg="unused", retrieval=retriever.config, detector={"kind": "layout_cells"}),
+                          kg=kg, retriever=retriever, detector=det)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in ((32, 32), (48, 40), (20, 64))]
+    questions = ["what is the object used for?", "which of these can peel?", "what is the object on the left used for?"]
+
+    def rows(answers):
+        return [(a.answer, a.score, a.candidates, a.copy_prob, a.graph_attributions,
+                 [(e.concept, e.score, e.box, e.label, e.origin) for e in a.entities]) for a in answers]
+
+    def no_second_conversion(*a, **k):
+        raise AssertionError("the scene was converted again for the model")
+
+    with monkeypatch.context() as m:
+        m.setattr(processing, "image_tensor", no_second_conversion)
+        once = [rows(engine.answer_batch(images[i:i + b], questions[i:i + b])) for b in (1, 3) for i in range(0, 3, b)]
+    monkeypatch.delattr(LayoutCellDetector, "scene_pixels")  # the engine then converts the scenes for the model
+    twice = [rows(engine.answer_batch(images[i:i + b], questions[i:i + b])) for b in (1, 3) for i in range(0, 3, b)]
+    assert once == twice
+    assert any(e[4] == "image" for rs in once for r in rs for e in r[5])

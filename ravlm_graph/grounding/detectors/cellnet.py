@@ -450,9 +450,11 @@ class CellNet:
     def device(self):
         return next(self.model.parameters()).device
 
-    def images_to_tensor(self, images: Sequence[Any]):
-        """Decoded scenes resized to ``image_size`` squares: a uint8 tensor (N, 3, S, S)."""
-        return images_to_uint8(images, self.config.image_size, max_side=self.config.max_side)
+    def images_to_tensor(self, images: Sequence[Any], *, channels_last: bool = False):
+        """Decoded scenes resized to ``image_size`` squares: a uint8 tensor (N, 3, S, S)
+        (``channels_last``: laid out so in memory, see :func:`images_to_uint8`)."""
+        return images_to_uint8(images, self.config.image_size, max_side=self.config.max_side,
+                               channels_last=channels_last)
 
     @staticmethod
     def normalise(x_uint8):
@@ -480,11 +482,12 @@ class CellNet:
             raise ValueError("CellNet.backbone_features: this cell network has no pretrained backbone")
         return self.model.maps01(pixels)
 
-    def predict(self, images: Sequence[Any], *, batch_size: int = 32, features=None):
+    def predict(self, images: Sequence[Any], *, batch_size: int = 32, features=None, pixels=None):
         """Cell and layout probabilities of each scene: numpy arrays (N, cells, K) and (N, L).
 
         ``features``: the scenes' backbone maps, already computed (:meth:`backbone_features`
-        of the same images), so that the frozen network does not run again.
+        of the same images), so that the frozen network does not run again. ``pixels``: the
+        same images already converted by :meth:`images_to_tensor` (uint8 (N, 3, S, S)).
         """
         import numpy as np
         import torch
@@ -506,9 +509,14 @@ class CellNet:
             with torch.inference_mode():
                 c, l = net.from_maps(f16, fhead)
                 return torch.softmax(c, -1).float().cpu().numpy(), torch.softmax(l, -1).float().cpu().numpy()
-        # pixels laid out channels-last from the start when the network reads them so
-        x_all = images_to_uint8(images, self.config.image_size, max_side=self.config.max_side,
-                                channels_last=layout is torch.channels_last)
+        if pixels is not None:
+            side = self.config.image_size
+            if tuple(pixels.shape) != (len(images), 3, side, side) or pixels.dtype != torch.uint8:
+                raise ValueError(f"CellNet.predict: expected pixels of {len(images)} scenes as uint8 (N, 3, {side}, {side}), "
+                                 f"found {pixels.dtype} {tuple(pixels.shape)}")
+            x_all = pixels
+        else:  # laid out channels-last from the start when the network reads them so
+            x_all = self.images_to_tensor(images, channels_last=layout is torch.channels_last)
         if self._prepared is not None and self._inference_model is net:
             net = self._prepared
         cells, layouts = [], []

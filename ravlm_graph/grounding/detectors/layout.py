@@ -152,18 +152,29 @@ class LayoutCellDetector(ImageEntityDetector):
         """Side of the square a cell network reads scenes at (None for the crop tagger)."""
         return self.tagger.config.image_size if self.cell_net else None
 
-    def detect_batch(self, images: Sequence[Any], *, on_error: str = "raise", features=None) -> list[list[Entity]]:
-        """Entities of each scene. ``features``: the scenes' backbone maps, already computed
-        (:meth:`backbone_features`), for a cell network with a pretrained backbone."""
-        import numpy as np
+    def scene_pixels(self, images: Sequence[Any]):
+        """The scenes as a cell network reads them (decoded, checked, resized to
+        :attr:`image_size`): a uint8 tensor (N, 3, S, S) laid out channels-last, which
+        :meth:`detect_batch` takes as ``pixels`` (a caller that needs the same pixels converts
+        them once). Raises ``ValueError`` for the crop tagger."""
+        if not self.cell_net:
+            raise ValueError("LayoutCellDetector.scene_pixels: only a cell network reads whole scenes")
+        return self.tagger.images_to_tensor(images, channels_last=True)
 
+    def detect_batch(self, images: Sequence[Any], *, on_error: str = "raise", features=None,
+                     pixels=None) -> list[list[Entity]]:
+        """Entities of each scene. ``features``: the scenes' backbone maps, already computed
+        (:meth:`backbone_features`), for a cell network with a pretrained backbone; ``pixels``:
+        the scenes already converted by :meth:`scene_pixels`."""
         loaded = [load_image(x) for x in images]
         if features is not None and self.backbone is None:
             raise ValueError("LayoutCellDetector.detect_batch: features= is for a cell network with a pretrained backbone")
+        if pixels is not None and not self.cell_net:
+            raise ValueError("LayoutCellDetector.detect_batch: pixels= is for a cell network")
         if not loaded:
             return []
-        if self.cell_net:
-            probs, layout_probs = self.tagger.predict(loaded, features=features)  # (N, cells, K), (N, L)
+        if self.cell_net:  # (N, cells, K), (N, L)
+            probs, layout_probs = self.tagger.predict(loaded, features=features, pixels=pixels)
         else:  # the crops of every cell of every layout, scene after scene
             probs = self.tagger.predict_proba([c for im in loaded for c in self._candidates(im)[0]])
             layout_probs = None
