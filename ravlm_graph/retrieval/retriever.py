@@ -477,14 +477,21 @@ class SubgraphRetriever:
         rel = np.clip(score, 0.0, 1.0).astype(np.float32)
         n_kept_seeds = min(n_seeds, n)
         rel[:n_kept_seeds] = 1.0
-        # Induced edges among the kept nodes.
+        # Induced edges among the kept nodes, in edge id order (the out-edges of the nodes in id
+        # order); found from the side with fewer edges (hubs often have many more out-edges).
         sn = np.sort(nodes)
         starts, ends = self._out_indptr[sn], self._out_indptr[sn + 1]
-        eids = _ranges(starts, ends)
+        in_starts, in_ends = self._in_indptr[sn], self._in_indptr[sn + 1]
         with self._positions(nodes) as pos:
-            dpos = pos[self._dst[eids]]
-            inside = dpos >= 0
-            eids, dpos = eids[inside], dpos[inside]
+            if int((in_ends - in_starts).sum()) < int((ends - starts).sum()):
+                eids = self._in_order[_ranges(in_starts, in_ends)]
+                eids = np.sort(eids[pos[self._src[eids]] >= 0])
+                dpos = pos[self._dst[eids]]
+            else:
+                eids = _ranges(starts, ends)
+                dpos = pos[self._dst[eids]]
+                inside = dpos >= 0
+                eids, dpos = eids[inside], dpos[inside]
             spos = pos[self._src[eids]]
         erel = np.sqrt(rel[spos] * rel[dpos]).astype(np.float32)
         if cfg.max_edges is not None and len(eids) > cfg.max_edges:

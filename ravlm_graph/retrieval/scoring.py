@@ -31,54 +31,44 @@ def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
 
 
 def personalized_pagerank(src: np.ndarray, dst: np.ndarray, weight: np.ndarray | None, num_nodes: int,
-                          restart: np.ndarray, alpha: float = 0.25, iters: int = 20,
-                          blocks: np.ndarray | None = None) -> np.ndarray:
+                          restart: np.ndarray, alpha: float = 0.25, iters: int = 20) -> np.ndarray:
     """Personalised PageRank by power iteration on an undirected (symmetrised) graph.
 
     Args:
         src, dst: (E,) local node indices of the edges.
         weight: (E,) non-negative edge weights, or None (all 1).
         num_nodes: N.
-        restart: (N,) restart distribution (normalised here, per block).
+        restart: (N,) restart distribution (normalised here).
         alpha: restart probability.
         iters: power iterations.
-        blocks: (K + 1,) node offsets of K independent graphs laid out one after the other
-            (no edge joins two blocks; each block has positive restart mass): one power
-            iteration for all of them, each block's result equal, bit for bit, to a call on
-            that block alone. None: one block.
 
     Returns:
-        (N,) stationary probabilities (sum 1 per block).
+        (N,) stationary probabilities (sum 1).
     """
     r = np.asarray(restart, dtype=np.float64)
-    if blocks is None:
-        blocks = np.asarray([0, num_nodes])
-    bl = np.asarray(blocks).tolist()
-    # Per block as a call on that block alone computes it (same sums, same order).
-    totals = [r[a:b].sum() for a, b in zip(bl[:-1], bl[1:])]
-    if not all(t > 0 for t in totals):
+    total = r.sum()
+    if total <= 0:
         raise ValueError("personalized_pagerank: expected a restart vector with positive mass, found none")
-    r = r / (totals[0] if len(totals) == 1 else np.repeat(totals, np.diff(bl)))
+    r = r / total
     s = np.concatenate([src, dst])
     d = np.concatenate([dst, src])
     w = np.ones(len(s)) if weight is None else np.concatenate([weight, weight]).astype(np.float64)
-    # bincount adds each bin's terms in input order, so the blocks do not mix.
     out_w = np.bincount(s, weights=w, minlength=num_nodes)
     wn = w / np.maximum(out_w[s], 1e-12)
     dangling = out_w == 0
-    # Blocks with a node without edges spread its mass over the restart distribution.
-    dang = [(a, b, dangling[a:b]) for a, b in zip(bl[:-1], bl[1:]) if dangling[a:b].any()]
+    has_dangling = bool(dangling.any())
     ar = alpha * r
     p = r.copy()
     flow = np.empty(len(s))
+    # Each step is p = (1 - alpha) * (spread + p[dangling].sum() * r) + alpha * r, computed in
+    # place with the same floating-point operations; without dangling nodes the middle term
+    # is + 0.0 * r, which changes no value (spread >= 0), and is skipped.
     for _ in range(iters):
-        np.multiply(p.take(s), wn, out=flow)
+        np.take(p, s, out=flow)
+        flow *= wn
         spread = np.bincount(d, weights=flow, minlength=num_nodes)
-        if dang:  # else the term is + 0.0 * r, which changes no value (spread >= 0)
-            ds = np.zeros(num_nodes)
-            for a, b, m in dang:
-                ds[a:b] = p[a:b][m].sum()
-            spread += ds * r
+        if has_dangling:
+            spread += p[dangling].sum() * r
         spread *= 1 - alpha
         spread += ar
         p = spread
