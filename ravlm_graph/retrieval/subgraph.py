@@ -4,13 +4,14 @@ paths (:class:`ReasoningPath`)."""
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ravlm_graph.utils.graph import GraphData
+from ravlm_graph.utils.graph import GraphData, _copy_value
 from ravlm_graph.types import Entity
 from ravlm_graph.types import ORIGIN_CODES
 from ravlm_graph.types import Fact
@@ -19,6 +20,30 @@ from kg_ingest import normalize_concept
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 _ORIGIN_BIT = {"question": 1, "image": 2}
+
+
+def _immutable_entity(e: Any) -> bool:
+    """An :class:`Entity` (frozen) whose span and box are tuples of numbers or None: sharing
+    it is the same as deep-copying it."""
+    if type(e) is not Entity:
+        return False
+    for t in (e.span, e.box):
+        if t is not None and not (type(t) is tuple and all(isinstance(x, (int, float, np.number)) for x in t)):
+            return False
+    return (isinstance(e.label, (str, type(None))) and type(e.referred) is bool
+            and isinstance(e.score, (int, float, np.number)))
+
+
+def _plain_copy(v: Any) -> Any:
+    """``copy.deepcopy(v)`` for nested dicts and lists of str, int, float, bool and None (what
+    ``Subgraph.info`` holds), without deepcopy's memo; any other value is deep-copied."""
+    if v is None or type(v) in (str, int, float, bool):
+        return v
+    if type(v) is dict:
+        return {k: _plain_copy(x) for k, x in v.items()}
+    if type(v) is list:
+        return [_plain_copy(x) for x in v]
+    return copy.deepcopy(v)
 
 
 def _count(x: Any, what: str, expected: str = "a non-negative integer") -> int:
@@ -124,6 +149,23 @@ class Subgraph(GraphData):
     def __iter__(self) -> Iterator[tuple[str, Any]]:
         self._to_torch()
         return super().__iter__()
+
+    def clone(self) -> "Subgraph":
+        """A copy with cloned tensors (other values deep-copied), as :meth:`GraphData.clone`
+        makes it, except that the seed entities (frozen, with immutable fields) are shared
+        in a new list rather than deep-copied, and ``info`` is copied without deepcopy's
+        machinery: equal values at a fraction of the cost (each retrieval through the cache
+        returns a copy)."""
+        ents = self._store.get("entities")
+        if not (isinstance(ents, list) and all(_immutable_entity(e) for e in ents)):
+            return super().clone()
+        out = copy.copy(self)
+        store = {k: list(v) if k == "entities" else _copy_value(v) if k != "info" else v
+                 for k, v in self._store.items()}
+        if "info" in store:  # plain dicts, lists and numbers copied as deepcopy would, without its memo
+            store["info"] = _plain_copy(store["info"])
+        object.__setattr__(out, "_store", store)
+        return out
 
     def to(self, device: Any, **kwargs: Any) -> "Subgraph":
         self._to_torch()

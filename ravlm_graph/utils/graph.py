@@ -367,6 +367,7 @@ def _to_pyg(graph, kind: str):
 
 
 _IMMUTABLE = (str, int, float, bool, type(None))
+_IMMUTABLE_TYPES = frozenset(_IMMUTABLE)
 
 
 def _copy_value(v: Any) -> Any:
@@ -376,8 +377,7 @@ def _copy_value(v: Any) -> Any:
         return v.clone()
     if isinstance(v, np.ndarray):
         return v.copy()
-    if isinstance(v, list) and all(isinstance(x, _IMMUTABLE) for x in v):
-        return list(v)
-    if isinstance(v, tuple) and all(isinstance(x, _IMMUTABLE) for x in v):
-        return v
+    if isinstance(v, (list, tuple)) and (_IMMUTABLE_TYPES.issuperset(map(type, v))  # the usual case, fast
+                                         or all(isinstance(x, _IMMUTABLE) for x in v)):
+        return list(v) if isinstance(v, list) else v
     return copy.deepcopy(v)

@@ -270,3 +270,31 @@ def test_remembered_lookups_keep_missing_seeds_and_cache_hits(builtin):
     assert a is not b and differences(a, b) == []
     empty = new.retrieve([Entity("no_such_concept_xyz", 1.0, "image")], use_cache=False)
     assert empty.is_empty and empty.info["missing_seeds"] == ["no_such_concept_xyz"]
+
+
+def test_subgraph_clone_equals_the_deep_copy_and_is_independent(builtin):
+    import copy
+
+    from ravlm_graph.utils.graph import GraphData
+
+    kg, questions = builtin
+    new = SubgraphRetriever(kg, RetrievalConfig(method="ppr", budget=32))
+    for ents, q in questions[:5]:
+        sg = new.retrieve(ents, q, use_cache=False)
+        sg.info["nested"] = {"a": [1, 2.5, None, "x"], "b": (1, 2)}
+        ref = copy.deepcopy(sg)
+        c = sg.clone()
+        assert type(c) is Subgraph and differences(c, ref) == [] and c.info == ref.info
+        assert c.entities is not sg.entities and c.info is not sg.info
+        assert c.info["nested"] is not sg.info["nested"] and c.info["nested"]["a"] is not sg.info["nested"]["a"]
+        assert c.array("node_id") is not sg.array("node_id") and c.node_names is not sg.node_names
+        c.info["nested"]["a"].append(3)
+        c.entities.append(Entity("extra", 1.0, "image"))
+        c.array("node_relevance")[:] = 0
+        assert differences(sg, ref) == [] and sg.info == ref.info  # the original is untouched
+        assert differences(GraphData.clone(sg), ref) == []
+    # An entity with a mutable box is deep-copied, as before.
+    sg = new.retrieve([Entity("dog", 1.0, "image")], use_cache=False)
+    object.__setattr__(sg.entities[0], "box", [0, 0, 1, 1])
+    c = sg.clone()
+    assert c.entities[0] == sg.entities[0] and c.entities[0].box is not sg.entities[0].box
