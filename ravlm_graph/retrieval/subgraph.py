@@ -63,6 +63,31 @@ class ReasoningPath:
         return " ".join(out)
 
 
+class _Adjacency:
+    """Each node's (neighbour, edge) pairs, edges walked both ways: for node ``v``, every edge
+    ``e`` at ``v`` in increasing ``e`` (a self-loop twice), the pairs of the list
+
+        for e, (s, d) in enumerate(edges): adj[s].append((d, e)); adj[d].append((s, e))
+
+    builds, sorted once by numpy (a stable sort keeps that order) and read as Python lists
+    only for the nodes a search visits."""
+
+    def __init__(self, edge_index: np.ndarray, num_nodes: int) -> None:
+        ends = np.ascontiguousarray(edge_index.T).reshape(-1)  # (2E,) e0's source, e0's target, e1's ...
+        order = np.argsort(ends, kind="stable")
+        self._nbr = np.ascontiguousarray(edge_index[::-1].T).reshape(-1)[order].tolist()  # the other end
+        self._edge = (order // 2).tolist()
+        self._start = np.searchsorted(ends[order], np.arange(num_nodes + 1)).tolist()
+        self._cache: dict[int, list[tuple[int, int]]] = {}
+
+    def __getitem__(self, v: int) -> list[tuple[int, int]]:
+        pairs = self._cache.get(v)
+        if pairs is None:
+            a, b = self._start[v], self._start[v + 1]
+            pairs = self._cache[v] = list(zip(self._nbr[a:b], self._edge[a:b]))
+        return pairs
+
+
 class Subgraph(GraphData):
     """A retrieved subgraph: a :class:`~ravlm_graph.utils.graph.GraphData` (the attributes of
     a torch_geometric ``Data``, without importing it) plus what a person needs to read it.
@@ -271,18 +296,13 @@ class Subgraph(GraphData):
             raise KeyError(f"node index {t} out of range [0, {self.num_nodes})")
         if max_paths == 0:
             return []
-        adj: list[list[tuple[int, int]]] = [[] for _ in range(self.num_nodes)]
-        src, dst = self.array("edge_index").tolist() if self.num_edges else ([], [])
-        for e, (s, d) in enumerate(zip(src, dst)):
-            adj[s].append((d, e))
-            adj[d].append((s, e))
-        seeds = [i for i, s in enumerate(self.array("seed_mask").tolist()) if s]
+        adj = _Adjacency(self.array("edge_index") if self.num_edges else np.zeros((2, 0), np.int64), self.num_nodes)
+        seedset = set(np.flatnonzero(self.array("seed_mask")).tolist())
         out: list[ReasoningPath] = []
-        if t in seeds:
+        if t in seedset:
             out.append(ReasoningPath((self.node_names[t],), ()))
         # BFS from the target over simple paths, shortest first; stop at seeds.
         queue = deque([(t, (t,), ())])
-        seedset = set(seeds)
         while queue and len(out) < max_paths:
             node, nodes, edges = queue.popleft()
             if len(edges) >= max_len:
