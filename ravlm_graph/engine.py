@@ -45,7 +45,7 @@ from ravlm_graph.grounding.config import GroundingConfig
 from ravlm_graph.grounding.spatial import refer_entities
 from ravlm_graph.grounding.language import InputWarning, check_question, non_english_message
 from ravlm_graph.grounding.detectors.given import parse_entities, resolve_entities
-from ravlm_graph.models.knowledge_vqa.modeling import answer_distribution
+from ravlm_graph.models.knowledge_vqa.modeling import answer_distribution, ranked_answers  # noqa: F401
 from ravlm_graph.models.knowledge_vqa.processing import collate
 from ravlm_graph.types import Fact
 from ravlm_graph.models.hf_backbones import (GenerativeFeatureBuilder, KnowledgeGenerator, answer_text,
@@ -540,14 +540,15 @@ class KnowledgeVQA:
         with torch.inference_mode():
             out = self.model(batch)
         pointer_probs: list = []  # per example, copy_prob * softmax(pointer logits) over its nodes
-        dists = answer_distribution(out, self.model.config.answer_vocab, batch.node_names, pointer_probs)
+        # the top_k of answer_distribution's dicts, ranked without building them
+        rankings = ranked_answers(out, self.model.config.answer_vocab, batch.node_names, top_k, pointer_probs,
+                                  vocab_index=self.model._vocab_index)
         t["model"] = time.perf_counter() - t0
         per = {k: v / len(exs) for k, v in t.items()}
         answers = []
         copies = out.copy_prob.tolist()
         sentences = self._sentences()
-        for b, (ex, d) in enumerate(zip(exs, dists)):
-            ranked = _top(d, top_k)
+        for b, (ex, ranked) in enumerate(zip(exs, rankings)):
             best, p = ranked[0]
             attributions: list[tuple[str, float]] = []
             pp = pointer_probs[b]

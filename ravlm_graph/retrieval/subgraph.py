@@ -226,6 +226,18 @@ class Subgraph(GraphData):
         return Fact(self.node_names[s], self.relation_names[int(self.array("edge_type")[e])], self.node_names[d],
                     surface=surface or None)
 
+    def _facts_of(self, edges: Sequence[int]) -> list:
+        """``[self._fact(e) for e in edges]``, the arrays and name lists read once."""
+        if not len(edges):
+            return []
+        edges = list(edges)
+        ei, et = self.array("edge_index"), self.array("edge_type")
+        src, dst, typ = ei[0, edges].tolist(), ei[1, edges].tolist(), et[edges].tolist()
+        names, rels = self.node_names, self.relation_names
+        surface = self.edge_surface if "edge_surface" in self._store else None
+        return [Fact(names[s], rels[int(r)], names[d], surface=(surface[e] or None) if surface is not None else None)
+                for e, s, d, r in zip(edges, src, dst, typ)]
+
     def facts(self, max_facts: int | None = None, about: Iterable[str] = ()) -> list:
         """The edges as :class:`~ravlm_graph.datasets.records.Fact` s, most relevant first (at most
         ``max_facts``, a non-negative integer; None: all). With ``about`` (node names), the
@@ -244,7 +256,7 @@ class Subgraph(GraphData):
         order = order.tolist()
         if max_facts is not None:
             order = order[:max_facts]
-        return [self._fact(e) for e in order]
+        return self._facts_of(order)
 
     def verbalize(self, max_facts: int | None = 50, realiser=None) -> list[str]:
         """Sentences for the most relevant edges (``"an apple is used for eating"``), by
@@ -313,7 +325,7 @@ class Subgraph(GraphData):
                 n2, e2 = nodes + (nb,), edges + (e,)
                 if nb in seedset:
                     out.append(ReasoningPath(tuple(self.node_names[i] for i in reversed(n2)),
-                                             tuple(self._fact(x) for x in reversed(e2))))
+                                             tuple(self._facts_of(e2[::-1]))))
                     if len(out) >= max_paths:
                         break
                 else:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -658,6 +659,76 @@ def answer_distribution(out: KnowledgeVQAOutput, answer_vocab: Sequence[str],
             pointer_probs.append(ppt)
         res.append(d)
     return res
+
+
+def ranked_answers(out: KnowledgeVQAOutput, answer_vocab: Sequence[str], node_names: Sequence[Sequence[str]],
+                   k: int, pointer_probs: list | None = None,
+                   vocab_index: dict[str, int] | None = None) -> list[list[tuple[str, float]]]:
+    """Per example, the ``max(k, 1)`` most probable answers of :func:`answer_distribution`,
+    ``sorted(d.items(), key=lambda kv: -kv[1])[:max(k, 1)]`` (ties in the dict's order): the
+    same pairs, without building the dict over the whole vocabulary.
+
+    The vocabulary's probabilities stay an array (the same float32 values widened to
+    float64, as ``tolist`` widens them); each node's copied mass is added to its name's entry
+    in node order (the same double additions as the dict's), a name outside the vocabulary
+    becoming a new entry after the vocabulary's, in order of first appearance.
+
+    Args:
+        pointer_probs: as in :func:`answer_distribution`.
+        vocab_index: ``answer -> index`` of ``answer_vocab``, when the caller keeps one.
+    """
+    k = max(k, 1)
+    if vocab_index is None:
+        vocab_index = {a: i for i, a in enumerate(answer_vocab)}
+    if len(vocab_index) != len(answer_vocab):  # repeated answers: merged by the dict itself
+        return [_top_pairs(list(d), list(d.values()), k)
+                for d in answer_distribution(out, answer_vocab, node_names, pointer_probs)]
+    p_vocab = torch.softmax(out.vocab_logits, -1)
+    copies = out.copy_prob.tolist()
+    V = len(answer_vocab)
+    res = []
+    for b in range(p_vocab.shape[0]):
+        c = copies[b]
+        vals = ((1 - c) * p_vocab[b]).numpy().astype(np.float64)  # (V,)
+        extra_names: list[str] = []
+        extra_vals: list[float] = []
+        ppt = None
+        if out.pointer_logits is not None and len(node_names[b]):
+            ppt = c * torch.softmax(out.pointer_logits[b, : len(node_names[b])], -1)
+            where: dict[str, int] = {}
+            for name, p in zip(node_names[b], ppt.tolist()):
+                i = vocab_index.get(name)
+                if i is not None:
+                    vals[i] = float(vals[i]) + p
+                elif name in where:
+                    extra_vals[where[name]] += p
+                else:
+                    where[name] = len(extra_vals)
+                    extra_names.append(name)
+                    extra_vals.append(0.0 + p)
+        if pointer_probs is not None:
+            pointer_probs.append(ppt)
+        allv = np.concatenate([vals, np.asarray(extra_vals, dtype=np.float64)]) if extra_vals else vals
+        order = _top_order(allv, k)
+        res.append([(answer_vocab[i] if i < V else extra_names[i - V], float(allv[i])) for i in order])
+    return res
+
+
+def _top_order(values: np.ndarray, k: int) -> list[int]:
+    """``np.argsort(-values, kind="stable")[:k]``: the candidates at or above the k-th largest
+    value, found by a partition, then sorted stably (ties by index, as the full sort)."""
+    neg = -values
+    if neg.shape[0] > 4 * k:
+        kth = np.partition(neg, k - 1)[k - 1]
+        if not np.isnan(kth):
+            cand = np.flatnonzero(neg <= kth)
+            return cand[np.argsort(neg[cand], kind="stable")][:k].tolist()
+    return np.argsort(neg, kind="stable")[:k].tolist()
+
+
+def _top_pairs(keys: list, vals: list, k: int) -> list[tuple[str, float]]:
+    order = np.argsort(-np.asarray(vals, dtype=np.float64), kind="stable")[:k]
+    return [(keys[i], vals[i]) for i in order.tolist()]
 
 
 @dataclass
