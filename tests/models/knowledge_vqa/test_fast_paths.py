@@ -371,3 +371,20 @@ def test_reasoning_facts_with_kept_sentences_are_the_same():
             assert _reasoning_facts(sg, answer, focus=["c1"], sentences=sentences) == plain
             assert _reasoning_facts(sg, answer, focus=["c1"], sentences=sentences) == plain  # read back
     assert sentences
+
+
+def test_gatv2_attention_matrix_follows_att_changes():
+    from ravlm_graph.nn.conv import GATv2Conv
+
+    torch.manual_seed(0)
+    conv = GATv2Conv(6, 4, heads=2, edge_dim=5).eval()
+    x, table = torch.randn(7, 6), torch.randn(3, 5)
+    ei = torch.tensor([[0, 1, 2, 3, 3, 5], [1, 2, 0, 3, 4, 4]])  # one self-loop
+    et = torch.tensor([0, 1, 2, 1, 0, 2])
+    for step in range(3):
+        with torch.no_grad():
+            fast = conv(x, ei, table, edge_type=et)  # the inference path (its cached matrices)
+        ref = conv(x, ei, table, edge_type=et).detach()  # with gradients: the plain path
+        assert torch.allclose(fast, ref, atol=1e-6)
+        with torch.no_grad():
+            conv.att.add_(0.5)  # changed in place: the kept attention matrix must follow
