@@ -27,7 +27,8 @@ class KnowledgeVQAConfig(Config):
         answer_vocab (list[str]): fixed answers of the generator head (concepts, yes, no).
         fusion (str): a name registered in :data:`~ravlm_graph.nn.fusion.FUSIONS`. Default ``"graph_tokens"``.
         gnn_kind (str): a name registered in :data:`~ravlm_graph.nn.gnn.GNNS`. Default ``"gatv2"``.
-        gnn_layers (int): GNN layers. Default 2.
+        gnn_layers (int): GNN layers (0: no message passing; node states are the projected
+            node features, origin and relevance). Default 2.
         gnn_hidden (int): GNN width. Default 256.
         num_relations (int): relation types of the KG. Default 64.
         num_graph_tokens (int): graph tokens given to the trunk (top-N nodes). Default 32.
@@ -117,7 +118,7 @@ class KnowledgeVQAConfig(Config):
                   "num_graph_tokens": 4096, "max_facts": 4096, "image_size": 4096, "vision_grid": 64,
                   "max_question_tokens": 4096, "max_text_tokens": 8192, "node_dim": MAX_WIDTH}
         for name, hi in limits.items():
-            check_int(o, name, getattr(self, name), 1, hi)
+            check_int(o, name, getattr(self, name), 0 if name == "gnn_layers" else 1, hi)
         check_int(o, "train_text_layers", self.train_text_layers, 0, 1024)
         if self.trunk_layers is not None:
             check_int(o, "trunk_layers", self.trunk_layers, 1, 1024)

@@ -601,3 +601,23 @@ def test_engine_encodes_a_batchs_questions_at_once_for_retrieval(tiny, monkeypat
     for a, b in zip(batched, alone):
         assert a.answer == b.answer and a.subgraph_size == b.subgraph_size
         assert a.score == pytest.approx(b.score, abs=1e-6)
+
+
+def test_a_graph_module_without_message_passing(tiny, tmp_path):
+    """gnn_layers=0: node states are the projected node features (with origin and relevance);
+    the model trains, saves and loads, and a negative count is refused."""
+    m = make_model(tiny, gnn_layers=0, seed_relation_keys=True, verify_head=True)
+    assert len(m.gnn.layers) == 0
+    b = collate(examples(tiny, m), m.config)
+    out = m(b)
+    out.loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.gnn.input_proj.parameters())
+    m.save_pretrained(tmp_path / "ck")
+    tok, trunk, _, _ = tiny
+    m2 = KnowledgeVQAModel.from_pretrained(tmp_path / "ck", trunk=trunk, tokenizer=tok).eval()
+    m.eval()
+    b = collate(examples(tiny, m), m.config, with_targets=False)
+    with torch.no_grad():
+        assert torch.equal(m(b).pointer_logits, m2(b).pointer_logits)
+    with pytest.raises(ValueError, match=r"KnowledgeVQAConfig.gnn_layers: expected an integer >= 0, found -1"):
+        KnowledgeVQAConfig(gnn_layers=-1)
