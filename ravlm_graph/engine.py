@@ -45,7 +45,7 @@ from ravlm_graph.grounding.config import GroundingConfig
 from ravlm_graph.grounding.spatial import refer_entities
 from ravlm_graph.grounding.language import InputWarning, check_question, non_english_message
 from ravlm_graph.grounding.detectors.given import parse_entities, resolve_entities
-from ravlm_graph.models.knowledge_vqa.modeling import answer_distribution
+from ravlm_graph.models.knowledge_vqa.modeling import answer_distribution, ranked_answers  # noqa: F401
 from ravlm_graph.models.knowledge_vqa.processing import collate
 from ravlm_graph.types import Fact
 from ravlm_graph.models.hf_backbones import (GenerativeFeatureBuilder, KnowledgeGenerator, answer_text,
@@ -544,19 +544,23 @@ class KnowledgeVQA:
         _eval_mode(self.model)
         with torch.inference_mode():
             out = self.model(batch)
-        dists = answer_distribution(out, self.model.config.answer_vocab, batch.node_names)
+        pointer_probs: list = []  # per example, copy_prob * softmax(pointer logits) over its nodes
+        # the top_k of answer_distribution's dicts, ranked without building them
+        rankings = ranked_answers(out, self.model.config.answer_vocab, batch.node_names, top_k, pointer_probs,
+                                  vocab_index=self.model._vocab_index)
         t["model"] = time.perf_counter() - t0
         per = {k: v / len(exs) for k, v in t.items()}
         answers = []
-        for b, (ex, d) in enumerate(zip(exs, dists)):
-            ranked = _top(d, top_k)
+        copies = out.copy_prob.tolist()
+        sentences = self._sentences()
+        for b, (ex, ranked) in enumerate(zip(exs, rankings)):
             best, p = ranked[0]
             attributions: list[tuple[str, float]] = []
-            if out.pointer_logits is not None and ex.node_names:
-                c = float(out.copy_prob[b])
-                pp = torch.softmax(out.pointer_logits[b, : len(ex.node_names)], -1) * c
+            pp = pointer_probs[b]
+            if pp is not None and ex.node_names:
                 order = torch.argsort(pp, descending=True)[:top_k].tolist()
-                attributions = [(ex.node_names[i], float(pp[i])) for i in order]
+                values = pp.tolist()
+                attributions = [(ex.node_names[i], values[i]) for i in order]
             # Entities as grounded: the detector's, plus the question's found by retrieval.
             all_ents = list(ents[b])
             if ex.subgraph is not None:
@@ -565,10 +569,21 @@ class KnowledgeVQA:
             answers.append(Answer(question=questions[b], answer=best, score=float(p), candidates=ranked[:top_k],
                                   entities=all_ents, subgraph=ex.subgraph,
                                   facts=_reasoning_facts(ex.subgraph, best, self.realiser,
-                                                         focus=[e.concept for e in all_ents if e.origin == "image"]),
-                                  copy_prob=float(out.copy_prob[b]), graph_attributions=attributions, timings=per,
+                                                         focus=[e.concept for e in all_ents if e.origin == "image"],
+                                                         sentences=sentences),
+                                  copy_prob=copies[b], graph_attributions=attributions, timings=per,
                                   references=refs[b], notes=notes[b], answer_nodes=answer_nodes(best, ex.subgraph)))
         return answers
+
+    def _sentences(self) -> dict:
+        """The evidence sentences written so far by this engine's realiser, by fact (head,
+        relation, tail, surface): the same facts come back question after question, and a
+        realiser's sentence for a fact never changes. A new dict when ``realiser`` was
+        replaced; emptied past 65,536 entries."""
+        cache = self.__dict__.get("_sentence_cache")
+        if cache is None or cache[0] is not self.realiser or len(cache[1]) > 65536:
+            cache = self._sentence_cache = (self.realiser, {})
+        return cache[1]
 
     def _answer_generated(self, exs, questions, t: dict, max_new_tokens, num_beams, ents, refs,
                           notes) -> list[Answer]:
@@ -722,18 +737,25 @@ def _eval_mode(model) -> None:
         model.eval()
 
 
+@functools.lru_cache(maxsize=65536)
+def _name_key(name: str) -> str:
+    """``_norm(answer_text(name))``, kept per name (the same node names come back question
+    after question)."""
+    return _norm(answer_text(name))
+
+
 def answer_nodes(answer: str, subgraph) -> list[str]:
     """The subgraph's nodes that an answer names: the node whose name is the answer first,
     then nodes whose name appears in it as whole words (``"leather boots"`` names ``leather``)."""
     if subgraph is None or getattr(subgraph, "is_empty", True) or not answer:
         return []
-    target = _norm(answer_text(answer))
+    target = _name_key(answer)
     if not target:
         return []
     padded = f" {target} "
     exact, inside = [], []
     for n in subgraph.node_names:
-        name = _norm(answer_text(n))
+        name = _name_key(n)
         if not name:
             continue
         if name == target:
@@ -745,21 +767,34 @@ def answer_nodes(answer: str, subgraph) -> list[str]:
 
 
 def _reasoning_facts(sg, answer: str, realiser: Realiser | None = None, max_paths: int = 3,
-                     extra: int = 3, focus: Sequence[str] = ()) -> list[str]:
+                     extra: int = 3, focus: Sequence[str] = (), sentences: dict | None = None) -> list[str]:
     """Evidence sentences: the paths from the seeds to the answer, then the most relevant
     facts of the subgraph, each once, in English (ConceptNet's surface text where kept).
 
     The extra facts are those about the answer or a ``focus`` concept (the image's objects)
     first: a fact between two of the question's words ("a hill can be used for", from the
     words "used for") is no evidence for the answer.
+
+    ``sentences``: a dict of the sentences ``realiser`` already wrote, by (head, relation,
+    tail, surface), read and filled here (None: every fact verbalised anew).
     """
     if sg is None or sg.is_empty:
         return []
+
+    def say(f) -> str:
+        if sentences is None:
+            return f.verbalize(realiser)
+        key = (f.head, f.relation, f.tail, f.surface)
+        s = sentences.get(key)
+        if s is None:
+            s = sentences[key] = f.verbalize(realiser)
+        return s
+
     facts: list[str] = []
     try:
         for p in sg.paths(answer, max_len=2, max_paths=max_paths):
             for f in p.facts:
-                s = f.verbalize(realiser)
+                s = say(f)
                 if s not in facts:
                     facts.append(s)
     except KeyError:
@@ -767,7 +802,7 @@ def _reasoning_facts(sg, answer: str, realiser: Realiser | None = None, max_path
     for f in sg.facts(max_facts=len(facts) + 2 * extra, about={answer, *focus}):
         if len(facts) >= max_paths + extra:
             break
-        s = f.verbalize(realiser)
+        s = say(f)
         if s not in facts:
             facts.append(s)
     return facts

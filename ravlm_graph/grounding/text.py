@@ -172,6 +172,7 @@ class TextGrounder:
         self.config = config or GroundingConfig()
         self._vocab: set[str] | None = None
         self._degree = None
+        self._degrees: dict[str, int] = {}  # concept name -> degree, for _score
         self._general = frozenset(self.config.general_concepts)
 
     def __repr__(self) -> str:
@@ -243,7 +244,12 @@ class TextGrounder:
         return matches
 
     def _score(self, m: _Match) -> float:
-        deg = int(self._degree[self.kg.find_id(m.concept)])
+        deg = self._degrees.get(m.concept)
+        if deg is None:  # not looked up yet (a binary search of the store's names)
+            deg = int(self._degree[self.kg.find_id(m.concept)])
+            if len(self._degrees) >= 65536:
+                self._degrees.clear()
+            self._degrees[m.concept] = deg
         hub = self.config.hub_degree
         spec = 1.0 if deg <= hub else 1.0 / (1.0 + math.log10(deg / hub))
         s = m.quality * spec

@@ -81,9 +81,11 @@ def _check_relation_table(edge_attr: torch.Tensor, edge_type: torch.Tensor, name
     if edge_attr.dim() != 2:
         raise ValueError(f"{name}: with edge_type, expected edge_attr as a (T, edge_dim) table, "
                          f"found {tuple(edge_attr.shape)}")
-    if edge_type.numel() and (int(edge_type.min()) < 0 or int(edge_type.max()) >= edge_attr.shape[0]):
-        raise ValueError(f"{name}: edge_type indexes a table of {edge_attr.shape[0]} rows, "
-                         f"found values in [{int(edge_type.min())}, {int(edge_type.max())}]")
+    if edge_type.numel():
+        lo, hi = (int(v) for v in torch.aminmax(edge_type))
+        if lo < 0 or hi >= edge_attr.shape[0]:
+            raise ValueError(f"{name}: edge_type indexes a table of {edge_attr.shape[0]} rows, "
+                             f"found values in [{lo}, {hi}]")
 
 
 class GATv2Conv(nn.Module):
@@ -124,6 +126,7 @@ class GATv2Conv(nn.Module):
                          if edge_dim is not None else None)
         self.bias = nn.Parameter(torch.empty(heads * out_channels)) if bias else None
         self._table_cache: tuple | None = None  # see _projected_table
+        self._att_cache: tuple | None = None  # see _att_matrix
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -131,7 +134,7 @@ class GATv2Conv(nn.Module):
         self.lin_r.reset_parameters()
         if self.lin_edge is not None:
             self.lin_edge.reset_parameters()
-        self._table_cache = None
+        self._table_cache = self._att_cache = None
         _glorot(self.att)
         if self.bias is not None:
             self.bias.data.zero_()
@@ -197,17 +200,18 @@ class GATv2Conv(nn.Module):
         _check_relation_table(edge_attr, edge_type, "GATv2Conv")
         table = self._projected_table(edge_attr)  # (T, H*C)
         t = table.shape[0]
-        keep = (edge_index[0] != edge_index[1]).nonzero().view(-1)
-        src, dst = edge_index[0].index_select(0, keep), edge_index[1].index_select(0, keep)
-        typ = edge_type.index_select(0, keep)
+        src, dst, typ = edge_index[0], edge_index[1], edge_type
+        keep = (src != dst).nonzero().view(-1)
+        if keep.numel() != src.numel():  # drop the graph's own self-loops
+            src, dst, typ = src.index_select(0, keep), dst.index_select(0, keep), typ.index_select(0, keep)
         xl, xr = x_l.reshape(n, hc), x_r.reshape(n, hc)
         # attention vector as a block-diagonal (H*C, H) matrix: logits = act @ att_mat
-        att_mat = torch.block_diag(*self.att.view(H, C, 1).unbind(0)).to(xl.dtype)  # (H*C, H)
+        att_mat = self._att_matrix(xl.dtype)  # (H*C, H)
         # loop edge features: mean of each node's incoming projected relation features
         counts = xl.new_zeros(n * t).index_add_(0, dst * t + typ, xl.new_ones(dst.shape[0])).view(n, t)
         loop_e = (counts @ table) / counts.sum(1, keepdim=True).clamp(min=1)  # (N, H*C)
-        z = xl.index_select(0, src)  # (E, H*C)
-        z += xr.index_select(0, dst)
+        x_j = xl.index_select(0, src)  # (E, H*C) the sources' features, also the messages below
+        z = xr.index_select(0, dst).add_(x_j)  # (E, H*C) x_l[src] + x_r[dst] (a sum of two: the same either way)
         z += table.index_select(0, typ)
         logit_e = F.leaky_relu_(z, self.negative_slope) @ att_mat  # (E, H)
         del z
@@ -219,10 +223,23 @@ class GATv2Conv(nn.Module):
         denom = ex_l.index_add(0, dst, ex_e).add_(1e-16)  # (N, H)
         a_e = ex_e.div_(denom.index_select(0, dst))
         a_l = ex_l.div_(denom)
-        msg = xl.index_select(0, src).view(-1, H, C).mul_(a_e.unsqueeze(-1)).view(-1, hc)  # (E, H*C)
+        msg = x_j.view(-1, H, C).mul_(a_e.unsqueeze(-1)).view(-1, hc)  # (E, H*C)
         out = (x_l * a_l.unsqueeze(-1)).reshape(n, hc).index_add_(0, dst, msg)  # (N, H*C)
         if self.bias is not None:
             out = out + self.bias
+        return out
+
+    def _att_matrix(self, dtype: torch.dtype) -> torch.Tensor:
+        """``att`` as the block-diagonal (H*C, H) matrix of the inference path, kept between
+        calls while ``att`` is the same tensor, unchanged (as :meth:`_projected_table`)."""
+        a = self.att
+        c = self._att_cache
+        if c is not None and c[0] is a and c[1] == a._version and c[2] == dtype:
+            return c[3]
+        H, C = self.heads, self.out_channels
+        out = torch.block_diag(*a.view(H, C, 1).unbind(0)).to(dtype)  # (H*C, H)
+        if not a.is_inference():
+            self._att_cache = (a, a._version, dtype, out)
         return out
 
     def _projected_table(self, table: torch.Tensor) -> torch.Tensor:

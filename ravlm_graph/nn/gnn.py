@@ -127,16 +127,17 @@ class GraphEncoderOutput:
 
     Fields:
         node_states (N, H) float: the last layer's node states.
-        graph_state (B, H) float: attention-pooled state per graph (zeros for an empty graph).
+        graph_state (B, H) float: attention-pooled state per graph (zeros for an empty graph);
+            None when the forward pass was asked not to pool.
         batch (N,) long: graph of each node.
         pool_weights (N,) float: attention-pooling weight of each node (sums to 1 per
-            non-empty graph); a per-node attribution of ``graph_state``.
+            non-empty graph); a per-node attribution of ``graph_state`` (None without pooling).
     """
 
     node_states: torch.Tensor
-    graph_state: torch.Tensor
+    graph_state: torch.Tensor | None
     batch: torch.Tensor
-    pool_weights: torch.Tensor
+    pool_weights: torch.Tensor | None
 
 
 # ----------------------------------------------------------------------- layer factory
@@ -284,7 +285,7 @@ class GraphEncoder(nn.Module):
             nn.init.normal_(self.relation_emb.weight, std=1.0 / math.sqrt(self.relation_emb.embedding_dim))
         self.pool_gate.reset_parameters()
 
-    def forward(self, data, num_graphs: int | None = None) -> GraphEncoderOutput:
+    def forward(self, data, num_graphs: int | None = None, pool: bool = True) -> GraphEncoderOutput:
         """Encode a graph or a batch of graphs.
 
         Args:
@@ -292,6 +293,8 @@ class GraphEncoder(nn.Module):
                 the class docstring.
             num_graphs (int | None): B; default ``data.num_graphs`` for a batch, else
                 ``batch.max() + 1`` (give it when trailing graphs may be empty).
+            pool (bool): compute ``graph_state`` and ``pool_weights`` (default True); False
+                leaves both None, for a caller that reads the node states only.
         """
         x, edge_index, edge_type, origin, relevance, batch, b = self._read(data, num_graphs)
         h = self.input_proj(x) + self.origin_emb(origin)  # (N, H)
@@ -305,7 +308,7 @@ class GraphEncoder(nn.Module):
         edge_attr = self.relation_emb.weight if self.relation_emb is not None else None
         for block in self.layers:
             h = block(h, edge_index, edge_type, edge_attr)  # (N, H)
-        graph_state, weights = self._pool(h, batch, b)
+        graph_state, weights = self._pool(h, batch, b) if pool else (None, None)
         return GraphEncoderOutput(node_states=h, graph_state=graph_state, batch=batch, pool_weights=weights)
 
     def _pool(self, h: torch.Tensor, batch: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -335,20 +338,23 @@ class GraphEncoder(nn.Module):
             edge_type = torch.empty(0, dtype=torch.long, device=dev)
         if edge_type.shape != (e,):
             raise ValueError(f"GraphEncoder: expected data.edge_type of shape ({e},), found {tuple(edge_type.shape)}")
-        if e and (int(edge_type.min()) < 0 or int(edge_type.max()) >= cfg.num_relations):
-            raise ValueError(f"GraphEncoder: expected edge_type values in [0, {cfg.num_relations}), found "
-                             f"[{int(edge_type.min())}, {int(edge_type.max())}]")
-        if e and (int(edge_index.min()) < 0 or int(edge_index.max()) >= n):
-            raise ValueError(f"GraphEncoder: expected edge_index values in [0, {n}), found "
-                             f"[{int(edge_index.min())}, {int(edge_index.max())}]")
+        if e:  # one pass for both ends of each range
+            lo, hi = (int(v) for v in torch.aminmax(edge_type))
+            if lo < 0 or hi >= cfg.num_relations:
+                raise ValueError(f"GraphEncoder: expected edge_type values in [0, {cfg.num_relations}), found "
+                                 f"[{lo}, {hi}]")
+            lo, hi = (int(v) for v in torch.aminmax(edge_index))
+            if lo < 0 or hi >= n:
+                raise ValueError(f"GraphEncoder: expected edge_index values in [0, {n}), found [{lo}, {hi}]")
         origin = getattr(data, "origin", None)
         if origin is None or origin.shape != (n,):
             found = tuple(origin.shape) if isinstance(origin, torch.Tensor) else origin
             raise ValueError(f"GraphEncoder: expected data.origin of shape ({n},) long "
                              f"(0 other, 1 question, 2 image, 3 both), found {found}")
-        if n and (int(origin.min()) < 0 or int(origin.max()) >= cfg.num_origins):
-            raise ValueError(f"GraphEncoder: expected origin values in [0, {cfg.num_origins}), found "
-                             f"[{int(origin.min())}, {int(origin.max())}]")
+        if n:
+            lo, hi = (int(v) for v in torch.aminmax(origin))
+            if lo < 0 or hi >= cfg.num_origins:
+                raise ValueError(f"GraphEncoder: expected origin values in [0, {cfg.num_origins}), found [{lo}, {hi}]")
         relevance = getattr(data, "node_relevance", None)
         if relevance is None:
             relevance = torch.zeros(n, device=dev)
@@ -363,10 +369,11 @@ class GraphEncoder(nn.Module):
         if num_graphs is None:
             # A batch (ours or PyG's) knows its size; a single graph has none.
             num_graphs = getattr(data, "num_graphs", None) if getattr(data, "ptr", None) is not None else None
+        top = int(batch.max()) if n else -1
         if num_graphs is None:
-            num_graphs = int(batch.max()) + 1 if n else 1
-        if n and int(batch.max()) >= num_graphs:
-            raise ValueError(f"GraphEncoder: expected batch values in [0, {num_graphs}), found {int(batch.max())}")
+            num_graphs = top + 1 if n else 1
+        if n and top >= num_graphs:
+            raise ValueError(f"GraphEncoder: expected batch values in [0, {num_graphs}), found {top}")
         return x, edge_index.long(), edge_type.long(), origin.long(), relevance, batch.long(), int(num_graphs)
 
     def __repr__(self) -> str:

@@ -56,6 +56,26 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 
+def _ranked(x: np.ndarray, k: int):
+    """``np.argsort(x, kind="stable")`` in two parts: the head, the first ``k`` or more positions
+    (every value up to the k-th smallest, ties included), and a function that gives the rest.
+    Their concatenation is exactly the stable argsort; only the head is sorted up front."""
+    n = len(x)
+    if k < n:
+        kth = np.partition(x, k - 1)[k - 1]
+        if not np.isnan(kth):
+            low = x <= kth
+            head = np.flatnonzero(low)
+            head = head[np.argsort(x[head], kind="stable")]
+
+            def tail() -> np.ndarray:
+                rest = np.flatnonzero(~low)
+                return rest[np.argsort(x[rest], kind="stable")]
+
+            return head, tail
+    return np.argsort(x, kind="stable"), lambda: np.zeros(0, dtype=np.int64)
+
+
 # --------------------------------------------------------------------------- retriever
 
 class SubgraphRetriever:
@@ -99,6 +119,7 @@ class SubgraphRetriever:
         self._out_indptr = np.asarray(kg.out_indptr, dtype=np.int64)
         self._in_indptr = np.asarray(kg.in_indptr, dtype=np.int64)
         self._scratch = threading.local()  # per thread: a store-sized map of local positions
+        self._ids: dict[str, int | None] = {}  # seed name -> store id (None: absent), as kg.lookup gives
 
     def __repr__(self) -> str:
         c = self.config
@@ -160,9 +181,15 @@ class SubgraphRetriever:
         seeds: dict[int, tuple[int, float]] = {}
         missing: list[str] = []
         ents: list[Entity] = []
+        ids = self._ids
         for e in entities:
             ents.append(e)
-            i = self.kg.lookup(e.concept)
+            i = ids.get(e.concept, -1)
+            if i == -1:  # not looked up yet (a binary search of the store's names)
+                i = self.kg.lookup(e.concept)
+                if len(ids) >= 65536:
+                    ids.clear()
+                ids[e.concept] = i
             if i is None:
                 missing.append(e.concept)
                 continue
@@ -271,17 +298,22 @@ class SubgraphRetriever:
         """Positions (into ``cand``) of the kept nodes: seeds first, then by score."""
         if budget <= n_seeds:
             return np.arange(min(budget, n_seeds))
-        rest = np.arange(n_seeds, len(cand))
-        order = rest[np.argsort(-score[rest], kind="stable")]
+        head, tail = _ranked(-score[n_seeds:], 2 * (budget - n_seeds) + 64)
         if not connect and edge_cost is None:
-            return np.concatenate([np.arange(n_seeds), order[:budget - n_seeds]])
+            order = head if len(head) >= budget - n_seeds else np.concatenate([head, tail()])
+            return np.concatenate([np.arange(n_seeds), order[:budget - n_seeds] + n_seeds])
         with self._positions(cand) as pos:
             ppos = pos[parent].tolist()  # parent's position in cand
         chosen = np.zeros(len(cand), dtype=bool)
         chosen[:n_seeds] = True
         chosen_l = chosen.tolist()
         kept = list(range(n_seeds))
-        for i in order.tolist():
+
+        def order():  # the candidates by score, best first; the rest sorted only when reached
+            yield from (head + n_seeds).tolist()
+            yield from (tail() + n_seeds).tolist()
+
+        for i in order():
             if len(kept) >= budget:
                 break
             if chosen_l[i]:
@@ -445,14 +477,21 @@ class SubgraphRetriever:
         rel = np.clip(score, 0.0, 1.0).astype(np.float32)
         n_kept_seeds = min(n_seeds, n)
         rel[:n_kept_seeds] = 1.0
-        # Induced edges among the kept nodes.
+        # Induced edges among the kept nodes, in edge id order (the out-edges of the nodes in id
+        # order); found from the side with fewer edges (hubs often have many more out-edges).
         sn = np.sort(nodes)
         starts, ends = self._out_indptr[sn], self._out_indptr[sn + 1]
-        eids = _ranges(starts, ends)
+        in_starts, in_ends = self._in_indptr[sn], self._in_indptr[sn + 1]
         with self._positions(nodes) as pos:
-            dpos = pos[self._dst[eids]]
-            inside = dpos >= 0
-            eids, dpos = eids[inside], dpos[inside]
+            if int((in_ends - in_starts).sum()) < int((ends - starts).sum()):
+                eids = self._in_order[_ranges(in_starts, in_ends)]
+                eids = np.sort(eids[pos[self._src[eids]] >= 0])
+                dpos = pos[self._dst[eids]]
+            else:
+                eids = _ranges(starts, ends)
+                dpos = pos[self._dst[eids]]
+                inside = dpos >= 0
+                eids, dpos = eids[inside], dpos[inside]
             spos = pos[self._src[eids]]
         erel = np.sqrt(rel[spos] * rel[dpos]).astype(np.float32)
         if cfg.max_edges is not None and len(eids) > cfg.max_edges:

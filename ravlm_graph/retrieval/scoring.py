@@ -56,10 +56,22 @@ def personalized_pagerank(src: np.ndarray, dst: np.ndarray, weight: np.ndarray |
     out_w = np.bincount(s, weights=w, minlength=num_nodes)
     wn = w / np.maximum(out_w[s], 1e-12)
     dangling = out_w == 0
+    has_dangling = bool(dangling.any())
+    ar = alpha * r
     p = r.copy()
+    flow = np.empty(len(s))
+    # Each step is p = (1 - alpha) * (spread + p[dangling].sum() * r) + alpha * r, computed in
+    # place with the same floating-point operations; without dangling nodes the middle term
+    # is + 0.0 * r, which changes no value (spread >= 0), and is skipped.
     for _ in range(iters):
-        spread = np.bincount(d, weights=p[s] * wn, minlength=num_nodes)
-        p = (1 - alpha) * (spread + p[dangling].sum() * r) + alpha * r
+        np.take(p, s, out=flow)
+        flow *= wn
+        spread = np.bincount(d, weights=flow, minlength=num_nodes)
+        if has_dangling:
+            spread += p[dangling].sum() * r
+        spread *= 1 - alpha
+        spread += ar
+        p = spread
     return p
 
 

@@ -4,13 +4,14 @@ paths (:class:`ReasoningPath`)."""
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ravlm_graph.utils.graph import GraphData
+from ravlm_graph.utils.graph import GraphData, _copy_value
 from ravlm_graph.types import Entity
 from ravlm_graph.types import ORIGIN_CODES
 from ravlm_graph.types import Fact
@@ -19,6 +20,30 @@ from kg_ingest import normalize_concept
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 _ORIGIN_BIT = {"question": 1, "image": 2}
+
+
+def _immutable_entity(e: Any) -> bool:
+    """An :class:`Entity` (frozen) whose span and box are tuples of numbers or None: sharing
+    it is the same as deep-copying it."""
+    if type(e) is not Entity:
+        return False
+    for t in (e.span, e.box):
+        if t is not None and not (type(t) is tuple and all(isinstance(x, (int, float, np.number)) for x in t)):
+            return False
+    return (isinstance(e.label, (str, type(None))) and type(e.referred) is bool
+            and isinstance(e.score, (int, float, np.number)))
+
+
+def _plain_copy(v: Any) -> Any:
+    """``copy.deepcopy(v)`` for nested dicts and lists of str, int, float, bool and None (what
+    ``Subgraph.info`` holds), without deepcopy's memo; any other value is deep-copied."""
+    if v is None or type(v) in (str, int, float, bool):
+        return v
+    if type(v) is dict:
+        return {k: _plain_copy(x) for k, x in v.items()}
+    if type(v) is list:
+        return [_plain_copy(x) for x in v]
+    return copy.deepcopy(v)
 
 
 def _count(x: Any, what: str, expected: str = "a non-negative integer") -> int:
@@ -61,6 +86,31 @@ class ReasoningPath:
             out.append(f"--{f.relation}-->" if f.head == a and f.tail == b else f"<--{f.relation}--")
             out.append(b)
         return " ".join(out)
+
+
+class _Adjacency:
+    """Each node's (neighbour, edge) pairs, edges walked both ways: for node ``v``, every edge
+    ``e`` at ``v`` in increasing ``e`` (a self-loop twice), the pairs of the list
+
+        for e, (s, d) in enumerate(edges): adj[s].append((d, e)); adj[d].append((s, e))
+
+    builds, sorted once by numpy (a stable sort keeps that order) and read as Python lists
+    only for the nodes a search visits."""
+
+    def __init__(self, edge_index: np.ndarray, num_nodes: int) -> None:
+        ends = np.ascontiguousarray(edge_index.T).reshape(-1)  # (2E,) e0's source, e0's target, e1's ...
+        order = np.argsort(ends, kind="stable")
+        self._nbr = np.ascontiguousarray(edge_index[::-1].T).reshape(-1)[order].tolist()  # the other end
+        self._edge = (order // 2).tolist()
+        self._start = np.searchsorted(ends[order], np.arange(num_nodes + 1)).tolist()
+        self._cache: dict[int, list[tuple[int, int]]] = {}
+
+    def __getitem__(self, v: int) -> list[tuple[int, int]]:
+        pairs = self._cache.get(v)
+        if pairs is None:
+            a, b = self._start[v], self._start[v + 1]
+            pairs = self._cache[v] = list(zip(self._nbr[a:b], self._edge[a:b]))
+        return pairs
 
 
 class Subgraph(GraphData):
@@ -124,6 +174,23 @@ class Subgraph(GraphData):
     def __iter__(self) -> Iterator[tuple[str, Any]]:
         self._to_torch()
         return super().__iter__()
+
+    def clone(self) -> "Subgraph":
+        """A copy with cloned tensors (other values deep-copied), as :meth:`GraphData.clone`
+        makes it, except that the seed entities (frozen, with immutable fields) are shared
+        in a new list rather than deep-copied, and ``info`` is copied without deepcopy's
+        machinery: equal values at a fraction of the cost (each retrieval through the cache
+        returns a copy)."""
+        ents = self._store.get("entities")
+        if not (isinstance(ents, list) and all(_immutable_entity(e) for e in ents)):
+            return super().clone()
+        out = copy.copy(self)
+        store = {k: list(v) if k == "entities" else _copy_value(v) if k != "info" else v
+                 for k, v in self._store.items()}
+        if "info" in store:  # plain dicts, lists and numbers copied as deepcopy would, without its memo
+            store["info"] = _plain_copy(store["info"])
+        object.__setattr__(out, "_store", store)
+        return out
 
     def to(self, device: Any, **kwargs: Any) -> "Subgraph":
         self._to_torch()
@@ -201,6 +268,18 @@ class Subgraph(GraphData):
         return Fact(self.node_names[s], self.relation_names[int(self.array("edge_type")[e])], self.node_names[d],
                     surface=surface or None)
 
+    def _facts_of(self, edges: Sequence[int]) -> list:
+        """``[self._fact(e) for e in edges]``, the arrays and name lists read once."""
+        if not len(edges):
+            return []
+        edges = list(edges)
+        ei, et = self.array("edge_index"), self.array("edge_type")
+        src, dst, typ = ei[0, edges].tolist(), ei[1, edges].tolist(), et[edges].tolist()
+        names, rels = self.node_names, self.relation_names
+        surface = self.edge_surface if "edge_surface" in self._store else None
+        return [Fact(names[s], rels[int(r)], names[d], surface=(surface[e] or None) if surface is not None else None)
+                for e, s, d, r in zip(edges, src, dst, typ)]
+
     def facts(self, max_facts: int | None = None, about: Iterable[str] = ()) -> list:
         """The edges as :class:`~ravlm_graph.datasets.records.Fact` s, most relevant first (at most
         ``max_facts``, a non-negative integer; None: all). With ``about`` (node names), the
@@ -219,7 +298,7 @@ class Subgraph(GraphData):
         order = order.tolist()
         if max_facts is not None:
             order = order[:max_facts]
-        return [self._fact(e) for e in order]
+        return self._facts_of(order)
 
     def verbalize(self, max_facts: int | None = 50, realiser=None) -> list[str]:
         """Sentences for the most relevant edges (``"an apple is used for eating"``), by
@@ -271,18 +350,13 @@ class Subgraph(GraphData):
             raise KeyError(f"node index {t} out of range [0, {self.num_nodes})")
         if max_paths == 0:
             return []
-        adj: list[list[tuple[int, int]]] = [[] for _ in range(self.num_nodes)]
-        src, dst = self.array("edge_index").tolist() if self.num_edges else ([], [])
-        for e, (s, d) in enumerate(zip(src, dst)):
-            adj[s].append((d, e))
-            adj[d].append((s, e))
-        seeds = [i for i, s in enumerate(self.array("seed_mask").tolist()) if s]
+        adj = _Adjacency(self.array("edge_index") if self.num_edges else np.zeros((2, 0), np.int64), self.num_nodes)
+        seedset = set(np.flatnonzero(self.array("seed_mask")).tolist())
         out: list[ReasoningPath] = []
-        if t in seeds:
+        if t in seedset:
             out.append(ReasoningPath((self.node_names[t],), ()))
         # BFS from the target over simple paths, shortest first; stop at seeds.
         queue = deque([(t, (t,), ())])
-        seedset = set(seeds)
         while queue and len(out) < max_paths:
             node, nodes, edges = queue.popleft()
             if len(edges) >= max_len:
@@ -293,7 +367,7 @@ class Subgraph(GraphData):
                 n2, e2 = nodes + (nb,), edges + (e,)
                 if nb in seedset:
                     out.append(ReasoningPath(tuple(self.node_names[i] for i in reversed(n2)),
-                                             tuple(self._fact(x) for x in reversed(e2))))
+                                             tuple(self._facts_of(e2[::-1]))))
                     if len(out) >= max_paths:
                         break
                 else:

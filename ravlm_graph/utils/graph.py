@@ -333,6 +333,28 @@ class GraphBatch(GraphData):
         object.__setattr__(out, "_num_graphs", len(data_list))
         return out
 
+    @classmethod
+    def from_concatenated(cls, counts: Sequence[int], **fields: Any) -> "GraphBatch":
+        """A batch from per-graph tensors already concatenated as :meth:`from_data_list`
+        concatenates them (an ``"index"`` field's values already offset by the nodes of the
+        graphs before), with ``counts`` the nodes of each graph: the same batch, ``batch``,
+        ``ptr`` and ``num_nodes`` included, without a graph object per example.
+        """
+        import torch
+
+        out = cls()
+        for key, value in fields.items():
+            if value is not None:
+                out._store[key] = value
+        counts_np = np.asarray(counts, dtype=np.int64).reshape(-1)
+        device = next((v.device for v in out._store.values() if isinstance(v, torch.Tensor)), None)
+        out._store["batch"] = torch.from_numpy(np.repeat(np.arange(len(counts_np), dtype=np.int64),
+                                                         counts_np)).to(device)
+        out._store["ptr"] = torch.from_numpy(np.concatenate([[0], np.cumsum(counts_np)]).astype(np.int64)).to(device)
+        out._store["num_nodes"] = int(counts_np.sum())
+        object.__setattr__(out, "_num_graphs", len(counts_np))
+        return out
+
     @property
     def num_graphs(self) -> int:
         return int(self.__dict__.get("_num_graphs", self._store["ptr"].numel() - 1 if "ptr" in self._store else 1))
@@ -367,6 +389,7 @@ def _to_pyg(graph, kind: str):
 
 
 _IMMUTABLE = (str, int, float, bool, type(None))
+_IMMUTABLE_TYPES = frozenset(_IMMUTABLE)
 
 
 def _copy_value(v: Any) -> Any:
@@ -376,8 +399,7 @@ def _copy_value(v: Any) -> Any:
         return v.clone()
     if isinstance(v, np.ndarray):
         return v.copy()
-    if isinstance(v, list) and all(isinstance(x, _IMMUTABLE) for x in v):
-        return list(v)
-    if isinstance(v, tuple) and all(isinstance(x, _IMMUTABLE) for x in v):
-        return v
+    if isinstance(v, (list, tuple)) and (_IMMUTABLE_TYPES.issuperset(map(type, v))  # the usual case, fast
+                                         or all(isinstance(x, _IMMUTABLE) for x in v)):
+        return list(v) if isinstance(v, list) else v
     return copy.deepcopy(v)

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from ravlm_graph.types import ORIGIN_CODES
-from ravlm_graph.utils.graph import GraphData, scatter, to_dense_batch
+from ravlm_graph.utils.graph import GraphData, scatter, to_dense_batch  # noqa: F401 (to_dense_batch: kept importable here)
 from ravlm_graph.utils.checkpoint import (WEIGHTS_NAME, CheckpointError, atomic_folder, check_no_pickles, read_config,
                                          read_weights, skip_init, write_checkpoint_files)
 from ravlm_graph.models.knowledge_vqa.configuration import (FORMAT, FORMAT_VERSION, IMG_TOKEN, KG_TOKEN,
@@ -312,30 +313,34 @@ class KnowledgeVQAModel(nn.Module):
         keep_layers = tuple(f"trunk.encoder.layer.{i}." for i in range(max(0, nl - n), nl)) if n > 0 else ()
         return {k: v for k, v in self.state_dict().items() if not frozen(k)}
 
-    def _seed_links(self, data, B: int, M: int) -> torch.Tensor:
-        """(B, M, D): for each node, the mean over its edges to seeds of relation + seed features."""
+    def _seed_links(self, data, B: int, M: int, layout: "DenseLayout | None" = None) -> torch.Tensor:
+        """(B, M, D): for each node, the mean over its edges to seeds of relation + seed features.
+
+        Both walking directions at once: the edges seen from their target (relation ``r``),
+        then the same edges seen from their source (``r + R``), in that order (the order of
+        the sums, so the same values as taking the two directions one after the other).
+        ``layout``: the batch's :class:`DenseLayout`, when the caller has it.
+        """
         src, dst = data.edge_index  # (E,), (E,)
-        seed = data.origin > 0  # (N,)
+        origin = data.origin
         R = self.config.num_relations
-        parts_idx, parts_msg = [], []
-        for node, other, rel in ((dst, src, data.edge_type), (src, dst, data.edge_type + R)):
-            keep = seed[other] & (node != other)
-            if keep.any():
-                o = other[keep]
-                if self.config.seed_link_mlp:
-                    msg = self.seed_link(torch.cat([self.seed_rel_emb(rel[keep]), self.seed_pos(data.box[o]),
-                                                    self.seed_origin(data.origin[o])], dim=-1))
-                else:
-                    msg = (self.seed_rel_emb(rel[keep]) + self.seed_box(data.box[o])
-                           + self.seed_origin(data.origin[o]))
-                parts_idx.append(node[keep])
-                parts_msg.append(msg)
-        n = data.origin.shape[0]
-        if parts_idx:
-            agg = scatter(torch.cat(parts_msg), torch.cat(parts_idx), dim=0, dim_size=n, reduce="mean")  # (N, D)
+        node = torch.cat([dst, src])  # (2E,) the node that receives the message
+        other = torch.cat([src, dst])  # (2E,) its neighbour, a seed or not
+        keep = ((origin.index_select(0, other) > 0) & (node != other)).nonzero().view(-1)  # edges to a seed
+        o = other.index_select(0, keep)
+        rel = torch.cat([data.edge_type, data.edge_type + R]).index_select(0, keep)
+        if self.config.seed_link_mlp:
+            msg = self.seed_link(torch.cat([self.seed_rel_emb(rel), self.seed_pos(data.box.index_select(0, o)),
+                                            self.seed_origin(origin.index_select(0, o))], dim=-1))
         else:
-            agg = data.box.new_zeros(n, self.dim)
-        dense, _ = to_dense_batch(agg, data.batch, batch_size=B)  # (B, M', D)
+            msg = (self.seed_rel_emb(rel) + self.seed_box(data.box.index_select(0, o))
+                   + self.seed_origin(origin.index_select(0, o)))
+        n = origin.shape[0]
+        # no edge to a seed: scatter leaves zeros, as it does for every node without one
+        agg = scatter(msg, node.index_select(0, keep), dim=0, dim_size=n, reduce="mean")  # (N, D)
+        if layout is None:
+            layout = DenseLayout(data.batch, B)
+        dense = layout.dense(agg)  # (B, M', D)
         if dense.shape[1] < M:
             dense = torch.nn.functional.pad(dense, (0, 0, 0, M - dense.shape[1]))
         return dense[:, :M]
@@ -405,10 +410,11 @@ class KnowledgeVQAModel(nn.Module):
             g_img = GraphTokens(tokens=img, mask=ones, node_index=torch.full(img.shape[:2], -1, device=img.device))
             embeds, mask, _ = inject_graph_tokens(embeds, ids, self.img_id, g_img, attention_mask=mask)
             ids = _expand_ids(ids, self.img_id, img.shape[1])  # (B, L + G - 1)
-        node_mask = keys = graph = g_local = facts = None
+        node_mask = keys = graph = g_local = facts = layout = None
         if kind.uses_graph:
             graph = self._graph_inputs(batch.graph, B)
-            dense, node_mask = to_dense_batch(graph.node_states, graph.batch, batch_size=B)  # (B, M, H), (B, M)
+            layout = DenseLayout(graph.batch, B)  # to_dense_batch's layout, shared by every dense view below
+            dense, node_mask = layout.dense(graph.node_states), layout.mask  # (B, M, H), (B, M)
             keys = self.node_key(dense)  # (B, M, D)
         trunk_in = kind.into_trunk(TrunkInputs(embeds=embeds, input_ids=ids, attention_mask=mask,
                                                kg_token_id=self.kg_id), graph)
@@ -422,7 +428,7 @@ class KnowledgeVQAModel(nn.Module):
         if graph is not None and keys.shape[1] > 0:
             if trunk_in.token_positions is not None and trunk_in.token_nodes is not None:
                 # Contextualised keys: add the trunk's output at each graph token to its node's key.
-                ptr = _batch_ptr(graph.batch, B)  # (B,)
+                ptr = layout.start  # (B,) first node of each graph
                 nodes = trunk_in.token_nodes
                 g_local = torch.where(nodes >= 0, nodes - ptr.unsqueeze(1), torch.full_like(nodes, -1))  # (B, T)
                 real = (g_local >= 0).unsqueeze(-1)
@@ -430,15 +436,15 @@ class KnowledgeVQAModel(nn.Module):
                 ctx = torch.gather(hidden, 1, g_pos.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])) * real
                 keys = keys.scatter_add(1, g_local.clamp(min=0).unsqueeze(-1).expand(-1, -1, keys.shape[-1]), ctx)
             if cfg.seed_relation_keys:
-                keys = keys + self._seed_links(batch.graph, B, keys.shape[1])  # (B, M, D)
+                keys = keys + self._seed_links(batch.graph, B, keys.shape[1], layout)  # (B, M, D)
             pointer_logits = self.pointer(q, keys, node_mask)  # (B, M)
             if cfg.fact_scorer:
                 facts = self._score_facts(q, keys, node_mask, batch.graph, batch.node_question_sim)
-                fact_dense, _ = to_dense_batch(facts.node_logits, batch.graph.batch, batch_size=B)  # (B, M)
+                fact_dense = layout.dense(facts.node_logits)  # (B, M)
                 pointer_logits = pointer_logits + fact_dense[:, : pointer_logits.shape[1]]
             if cfg.verify_head and "yes" in self._vocab_index:
-                vocab_logits = self._verify(vocab_logits, pointer_logits, node_mask, batch.graph, B)
-            copy_prob = self.copy_gate(q, vocab_logits, pointer_logits).copy_prob  # (B,)
+                vocab_logits = self._verify(vocab_logits, pointer_logits, node_mask, batch.graph, B, layout)
+            copy_prob = self.copy_gate.copy_probability(q, pointer_logits)  # (B,)
         loss = None
         if batch.vocab_target is not None:
             loss = _answer_loss(vocab_logits, pointer_logits, copy_prob, batch.vocab_target, batch.node_target_dense)
@@ -463,22 +469,60 @@ class KnowledgeVQAModel(nn.Module):
         x = data.x + self.box_proj(data.box)  # (N, nd)
         graph_state = None
         if self.fusion.uses_gnn:
-            out = self.gnn(_with_x(data, x), num_graphs=B)
+            out = self.gnn(_with_x(data, x), num_graphs=B, pool=self.fusion.reads_graph_state)
             states, graph_state = out.node_states, out.graph_state  # (N, H), (B, H)
         else:
             states = x + self.origin_emb(data.origin) + self.rel_proj(data.node_relevance.unsqueeze(-1))
         return GraphInputs(node_states=states, batch=data.batch, relevance=data.node_relevance, origin=data.origin,
                            num_graphs=B, graph_state=graph_state)
 
-    def _verify(self, vocab_logits, pointer_logits, node_mask, data, B: int) -> torch.Tensor:
+    def _verify(self, vocab_logits, pointer_logits, node_mask, data, B: int,
+                layout: "DenseLayout | None" = None) -> torch.Tensor:
         """Raise the "yes" logit by the best pointer score among the question's own concepts."""
-        origin, _ = to_dense_batch(data.origin, data.batch, batch_size=B)  # (B, M)
+        origin = (layout or DenseLayout(data.batch, B)).dense(data.origin)  # (B, M), 0 on padding
         named = node_mask & ((origin & _QUESTION_BIT) != 0)
-        best = pointer_logits.masked_fill(~named, float("-inf")).max(1).values  # (B,)
-        best = torch.where(torch.isfinite(best), best, torch.zeros_like(best))
-        bonus = torch.zeros_like(vocab_logits)
-        bonus[:, self._vocab_index["yes"]] = self.verify_scale * best
-        return vocab_logits + bonus
+        best = torch.where(named, pointer_logits, float("-inf")).amax(1)  # (B,)
+        best = torch.where(torch.isfinite(best), best, 0.0)
+        out = vocab_logits.clone()  # + a bonus on "yes" only (the other logits + 0: unchanged)
+        out[:, self._vocab_index["yes"]] += self.verify_scale * best
+        return out
+
+
+class DenseLayout:
+    """Where each node of a batch sits on the padded (B, M) axis of
+    :func:`~ravlm_graph.utils.graph.to_dense_batch`, worked out once for the several per-node
+    tensors a forward pass pads (node states, seed links, origins).
+
+    ``dense(x)`` equals ``to_dense_batch(x, batch, batch_size=B)[0]`` (``batch`` sorted, as a
+    collated batch's is); when every graph has M nodes (one question, or a full budget
+    each) it is a view of ``x``, nothing copied.
+
+    Args:
+        batch (Tensor): (N,) long, the graph of each node, sorted.
+        B (int): the number of graphs.
+
+    Attributes:
+        start (B,) long: each graph's first node; M (int): the largest graph;
+        mask (B, M) bool: real nodes.
+    """
+
+    def __init__(self, batch: torch.Tensor, B: int):
+        n = batch.shape[0]
+        counts = torch.bincount(batch, minlength=B)[:B] if n else batch.new_zeros(B)  # (B,)
+        self.start = torch.cumsum(counts, 0) - counts  # (B,)
+        self.B, self.n = B, n
+        self.M = int(counts.max()) if B > 0 else 0
+        self.full = n == B * self.M  # no padding: node i sits at flat position i
+        ar = torch.arange(self.M, device=batch.device)
+        self.mask = ar.expand(B, self.M) < counts.unsqueeze(1)  # (B, M)
+        self._index = None if self.full else torch.arange(n, device=batch.device) - self.start[batch] + batch * self.M
+
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, ...) -> (B, M, ...), zeros on padding."""
+        shape = (self.B, self.M) + tuple(x.shape[1:])
+        if self.full:
+            return x.reshape(shape)
+        return x.new_zeros((self.B * self.M,) + tuple(x.shape[1:])).index_copy_(0, self._index, x).view(shape)
 
 
 class _Subset(nn.Module):
@@ -584,13 +628,20 @@ def _answer_loss(vocab_logits, pointer_logits, copy_prob, vocab_target, node_tar
 
 
 def answer_distribution(out: KnowledgeVQAOutput, answer_vocab: Sequence[str],
-                        node_names: Sequence[Sequence[str]]) -> list[dict[str, float]]:
-    """Per example: answer string -> probability (vocabulary and copied mass merged)."""
+                        node_names: Sequence[Sequence[str]],
+                        pointer_probs: list | None = None) -> list[dict[str, float]]:
+    """Per example: answer string -> probability (vocabulary and copied mass merged).
+
+    ``pointer_probs``: a list to which each example's copied mass per node is appended, the
+    (n,) tensor ``copy_prob * softmax(pointer logits)`` over its ``n`` nodes (None for an
+    example without nodes), for a caller that reads them again (graph attributions).
+    """
     p_vocab = torch.softmax(out.vocab_logits, -1)
     unique = len(set(answer_vocab)) == len(answer_vocab)
     res = []
+    copies = out.copy_prob.tolist()  # the same Python floats as float(out.copy_prob[b])
     for b in range(p_vocab.shape[0]):
-        c = float(out.copy_prob[b])
+        c = copies[b]
         probs = ((1 - c) * p_vocab[b]).tolist()
         if unique:  # the same dict as the merge below (0.0 + p == p), built at C speed
             d: dict[str, float] = dict(zip(answer_vocab, probs))
@@ -598,13 +649,86 @@ def answer_distribution(out: KnowledgeVQAOutput, answer_vocab: Sequence[str],
             d = {}
             for a, p in zip(answer_vocab, probs):
                 d[a] = d.get(a, 0.0) + p
+        ppt = None
         if out.pointer_logits is not None and len(node_names[b]):
             logits = out.pointer_logits[b, : len(node_names[b])]
-            pp = (c * torch.softmax(logits, -1)).tolist()
-            for name, p in zip(node_names[b], pp):
+            ppt = c * torch.softmax(logits, -1)
+            for name, p in zip(node_names[b], ppt.tolist()):
                 d[name] = d.get(name, 0.0) + p
+        if pointer_probs is not None:
+            pointer_probs.append(ppt)
         res.append(d)
     return res
+
+
+def ranked_answers(out: KnowledgeVQAOutput, answer_vocab: Sequence[str], node_names: Sequence[Sequence[str]],
+                   k: int, pointer_probs: list | None = None,
+                   vocab_index: dict[str, int] | None = None) -> list[list[tuple[str, float]]]:
+    """Per example, the ``max(k, 1)`` most probable answers of :func:`answer_distribution`,
+    ``sorted(d.items(), key=lambda kv: -kv[1])[:max(k, 1)]`` (ties in the dict's order): the
+    same pairs, without building the dict over the whole vocabulary.
+
+    The vocabulary's probabilities stay an array (the same float32 values widened to
+    float64, as ``tolist`` widens them); each node's copied mass is added to its name's entry
+    in node order (the same double additions as the dict's), a name outside the vocabulary
+    becoming a new entry after the vocabulary's, in order of first appearance.
+
+    Args:
+        pointer_probs: as in :func:`answer_distribution`.
+        vocab_index: ``answer -> index`` of ``answer_vocab``, when the caller keeps one.
+    """
+    k = max(k, 1)
+    if vocab_index is None:
+        vocab_index = {a: i for i, a in enumerate(answer_vocab)}
+    if len(vocab_index) != len(answer_vocab):  # repeated answers: merged by the dict itself
+        return [_top_pairs(list(d), list(d.values()), k)
+                for d in answer_distribution(out, answer_vocab, node_names, pointer_probs)]
+    p_vocab = torch.softmax(out.vocab_logits, -1)
+    copies = out.copy_prob.tolist()
+    V = len(answer_vocab)
+    res = []
+    for b in range(p_vocab.shape[0]):
+        c = copies[b]
+        vals = ((1 - c) * p_vocab[b]).numpy().astype(np.float64)  # (V,)
+        extra_names: list[str] = []
+        extra_vals: list[float] = []
+        ppt = None
+        if out.pointer_logits is not None and len(node_names[b]):
+            ppt = c * torch.softmax(out.pointer_logits[b, : len(node_names[b])], -1)
+            where: dict[str, int] = {}
+            for name, p in zip(node_names[b], ppt.tolist()):
+                i = vocab_index.get(name)
+                if i is not None:
+                    vals[i] = float(vals[i]) + p
+                elif name in where:
+                    extra_vals[where[name]] += p
+                else:
+                    where[name] = len(extra_vals)
+                    extra_names.append(name)
+                    extra_vals.append(0.0 + p)
+        if pointer_probs is not None:
+            pointer_probs.append(ppt)
+        allv = np.concatenate([vals, np.asarray(extra_vals, dtype=np.float64)]) if extra_vals else vals
+        order = _top_order(allv, k)
+        res.append([(answer_vocab[i] if i < V else extra_names[i - V], float(allv[i])) for i in order])
+    return res
+
+
+def _top_order(values: np.ndarray, k: int) -> list[int]:
+    """``np.argsort(-values, kind="stable")[:k]``: the candidates at or above the k-th largest
+    value, found by a partition, then sorted stably (ties by index, as the full sort)."""
+    neg = -values
+    if neg.shape[0] > 4 * k:
+        kth = np.partition(neg, k - 1)[k - 1]
+        if not np.isnan(kth):
+            cand = np.flatnonzero(neg <= kth)
+            return cand[np.argsort(neg[cand], kind="stable")][:k].tolist()
+    return np.argsort(neg, kind="stable")[:k].tolist()
+
+
+def _top_pairs(keys: list, vals: list, k: int) -> list[tuple[str, float]]:
+    order = np.argsort(-np.asarray(vals, dtype=np.float64), kind="stable")[:k]
+    return [(keys[i], vals[i]) for i in order.tolist()]
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ravlm_graph.utils.graph import GraphBatch, GraphData
+from ravlm_graph.utils.graph import GraphBatch
 from ravlm_graph.types import Entity
 from ravlm_graph.models.knowledge_vqa.configuration import IMG_TOKEN, KG_TOKEN, KnowledgeVQAConfig
 from ravlm_graph.models.knowledge_vqa.modeling import VQABatch
@@ -224,30 +224,39 @@ def collate(examples: Sequence[Example], config: KnowledgeVQAConfig, pad_id: int
             with_targets: bool = True) -> VQABatch:
     """Stack examples into a :class:`VQABatch` (right-padded text, a :class:`GraphBatch` of subgraphs)."""
     B = len(examples)
-    L = max(len(e.input_ids) for e in examples)
-    ids = torch.full((B, L), pad_id, dtype=torch.long)
-    mask = torch.zeros(B, L, dtype=torch.bool)
+    lengths = [len(e.input_ids) for e in examples]
+    L = max(lengths)
+    ids_np = np.full((B, L), pad_id, dtype=np.int64)
     for i, e in enumerate(examples):
-        ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
-        mask[i, : len(e.input_ids)] = True
+        ids_np[i, : lengths[i]] = e.input_ids
+    ids = torch.from_numpy(ids_np)
+    mask = torch.arange(L).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)  # (B, L) bool
     pixels = torch.stack([e.pixels for e in examples]).float() / 255.0
     graph = node_target = None
     M = max((len(e.node_names) for e in examples), default=0)
     if config.uses_graph:
-        datas = []
-        for e in examples:
-            n = len(e.node_names)
-            datas.append(GraphData(x=torch.from_numpy(e.node_x.astype(np.float32)).reshape(n, config.node_dim),
-                              edge_index=torch.from_numpy(np.asarray(e.edge_index, dtype=np.int64)).reshape(2, -1),
-                              edge_type=torch.from_numpy(np.asarray(e.edge_type, dtype=np.int64)),
-                              origin=torch.from_numpy(np.asarray(e.origin, dtype=np.int64)),
-                              node_relevance=torch.from_numpy(np.asarray(e.relevance, dtype=np.float32)),
-                              box=torch.from_numpy(e.box).reshape(n, 5), num_nodes=n))
-        graph = GraphBatch.from_data_list(datas)
-        node_target = torch.zeros(B, M)
-        for i, e in enumerate(examples):
-            if e.node_targets:
-                node_target[i, e.node_targets] = 1.0
+        # GraphBatch.from_data_list's batch, built from numpy arrays concatenated once per field
+        counts = [len(e.node_names) for e in examples]
+        offsets = np.cumsum([0] + counts[:-1]).tolist()
+        x = np.concatenate([np.asarray(e.node_x).reshape(n, config.node_dim) for e, n in zip(examples, counts)])
+        graph = GraphBatch.from_concatenated(
+            counts,
+            x=torch.from_numpy(x).float(),  # float16 -> float32, exact (as astype)
+            edge_index=torch.from_numpy(np.concatenate(
+                [np.asarray(e.edge_index, dtype=np.int64).reshape(2, -1) + o for e, o in zip(examples, offsets)],
+                axis=1)),
+            edge_type=torch.from_numpy(np.concatenate([np.asarray(e.edge_type, dtype=np.int64).reshape(-1)
+                                                       for e in examples])),
+            origin=torch.from_numpy(np.concatenate([np.asarray(e.origin, dtype=np.int64).reshape(-1)
+                                                    for e in examples])),
+            node_relevance=torch.from_numpy(np.concatenate([np.asarray(e.relevance, dtype=np.float32).reshape(-1)
+                                                            for e in examples])),
+            box=torch.from_numpy(np.concatenate([np.asarray(e.box).reshape(n, 5) for e, n in zip(examples, counts)])))
+        if with_targets:
+            node_target = torch.zeros(B, M)
+            for i, e in enumerate(examples):
+                if e.node_targets:
+                    node_target[i, e.node_targets] = 1.0
     vocab_target = None
     if with_targets:
         vocab_target = torch.zeros(B, len(config.answer_vocab))

@@ -167,6 +167,12 @@ class Fusion(nn.Module):
             if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
 
+    @property
+    def reads_graph_state(self) -> bool:
+        """Whether this kind reads ``GraphInputs.graph_state`` (default True); a model may
+        skip the GNN's pooling for a kind that does not."""
+        return True
+
     def attach(self, layers: Sequence[nn.Module]) -> None:
         """Called once with the trunk's layers (e.g. to hook adapters after them)."""
 

@@ -79,19 +79,24 @@ class GraphTokenProjector(nn.Module):
         if self.pooled:
             return self._pooled(node_states, batch, counts, graph_state)
         t = max(1, min(self.num_tokens, int(counts.max()) if b else 0))
-        order = torch.arange(n, device=dev)
-        if relevance is not None:
-            order = order[torch.argsort(-relevance.float(), stable=True)]  # best first
+        # Order: by graph, seeds first, then by decreasing relevance, ties by node order. Two
+        # stable sorts (relevance, then graph and seed together) give the same order as three.
+        order = torch.argsort(-relevance.float(), stable=True) if relevance is not None \
+            else torch.arange(n, device=dev)  # best first
+        group = batch.index_select(0, order)
         if origin is not None:
-            order = order[torch.argsort((origin[order] <= 0).long(), stable=True)]  # seeds first
-        order = order[torch.argsort(batch[order], stable=True)]  # grouped by graph, ranks kept
+            group = group * 2 + (origin.index_select(0, order) <= 0).long()  # seeds first within a graph
+        order = order.index_select(0, torch.argsort(group, stable=True))  # grouped by graph, ranks kept
+        graph_of = batch.index_select(0, order)  # (N,) sorted
         start = torch.cumsum(counts, 0) - counts  # (B,) first row of each graph in ``order``
-        rank = torch.arange(n, device=dev) - start[batch[order]]  # (N,) rank within its graph
-        keep = rank < t
-        node_index = torch.full((b, t), -1, dtype=torch.long, device=dev)  # (B, T)
-        node_index[batch[order][keep], rank[keep]] = order[keep]
+        rank = torch.arange(n, device=dev) - start.index_select(0, graph_of)  # (N,) rank within its graph
+        # the first t of each graph go to their slot; the others to a spare slot past the end
+        slot = torch.where(rank < t, graph_of * t + rank, b * t)
+        node_index = torch.full((b * t + 1,), -1, dtype=torch.long, device=dev).index_put_(
+            (slot,), order)[: b * t].view(b, t)  # (B, T)
         mask = node_index >= 0  # (B, T)
-        picked = node_states[node_index.clamp(min=0)] if n else node_states.new_zeros(b, t, self.graph_dim)
+        picked = (node_states.index_select(0, node_index.view(-1).clamp(min=0)).view(b, t, -1) if n
+                  else node_states.new_zeros(b, t, self.graph_dim))
         tokens = self.mlp(picked) * mask.unsqueeze(-1)  # (B, T, D)
         return GraphTokens(tokens=tokens, mask=mask, node_index=node_index)
 
@@ -176,9 +181,8 @@ def inject_graph_tokens(input_embeds: torch.Tensor, input_ids: torch.Tensor, kg_
     mask = mask.bool()
     is_kg = input_ids == kg_token_id  # (B, L)
     counts = is_kg.sum(1)  # (B,)
-    bad = (counts != 1).nonzero()
-    if bad.numel():
-        row = int(bad[0, 0])
+    if not bool((counts == 1).all()):
+        row = int((counts != 1).nonzero()[0, 0])
         raise ValueError(f"inject_graph_tokens: input_ids row {row}: expected exactly one <kg> placeholder "
                          f"(id {kg_token_id}), found {int(counts[row])}")
     dev = input_embeds.device
@@ -191,19 +195,22 @@ def inject_graph_tokens(input_embeds: torch.Tensor, input_ids: torch.Tensor, kg_
     positions = torch.where(mask, p + real_rank, length - 1 + n_real + pad_rank)  # (B, T)
 
     new_len = length - 1 + t
-    keep = ~is_kg  # (B, L)
-    rows_l = torch.arange(b, device=dev).unsqueeze(1).expand(b, length)  # (B, L)
-    rows_t = torch.arange(b, device=dev).unsqueeze(1).expand(b, t)  # (B, T)
-    embeds = input_embeds.new_zeros(b, new_len, d)
-    embeds = embeds.index_put((rows_l[keep], text_dest[keep]), input_embeds[keep])
-    embeds = embeds.index_put((rows_t.reshape(-1), positions.reshape(-1)),
-                              tokens.to(input_embeds.dtype).reshape(-1, d))  # (B, L', D)
-    text_mask = torch.ones(b, length, dtype=torch.long, device=dev) if attention_mask is None \
-        else attention_mask.long()
-    out_mask = torch.zeros(b, new_len, dtype=torch.long, device=dev)
-    out_mask[rows_l[keep], text_dest[keep]] = text_mask[keep]
-    out_mask[rows_t.reshape(-1), positions.reshape(-1)] = mask.long().reshape(-1)  # (B, L')
-    return InjectedGraphTokens(embeds=embeds, attention_mask=out_mask, positions=positions)
+    # Flat row-major positions: the text entries kept (all but the placeholder) and the tokens.
+    rows = torch.arange(b, device=dev).unsqueeze(1) * new_len  # (B, 1)
+    kept = (~is_kg).view(-1).nonzero().view(-1)  # (B * (L - 1),) flat text entries kept
+    text_at = (rows + text_dest).view(-1).index_select(0, kept)
+    token_at = (rows + positions).view(-1)  # (B * T,)
+    embeds = input_embeds.new_zeros(b * new_len, d)
+    embeds.index_copy_(0, text_at, input_embeds.reshape(-1, d).index_select(0, kept))
+    embeds.index_copy_(0, token_at, tokens.to(input_embeds.dtype).reshape(-1, d))
+    out_mask = torch.zeros(b * new_len, dtype=torch.long, device=dev)
+    if attention_mask is None:
+        out_mask.index_fill_(0, text_at, 1)
+    else:
+        out_mask.index_copy_(0, text_at, attention_mask.long().reshape(-1).index_select(0, kept))
+    out_mask.index_copy_(0, token_at, mask.long().reshape(-1))
+    return InjectedGraphTokens(embeds=embeds.view(b, new_len, d), attention_mask=out_mask.view(b, new_len),
+                               positions=positions)
 
 
 class GraphTokenFusion(Fusion):
@@ -221,6 +228,10 @@ class GraphTokenFusion(Fusion):
         super().__init__(config)
         self.projector = GraphTokenProjector(config.graph_dim, config.model_dim, config.num_graph_tokens,
                                              pooled=config.pooled, hidden_dim=config.hidden_dim)
+
+    @property
+    def reads_graph_state(self) -> bool:
+        return self.projector.pooled  # one node per token reads node states only
 
     def tokens(self, graph: GraphInputs) -> GraphTokens:
         """The graph tokens of a batch."""

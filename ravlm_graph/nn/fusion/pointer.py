@@ -134,6 +134,16 @@ class CopyGate(nn.Module):
         probs = torch.cat([vocab_part, pointer_part], dim=-1)  # (B, V + T)
         return CopyGateOutput(probs=probs, copy_prob=copy, vocab_probs=vocab, pointer_probs=pointer)
 
+    def copy_probability(self, query: torch.Tensor, pointer_logits: torch.Tensor) -> torch.Tensor:
+        """(B,) the ``copy_prob`` of :meth:`forward` alone (the same values), without the mixed
+        distribution a caller that only needs the gate would throw away."""
+        if query.dim() != 2 or query.shape[1] != self.query_dim:
+            raise ValueError(f"CopyGate: expected query of shape (B, {self.query_dim}), found {_shape(query)}")
+        if pointer_logits.dim() != 2 or pointer_logits.shape[0] != query.shape[0]:
+            raise ValueError(f"CopyGate: expected pointer_logits of shape ({query.shape[0]}, T), "
+                             f"found {_shape(pointer_logits)}")
+        return torch.sigmoid(self.gate(query)).squeeze(-1) * torch.isfinite(pointer_logits).any(dim=1)  # (B,)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.query_dim})"
 
