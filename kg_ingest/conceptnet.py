@@ -221,9 +221,6 @@ class _LineParser:
             self.bad(lineno, "control character", f"control character U+{c.group()[0]:04X} in the relation URI "
                                                   f"at byte {c.start()}")
             return None
-        if b" " in rel:
-            self.bad(lineno, "bad URI", f"a space in the relation URI {rel[:80].decode('utf-8', 'replace')!r}")
-            return None
         if not start.startswith(b"/c/") or not end.startswith(b"/c/"):
             other = end if start.startswith(b"/c/") else start
             if other.startswith((b"http://", b"https://")):
@@ -238,6 +235,10 @@ class _LineParser:
             return None
         if self.langs is not None and (sp[2] not in self.langs or ep[2] not in self.langs):
             self.stats.skipped["language"] += 1
+            return None
+        # Checked after the skips above, as the block reader skips such lines without this parser.
+        if b" " in rel:
+            self.bad(lineno, "bad URI", f"a space in the relation URI {rel[:80].decode('utf-8', 'replace')!r}")
             return None
         head = self.concept(start, lineno, "start", sp)
         if head is None:

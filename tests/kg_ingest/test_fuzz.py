@@ -14,7 +14,9 @@ import random
 import re
 import shutil
 import time
+import unicodedata
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import orjson
@@ -55,12 +57,23 @@ def reference_line(line: bytes):
         return "malformed"
     if ms.group(1) != b"en" or me.group(1) != b"en":
         return "skip"
+    if b" " in rel:  # a relation URI has no space (lines skipped above are skipped whatever their relation)
+        return "malformed"
     out = []
     for m in (ms, me):
         try:
-            out.append(m.group(2).decode("utf-8"))
+            term = m.group(2).decode("utf-8")
+            if "%" in term:
+                term = unquote(term, errors="strict")
         except UnicodeDecodeError:
             return "malformed"
+        if any(c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029" for c in term):
+            return "malformed"
+        # as ConceptNet spells concepts: NFC, lower case, runs of spaces to one "_" (ends trimmed)
+        term = re.sub(" +", "_", unicodedata.normalize("NFC", term.lower()).strip(" "))
+        if not term:
+            return "malformed"
+        out.append(term)
     try:
         meta = orjson.loads(info)
     except orjson.JSONDecodeError:
