@@ -45,7 +45,7 @@ from ravlm_graph.grounding.config import GroundingConfig
 from ravlm_graph.grounding.spatial import refer_entities
 from ravlm_graph.grounding.language import InputWarning, check_question, non_english_message
 from ravlm_graph.grounding.detectors.given import parse_entities, resolve_entities
-from ravlm_graph.models.knowledge_vqa.modeling import answer_distribution, ranked_answers  # noqa: F401
+from ravlm_graph.models.knowledge_vqa.modeling import _top_pairs, answer_distribution, ranked_answers  # noqa: F401
 from ravlm_graph.models.knowledge_vqa.processing import collate
 from ravlm_graph.types import Fact
 from ravlm_graph.models.hf_backbones import (GenerativeFeatureBuilder, KnowledgeGenerator, answer_text,
@@ -693,11 +693,7 @@ class KnowledgeVQA:
 def _top(d: dict[str, float], k: int) -> list[tuple[str, float]]:
     """``sorted(d.items(), key=lambda kv: -kv[1])[:max(k, 1)]`` (ties in insertion order), by a
     stable numpy argsort instead of a Python-keyed sort of the whole vocabulary."""
-    import numpy as np
-
-    keys, vals = list(d), list(d.values())
-    order = np.argsort(-np.asarray(vals, dtype=np.float64), kind="stable")[: max(k, 1)]
-    return [(keys[i], vals[i]) for i in order.tolist()]
+    return _top_pairs(list(d), list(d.values()), max(k, 1))
 
 
 @functools.lru_cache(maxsize=65536)
