@@ -415,7 +415,12 @@ class KnowledgeVQAModel(nn.Module):
             graph = self._graph_inputs(batch.graph, B)
             layout = DenseLayout(graph.batch, B)  # to_dense_batch's layout, shared by every dense view below
             dense, node_mask = layout.dense(graph.node_states), layout.mask  # (B, M, H), (B, M)
-            keys = self.node_key(dense)  # (B, M, D)
+            if self._folds_pointer():
+                # the keys' hidden layer only: the rest of the key path is folded into the query
+                # (see _folded_pointer_logits)
+                keys = self.node_key[1](self.node_key[0](dense))  # (B, M, D)
+            else:
+                keys = self.node_key(dense)  # (B, M, D)
         trunk_in = kind.into_trunk(TrunkInputs(embeds=embeds, input_ids=ids, attention_mask=mask,
                                                kg_token_id=self.kg_id), graph)
         with kind.reading(graph):
@@ -425,7 +430,14 @@ class KnowledgeVQAModel(nn.Module):
         vocab_logits = self.vocab_head(q)  # (B, V)
         pointer_logits = None
         copy_prob = torch.zeros(B, device=q.device)
-        if graph is not None and keys.shape[1] > 0:
+        if graph is not None and keys.shape[1] > 0 and self._folds_pointer():
+            g_local = _token_nodes_local(trunk_in, layout)
+            pointer_logits = self._folded_pointer_logits(q, keys, node_mask, hidden, trunk_in, g_local, batch.graph,
+                                                         layout)
+            if cfg.verify_head and "yes" in self._vocab_index:
+                vocab_logits = self._verify(vocab_logits, pointer_logits, node_mask, batch.graph, B, layout)
+            copy_prob = self.copy_gate.copy_probability(q, pointer_logits)  # (B,)
+        elif graph is not None and keys.shape[1] > 0:
             if trunk_in.token_positions is not None and trunk_in.token_nodes is not None:
                 # Contextualised keys: add the trunk's output at each graph token to its node's key.
                 ptr = layout.start  # (B,) first node of each graph
@@ -452,6 +464,74 @@ class KnowledgeVQAModel(nn.Module):
                 loss = loss + cfg.fact_loss_weight * fact_loss(facts, batch.support_target, batch.graph.batch, B)
         return KnowledgeVQAOutput(loss=loss, vocab_logits=vocab_logits, pointer_logits=pointer_logits,
                                   copy_prob=copy_prob, node_mask=node_mask, graph_token_nodes=g_local, facts=facts)
+
+    def _folds_pointer(self) -> bool:
+        """Whether this forward pass computes the pointer logits through
+        :meth:`_folded_pointer_logits`: at inference (no gradients), with the built-in key path
+        (no fact scorer reading the keys, no seed-link MLP), and a plain ``node_key``/``pointer``."""
+        return (not torch.is_grad_enabled() and not self.config.fact_scorer and not self.config.seed_link_mlp
+                and getattr(self, "fold_pointer", True) and isinstance(getattr(self, "pointer", None), PointerHead)
+                and isinstance(self.node_key, nn.Sequential) and len(self.node_key) == 3
+                and isinstance(self.node_key[2], nn.Linear))
+
+    def _folded_pointer_logits(self, q, hid, node_mask, hidden, trunk_in, g_local, data, layout) -> torch.Tensor:
+        """The pointer logits of the explicit path, with the linear maps after the keys' hidden
+        layer folded into the query (the same values up to float rounding; tests compare them).
+
+        The explicit path scores ``key_m = W2 hid_m + b2 + ctx_m + seed_m`` as
+        ``(Wk key_m + bk) . (Wq q + bq) / sqrt(h)``. With ``w = Wk^T (Wq q + bq) / sqrt(h)``
+        (one vector per question) that is ``hid_m . (W2^T w) + (b2 + ctx_m + seed_m) . w + bk .
+        (Wq q + bq) / sqrt(h)``: no (B, M, D) product for ``W2`` nor ``Wk``, and the seed links
+        and the trunk's outputs at the graph tokens enter as one number per node.
+
+        Args:
+            hid (B, M, D): ``GELU(W1 node_state + b1)`` on the padded node axis.
+            g_local (B, T) long or None: each graph token's node within its graph (-1: padding).
+        """
+        ptr, key2 = self.pointer, self.node_key[2]
+        qq = ptr.q(q)  # (B, h)
+        scale = math.sqrt(ptr.hidden_dim)
+        w = (qq @ ptr.k.weight) / scale  # (B, D)
+        const = w @ key2.bias  # (B,) b2 . w
+        if ptr.k.bias is not None:
+            const = const + (qq @ ptr.k.bias) / scale
+        logits = (hid @ (w @ key2.weight).unsqueeze(-1)).squeeze(-1) + const.unsqueeze(1)  # (B, M)
+        if g_local is not None:
+            # the trunk's output at each real graph token, scored once and added to its node
+            g_pos = trunk_in.token_positions
+            ctx = torch.gather(hidden, 1, g_pos.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # (B, T, D)
+            ctx_score = (ctx @ w.unsqueeze(-1)).squeeze(-1) * (g_local >= 0)  # (B, T)
+            logits = logits.scatter_add(1, g_local.clamp(min=0), ctx_score)
+        if self.config.seed_relation_keys:
+            logits = logits + self._seed_link_scores(data, w, layout, logits.shape[1])
+        return logits.masked_fill(~node_mask, float("-inf"))
+
+    def _seed_link_scores(self, data, w: torch.Tensor, layout: "DenseLayout", M: int) -> torch.Tensor:
+        """(B, M): :meth:`_seed_links` dotted with each question's ``w`` (B, D), computed as
+        the mean over each node's edges to seeds of per-question scalars (relation, seed box and
+        seed origin each dotted with ``w`` once)."""
+        src, dst = data.edge_index
+        origin = data.origin
+        R = self.config.num_relations
+        node = torch.cat([dst, src])
+        other = torch.cat([src, dst])
+        keep = ((origin.index_select(0, other) > 0) & (node != other)).nonzero().view(-1)
+        o = other.index_select(0, keep)
+        at = node.index_select(0, keep)  # (S,) the node that receives each seed message
+        g = data.batch.index_select(0, at)  # (S,) its graph
+        rel = torch.cat([data.edge_type, data.edge_type + R]).index_select(0, keep)
+        rel_s = w @ self.seed_rel_emb.weight.t()  # (B, 2R)
+        org_s = w @ self.seed_origin.weight.t()  # (B, origins)
+        box_w = w @ self.seed_box.weight  # (B, 5)
+        box_b = w @ self.seed_box.bias  # (B,)
+        msg = (rel_s[g, rel] + ((data.box.index_select(0, o) * box_w.index_select(0, g)).sum(-1) + box_b[g])
+               + org_s[g, origin.index_select(0, o)])  # (S,)
+        n = origin.shape[0]
+        agg = scatter(msg, at, dim=0, dim_size=n, reduce="mean")  # (N,)
+        dense = layout.dense(agg)  # (B, M')
+        if dense.shape[1] < M:
+            dense = torch.nn.functional.pad(dense, (0, M - dense.shape[1]))
+        return dense[:, :M]
 
     def _score_facts(self, q, keys, node_mask, data, question_sim=None) -> FactScores:
         """The fact scorer over the batch's edges at image entities (origin image or both)."""
@@ -565,6 +645,14 @@ def _batch_ptr(batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
     """Index of each graph's first node in the batch's node axis, (B,)."""
     counts = torch.bincount(batch, minlength=num_graphs)
     return torch.cumsum(counts, 0) - counts
+
+
+def _token_nodes_local(trunk_in, layout: "DenseLayout") -> torch.Tensor | None:
+    """(B, T) each graph token's node within its graph (-1: padding), or None without graph tokens."""
+    if trunk_in.token_positions is None or trunk_in.token_nodes is None:
+        return None
+    nodes = trunk_in.token_nodes
+    return torch.where(nodes >= 0, nodes - layout.start.unsqueeze(1), torch.full_like(nodes, -1))
 
 
 def _expand_ids(ids: torch.Tensor, placeholder: int, t: int) -> torch.Tensor:

@@ -388,3 +388,41 @@ def test_gatv2_attention_matrix_follows_att_changes():
         assert torch.allclose(fast, ref, atol=1e-6)
         with torch.no_grad():
             conv.att.add_(0.5)  # changed in place: the kept attention matrix must follow
+
+
+
+@pytest.mark.parametrize("fusion", ["graph_tokens", "both", "xattn", "concat", "attention"])
+@pytest.mark.parametrize("seed_keys", [True, False])
+def test_folded_pointer_logits_match_the_explicit_keys(tiny, fusion, seed_keys):  # noqa: F811
+    """At inference the pointer's key maps are folded into the query: the same logits (float
+    rounding aside), the same -inf padding, the same answers as the explicit keys."""
+    m = make_model(tiny, fusion, seed_relation_keys=seed_keys, verify_head=True)
+    m.eval()
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in m.parameters():  # every bias non-zero, the seed tables and the verify scale too
+            p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    exs = examples(tiny, m)
+    assert len(exs[0].node_names) != len(exs[1].node_names), "the batch should need padding"
+    b = collate(exs, m.config, with_targets=False)
+    with torch.no_grad():
+        m.fold_pointer = False
+        assert not m._folds_pointer()
+        ref = m(b)
+        m.fold_pointer = True
+        assert m._folds_pointer()
+        out = m(b)
+    with torch.enable_grad():  # training reads the explicit keys
+        assert not m._folds_pointer()
+    assert torch.equal(torch.isinf(out.pointer_logits), torch.isinf(ref.pointer_logits))
+    fin = torch.isfinite(ref.pointer_logits)
+    assert fin.any() and not fin.all()
+    # reassociated float32 sums: the error scales with the size of the terms summed
+    tol = 2e-5 * float(ref.pointer_logits[fin].abs().max())
+    assert torch.allclose(out.pointer_logits[fin], ref.pointer_logits[fin], rtol=0, atol=tol)
+    assert not torch.allclose(out.pointer_logits[fin], ref.pointer_logits[fin] + 10 * tol, rtol=0, atol=tol)
+    assert torch.allclose(out.vocab_logits, ref.vocab_logits, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(out.copy_prob, ref.copy_prob, rtol=1e-5, atol=1e-6)
+    for a, r in zip(ranked_answers(out, m.config.answer_vocab, b.node_names, 3),
+                    ranked_answers(ref, m.config.answer_vocab, b.node_names, 3)):
+        assert [n for n, _ in a] == [n for n, _ in r]
