@@ -174,6 +174,21 @@ class EfficientNetLiteOutput:
     logits: Optional[torch.Tensor] = None
 
 
+def _zero_pad(x: torch.Tensor, left: int, right: int, top: int, bottom: int) -> torch.Tensor:
+    """``F.pad(x, (left, right, top, bottom))`` (zeros) of a (B, C, H, W) map, in its memory
+    layout: a zeroed map with ``x`` copied into it. ``F.pad`` fills a channels-last map element
+    by element, several times slower than this on CPU; the values are the same."""
+    if x.dim() != 4 or min(left, right, top, bottom) < 0 or x.requires_grad:
+        return F.pad(x, (left, right, top, bottom))
+    b, c, h, w = x.shape
+    fmt = torch.channels_last if (x.is_contiguous(memory_format=torch.channels_last)
+                                  and not x.is_contiguous()) else torch.contiguous_format
+    out = torch.empty((b, c, h + top + bottom, w + left + right), dtype=x.dtype, device=x.device,
+                      memory_format=fmt).zero_()
+    out[:, :, top:top + h, left:left + w] = x
+    return out
+
+
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow ``SAME``: output ``ceil(size / stride)``; the odd pixel goes after."""
     out = math.ceil(size / stride)
@@ -216,7 +231,7 @@ class ConvBNAct(nn.Module):
         if self.pad_in_forward:
             top, bottom = _same_padding(x.shape[-2], self.kernel, self.stride)
             left, right = _same_padding(x.shape[-1], self.kernel, self.stride)
-            x = F.pad(x, (left, right, top, bottom))
+            x = _zero_pad(x, left, right, top, bottom)
         x = self.bn(self.conv(x))
         return F.relu6(x) if self.act else x
 

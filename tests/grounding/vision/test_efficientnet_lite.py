@@ -185,3 +185,19 @@ def test_stride_one_convolutions_pad_symmetrically_like_tensorflow():
         by_hand = layer.bn(torch.nn.functional.conv2d(torch.nn.functional.pad(x, (left, right, top, bottom)),
                                                       layer.conv.weight))
         assert torch.allclose(layer(x), by_hand, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape", [(2, 5, 7, 6), (1, 8, 4, 4), (3, 1, 5, 5), (1, 16, 1, 1)])
+@pytest.mark.parametrize("pads", [(0, 1, 0, 1), (1, 2, 1, 2), (0, 0, 0, 0), (2, 0, 1, 3)])
+def test_zero_pad_is_f_pad_in_the_same_layout(channels_last, shape, pads):
+    from torch.nn import functional as F
+    from ravlm_graph.grounding.vision.efficientnet_lite import _zero_pad
+
+    x = torch.randn(shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out, ref = _zero_pad(x, *pads), F.pad(x, pads)
+    assert out.shape == ref.shape and torch.equal(out, ref)
+    assert out.is_contiguous(memory_format=torch.channels_last) == ref.is_contiguous(memory_format=torch.channels_last)
+    assert out.is_contiguous() == ref.is_contiguous()
