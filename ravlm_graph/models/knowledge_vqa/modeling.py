@@ -206,12 +206,17 @@ def load_text_backbone(spec: str, fast: bool = True, num_layers: int | None = No
 class KnowledgeVQAModel(nn.Module):
     """The built-in model. See the module docstring for the layout.
 
+    ``fold_pointer`` (default True): at inference, compute the pointer logits with the key
+    maps folded into the query (:meth:`_folded_pointer_logits`); False keeps the explicit keys.
+
     Args:
         config (KnowledgeVQAConfig): the configuration.
         trunk: an already loaded text transformer (tests pass a tiny one); None loads
             ``config.text_backbone``.
         tokenizer: its tokenizer (with ``trunk``).
     """
+
+    fold_pointer: bool = True
 
     def __init__(self, config: KnowledgeVQAConfig, trunk=None, tokenizer=None):
         super().__init__()
@@ -321,14 +326,8 @@ class KnowledgeVQAModel(nn.Module):
         the sums, so the same values as taking the two directions one after the other).
         ``layout``: the batch's :class:`DenseLayout`, when the caller has it.
         """
-        src, dst = data.edge_index  # (E,), (E,)
         origin = data.origin
-        R = self.config.num_relations
-        node = torch.cat([dst, src])  # (2E,) the node that receives the message
-        other = torch.cat([src, dst])  # (2E,) its neighbour, a seed or not
-        keep = ((origin.index_select(0, other) > 0) & (node != other)).nonzero().view(-1)  # edges to a seed
-        o = other.index_select(0, keep)
-        rel = torch.cat([data.edge_type, data.edge_type + R]).index_select(0, keep)
+        at, o, rel = self._seed_edges(data)
         if self.config.seed_link_mlp:
             msg = self.seed_link(torch.cat([self.seed_rel_emb(rel), self.seed_pos(data.box.index_select(0, o)),
                                             self.seed_origin(origin.index_select(0, o))], dim=-1))
@@ -337,7 +336,7 @@ class KnowledgeVQAModel(nn.Module):
                    + self.seed_origin(origin.index_select(0, o)))
         n = origin.shape[0]
         # no edge to a seed: scatter leaves zeros, as it does for every node without one
-        agg = scatter(msg, node.index_select(0, keep), dim=0, dim_size=n, reduce="mean")  # (N, D)
+        agg = scatter(msg, at, dim=0, dim_size=n, reduce="mean")  # (N, D)
         if layout is None:
             layout = DenseLayout(data.batch, B)
         dense = layout.dense(agg)  # (B, M', D)
@@ -411,11 +410,12 @@ class KnowledgeVQAModel(nn.Module):
             embeds, mask, _ = inject_graph_tokens(embeds, ids, self.img_id, g_img, attention_mask=mask)
             ids = _expand_ids(ids, self.img_id, img.shape[1])  # (B, L + G - 1)
         node_mask = keys = graph = g_local = facts = layout = None
+        fold = kind.uses_graph and self._folds_pointer()
         if kind.uses_graph:
             graph = self._graph_inputs(batch.graph, B)
             layout = DenseLayout(graph.batch, B)  # to_dense_batch's layout, shared by every dense view below
             dense, node_mask = layout.dense(graph.node_states), layout.mask  # (B, M, H), (B, M)
-            if self._folds_pointer():
+            if fold:
                 # the keys' hidden layer only: the rest of the key path is folded into the query
                 # (see _folded_pointer_logits)
                 keys = self.node_key[1](self.node_key[0](dense))  # (B, M, D)
@@ -430,30 +430,26 @@ class KnowledgeVQAModel(nn.Module):
         vocab_logits = self.vocab_head(q)  # (B, V)
         pointer_logits = None
         copy_prob = torch.zeros(B, device=q.device)
-        if graph is not None and keys.shape[1] > 0 and self._folds_pointer():
-            g_local = _token_nodes_local(trunk_in, layout)
-            pointer_logits = self._folded_pointer_logits(q, keys, node_mask, hidden, trunk_in, g_local, batch.graph,
-                                                         layout)
-            if cfg.verify_head and "yes" in self._vocab_index:
-                vocab_logits = self._verify(vocab_logits, pointer_logits, node_mask, batch.graph, B, layout)
-            copy_prob = self.copy_gate.copy_probability(q, pointer_logits)  # (B,)
-        elif graph is not None and keys.shape[1] > 0:
-            if trunk_in.token_positions is not None and trunk_in.token_nodes is not None:
-                # Contextualised keys: add the trunk's output at each graph token to its node's key.
-                ptr = layout.start  # (B,) first node of each graph
-                nodes = trunk_in.token_nodes
-                g_local = torch.where(nodes >= 0, nodes - ptr.unsqueeze(1), torch.full_like(nodes, -1))  # (B, T)
-                real = (g_local >= 0).unsqueeze(-1)
-                g_pos = trunk_in.token_positions
-                ctx = torch.gather(hidden, 1, g_pos.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])) * real
-                keys = keys.scatter_add(1, g_local.clamp(min=0).unsqueeze(-1).expand(-1, -1, keys.shape[-1]), ctx)
-            if cfg.seed_relation_keys:
-                keys = keys + self._seed_links(batch.graph, B, keys.shape[1], layout)  # (B, M, D)
-            pointer_logits = self.pointer(q, keys, node_mask)  # (B, M)
-            if cfg.fact_scorer:
-                facts = self._score_facts(q, keys, node_mask, batch.graph, batch.node_question_sim)
-                fact_dense = layout.dense(facts.node_logits)  # (B, M)
-                pointer_logits = pointer_logits + fact_dense[:, : pointer_logits.shape[1]]
+        if graph is not None and keys.shape[1] > 0:
+            g_local = _token_nodes_local(trunk_in, layout)  # (B, T) or None
+            if fold:
+                pointer_logits = self._folded_pointer_logits(q, keys, node_mask, hidden, trunk_in, g_local,
+                                                             batch.graph, layout)
+            else:
+                if g_local is not None:
+                    # Contextualised keys: add the trunk's output at each graph token to its node's key.
+                    real = (g_local >= 0).unsqueeze(-1)
+                    g_pos = trunk_in.token_positions
+                    ctx = torch.gather(hidden, 1, g_pos.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])) * real
+                    keys = keys.scatter_add(1, g_local.clamp(min=0).unsqueeze(-1).expand(-1, -1, keys.shape[-1]),
+                                            ctx)
+                if cfg.seed_relation_keys:
+                    keys = keys + self._seed_links(batch.graph, B, keys.shape[1], layout)  # (B, M, D)
+                pointer_logits = self.pointer(q, keys, node_mask)  # (B, M)
+                if cfg.fact_scorer:
+                    facts = self._score_facts(q, keys, node_mask, batch.graph, batch.node_question_sim)
+                    fact_dense = layout.dense(facts.node_logits)  # (B, M)
+                    pointer_logits = pointer_logits + fact_dense[:, : pointer_logits.shape[1]]
             if cfg.verify_head and "yes" in self._vocab_index:
                 vocab_logits = self._verify(vocab_logits, pointer_logits, node_mask, batch.graph, B, layout)
             copy_prob = self.copy_gate.copy_probability(q, pointer_logits)  # (B,)
@@ -465,12 +461,24 @@ class KnowledgeVQAModel(nn.Module):
         return KnowledgeVQAOutput(loss=loss, vocab_logits=vocab_logits, pointer_logits=pointer_logits,
                                   copy_prob=copy_prob, node_mask=node_mask, graph_token_nodes=g_local, facts=facts)
 
+    def _seed_edges(self, data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The batch's edges to a seed, walked both ways: (S,) the node that receives each
+        message, (S,) the seed it comes from, (S,) its relation (``r`` seen from the edge's
+        target, ``r + R`` from its source). Edges seen from their target come first, then the
+        same edges seen from their source (the order of the sums of :meth:`_seed_links`)."""
+        src, dst = data.edge_index  # (E,), (E,)
+        node = torch.cat([dst, src])  # (2E,) the node that receives the message
+        other = torch.cat([src, dst])  # (2E,) its neighbour, a seed or not
+        keep = ((data.origin.index_select(0, other) > 0) & (node != other)).nonzero().view(-1)  # edges to a seed
+        rel = torch.cat([data.edge_type, data.edge_type + self.config.num_relations]).index_select(0, keep)
+        return node.index_select(0, keep), other.index_select(0, keep), rel
+
     def _folds_pointer(self) -> bool:
         """Whether this forward pass computes the pointer logits through
         :meth:`_folded_pointer_logits`: at inference (no gradients), with the built-in key path
         (no fact scorer reading the keys, no seed-link MLP), and a plain ``node_key``/``pointer``."""
         return (not torch.is_grad_enabled() and not self.config.fact_scorer and not self.config.seed_link_mlp
-                and getattr(self, "fold_pointer", True) and isinstance(getattr(self, "pointer", None), PointerHead)
+                and self.fold_pointer and isinstance(getattr(self, "pointer", None), PointerHead)
                 and isinstance(self.node_key, nn.Sequential) and len(self.node_key) == 3
                 and isinstance(self.node_key[2], nn.Linear))
 
@@ -510,16 +518,9 @@ class KnowledgeVQAModel(nn.Module):
         """(B, M): :meth:`_seed_links` dotted with each question's ``w`` (B, D), computed as
         the mean over each node's edges to seeds of per-question scalars (relation, seed box and
         seed origin each dotted with ``w`` once)."""
-        src, dst = data.edge_index
         origin = data.origin
-        R = self.config.num_relations
-        node = torch.cat([dst, src])
-        other = torch.cat([src, dst])
-        keep = ((origin.index_select(0, other) > 0) & (node != other)).nonzero().view(-1)
-        o = other.index_select(0, keep)
-        at = node.index_select(0, keep)  # (S,) the node that receives each seed message
-        g = data.batch.index_select(0, at)  # (S,) its graph
-        rel = torch.cat([data.edge_type, data.edge_type + R]).index_select(0, keep)
+        at, o, rel = self._seed_edges(data)
+        g = data.batch.index_select(0, at)  # (S,) the graph of each seed message
         rel_s = w @ self.seed_rel_emb.weight.t()  # (B, 2R)
         org_s = w @ self.seed_origin.weight.t()  # (B, origins)
         box_w = w @ self.seed_box.weight  # (B, 5)
