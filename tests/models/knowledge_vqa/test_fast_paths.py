@@ -404,7 +404,12 @@ def test_folded_pointer_logits_match_the_explicit_keys(tiny, fusion, seed_keys):
             p.add_(0.3 * torch.randn(p.shape, generator=gen))
     exs = examples(tiny, m)
     assert len(exs[0].node_names) != len(exs[1].node_names), "the batch should need padding"
-    b = collate(exs, m.config, with_targets=False)
+    from ravlm_graph.models.knowledge_vqa.processing import FeatureBuilder
+    from tests.models.knowledge_vqa.test_modeling import image
+
+    empty = FeatureBuilder(m.config, m.tokenizer, tiny[3]).build(image(), "zzz qqq?", [], ())
+    assert not empty.node_names  # a question without any subgraph, between the two
+    b = collate([exs[0], empty, exs[1]], m.config, with_targets=False)
     with torch.no_grad():
         m.fold_pointer = False
         assert not m._folds_pointer()
@@ -416,7 +421,7 @@ def test_folded_pointer_logits_match_the_explicit_keys(tiny, fusion, seed_keys):
         assert not m._folds_pointer()
     assert torch.equal(torch.isinf(out.pointer_logits), torch.isinf(ref.pointer_logits))
     fin = torch.isfinite(ref.pointer_logits)
-    assert fin.any() and not fin.all()
+    assert fin.any() and not fin.all() and not fin[1].any()
     # reassociated float32 sums: the error scales with the size of the terms summed
     tol = 2e-5 * float(ref.pointer_logits[fin].abs().max())
     assert torch.allclose(out.pointer_logits[fin], ref.pointer_logits[fin], rtol=0, atol=tol)
@@ -426,3 +431,7 @@ def test_folded_pointer_logits_match_the_explicit_keys(tiny, fusion, seed_keys):
     for a, r in zip(ranked_answers(out, m.config.answer_vocab, b.node_names, 3),
                     ranked_answers(ref, m.config.answer_vocab, b.node_names, 3)):
         assert [n for n, _ in a] == [n for n, _ in r]
+    # a batch whose graphs are all empty has no pointer at all, either way
+    with torch.no_grad():
+        solo = m(collate([empty], m.config, with_targets=False))
+    assert solo.pointer_logits is None and not solo.copy_prob.any()
