@@ -21,8 +21,8 @@ CPU time next to its target (<= +30 %). Torch runs on ``--threads`` threads (def
 ``--budgets 96 48 24`` repeats the KG engine's run with smaller subgraph node budgets
 (fewer nodes through the GNN; the engine's own budget first) and prints the accuracy on
 the same questions next to the speed, so a faster setting is judged with what it costs;
-``--graph-tokens 8 4`` likewise with fewer graph tokens in the trunk (the model's own
-count first; the projector picks the top nodes, so no weight changes).
+``--graph-tokens 8 4`` likewise with other numbers of graph tokens in the trunk (the engine's
+own inference count first; the projector picks the top nodes, so no weight changes).
 ``--given-entities`` replaces the detector by the scenes' annotated objects (the
 detector's share of the overhead, isolated). ``--detectors DIR ...`` also runs the KG engine
 with each of these saved layout-cell detector folders instead of its own (same model,
@@ -87,8 +87,8 @@ def _set_budget(engine, budget: int) -> None:
 
 
 def _set_tokens(engine, tokens: int) -> None:
-    """Graph tokens in the trunk: the projector's top-N nodes per graph."""
-    engine.model.fusion.projector.num_tokens = tokens
+    """Graph tokens in the trunk at inference: the projector's top-N nodes per graph."""
+    engine.model.fusion.projector.inference_tokens = tokens
 
 
 def _median_round(rounds: list[dict]) -> dict:
@@ -158,7 +158,8 @@ def main(argv=None) -> int:
     if kg.features.retriever is not None:  # every round's questions are new ones unless --cached-questions
         kg.features.retriever.embeddings.cache_texts = args.cached_questions
     own = kg.features.retriever.config.budget
-    own_tokens = kg.model.fusion.projector.num_tokens
+    kg.model.eval()
+    own_tokens = kg.model.fusion.projector.active_tokens  # the engine's own count at inference
     # (budget, graph tokens, engine): the engine's own setting first
     engines = [kg]
     if args.detectors:

@@ -49,6 +49,31 @@ def test_projector_selects_seeds_then_relevance():
     assert torch.equal(out.tokens[1, 3], torch.zeros(D))
 
 
+def test_projector_reads_fewer_tokens_in_eval_mode():
+    """``inference_tokens``: the first tokens of the training-mode choice, in eval mode only."""
+    states, batch, rel, origin = _nodes()
+    torch.manual_seed(0)
+    proj = GraphTokenProjector(H, D, num_tokens=4, inference_tokens=2)
+    assert proj.training and proj.active_tokens == 4
+    full = proj(states, batch, rel, origin)
+    assert full.node_index.tolist() == [[2, 5, 1, 4], [7, 6, 8, -1]]
+    proj.eval()
+    assert proj.active_tokens == 2
+    few = proj(states, batch, rel, origin)
+    assert few.tokens.shape == (2, 2, D)
+    assert few.node_index.tolist() == [[2, 5], [7, 6]] and few.mask.all()
+    torch.testing.assert_close(few.tokens, full.tokens[:, :2])
+    proj.inference_tokens = None  # unset: the training count in both modes
+    assert proj.active_tokens == 4 and proj(states, batch, rel, origin).tokens.shape == (2, 4, D)
+    assert "inference_tokens" not in repr(proj)
+    with pytest.raises(ValueError, match="inference_graph_tokens"):
+        FusionConfig(inference_graph_tokens=0).validate()
+    with pytest.raises(ValueError, match="inference_graph_tokens"):
+        FusionConfig(inference_graph_tokens=True).validate()
+    fusion = build_fusion(FusionConfig(graph_dim=H, model_dim=D, num_graph_tokens=4, inference_graph_tokens=3))
+    assert fusion.projector.num_tokens == 4 and fusion.projector.inference_tokens == 3
+
+
 def test_projector_small_graphs_empty_graphs_and_pooled():
     states, batch, rel, origin = _nodes()
     proj = GraphTokenProjector(H, D, num_tokens=32)

@@ -32,6 +32,10 @@ class KnowledgeVQAConfig(Config):
         gnn_hidden (int): GNN width. Default 256.
         num_relations (int): relation types of the KG. Default 64.
         num_graph_tokens (int): graph tokens given to the trunk (top-N nodes). Default 32.
+        inference_graph_tokens (int | None): graph tokens at inference (eval mode), when fewer
+            than were trained with are enough (the projector has no per-token weights, so the
+            count can change after training; fewer tokens make the trunk cheaper). Default
+            None: ``num_graph_tokens``.
         max_facts (int): verbalised facts in the text for ``verbalized``/``both``. Default 24.
         image_size (int): input side in pixels. Default 128.
         vision_channels (list[int]): CNN stage widths (each halves the resolution).
@@ -82,6 +86,7 @@ class KnowledgeVQAConfig(Config):
     gnn_hidden: int = 256
     num_relations: int = 64
     num_graph_tokens: int = 32
+    inference_graph_tokens: int | None = None
     max_facts: int = 24
     image_size: int = 128
     vision_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 192])
@@ -120,6 +125,8 @@ class KnowledgeVQAConfig(Config):
         for name, hi in limits.items():
             check_int(o, name, getattr(self, name), 0 if name == "gnn_layers" else 1, hi)
         check_int(o, "train_text_layers", self.train_text_layers, 0, 1024)
+        if self.inference_graph_tokens is not None:
+            check_int(o, "inference_graph_tokens", self.inference_graph_tokens, 1, 4096)
         if self.trunk_layers is not None:
             check_int(o, "trunk_layers", self.trunk_layers, 1, 1024)
         if not isinstance(self.vision_channels, (list, tuple)) or not self.vision_channels:

@@ -261,6 +261,7 @@ class KnowledgeVQAModel(nn.Module):
             self.node_key = nn.Sequential(nn.Linear(graph_dim, d), nn.GELU(), nn.Linear(d, d))
         self.fusion = build_fusion(FusionConfig(kind=config.fusion, model_dim=d, graph_dim=graph_dim,
                                                 num_graph_tokens=config.num_graph_tokens,
+                                                inference_graph_tokens=config.inference_graph_tokens,
                                                 heads=trunk.config.num_attention_heads,
                                                 num_layers=len(trunk.encoder.layer), dropout=config.dropout))
         self.fusion.attach(trunk.encoder.layer)

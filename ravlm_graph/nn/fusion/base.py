@@ -37,6 +37,8 @@ class FusionConfig(Config):
         model_dim (int): the trunk's hidden size D (default 384).
         graph_dim (int): width H of the node states the fusion reads (default 256).
         num_graph_tokens (int): graph tokens per question, the top-N nodes (default 32).
+        inference_graph_tokens (int | None): graph tokens per question in eval mode (default
+            None: ``num_graph_tokens``).
         pooled (bool): one pooled graph token per question instead of one per node
             (default False).
         heads (int): attention heads of cross-attention adapters; must divide ``model_dim``
@@ -54,6 +56,7 @@ class FusionConfig(Config):
     model_dim: int = 384
     graph_dim: int = 256
     num_graph_tokens: int = 32
+    inference_graph_tokens: int | None = None
     pooled: bool = False
     heads: int = 4
     num_layers: int = 1
@@ -67,6 +70,8 @@ class FusionConfig(Config):
         check_int(o, "model_dim", self.model_dim, 1, 65536)
         check_int(o, "graph_dim", self.graph_dim, 1, 65536)
         check_int(o, "num_graph_tokens", self.num_graph_tokens, 1, 4096)
+        if self.inference_graph_tokens is not None:
+            check_int(o, "inference_graph_tokens", self.inference_graph_tokens, 1, 4096)
         check_int(o, "heads", self.heads, 1, 1024)
         check_int(o, "num_layers", self.num_layers, 1, 1024)
         if self.hidden_dim is not None:

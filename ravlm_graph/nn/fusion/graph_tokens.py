@@ -31,6 +31,9 @@ class GraphTokenProjector(nn.Module):
         model_dim (int): decoder embedding width D.
         num_tokens (int): top-N nodes per graph (default 32).
         pooled (bool): one pooled token per graph (default False).
+        inference_tokens (int | None): top-N nodes per graph in eval mode (default None:
+            ``num_tokens``). The MLP is shared by every token, so a model trained with N
+            tokens can read fewer at inference (cheaper: fewer positions in the trunk).
         hidden_dim (int | None): MLP hidden width (default None: ``model_dim``).
         dropout (float): dropout in the MLP (default 0.0).
 
@@ -41,9 +44,10 @@ class GraphTokenProjector(nn.Module):
     """
 
     def __init__(self, graph_dim: int, model_dim: int, num_tokens: int = 32, pooled: bool = False,
-                 hidden_dim: int | None = None, dropout: float = 0.0) -> None:
+                 hidden_dim: int | None = None, dropout: float = 0.0, inference_tokens: int | None = None) -> None:
         super().__init__()
         self.graph_dim, self.model_dim, self.num_tokens, self.pooled = graph_dim, model_dim, num_tokens, pooled
+        self.inference_tokens = inference_tokens
         self.mlp = _mlp(graph_dim, hidden_dim or model_dim, model_dim, dropout)
         self.reset_parameters()
 
@@ -78,7 +82,7 @@ class GraphTokenProjector(nn.Module):
             raise ValueError(f"GraphTokenProjector: expected batch values in [0, {b}), found {int(batch.max())}")
         if self.pooled:
             return self._pooled(node_states, batch, counts, graph_state)
-        t = max(1, min(self.num_tokens, int(counts.max()) if b else 0))
+        t = max(1, min(self.active_tokens, int(counts.max()) if b else 0))
         # Order: by graph, seeds first, then by decreasing relevance, ties by node order. Two
         # stable sorts (relevance, then graph and seed together) give the same order as three.
         order = torch.argsort(-relevance.float(), stable=True) if relevance is not None \
@@ -100,6 +104,14 @@ class GraphTokenProjector(nn.Module):
         tokens = self.mlp(picked) * mask.unsqueeze(-1)  # (B, T, D)
         return GraphTokens(tokens=tokens, mask=mask, node_index=node_index)
 
+    @property
+    def active_tokens(self) -> int:
+        """Top-N nodes per graph in the current mode: ``inference_tokens`` in eval mode when
+        set, else ``num_tokens``."""
+        if not self.training and self.inference_tokens is not None:
+            return self.inference_tokens
+        return self.num_tokens
+
     def _pooled(self, node_states, batch, counts, graph_state) -> GraphTokens:
         b = counts.numel()
         if graph_state is None:
@@ -113,8 +125,9 @@ class GraphTokenProjector(nn.Module):
         return GraphTokens(tokens=tokens, mask=mask, node_index=node_index)
 
     def __repr__(self) -> str:
+        extra = f", inference_tokens={self.inference_tokens}" if self.inference_tokens is not None else ""
         return (f"{type(self).__name__}({self.graph_dim}, {self.model_dim}, num_tokens={self.num_tokens}, "
-                f"pooled={self.pooled})")
+                f"pooled={self.pooled}{extra})")
 
 
 class InjectedGraphTokens(NamedTuple):
@@ -218,8 +231,8 @@ class GraphTokenFusion(Fusion):
     prompt's ``<kg>`` placeholder; the trunk attends to them like to words.
 
     Args:
-        config (FusionConfig): ``graph_dim``, ``model_dim``, ``num_graph_tokens``, ``pooled``,
-            ``hidden_dim`` are read.
+        config (FusionConfig): ``graph_dim``, ``model_dim``, ``num_graph_tokens``,
+            ``inference_graph_tokens``, ``pooled``, ``hidden_dim`` are read.
     """
 
     graph_placeholder = True
@@ -227,7 +240,8 @@ class GraphTokenFusion(Fusion):
     def __init__(self, config: FusionConfig) -> None:
         super().__init__(config)
         self.projector = GraphTokenProjector(config.graph_dim, config.model_dim, config.num_graph_tokens,
-                                             pooled=config.pooled, hidden_dim=config.hidden_dim)
+                                             pooled=config.pooled, hidden_dim=config.hidden_dim,
+                                             inference_tokens=config.inference_graph_tokens)
 
     @property
     def reads_graph_state(self) -> bool:

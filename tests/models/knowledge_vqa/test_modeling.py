@@ -621,3 +621,34 @@ def test_a_graph_module_without_message_passing(tiny, tmp_path):
         assert torch.equal(m(b).pointer_logits, m2(b).pointer_logits)
     with pytest.raises(ValueError, match=r"KnowledgeVQAConfig.gnn_layers: expected an integer >= 0, found -1"):
         KnowledgeVQAConfig(gnn_layers=-1)
+
+
+def test_inference_graph_tokens_apply_in_eval_mode_and_survive_saving(tiny, tmp_path):
+    """A model trained with 4 graph tokens that answers with 2: eval mode reads the first 2 of
+    the same choice, training mode still 4; the setting is saved with the config."""
+    m = make_model(tiny, inference_graph_tokens=2)
+    b = collate(examples(tiny, m), m.config, with_targets=False)
+    m.train()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        trained = m(b)
+    assert trained.graph_token_nodes.shape[1] == 4
+    m.eval()
+    with torch.no_grad():
+        few = m(b)
+    assert few.graph_token_nodes.shape[1] == 2
+    assert torch.equal(few.graph_token_nodes, trained.graph_token_nodes[:, :2])
+    m.fusion.projector.inference_tokens = None
+    with torch.no_grad():
+        four = m(b)
+    assert four.graph_token_nodes.shape[1] == 4
+    assert not torch.allclose(four.vocab_logits, few.vocab_logits)  # the trunk did read the tokens
+    m.fusion.projector.inference_tokens = 2
+    m.save_pretrained(tmp_path / "m")
+    m2 = KnowledgeVQAModel.from_pretrained(tmp_path / "m", trunk=tiny[1], tokenizer=tiny[0])
+    assert m2.config.inference_graph_tokens == 2 and m2.fusion.projector.inference_tokens == 2
+    m2.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(m2(b).vocab_logits, few.vocab_logits)
+    with pytest.raises(ValueError, match="inference_graph_tokens"):
+        make_model(tiny, inference_graph_tokens=0)
