@@ -473,9 +473,12 @@ class KnowledgeVQA:
             shared = self._shared_vision and getattr(self.detector, "backbone", None) is self.model.vision.backbone
             if shared:  # one pass of the frozen image network, for the detector and the model
                 pixels = [image_tensor(im, self.model.config.image_size) for im in imgs]
+                stacked = torch.stack(pixels)  # (N, 3, S, S) uint8
                 with torch.inference_mode():
-                    kw["features"] = self.detector.backbone_features(torch.stack(pixels).float() / 255.0)
+                    kw["features"] = self.detector.backbone_features(stacked.float() / 255.0)
                 vision_features = kw["features"][1]
+                if getattr(self.detector, "fallback", None) is not None:
+                    kw["pixels"] = stacked  # a fallback cell network at the same size reads the same pixels
             elif (getattr(self.detector, "image_size", None) == self.model.config.image_size
                   and callable(getattr(self.detector, "scene_pixels", None))):
                 # a detector that reads the scenes at the model's size: the pixels are converted once

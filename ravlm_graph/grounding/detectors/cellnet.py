@@ -273,6 +273,50 @@ class _PreparedCellNet:
         return cell_logits, F.linear(summary, *self.layout)
 
 
+class _PreparedBackboneCells:
+    """The trained part of a backbone cell network (its two map adapters, the per-cell pooling
+    and the heads) with its batch norms folded, as plain tensor calls over the frozen
+    network's maps: the same operations on the same weights as ``from_maps`` (so the same
+    values), without the module calls and with each cell's maximum taken by
+    :func:`_cell_maxima` instead of one slice per cell. Inference only."""
+
+    def __init__(self, net):
+        from torch import nn
+
+        convs = []
+        for seq in (net.adapt16, net.adapt32):
+            cs = [m for m in seq if isinstance(m, nn.Conv2d)]
+            if len(cs) != 1 or any(not isinstance(m, (nn.Conv2d, nn.Identity, nn.ReLU)) for m in seq):
+                raise ValueError("_PreparedBackboneCells: unexpected adapter layout (batch norms not folded?)")
+            convs.append(_conv_args(cs[0]))
+        self.convs = convs
+        head = [m for m in net.cell_head if isinstance(m, nn.Linear)]
+        self.head = [(m.weight, m.bias) for m in head]
+        self.cell_bias = net.cell_bias
+        self.layout = (net.layout_head.weight, net.layout_head.bias)
+        self.means = (net.mean_w8, net.mean_w16)
+        self.maxima = tuple(_max_indices(r, int(m.shape[1] ** 0.5)) if r is not None else None
+                            for r, m in ((net.rects8, net.max_m8), (net.rects16, net.max_m16)))
+        self.net = net
+
+    def __call__(self, f16, fhead):
+        import torch
+        from torch.nn import functional as F
+
+        maps = [torch.relu_(F.conv2d(x, w, b, stride, pad)) for x, (w, b, stride, pad) in zip((f16, fhead), self.convs)]
+        parts = []
+        for m, mean_w, idx, name in zip(maps, self.means, self.maxima, ("8", "16")):
+            parts.append(torch.einsum("bcp,kp->bkc", m.flatten(2), mean_w))
+            if idx is None:  # a cell mask that is not a rectangle
+                parts.append(_pool(m, mean_w, getattr(self.net, f"max_m{name}"))[..., m.shape[1]:])
+            else:
+                parts.append(_cell_maxima(m, *idx))
+        (w1, b1), (w2, b2) = self.head
+        cell_logits = F.linear(torch.relu_(F.linear(torch.cat(parts, -1) + self.cell_bias, w1, b1)), w2, b2)
+        summary = F.adaptive_avg_pool2d(maps[1], 4).flatten(1)
+        return cell_logits, F.linear(summary, *self.layout)
+
+
 def _conv_args(conv):
     if conv.padding_mode != "zeros" or conv.groups != 1 or conv.dilation != (1, 1) or isinstance(conv.padding, str):
         raise ValueError("_PreparedCellNet: unexpected convolution settings")
@@ -428,15 +472,18 @@ class CellNet:
             self.model = _build_cell_net(config, backbone)
         self.model.eval()
         self._inference_model = None  # see prepare_for_inference
-        self._prepared = None
+        self._prepared = self._prepared_maps = None
 
     def prepare_for_inference(self) -> None:
         """Make :meth:`predict` faster: it then runs a copy of the network with its batch norms
         folded into the convolutions, in channels-last layout (the same probabilities up to float
         rounding). The copy is a snapshot of today's weights; :meth:`trained_module` drops it."""
         self._inference_model = for_cpu_inference(copy.deepcopy(self.model))
-        # a from-scratch network also runs as plain tensor calls (the same values, fewer calls)
+        # a from-scratch network also runs as plain tensor calls (the same values, fewer calls);
+        # a backbone network's trained part likewise, over the frozen network's maps
         self._prepared = _PreparedCellNet(self._inference_model) if self.config.backbone is None else None
+        self._prepared_maps = (_PreparedBackboneCells(self._inference_model) if self.config.backbone is not None
+                               else None)
 
     def __repr__(self) -> str:
         return (f"CellNet(concepts={len(self.config.concepts)}, layouts={len(self.config.layouts)}, "
@@ -507,7 +554,8 @@ class CellNet:
             if f16.shape[0] != len(images) or fhead.shape[0] != len(images):
                 raise ValueError(f"CellNet.predict: {len(images)} images but features of {f16.shape[0]} scenes")
             with torch.inference_mode():
-                c, l = net.from_maps(f16, fhead)
+                prepared = self._prepared_maps if net is self._inference_model else None
+                c, l = prepared(f16, fhead) if prepared is not None else net.from_maps(f16, fhead)
                 return torch.softmax(c, -1).float().cpu().numpy(), torch.softmax(l, -1).float().cpu().numpy()
         if pixels is not None:
             side = self.config.image_size
@@ -529,7 +577,7 @@ class CellNet:
         return torch.cat(cells).numpy(), torch.cat(layouts).numpy()
 
     def trained_module(self):
-        self._inference_model = self._prepared = None  # the caller may change the weights
+        self._inference_model = self._prepared = self._prepared_maps = None  # the caller may change the weights
         return self.model
 
     def save_pretrained(self, path: str | os.PathLike, extra_json=None) -> Path:

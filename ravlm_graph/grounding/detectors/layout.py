@@ -34,7 +34,9 @@ from ravlm_graph.grounding.layouts import layout_cells
 
 NONE = "__none__"
 DETECTOR_FILE = "layout_detector.json"
-DETECTOR_FORMAT_VERSION = 2  # 2: adds "scorer" and "layout_choice"; 1 (no version): a crop tagger
+DETECTOR_FORMAT_VERSION = 3  # 3: adds "fallback"; 2: "scorer" and "layout_choice"; 1 (no version): a crop tagger
+#: Where a detector's fallback detector is saved, inside its folder.
+FALLBACK_FOLDER = "fallback"
 LAYOUT_CHOICES = ("cells", "head", "joint")
 
 
@@ -80,10 +82,19 @@ class LayoutCellDetector(ImageEntityDetector):
         layout_choice (str): how the layout is chosen: ``"cells"`` (the layout whose weakest cell
             is most confidently one object), ``"head"`` (a CellNet's layout head) or ``"joint"``
             (the head's probability times the weakest cell's score). Default ``"cells"``.
+        fallback (LayoutCellDetector | None): a second detector for the scenes this one is
+            unsure of: those where it finds nothing or where its weakest object scores below
+            ``fallback_below`` are detected again by ``fallback``, whose result replaces its
+            own. A cheap first detector (a cell network over a frozen network the VQA model
+            runs anyway) with a stronger, costlier fallback spends the cost on the uncertain
+            scenes only. Default None. The fallback has no fallback of its own.
+        fallback_below (float): the weakest-object score under which a scene goes to the
+            fallback, in [0, 1] (default 0.7).
     """
 
     def __init__(self, tagger: TrainableTagger | CellNet, layouts: Sequence[Sequence[str]] | None = None,
-                 min_score: float = 0.2, layout_choice: str = "cells"):
+                 min_score: float = 0.2, layout_choice: str = "cells",
+                 fallback: "LayoutCellDetector | None" = None, fallback_below: float = 0.7):
         if NONE not in tagger.config.concepts:
             raise ValueError(f"LayoutCellDetector: the tagger's vocabulary must include {NONE!r}")
         if layout_choice not in LAYOUT_CHOICES:
@@ -91,6 +102,16 @@ class LayoutCellDetector(ImageEntityDetector):
         self.cell_net = isinstance(tagger, CellNet)
         if layout_choice != "cells" and not self.cell_net:
             raise ValueError(f"LayoutCellDetector: layout_choice {layout_choice!r} needs a CellNet scorer")
+        if fallback is not None and not isinstance(fallback, LayoutCellDetector):
+            raise TypeError(f"LayoutCellDetector: expected the fallback as a LayoutCellDetector, found "
+                            f"{type(fallback).__name__}")
+        if fallback is not None and fallback.fallback is not None:
+            raise ValueError("LayoutCellDetector: the fallback detector has a fallback of its own (one level only)")
+        if isinstance(fallback_below, bool) or not isinstance(fallback_below, (int, float)) \
+                or not 0.0 <= float(fallback_below) <= 1.0:
+            raise ValueError(f"LayoutCellDetector: expected fallback_below in [0, 1], found {fallback_below!r}")
+        self.fallback = fallback
+        self.fallback_below = float(fallback_below)
         self.tagger = tagger
         if self.cell_net:
             own = [tuple(l) for l in tagger.config.layouts]
@@ -105,8 +126,9 @@ class LayoutCellDetector(ImageEntityDetector):
 
     def __repr__(self) -> str:
         kind = "cell_net" if self.cell_net else "crops"
+        extra = f", fallback below {self.fallback_below}: {self.fallback!r}" if self.fallback is not None else ""
         return (f"LayoutCellDetector(concepts={len(self.tagger.config.concepts) - 1}, layouts={len(self.layouts)}, "
-                f"scorer={kind})")
+                f"scorer={kind}{extra})")
 
     def _candidates(self, im):
         w, h = im.size
@@ -123,6 +145,8 @@ class LayoutCellDetector(ImageEntityDetector):
     def prepare_for_inference(self) -> None:
         if self.cell_net:
             self.tagger.prepare_for_inference()
+        if self.fallback is not None:
+            self.fallback.prepare_for_inference()
 
     @property
     def backbone(self):
@@ -179,7 +203,29 @@ class LayoutCellDetector(ImageEntityDetector):
             probs = self.tagger.predict_proba([c for im in loaded for c in self._candidates(im)[0]])
             layout_probs = None
         n_cells = sum(len(l) for l in self.layouts)
-        return self._decode(probs.reshape(len(loaded), n_cells, -1), layout_probs, [im.size for im in loaded])
+        out = self._decode(probs.reshape(len(loaded), n_cells, -1), layout_probs, [im.size for im in loaded])
+        if self.fallback is not None:
+            self._refine(out, loaded, pixels, on_error)
+        return out
+
+    def unsure(self, entities: Sequence[Entity]) -> bool:
+        """Whether a scene's detection goes to the fallback: nothing found, or its weakest
+        object under ``fallback_below``."""
+        return not entities or min(e.score for e in entities) < self.fallback_below
+
+    def _refine(self, out: list[list[Entity]], loaded: list, pixels, on_error: str) -> None:
+        """Replace, in place, the detections of the scenes this detector is unsure of by the
+        fallback's (one batch for all of them)."""
+        redo = [i for i, ents in enumerate(out) if self.unsure(ents)]
+        if not redo:
+            return
+        fb = self.fallback
+        px = None
+        if pixels is not None and fb.cell_net and fb.image_size == self.image_size and fb.backbone is None:
+            px = pixels[redo]  # the same conversion of the same scenes
+        again = fb.detect_batch([loaded[i] for i in redo], on_error=on_error, pixels=px)
+        for i, ents in zip(redo, again):
+            out[i] = ents
 
     def _boxes(self, size: tuple[int, int]) -> list[list[tuple[tuple[float, ...], str]]]:
         """Per layout, the (box, slot name) of each cell in a ``size`` scene (kept per size)."""
@@ -294,10 +340,18 @@ class LayoutCellDetector(ImageEntityDetector):
 
     # ----------------------------------------------------------- save / load
     def save_pretrained(self, path: str | Path) -> Path:
-        meta = {"format_version": DETECTOR_FORMAT_VERSION, "scorer": "cell_net" if self.cell_net else "crops",
+        """Write the detector folder (its fallback, if any, in the ``fallback/`` subfolder)."""
+        meta = {"format_version": DETECTOR_FORMAT_VERSION if self.fallback is not None else 2,
+                "scorer": "cell_net" if self.cell_net else "crops",
                 "layouts": [list(l) for l in self.layouts], "min_score": self.min_score,
                 "layout_choice": self.layout_choice}
-        return self.tagger.save_pretrained(path, extra_json={DETECTOR_FILE: meta})
+        if self.fallback is None:
+            return self.tagger.save_pretrained(path, extra_json={DETECTOR_FILE: meta})
+        # older code refuses format 3 instead of detecting without the fallback
+        meta["fallback"] = {"path": FALLBACK_FOLDER, "below": self.fallback_below}
+        out = self.tagger.save_pretrained(path, extra_json={DETECTOR_FILE: meta})
+        self.fallback.save_pretrained(Path(out) / FALLBACK_FOLDER)
+        return out
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "LayoutCellDetector":
@@ -324,8 +378,20 @@ class LayoutCellDetector(ImageEntityDetector):
         else:
             tagger = FeatureTagger.from_pretrained(path) if is_feature_tagger_folder(path) else \
                 TrainableTagger.from_pretrained(path)
+        fallback, below = None, 0.7
+        fb = meta.get("fallback")
+        if fb is not None:
+            if not isinstance(fb, dict) or not isinstance(fb.get("path"), str):
+                raise ValueError(f"{p}: expected \"fallback\" as {{\"path\": folder, \"below\": score}}, found {fb!r}")
+            name = fb["path"]
+            if not name or name in (".", "..") or "/" in name or "\\" in name:
+                raise ValueError(f"{p}: the fallback folder must be a subfolder name, found {name!r}")
+            if not (path / name).is_dir():
+                raise FileNotFoundError(f"{p}: names the fallback folder {name!r}, which is missing")
+            fallback = cls.from_pretrained(path / name)
+            below = fb.get("below", 0.7)
         return cls(tagger, meta.get("layouts"), float(meta.get("min_score", 0.2)),
-                   meta.get("layout_choice", "cells"))
+                   meta.get("layout_choice", "cells"), fallback=fallback, fallback_below=below)
 
 
 def _jitter(im, rng: random.Random):

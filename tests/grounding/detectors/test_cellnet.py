@@ -98,9 +98,9 @@ def test_cell_net_detector_round_trips_with_format_2(tmp_path):
     np.testing.assert_array_equal(a[1], b[1])
     assert [[(e.concept, e.label) for e in es] for es in again.detect_batch(images)] == \
         [[(e.concept, e.label) for e in es] for es in found]
-    meta["format_version"] = 3
+    meta["format_version"] = 4
     (tmp_path / "det" / DETECTOR_FILE).write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="format_version 3 is newer"):
+    with pytest.raises(ValueError, match="format_version 4 is newer"):
         LayoutCellDetector.from_pretrained(tmp_path / "det")
 
 
@@ -219,3 +219,36 @@ def test_backbone_cell_net_trains_its_heads_on_maps_read_once():
     assert sum(passes) == 8  # every scene once, before the 60 training steps
     assert res.losses[-1] < 0.5 * res.losses[0]
     assert all(torch.equal(a, b) for a, b in zip(frozen, net.backbone.parameters()))
+
+
+def test_prepared_backbone_heads_give_the_module_values():
+    """After ``prepare_for_inference`` a backbone cell network's trained part runs as plain
+    tensor calls (batch norms folded, per-cell maxima gathered): the module's probabilities."""
+    net = _backbone_net(seed=3)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # non-trivial batch-norm statistics and biases, so the folding matters
+        for m in net.model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen))
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+                m.bias.add_(torch.randn(m.bias.shape, generator=gen))
+        net.model.cell_bias.add_(torch.randn(net.model.cell_bias.shape, generator=gen))
+    scenes = _scenes(5)
+    pixels = net.images_to_tensor(scenes).float() / 255.0
+    feats = net.backbone_features(pixels)
+    ref = net.predict(scenes, features=feats)  # the module's from_maps
+    net.prepare_for_inference()
+    assert net._prepared_maps is not None and net._prepared is None
+    called = []
+    orig = type(net._prepared_maps).__call__
+    type(net._prepared_maps).__call__ = lambda self, *a: called.append(1) or orig(self, *a)
+    try:
+        out = net.predict(scenes, features=feats)
+    finally:
+        type(net._prepared_maps).__call__ = orig
+    assert called
+    for a, b in zip(out, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(ref[0], net.predict(scenes[::-1], features=tuple(f.flip(0) for f in feats))[0])
+    net.trained_module()
+    assert net._prepared_maps is None
