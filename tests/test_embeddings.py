@@ -54,6 +54,11 @@ def test_lazy_compute_and_cache_roundtrip(tmp_path):
     assert enc.seen == ["ice cream"] and v.shape == (1, 8) and v.dtype == np.float32
     ne.get(np.array([1, 0]))
     assert enc.seen == ["ice cream", "apple"]  # only the missing one
+    half = ne.get(np.array([0, 1, 1]), dtype=np.float16)  # read without converting twice: the same values
+    assert half.dtype == np.float16
+    np.testing.assert_array_equal(half, ne.get(np.array([0, 1, 1])).astype(np.float16))
+    half[0] = 0  # a copy: the matrix is untouched
+    assert ne.get(np.array([0])).any()
     path = ne.save()
     assert path is not None and path.exists() and vocab_hash(kg) in path.name
     enc2 = CountingEncoder()

@@ -460,13 +460,15 @@ class NodeEmbeddings:
         self.save()
         return n
 
-    def get(self, ids: np.ndarray, compute_missing: bool = True) -> np.ndarray:
-        """Vectors of ``ids`` as float32 ``(len(ids), dim)``; missing ones are computed
+    def get(self, ids: np.ndarray, compute_missing: bool = True, dtype=np.float32) -> np.ndarray:
+        """Vectors of ``ids`` as ``(len(ids), dim)`` of ``dtype`` (default float32; float16
+        reads a float16 matrix without converting twice); missing ones are computed
         (``compute_missing``) or returned as zeros."""
         ids = np.asarray(ids, dtype=np.int64)
         if compute_missing and len(ids) and not self.done[ids].all():
             self.compute(ids)
-        return self.vectors[ids].astype(np.float32)
+        rows = self.vectors[ids]
+        return rows if rows.dtype == dtype else rows.astype(dtype)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Unit embeddings of free texts (questions), ``(len(texts), dim)`` float32.

@@ -103,7 +103,7 @@ class GenerativeFeatureBuilder:
 
     def _node_features(self, sg, names: list[str]) -> np.ndarray:
         if self.config.node_features == "retriever":
-            return self.retriever.embeddings.get(sg.node_id.numpy()).astype(np.float16)
+            return self.retriever.embeddings.get(sg.node_id.numpy(), dtype=np.float16)
         table = self.model.backbone.word_embeddings.weight
         rows = []
         with torch.no_grad():

@@ -171,7 +171,7 @@ class FeatureBuilder:
         if sg is not None and not sg.is_empty:
             names = list(sg.node_names)
             node_ids = sg.node_id.numpy()
-            x = self.retriever.embeddings.get(node_ids).astype(np.float16)
+            x = self.retriever.embeddings.get(node_ids, dtype=np.float16)
             box = np.zeros((len(names), 5), dtype=np.float32)
             for e in entities:
                 if e.box is not None and e.origin == "image":
