@@ -133,20 +133,37 @@ def test_batched_decoding_keeps_the_per_cell_rule(choice):
 
 
 def test_shipped_detector_finds_the_reference_entities_on_builtin_scenes():
-    """The engine's own detector on built-in val scenes, one at a time and 12 at once: the same
-    entities (concept, box, slot) and scores as the reference path."""
+    """The engine's own detector on built-in val scenes, one at a time and 12 at once: each of
+    its two networks (the cell heads over the frozen image network, also from maps given as
+    ``features``, and the fallback network) gives the same entities (concept, box, slot) and
+    scores as the reference path, and the pair takes the fallback's exactly for the scenes
+    the first is unsure of."""
     from ravlm_graph.datasets import load_builtin
 
     det = LayoutCellDetector.from_pretrained(SHIPPED)
     det.prepare_for_inference()
+    assert det.fallback is not None and det.backbone is not None and det.fallback.backbone is None
+    first = LayoutCellDetector(det.tagger, det.layouts, det.min_score, det.layout_choice)  # the same network alone
     images = [load_image(r.load_image()) for r in load_builtin("val")[:24]]
+    unsure = 0
     for batch in (1, 12):
         for s in range(0, len(images), batch):
             chunk = images[s:s + batch]
-            cells, layouts = _reference_probs(det.tagger, chunk)
-            want = _reference_decode(det, cells, layouts, [im.size for im in chunk])
-            got = _rows(det.detect_batch(chunk))
-            assert [[r[:1] + r[2:] for r in es] for es in got] == [[r[:1] + r[2:] for r in es] for es in want]
-            for g, w in zip(got, want):
-                assert [r[1] for r in g] == pytest.approx([r[1] for r in w], abs=1e-5, rel=0)
+            maps = det.backbone_features(det.tagger.images_to_tensor(chunk).float() / 255.0)
+            found = {}
+            for name, d, kw in (("first", first, {}), ("first, from maps", first, {"features": maps}),
+                                ("fallback", det.fallback, {})):
+                cells, layouts = _reference_probs(d.tagger, chunk)
+                want = _reference_decode(d, cells, layouts, [im.size for im in chunk])
+                got = _rows(d.detect_batch(chunk, **kw))
+                assert [[r[:1] + r[2:] for r in es] for es in got] == [[r[:1] + r[2:] for r in es] for es in want], name
+                for g, w in zip(got, want):
+                    assert [r[1] for r in g] == pytest.approx([r[1] for r in w], abs=1e-5, rel=0), name
+                found[name] = got
+            pair = _rows(det.detect_batch(chunk, features=maps))
+            for k, es in enumerate(found["first"]):
+                u = not es or min(r[1] for r in es) < det.fallback_below
+                unsure += u
+                assert pair[k] == (found["fallback"] if u else found["first, from maps"])[k]
+    assert 0 < unsure < 2 * len(images)  # both paths taken
     assert sum(len(es) for es in det.detect_batch(images)) >= len(images)
