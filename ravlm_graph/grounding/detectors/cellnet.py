@@ -217,7 +217,43 @@ def _cell_maxima(h, cols, rows, cells):
     return x.amax(2)
 
 
-class _PreparedCellNet:
+class _PreparedHeads:
+    """The per-cell pooling and the two heads of a cell network as plain tensor calls, shared by
+    both prepared networks below: each cell's weighted mean and maximum (by :func:`_cell_maxima`)
+    over a finer and a coarser map, the cell classifier and the layout head over the coarser map.
+    The same operations on the same weights as :func:`_pooled_cells`, so the same values."""
+
+    def __init__(self, net):
+        from torch import nn
+
+        head = [m for m in net.cell_head if isinstance(m, nn.Linear)]
+        self.head = [(m.weight, m.bias) for m in head]
+        self.cell_bias = net.cell_bias
+        self.layout = (net.layout_head.weight, net.layout_head.bias)
+        self.means = (net.mean_w8, net.mean_w16)
+        self.maxima = tuple(_max_indices(r, int(m.shape[1] ** 0.5)) if r is not None else None
+                            for r, m in ((net.rects8, net.max_m8), (net.rects16, net.max_m16)))
+        self.net = net
+
+    def cells(self, fine, coarse):
+        """(B, C8, s, s), (B, C16, s', s') -> cell logits (B, cells, K), layout logits (B, L)."""
+        import torch
+        from torch.nn import functional as F
+
+        parts = []
+        for m, mean_w, idx, name in zip((fine, coarse), self.means, self.maxima, ("8", "16")):
+            parts.append(torch.einsum("bcp,kp->bkc", m.flatten(2), mean_w))
+            if idx is None:  # a cell mask that is not a rectangle
+                parts.append(_pool(m, mean_w, getattr(self.net, f"max_m{name}"))[..., m.shape[1]:])
+            else:
+                parts.append(_cell_maxima(m, *idx))
+        (w1, b1), (w2, b2) = self.head
+        cell_logits = F.linear(torch.relu_(F.linear(torch.cat(parts, -1) + self.cell_bias, w1, b1)), w2, b2)
+        summary = F.adaptive_avg_pool2d(coarse, 4).flatten(1)
+        return cell_logits, F.linear(summary, *self.layout)
+
+
+class _PreparedCellNet(_PreparedHeads):
     """The forward pass of a from-scratch cell network with its batch norms folded
     (:func:`~ravlm_graph.utils.inference.for_cpu_inference`), as plain tensor calls: the same
     operations on the same weights as the module's forward (so the same values), without the
@@ -227,6 +263,7 @@ class _PreparedCellNet:
     def __init__(self, net):
         from torch import nn
 
+        super().__init__(net)
         self.stages = []
         for st in net.stages:
             convs = [m for m in st if isinstance(m, nn.Conv2d)]
@@ -240,14 +277,6 @@ class _PreparedCellNet:
                     raise ValueError("_PreparedCellNet: unexpected block layout (batch norms not folded?)")
                 steps.append((_conv_args(cs[0]), _conv_args(cs[1])))
             self.stages.append((_conv_args(convs[0]), steps))
-        head = [m for m in net.cell_head if isinstance(m, nn.Linear)]
-        self.head = [(m.weight, m.bias) for m in head]
-        self.cell_bias = net.cell_bias
-        self.layout = (net.layout_head.weight, net.layout_head.bias)
-        self.mean_w8, self.mean_w16 = net.mean_w8, net.mean_w16
-        self.max8 = _max_indices(net.rects8, int(net.max_m8.shape[1] ** 0.5)) if net.rects8 is not None else None
-        self.max16 = _max_indices(net.rects16, int(net.max_m16.shape[1] ** 0.5)) if net.rects16 is not None else None
-        self.net = net
 
     def __call__(self, x):
         import torch
@@ -260,20 +289,10 @@ class _PreparedCellNet:
                 y = F.conv2d(torch.relu_(F.conv2d(h, w1, b1, s1, p1)), w2, b2, s2, p2)
                 h = torch.relu_(y.add_(h))  # the block's relu(x + body(x))
             maps.append(h)
-        parts = []
-        for m, mean_w, idx, name in ((maps[2], self.mean_w8, self.max8, "8"), (maps[3], self.mean_w16, self.max16, "16")):
-            parts.append(torch.einsum("bcp,kp->bkc", m.flatten(2), mean_w))
-            if idx is None:  # a cell mask that is not a rectangle
-                parts.append(_pool(m, mean_w, getattr(self.net, f"max_m{name}"))[..., m.shape[1]:])
-            else:
-                parts.append(_cell_maxima(m, *idx))
-        (w1, b1), (w2, b2) = self.head
-        cell_logits = F.linear(torch.relu_(F.linear(torch.cat(parts, -1) + self.cell_bias, w1, b1)), w2, b2)
-        summary = F.adaptive_avg_pool2d(maps[3], 4).flatten(1)
-        return cell_logits, F.linear(summary, *self.layout)
+        return self.cells(maps[2], maps[3])
 
 
-class _PreparedBackboneCells:
+class _PreparedBackboneCells(_PreparedHeads):
     """The trained part of a backbone cell network (its two map adapters, the per-cell pooling
     and the heads) with its batch norms folded, as plain tensor calls over the frozen
     network's maps: the same operations on the same weights as ``from_maps`` (so the same
@@ -283,38 +302,20 @@ class _PreparedBackboneCells:
     def __init__(self, net):
         from torch import nn
 
-        convs = []
+        super().__init__(net)
+        self.convs = []
         for seq in (net.adapt16, net.adapt32):
             cs = [m for m in seq if isinstance(m, nn.Conv2d)]
             if len(cs) != 1 or any(not isinstance(m, (nn.Conv2d, nn.Identity, nn.ReLU)) for m in seq):
                 raise ValueError("_PreparedBackboneCells: unexpected adapter layout (batch norms not folded?)")
-            convs.append(_conv_args(cs[0]))
-        self.convs = convs
-        head = [m for m in net.cell_head if isinstance(m, nn.Linear)]
-        self.head = [(m.weight, m.bias) for m in head]
-        self.cell_bias = net.cell_bias
-        self.layout = (net.layout_head.weight, net.layout_head.bias)
-        self.means = (net.mean_w8, net.mean_w16)
-        self.maxima = tuple(_max_indices(r, int(m.shape[1] ** 0.5)) if r is not None else None
-                            for r, m in ((net.rects8, net.max_m8), (net.rects16, net.max_m16)))
-        self.net = net
+            self.convs.append(_conv_args(cs[0]))
 
     def __call__(self, f16, fhead):
         import torch
         from torch.nn import functional as F
 
-        maps = [torch.relu_(F.conv2d(x, w, b, stride, pad)) for x, (w, b, stride, pad) in zip((f16, fhead), self.convs)]
-        parts = []
-        for m, mean_w, idx, name in zip(maps, self.means, self.maxima, ("8", "16")):
-            parts.append(torch.einsum("bcp,kp->bkc", m.flatten(2), mean_w))
-            if idx is None:  # a cell mask that is not a rectangle
-                parts.append(_pool(m, mean_w, getattr(self.net, f"max_m{name}"))[..., m.shape[1]:])
-            else:
-                parts.append(_cell_maxima(m, *idx))
-        (w1, b1), (w2, b2) = self.head
-        cell_logits = F.linear(torch.relu_(F.linear(torch.cat(parts, -1) + self.cell_bias, w1, b1)), w2, b2)
-        summary = F.adaptive_avg_pool2d(maps[1], 4).flatten(1)
-        return cell_logits, F.linear(summary, *self.layout)
+        fine, coarse = (torch.relu_(F.conv2d(x, w, b, stride, pad)) for x, (w, b, stride, pad) in zip((f16, fhead), self.convs))
+        return self.cells(fine, coarse)
 
 
 def _conv_args(conv):
