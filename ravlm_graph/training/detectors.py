@@ -344,7 +344,8 @@ def train_layout_detector(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequen
     frozen pretrained network and trains only the cell heads over its maps (``channels[2:]`` are
     then the heads' adapter widths; see :class:`CellNetConfig`). ``init_from`` (cell networks only) starts from the weights of a saved cell-net detector folder
     with the same concepts, layouts and architecture (fine-tuning, e.g. on scenes of more
-    drawing styles) instead of random weights.
+    drawing styles) instead of random weights; a fallback that detector has (see
+    :class:`LayoutCellDetector`) is kept, unchanged, with its threshold.
     """
     if scorer not in ("crops", "cell_net"):
         raise ValueError(f"train_layout_detector: expected scorer 'crops' or 'cell_net', found {scorer!r}")
@@ -357,8 +358,11 @@ def train_layout_detector(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequen
         vocab = tuple(sorted(set(concepts))) + (NONE,)
         net = CellNet(CellNetConfig(concepts=vocab, layouts=layouts, image_size=image_size, channels=tuple(channels),
                                     blocks=tuple(blocks), hidden=hidden, backbone=backbone), seed=seed)
+        fallback = {}
         if init_from is not None:
             start = LayoutCellDetector.from_pretrained(init_from)
+            if start.fallback is not None:  # only the first network is fine-tuned
+                fallback = {"fallback": start.fallback, "fallback_below": start.fallback_below}
             if not start.cell_net:
                 raise ValueError(f"train_layout_detector: init_from {init_from!r} holds a crop tagger, not a cell network")
             theirs, ours = start.tagger.config, net.config
@@ -378,7 +382,7 @@ def train_layout_detector(scenes: Sequence[tuple[Any, Sequence[tuple[str, Sequen
                            replace(cfg, lr_schedule="cosine", warmup_ratio=0.02, grad_clip=5.0), augment=jitter)
         log.info("train_layout_detector: %d scenes, %d concepts, loss %.4f -> %.4f in %.0f s", len(scenes),
                  len(vocab) - 1, res.losses[0], res.losses[-1], res.seconds)
-        return LayoutCellDetector(net, layouts, min_score=min_score, layout_choice=layout_choice)
+        return LayoutCellDetector(net, layouts, min_score=min_score, layout_choice=layout_choice, **fallback)
     crops, labels, vocab = LayoutCellDetector.training_crops(scenes, concepts, negatives_per_scene=negatives_per_scene,
                                                              seed=seed, jitter=jitter)
     if features is not None:

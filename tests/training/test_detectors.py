@@ -116,6 +116,14 @@ def test_cell_net_fine_tunes_from_a_saved_detector_of_the_same_shape(tmp_path):
     fresh = train_layout_detector(train, [c for _, c in POOL], epochs=1, lr=1e-12, **{**kw, "seed": 7})
     conv = next(k for k, v in theirs.items() if v.dim() == 4)
     assert not torch.allclose(fresh.tagger.model.state_dict()[conv], theirs[conv])  # without init_from: new weights
+    assert tuned.fallback is None
+    # a detector with a fallback: the first network is fine-tuned, the fallback kept as it was
+    LayoutCellDetector(first.tagger, fallback=fresh, fallback_below=0.4).save_pretrained(tmp_path / "pair")
+    again = train_layout_detector(train, [c for _, c in POOL], epochs=1, lr=1e-12, init_from=str(tmp_path / "pair"),
+                                  **{**kw, "seed": 7})
+    assert again.fallback is not None and again.fallback_below == 0.4
+    fb = fresh.tagger.model.state_dict()
+    assert all(torch.equal(v, fb[k]) for k, v in again.fallback.tagger.model.state_dict().items())
     with pytest.raises(ValueError, match="differs in hidden"):
         train_layout_detector(train, [c for _, c in POOL], epochs=1, init_from=str(tmp_path / "first"),
                               **{**kw, "hidden": 16})
