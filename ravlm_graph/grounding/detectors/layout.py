@@ -354,7 +354,7 @@ class LayoutCellDetector(ImageEntityDetector):
         return out
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> "LayoutCellDetector":
+    def from_pretrained(cls, path: str | Path, *, _as_fallback: bool = False) -> "LayoutCellDetector":
         """Load a folder written by :meth:`save_pretrained` (any format version up to the current one)."""
         path = Path(path)
         p = path / DETECTOR_FILE
@@ -381,6 +381,8 @@ class LayoutCellDetector(ImageEntityDetector):
         fallback, below = None, 0.7
         fb = meta.get("fallback")
         if fb is not None:
+            if _as_fallback:  # checked before reading further: a folder cannot loop back into itself
+                raise ValueError(f"{p}: a fallback detector with a fallback of its own (one level only)")
             if not isinstance(fb, dict) or not isinstance(fb.get("path"), str):
                 raise ValueError(f"{p}: expected \"fallback\" as {{\"path\": folder, \"below\": score}}, found {fb!r}")
             name = fb["path"]
@@ -388,7 +390,7 @@ class LayoutCellDetector(ImageEntityDetector):
                 raise ValueError(f"{p}: the fallback folder must be a subfolder name, found {name!r}")
             if not (path / name).is_dir():
                 raise FileNotFoundError(f"{p}: names the fallback folder {name!r}, which is missing")
-            fallback = cls.from_pretrained(path / name)
+            fallback = cls.from_pretrained(path / name, _as_fallback=True)
             below = fb.get("below", 0.7)
         return cls(tagger, meta.get("layouts"), float(meta.get("min_score", 0.2)),
                    meta.get("layout_choice", "cells"), fallback=fallback, fallback_below=below)

@@ -89,6 +89,15 @@ def test_bad_fallbacks_are_refused(tmp_path):
         p.write_text(json.dumps({**meta, "fallback": entry}))
         with pytest.raises((ValueError, FileNotFoundError), match=err):
             LayoutCellDetector.from_pretrained(tmp_path / "det")
+    # a fallback folder that leads back to the detector itself (a link) is refused, not followed forever
+    import os
+    import shutil
+
+    shutil.rmtree(tmp_path / "det" / "fallback")
+    os.symlink(tmp_path / "det", tmp_path / "det" / "fallback")
+    p.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="one level only"):
+        LayoutCellDetector.from_pretrained(tmp_path / "det")
     p.write_text(json.dumps({**meta, "format_version": 4}))
     with pytest.raises(ValueError, match="newer than this code reads"):
         LayoutCellDetector.from_pretrained(tmp_path / "det")
