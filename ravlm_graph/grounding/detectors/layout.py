@@ -220,10 +220,9 @@ class LayoutCellDetector(ImageEntityDetector):
         if not redo:
             return
         fb = self.fallback
-        px = None
-        if pixels is not None and fb.cell_net and fb.image_size == self.image_size and fb.backbone is None:
-            px = pixels[redo]  # the same conversion of the same scenes
-        again = fb.detect_batch([loaded[i] for i in redo], on_error=on_error, pixels=px)
+        same = pixels is not None and fb.cell_net and fb.image_size == self.image_size
+        again = fb.detect_batch([loaded[i] for i in redo], on_error=on_error,
+                                pixels=pixels[redo] if same else None)  # the same conversion of the same scenes
         for i, ents in zip(redo, again):
             out[i] = ents
 
