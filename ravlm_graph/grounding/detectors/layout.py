@@ -377,7 +377,7 @@ class LayoutCellDetector(ImageEntityDetector):
         else:
             tagger = FeatureTagger.from_pretrained(path) if is_feature_tagger_folder(path) else \
                 TrainableTagger.from_pretrained(path)
-        fallback, below = None, 0.7
+        extra = {}  # the fallback and its threshold (the constructor's default when unsaid)
         fb = meta.get("fallback")
         if fb is not None:
             if _as_fallback:  # checked before reading further: a folder cannot loop back into itself
@@ -389,10 +389,11 @@ class LayoutCellDetector(ImageEntityDetector):
                 raise ValueError(f"{p}: the fallback folder must be a subfolder name, found {name!r}")
             if not (path / name).is_dir():
                 raise FileNotFoundError(f"{p}: names the fallback folder {name!r}, which is missing")
-            fallback = cls.from_pretrained(path / name, _as_fallback=True)
-            below = fb.get("below", 0.7)
+            extra["fallback"] = cls.from_pretrained(path / name, _as_fallback=True)
+            if "below" in fb:
+                extra["fallback_below"] = fb["below"]
         return cls(tagger, meta.get("layouts"), float(meta.get("min_score", 0.2)),
-                   meta.get("layout_choice", "cells"), fallback=fallback, fallback_below=below)
+                   meta.get("layout_choice", "cells"), **extra)
 
 
 def _jitter(im, rng: random.Random):
