@@ -29,6 +29,12 @@ with each of these saved layout-cell detector folders instead of its own (same m
 retrieval and questions; e.g. a cell network over the model's own frozen EfficientNet-lite0,
 which the engine then runs once for both).
 
+``--floor`` also times the KG engine with parts taken out, to show how far the design is from
+the target without them: its detector without the fallback network (a setting a user can
+choose: ``LayoutCellDetector.fallback = None``), without message passing (the GNN's layers
+skipped: a speed probe only, the trained model's answers need them, so its accuracy is shown
+to make that plain), both, and both with 64 nodes.
+
 Every question is timed as a new one: its vector for retrieval is encoded in each round
 (the engine encodes a batch's questions at once), not read from the disk cache that keeps
 the vectors of questions asked before; ``--cached-questions`` measures repeated questions
@@ -91,6 +97,36 @@ def _set_tokens(engine, tokens: int) -> None:
     engine.model.fusion.projector.inference_tokens = tokens
 
 
+PROBES = ("", "no fallback", "no message passing", "no fallback, no message passing")
+
+
+class _Probe:
+    """A ``--floor`` variant of the KG engine for the duration of a ``with`` block: the
+    detector's fallback and/or the GNN's message-passing layers taken out, then put back."""
+
+    def __init__(self, engine, probe: str):
+        self.engine, self.probe = engine, probe
+
+    def __enter__(self):
+        det, gnn = self.engine.detector, getattr(self.engine.model, "gnn", None)
+        self.saved = (getattr(det, "fallback", None), getattr(gnn, "layers", None))
+        if "no fallback" in self.probe and det is not None:
+            det.fallback = None
+        if "no message passing" in self.probe and gnn is not None:
+            from torch import nn
+
+            gnn.layers = nn.ModuleList()
+        return self
+
+    def __exit__(self, *exc):
+        det, gnn = self.engine.detector, getattr(self.engine.model, "gnn", None)
+        if det is not None and hasattr(det, "fallback"):
+            det.fallback = self.saved[0]
+        if gnn is not None and self.saved[1] is not None:
+            gnn.layers = self.saved[1]
+        return False
+
+
 def _median_round(rounds: list[dict]) -> dict:
     """The round with the median wall time per question, with the median CPU time and every
     round's wall times (``rounds_ms``)."""
@@ -124,6 +160,9 @@ def main(argv=None) -> int:
                    help="also run the KG engine with these numbers of graph tokens (accuracy shown next to speed)")
     p.add_argument("--detectors", type=existing_dir, nargs="+", default=None,
                    help="also run the KG engine with these layout-cell detector folders instead of its own")
+    p.add_argument("--floor", action="store_true",
+                   help="also time the KG engine without its detector's fallback, without message passing "
+                        "(a speed probe), both, and both at 64 nodes")
     p.add_argument("--split", default="val", choices=BUILTIN_SPLITS, help="built-in split to answer (default val)")
     p.add_argument("--given-entities", action="store_true", help="the scenes' objects instead of the detector")
     p.add_argument("--cached-questions", action="store_true",
@@ -132,6 +171,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.detectors and args.given_entities:
         p.error("--detectors: the detector is not used with --given-entities")
+    if args.floor and args.given_entities:
+        p.error("--floor: its probes take out the detector's fallback, which --given-entities does not run")
     if args.kg_cache and Path(args.kg_cache).exists() and not Path(args.kg_cache).is_dir():
         p.error(f"--kg-cache {args.kg_cache}: not a folder")
     for name in ("kg", "nokg"):
@@ -169,10 +210,12 @@ def main(argv=None) -> int:
             det = LayoutCellDetector.from_pretrained(folder)
             det.prepare_for_inference()
             engines.append(KnowledgeVQA(kg.model, kg.config, kg=kg.kg, retriever=kg.retriever, detector=det))
-    settings = [(own, own_tokens, 0)] + [(b, own_tokens, 0) for b in (args.budgets or []) if b != own] \
-        + [(own, t, 0) for t in (args.graph_tokens or []) if t != own_tokens] \
-        + [(own, own_tokens, i) for i in range(1, len(engines))]
-    for b in sorted({b for b, _, _ in settings}):  # warm-up: lazy imports, node embeddings of every subgraph cached
+    settings = [(own, own_tokens, 0, "")] + [(b, own_tokens, 0, "") for b in (args.budgets or []) if b != own] \
+        + [(own, t, 0, "") for t in (args.graph_tokens or []) if t != own_tokens] \
+        + [(own, own_tokens, i, "") for i in range(1, len(engines))]
+    if args.floor:
+        settings += [(own, own_tokens, 0, pr) for pr in PROBES[1:]] + [(min(own, 64), own_tokens, 0, PROBES[-1])]
+    for b in sorted({b for b, _, _, _ in settings}):  # warm-up: lazy imports, node embeddings of every subgraph cached
         _set_budget(kg, b)
         run(kg, recs, 16, given, images)
     for e in engines[1:]:
@@ -192,21 +235,26 @@ def main(argv=None) -> int:
         nokg_rounds, kg_rounds = [], {s: [] for s in settings}
         for _ in range(args.rounds):
             nokg_rounds.append(run(nokg, recs, b, None, images))
-            for budget, tokens, e in settings:
+            for budget, tokens, e, probe in settings:
                 _set_budget(kg, budget)  # the engines share the model and the retriever
                 _set_tokens(kg, tokens)
-                kg_rounds[(budget, tokens, e)].append(run(engines[e], recs, b, given, images))
+                with _Probe(engines[e], probe):
+                    kg_rounds[(budget, tokens, e, probe)].append(run(engines[e], recs, b, given, images))
         c = _median_round(nokg_rounds)
         out[str(b)] = {"nokg": c}
         print(f"{b:>5} {'no KG':<29} {c['questions_per_s']:>7.1f} {c['ms_per_question']:>8.1f} "
               f"{c['cpu_ms_per_question']:>9.1f} {100 * c['accuracy']:>5.1f}%  {c['stages_ms']}")
-        for budget, tokens, e in settings:
-            a = _median_round(kg_rounds[(budget, tokens, e)])
+        for budget, tokens, e, probe in settings:
+            a = _median_round(kg_rounds[(budget, tokens, e, probe)])
             overhead = (a["ms_per_question"] - c["ms_per_question"]) / c["ms_per_question"]
             cpu_overhead = (a["cpu_ms_per_question"] - c["cpu_ms_per_question"]) / c["cpu_ms_per_question"]
-            key = f"kg_budget{budget}_tokens{tokens}" + (f"_detector{e}" if e else "")
+            key = f"kg_budget{budget}_tokens{tokens}" + (f"_detector{e}" if e else "") \
+                + (f"_probe_{probe.replace(', ', '_').replace(' ', '_')}" if probe else "")
             out[str(b)][key] = {**a, "kg_overhead": overhead, "kg_cpu_overhead": cpu_overhead}
             name = f"KG, {budget} nodes, {tokens} tok" + (f", det {e}" if e else "")
+            if probe:
+                print(f"{b:>5} {'':<29} probe: {probe}" + (" (speed only: the trained model's answers need "
+                                                             "message passing)" if "passing" in probe else ""))
             print(f"{b:>5} {name:<29} {a['questions_per_s']:>7.1f} {a['ms_per_question']:>8.1f} "
                   f"{a['cpu_ms_per_question']:>9.1f} {100 * a['accuracy']:>5.1f}%  {a['stages_ms']}")
             print(f"{b:>5} {'':<29} KG path overhead: wall {_verdict(overhead)}; CPU {_verdict(cpu_overhead)}")

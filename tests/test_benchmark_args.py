@@ -65,6 +65,7 @@ CASES = [
     ("bench_inference", ["--kg", "{dir}"], "engine"),
     ("bench_inference", ["--detectors", "{missing}"], "--detectors"),
     ("bench_inference", ["--detectors", str(ENGINE / "detector"), "--given-entities"], "--given-entities"),
+    ("bench_inference", ["--floor", "--given-entities"], "--floor"),
     ("bench_ingest", ["--scales", "-1"], "--scales"),
     ("bench_ingest", ["--json", "{missing_dir_file}"], "--json"),
     ("bench_label_mapping", ["--min-degree", "-1"], "--min-degree"),
