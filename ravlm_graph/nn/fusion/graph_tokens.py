@@ -83,6 +83,8 @@ class GraphTokenProjector(nn.Module):
         if self.pooled:
             return self._pooled(node_states, batch, counts, graph_state)
         t = max(1, min(self.active_tokens, int(counts.max()) if b else 0))
+        if b == 1 and n:  # one graph (one question): the same choice with fewer operations
+            return self._one_graph(node_states, relevance, origin, t)
         # Order: by graph, seeds first, then by decreasing relevance, ties by node order. Two
         # stable sorts (relevance, then graph and seed together) give the same order as three.
         order = torch.argsort(-relevance.float(), stable=True) if relevance is not None \
@@ -103,6 +105,20 @@ class GraphTokenProjector(nn.Module):
                   else node_states.new_zeros(b, t, self.graph_dim))
         tokens = self.mlp(picked) * mask.unsqueeze(-1)  # (B, T, D)
         return GraphTokens(tokens=tokens, mask=mask, node_index=node_index)
+
+    def _one_graph(self, node_states, relevance, origin, t: int) -> GraphTokens:
+        """:meth:`forward` for a batch of one non-empty graph (``t`` <= its node count): every
+        token is real, so no slot bookkeeping; the same nodes in the same order, the same
+        tokens."""
+        n, dev = node_states.shape[0], node_states.device
+        order = torch.argsort(-relevance.float(), stable=True) if relevance is not None \
+            else torch.arange(n, device=dev)  # best first
+        if origin is not None:  # seeds first, ranks kept
+            order = order.index_select(0, torch.argsort((origin.index_select(0, order) <= 0).long(), stable=True))
+        top = order[:t]
+        tokens = self.mlp(node_states.index_select(0, top)).unsqueeze(0)  # (1, T, D)
+        return GraphTokens(tokens=tokens, mask=torch.ones(1, t, dtype=torch.bool, device=dev),
+                           node_index=top.view(1, t))
 
     @property
     def active_tokens(self) -> int:
@@ -192,6 +208,17 @@ def inject_graph_tokens(input_embeds: torch.Tensor, input_ids: torch.Tensor, kg_
         raise ValueError(f"inject_graph_tokens: expected attention_mask of shape ({b}, {length}), "
                          f"found {_shape(attention_mask)}")
     mask = mask.bool()
+    if b == 1:  # one row: slices and a concatenation (the same values)
+        row = input_ids[0].tolist()
+        if row.count(kg_token_id) == 1 and bool(mask.all()):
+            p = row.index(kg_token_id)
+            dev = input_embeds.device
+            embeds = torch.cat([input_embeds[:, :p], tokens.to(input_embeds.dtype), input_embeds[:, p + 1:]], 1)
+            am = (attention_mask.long() if attention_mask is not None
+                  else torch.ones(1, length, dtype=torch.long, device=dev))
+            out_mask = torch.cat([am[:, :p], am.new_ones(1, t), am[:, p + 1:]], 1)
+            return InjectedGraphTokens(embeds=embeds, attention_mask=out_mask,
+                                       positions=torch.arange(p, p + t, device=dev).unsqueeze(0))
     is_kg = input_ids == kg_token_id  # (B, L)
     counts = is_kg.sum(1)  # (B,)
     if not bool((counts == 1).all()):

@@ -435,3 +435,45 @@ def test_folded_pointer_logits_match_the_explicit_keys(tiny, fusion, seed_keys):
     with torch.no_grad():
         solo = m(collate([empty], m.config, with_targets=False))
     assert solo.pointer_logits is None and not solo.copy_prob.any()
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 40])
+@pytest.mark.parametrize("with_relevance,with_origin", [(True, True), (True, False), (False, True), (False, False)])
+def test_graph_token_choice_of_one_graph_matches_three_sorts(size, with_relevance, with_origin):
+    """One question (a batch of one graph) takes the projector's short path: the same nodes
+    in the same order and the same tokens as the reference sorts."""
+    g = random_batch(torch.Generator().manual_seed(size), [size], 8, 5)
+    g.node_relevance = torch.round(g.node_relevance * 3) / 3  # ties, broken by node order
+    rel = g.node_relevance if with_relevance else None
+    origin = g.origin if with_origin else None
+    for num_tokens in (1, 2, 3, 32):
+        proj = GraphTokenProjector(8, 12, num_tokens=num_tokens)
+        out = proj(g.x, g.batch, rel, origin, num_graphs=1)
+        t = max(1, min(num_tokens, size))
+        ref = ref_node_index(size, g.batch, rel, origin, 1, t)
+        assert torch.equal(out.node_index, ref) and out.mask.all() and out.mask.shape == (1, t)
+        assert torch.equal(out.tokens, proj.mlp(g.x[ref]) * (ref >= 0).unsqueeze(-1))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_inject_graph_tokens_into_one_row_matches_the_masked_index_puts(seed):
+    """A batch of one row takes inject_graph_tokens' short path when all its tokens are real;
+    a row with padded tokens, or without exactly one placeholder, takes the general one."""
+    gen = torch.Generator().manual_seed(seed)
+    length, t, d = 9, 3, 5
+    ids = torch.randint(10, 20, (1, length), generator=gen)
+    ids[0, seed % length] = 1
+    embeds = torch.randn(1, length, d, generator=gen)
+    tokens = torch.randn(1, t, d, generator=gen)
+    att = (torch.rand(1, length, generator=gen) > 0.2).long()
+    for mask in (torch.ones(1, t, dtype=torch.bool), torch.tensor([[True, False, True]])):
+        for a in (att, None):
+            out = inject_graph_tokens(embeds, ids, 1, GraphTokens(tokens=tokens, mask=mask, node_index=mask.long()),
+                                      attention_mask=a)
+            ref = ref_inject(embeds, ids, 1, tokens, mask, a)
+            assert torch.equal(out.embeds, ref[0]) and torch.equal(out.attention_mask, ref[1])
+            assert torch.equal(out.positions, ref[2])
+    for bad in (torch.full_like(ids, 11), torch.ones_like(ids)):
+        with pytest.raises(ValueError, match="row 0"):
+            inject_graph_tokens(embeds, bad, 1, GraphTokens(tokens=tokens, mask=torch.ones(1, t, dtype=torch.bool),
+                                                             node_index=torch.zeros(1, t, dtype=torch.long)))
