@@ -291,6 +291,11 @@ class PhotoDetector(ImageEntityDetector):
                         raise FileNotFoundError(f"{p}: SSD model file not found")
             else:
                 pb, txt = packaged_ssd_files()
+            if not callable(getattr(cv2.dnn, "readNetFromTensorflow", None)):
+                # OpenCV 5 dropped its TensorFlow importer: the SSD graph cannot be read
+                raise ImportError(f"photo detector boxes: OpenCV {cv2.__version__} cannot read the SSD's TensorFlow "
+                                  f"graph (its TensorFlow importer was removed in OpenCV 5); expected "
+                                  f"opencv-python-headless < 5 (pip install 'ravlm-graph[{PHOTO_EXTRA}]' pins it)")
             try:
                 self._net = cv2.dnn.readNetFromTensorflow(str(pb), str(txt))
             except cv2.error as e:

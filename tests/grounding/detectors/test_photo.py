@@ -162,3 +162,19 @@ def test_every_shipped_photo(both):
     assert seen["grass"] == set()
     assert all(seen[k] for k in seen if k != "grass"), seen
     assert "person" in seen["astronaut"] and "daisy" in seen["flower"]
+
+
+def test_an_opencv_without_the_tensorflow_importer_is_named(monkeypatch):
+    """OpenCV 5 dropped ``cv2.dnn.readNetFromTensorflow``: the detector says which version it
+    found and what it needs, instead of an AttributeError."""
+    import types
+
+    from ravlm_graph.grounding.detectors import photo
+
+    fake = types.SimpleNamespace(__version__="5.1.0", dnn=types.SimpleNamespace(readNetFromONNX=lambda *a: None),
+                                 error=RuntimeError)
+    monkeypatch.setattr(photo, "_import_cv2", lambda: fake)
+    monkeypatch.setattr(photo, "packaged_ssd_files", lambda: (Path("g.pb"), Path("g.pbtxt")))
+    det = PhotoDetector(PhotoDetectorConfig(tags=False, box_tags=False))
+    with pytest.raises(ImportError, match=r"OpenCV 5\.1\.0 .*opencv-python-headless < 5"):
+        det._ssd()
