@@ -227,6 +227,16 @@ def test_graph_token_choice_matches_three_sorts(sizes, with_relevance, with_orig
         assert torch.equal(out.tokens, proj.mlp(picked) * (ref >= 0).unsqueeze(-1))
 
 
+def _assert_inject_matches_reference(embeds, ids, tokens, mask, att):
+    """inject_graph_tokens (placeholder id 1) equals ref_inject, with ``att`` and without a mask."""
+    for a in (att, None):
+        out = inject_graph_tokens(embeds, ids, 1, GraphTokens(tokens=tokens, mask=mask, node_index=mask.long()),
+                                  attention_mask=a)
+        ref = ref_inject(embeds, ids, 1, tokens, mask, a)
+        assert torch.equal(out.embeds, ref[0]) and torch.equal(out.attention_mask, ref[1])
+        assert torch.equal(out.positions, ref[2])
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_inject_graph_tokens_matches_the_masked_index_puts(seed):
     gen = torch.Generator().manual_seed(seed)
@@ -238,12 +248,7 @@ def test_inject_graph_tokens_matches_the_masked_index_puts(seed):
     tokens = torch.randn(b, t, d, generator=gen)
     mask = torch.rand(b, t, generator=gen) > 0.4  # real tokens anywhere in the row, not only first
     att = (torch.rand(b, length, generator=gen) > 0.2).long()
-    for a in (att, None):
-        out = inject_graph_tokens(embeds, ids, 1, GraphTokens(tokens=tokens, mask=mask, node_index=mask.long()),
-                                  attention_mask=a)
-        ref = ref_inject(embeds, ids, 1, tokens, mask, a)
-        assert torch.equal(out.embeds, ref[0]) and torch.equal(out.attention_mask, ref[1])
-        assert torch.equal(out.positions, ref[2])
+    _assert_inject_matches_reference(embeds, ids, tokens, mask, att)
     bad = ids.clone()
     bad[1, :] = 11
     with pytest.raises(ValueError, match="row 1"):
@@ -467,12 +472,7 @@ def test_inject_graph_tokens_into_one_row_matches_the_masked_index_puts(seed):
     tokens = torch.randn(1, t, d, generator=gen)
     att = (torch.rand(1, length, generator=gen) > 0.2).long()
     for mask in (torch.ones(1, t, dtype=torch.bool), torch.tensor([[True, False, True]])):
-        for a in (att, None):
-            out = inject_graph_tokens(embeds, ids, 1, GraphTokens(tokens=tokens, mask=mask, node_index=mask.long()),
-                                      attention_mask=a)
-            ref = ref_inject(embeds, ids, 1, tokens, mask, a)
-            assert torch.equal(out.embeds, ref[0]) and torch.equal(out.attention_mask, ref[1])
-            assert torch.equal(out.positions, ref[2])
+        _assert_inject_matches_reference(embeds, ids, tokens, mask, att)
     for bad in (torch.full_like(ids, 11), torch.ones_like(ids)):
         with pytest.raises(ValueError, match="row 0"):
             inject_graph_tokens(embeds, bad, 1, GraphTokens(tokens=tokens, mask=torch.ones(1, t, dtype=torch.bool),
