@@ -110,7 +110,7 @@ class _Probe:
     def __enter__(self):
         det, gnn = self.engine.detector, getattr(self.engine.model, "gnn", None)
         self.saved = (getattr(det, "fallback", None), getattr(gnn, "layers", None))
-        if "no fallback" in self.probe and det is not None:
+        if "no fallback" in self.probe and hasattr(det, "fallback"):
             det.fallback = None
         if "no message passing" in self.probe and gnn is not None:
             from torch import nn

@@ -41,3 +41,11 @@ def test_probe_on_an_engine_without_detector_or_gnn():
     with _Probe(eng, PROBES[-1]):
         pass
     assert eng.detector is None
+
+
+def test_probe_leaves_a_detector_without_fallback_as_it_was():
+    det = SimpleNamespace(threshold=0.5)
+    eng = SimpleNamespace(detector=det, model=SimpleNamespace())
+    with _Probe(eng, "no fallback"):
+        assert not hasattr(det, "fallback")
+    assert vars(det) == {"threshold": 0.5}

@@ -83,12 +83,12 @@ class GraphTokenProjector(nn.Module):
         if self.pooled:
             return self._pooled(node_states, batch, counts, graph_state)
         t = max(1, min(self.active_tokens, int(counts.max()) if b else 0))
-        if b == 1 and n:  # one graph (one question): the same choice with fewer operations
-            return self._one_graph(node_states, relevance, origin, t)
         # Order: by graph, seeds first, then by decreasing relevance, ties by node order. Two
         # stable sorts (relevance, then graph and seed together) give the same order as three.
         order = torch.argsort(-relevance.float(), stable=True) if relevance is not None \
             else torch.arange(n, device=dev)  # best first
+        if b == 1 and n:  # one graph (one question): the same choice with fewer operations
+            return self._one_graph(node_states, order, origin, t)
         group = batch.index_select(0, order)
         if origin is not None:
             group = group * 2 + (origin.index_select(0, order) <= 0).long()  # seeds first within a graph
@@ -106,13 +106,11 @@ class GraphTokenProjector(nn.Module):
         tokens = self.mlp(picked) * mask.unsqueeze(-1)  # (B, T, D)
         return GraphTokens(tokens=tokens, mask=mask, node_index=node_index)
 
-    def _one_graph(self, node_states, relevance, origin, t: int) -> GraphTokens:
-        """:meth:`forward` for a batch of one non-empty graph (``t`` <= its node count): every
-        token is real, so no slot bookkeeping; the same nodes in the same order, the same
-        tokens."""
-        n, dev = node_states.shape[0], node_states.device
-        order = torch.argsort(-relevance.float(), stable=True) if relevance is not None \
-            else torch.arange(n, device=dev)  # best first
+    def _one_graph(self, node_states, order, origin, t: int) -> GraphTokens:
+        """:meth:`forward` for a batch of one non-empty graph (``t`` <= its node count), its
+        nodes in ``order`` (best first): every token is real, so no slot bookkeeping; the same
+        nodes in the same order, the same tokens."""
+        dev = node_states.device
         if origin is not None:  # seeds first, ranks kept
             order = order.index_select(0, torch.argsort((origin.index_select(0, order) <= 0).long(), stable=True))
         top = order[:t]
