@@ -1,7 +1,7 @@
 """Inference speed: the KG engine vs the same model family without the KG, in one run.
 
     .venv/bin/python benchmarks/bench_inference.py [--kg ENGINE] [--nokg ENGINE] [--n 64] [--batch 1 16]
-        [--split val] [--threads 2] [--rounds 3] [--budgets 48 24] [--graph-tokens 8 4]
+        [--split val] [--threads 2] [--rounds 3] [--budgets 48 24] [--graph-tokens 8 4] [--floor]
 
 For each batch size, answers the first ``--n`` questions of a built-in split (``val`` by
 default: the options below change accuracy, and settings are never chosen on a test split)
