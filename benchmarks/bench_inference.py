@@ -108,7 +108,8 @@ class _Probe:
         self.engine, self.probe = engine, probe
 
     def __enter__(self):
-        det, gnn = self.engine.detector, getattr(self.engine.model, "gnn", None)
+        self.det = det = self.engine.detector
+        self.gnn = gnn = getattr(self.engine.model, "gnn", None)
         self.saved = (getattr(det, "fallback", None), getattr(gnn, "layers", None))
         if "no fallback" in self.probe and hasattr(det, "fallback"):
             det.fallback = None
@@ -119,11 +120,10 @@ class _Probe:
         return self
 
     def __exit__(self, *exc):
-        det, gnn = self.engine.detector, getattr(self.engine.model, "gnn", None)
-        if det is not None and hasattr(det, "fallback"):
-            det.fallback = self.saved[0]
-        if gnn is not None and self.saved[1] is not None:
-            gnn.layers = self.saved[1]
+        if hasattr(self.det, "fallback"):
+            self.det.fallback = self.saved[0]
+        if self.saved[1] is not None:
+            self.gnn.layers = self.saved[1]
         return False
 
 
